@@ -1,0 +1,1 @@
+"""Domain package shared by the Lambda functions: the upload contract, sharing agreements, routing."""

@@ -1,0 +1,182 @@
+"""What leaves the ingest function: the message an authority receives for each record, and the
+"file processed" event the notifier consumes. docs/schemas/ holds their generated JSON Schemas."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from birthnotify.record import ErrorCode, NotificationType
+
+MESSAGE_SCHEMA_VERSION: Literal["1"] = "1"
+
+
+class SharedRecord(BaseModel):
+    """The fields of a notification an agreement may allow; a message carries only the allowed ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baby_nhs_number: str | None = None
+    baby_date_of_birth: date | None = None
+    baby_time_of_birth: time | None = None
+    baby_sex: Literal["1", "2", "9", "X"] | None = None
+    birth_weight_grams: int | None = None
+    gestation_weeks: int | None = None
+    birth_order: int | None = None
+    number_of_babies: int | None = None
+    mother_nhs_number: str | None = None
+    mother_given_name: str | None = None
+    mother_family_name: str | None = None
+    mother_date_of_birth: date | None = None
+    address_line_1: str | None = None
+    address_line_2: str | None = None
+    address_line_3: str | None = None
+    address_line_4: str | None = None
+    postcode: str | None = None
+    residence_la_code: str | None = None
+    gp_practice_code: str | None = None
+
+
+class SourceFile(BaseModel):
+    """Where a record came from, so an authority can quote it back to the trust."""
+
+    trust_ods_code: str
+    key: str = Field(description="S3 key of the uploaded file.")
+    sha256: str = Field(description="SHA-256 of the file's bytes as uploaded.")
+    row: int = Field(description="1-based data row number (the header is not counted).")
+
+
+class AuthorityMessage(BaseModel):
+    """Body of one SQS message on an authority's queue: a single birth notification."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal["1"] = MESSAGE_SCHEMA_VERSION
+    agreement_id: str = Field(description="The sharing agreement under which the fields were shared.")
+    authority_gss_code: str
+    source: SourceFile
+    notification_id: str
+    notification_type: NotificationType
+    original_notification_id: str | None = None
+    record: SharedRecord = Field(description="Only the fields the agreement allows; others are absent.")
+
+
+class HeldReason(StrEnum):
+    """Why a valid record was parked in the held queue for a person to review."""
+
+    NO_AUTHORITY = "NO_AUTHORITY"
+    """Neither residence_la_code nor the postcode leads to a registered authority."""
+    POSTCODE_NOT_FOUND = "POSTCODE_NOT_FOUND"
+    """The postcode is not in the postcode directory and no residence_la_code was given."""
+    PSEUDO_POSTCODE = "PSEUDO_POSTCODE"
+    """A ZZ99 pseudo-postcode (no fixed abode, not known): a person must find the family's council."""
+    NO_AGREEMENT = "NO_AGREEMENT"
+    """The authority has no sharing agreement in force on the processing date."""
+
+
+class WithheldReason(StrEnum):
+    """Why a valid record is never forwarded (counted, and not kept anywhere)."""
+
+    STILLBIRTH = "STILLBIRTH"
+    RESTRICTED = "RESTRICTED"
+    SHARING_OBJECTION = "SHARING_OBJECTION"
+
+
+class HeldMessage(BaseModel):
+    """Body of a message on the held queue: enough for a reviewer to act, the full record included,
+    since the held queue is readable only by the operators' review role."""
+
+    schema_version: Literal["1"] = MESSAGE_SCHEMA_VERSION
+    reason: HeldReason
+    authority_gss_code: str | None = None
+    source: SourceFile
+    record: dict = Field(description="The validated notification, every field.")
+
+
+class RowError(BaseModel):
+    """One problem with one row, without the offending value."""
+
+    row: int
+    notification_id: str | None = None
+    field: str | None = None
+    code: ErrorCode
+    message: str
+
+
+class AuthorityCounts(BaseModel):
+    """Records forwarded to one authority from one file, by notification type."""
+
+    gss_code: str
+    name: str
+    agreement_id: str
+    new: int = 0
+    amend: int = 0
+    cancel: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.new + self.amend + self.cancel
+
+
+class HeldCount(BaseModel):
+    reason: HeldReason
+    authority_gss_code: str | None = None
+    authority_name: str | None = None
+    count: int
+
+
+class FileStatus(StrEnum):
+    PROCESSED = "PROCESSED"
+    REJECTED = "REJECTED"
+
+
+class FileOutcome(BaseModel):
+    """The reconciliation of one file: rows_in = forwarded + rejected + withheld + held."""
+
+    rows_in: int = 0
+    forwarded: int = 0
+    rejected: int = 0
+    withheld: int = 0
+    held: int = 0
+    authorities: list[AuthorityCounts] = []
+    held_by_reason: list[HeldCount] = []
+    withheld_by_reason: dict[WithheldReason, int] = {}
+    rejected_by_code: dict[ErrorCode, int] = {}
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.forwarded + self.rejected + self.withheld + self.held
+
+
+class FileError(BaseModel):
+    code: ErrorCode
+    message: str
+
+
+class FileProcessedEvent(BaseModel):
+    """Emitted once per processed (or rejected) file on the file-events queue, for the notifier.
+    Holds counts and references only: never personal data."""
+
+    schema_version: Literal["1"] = MESSAGE_SCHEMA_VERSION
+    event_id: str = Field(description="Stable per file content: a retry emits the same id.")
+    status: FileStatus
+    trust_ods_code: str | None
+    trust_name: str | None = None
+    bucket: str
+    key: str
+    sha256: str | None = None
+    processed_at: datetime
+    file_error: FileError | None = None
+    outcome: FileOutcome
+    report_key: str | None = None
+    rejected_rows_key: str | None = None
+
+
+class FileReport(FileProcessedEvent):
+    """reports/<trust>/<file>.json: the event plus every row error and the columns that were ignored."""
+
+    ignored_columns: list[str] = []
+    errors: list[RowError] = []

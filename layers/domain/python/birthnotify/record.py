@@ -1,0 +1,343 @@
+"""The upload contract: one birth notification as a trust sends it, and the stable error codes a row
+can fail with. docs/upload-contract.md and the JSON Schemas in docs/ are generated from this module."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from nhs_number import is_valid as _nhs_checksum_ok
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from birthnotify.codes import GSS_CODE, ODS_GP_PRACTICE
+
+
+class ErrorCode(StrEnum):
+    """Why a row (or a whole file) was rejected. Codes are stable: trusts may automate on them."""
+
+    # row level
+    REQUIRED = "REQUIRED"
+    NOTIFICATION_ID_INVALID = "NOTIFICATION_ID_INVALID"
+    NOTIFICATION_ID_DUPLICATE = "NOTIFICATION_ID_DUPLICATE"
+    NOTIFICATION_TYPE_INVALID = "NOTIFICATION_TYPE_INVALID"
+    ORIGINAL_ID_REQUIRED = "ORIGINAL_ID_REQUIRED"
+    ORIGINAL_ID_UNEXPECTED = "ORIGINAL_ID_UNEXPECTED"
+    NHS_NUMBER_FORMAT = "NHS_NUMBER_FORMAT"
+    NHS_NUMBER_CHECKSUM = "NHS_NUMBER_CHECKSUM"
+    DATE_INVALID = "DATE_INVALID"
+    DATE_IN_FUTURE = "DATE_IN_FUTURE"
+    BABY_TOO_OLD = "BABY_TOO_OLD"
+    MOTHER_AGE_IMPLAUSIBLE = "MOTHER_AGE_IMPLAUSIBLE"
+    TIME_INVALID = "TIME_INVALID"
+    SEX_CODE_INVALID = "SEX_CODE_INVALID"
+    NUMBER_INVALID = "NUMBER_INVALID"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    BIRTH_ORDER_EXCEEDS_BABIES = "BIRTH_ORDER_EXCEEDS_BABIES"
+    FLAG_INVALID = "FLAG_INVALID"
+    TEXT_TOO_LONG = "TEXT_TOO_LONG"
+    TEXT_CONTROL_CHARACTERS = "TEXT_CONTROL_CHARACTERS"
+    TEXT_INVALID = "TEXT_INVALID"
+    POSTCODE_INVALID = "POSTCODE_INVALID"
+    GSS_CODE_INVALID = "GSS_CODE_INVALID"
+    ODS_CODE_INVALID = "ODS_CODE_INVALID"
+    ROW_MALFORMED = "ROW_MALFORMED"
+    # file level
+    FILE_UNKNOWN_TRUST = "FILE_UNKNOWN_TRUST"
+    FILE_BAD_LOCATION = "FILE_BAD_LOCATION"
+    FILE_UNSUPPORTED_TYPE = "FILE_UNSUPPORTED_TYPE"
+    FILE_EMPTY = "FILE_EMPTY"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    FILE_ENCODING = "FILE_ENCODING"
+    FILE_NOT_GZIP = "FILE_NOT_GZIP"
+    FILE_MISSING_COLUMNS = "FILE_MISSING_COLUMNS"
+    FILE_NOT_CSV = "FILE_NOT_CSV"
+    FILE_NOT_JSONL = "FILE_NOT_JSONL"
+
+
+ERROR_HELP: dict[ErrorCode, str] = {
+    ErrorCode.REQUIRED: "The field is required and was empty or absent: fill it in.",
+    ErrorCode.NOTIFICATION_ID_INVALID: "Use 1-64 letters, digits, '.', '_', '-' or '/'.",
+    ErrorCode.NOTIFICATION_ID_DUPLICATE: "Another row of this file has the same notification_id; each row "
+    "needs its own (send corrections as AMEND with original_notification_id).",
+    ErrorCode.NOTIFICATION_TYPE_INVALID: "Use NEW, AMEND or CANCEL.",
+    ErrorCode.ORIGINAL_ID_REQUIRED: "AMEND and CANCEL rows must give original_notification_id, the id of "
+    "the NEW notification they change.",
+    ErrorCode.ORIGINAL_ID_UNEXPECTED: "A NEW row must leave original_notification_id empty.",
+    ErrorCode.NHS_NUMBER_FORMAT: "An NHS number has 10 digits (spaces and hyphens are allowed).",
+    ErrorCode.NHS_NUMBER_CHECKSUM: "The NHS number fails the modulus 11 check digit: check it for a typo.",
+    ErrorCode.DATE_INVALID: "Use a real date as YYYY-MM-DD (DD/MM/YYYY is also accepted).",
+    ErrorCode.DATE_IN_FUTURE: "The date is after the day the file was uploaded.",
+    ErrorCode.BABY_TOO_OLD: "The baby is older than the notification window allows at upload.",
+    ErrorCode.MOTHER_AGE_IMPLAUSIBLE: "The mother's date of birth gives an age at the birth outside 10-65.",
+    ErrorCode.TIME_INVALID: "Use a 24-hour time as HH:MM or HH:MM:SS.",
+    ErrorCode.SEX_CODE_INVALID: "Use the NHS Data Dictionary phenotypic sex code: 1, 2, 9 or X.",
+    ErrorCode.NUMBER_INVALID: "Use a whole number without units.",
+    ErrorCode.OUT_OF_RANGE: "The number is outside the plausible range given in the upload contract.",
+    ErrorCode.BIRTH_ORDER_EXCEEDS_BABIES: "birth_order cannot be greater than number_of_babies.",
+    ErrorCode.FLAG_INVALID: "Use Y or N.",
+    ErrorCode.TEXT_TOO_LONG: "The text is longer than the upload contract allows.",
+    ErrorCode.TEXT_CONTROL_CHARACTERS: "The text contains control characters (tabs, line breaks ...).",
+    ErrorCode.TEXT_INVALID: "Send text here, not a number, list or object.",
+    ErrorCode.POSTCODE_INVALID: "Use a full UK postcode such as LS1 4AP.",
+    ErrorCode.GSS_CODE_INVALID: "Use the ONS GSS code of the local authority, e.g. E08000035.",
+    ErrorCode.ODS_CODE_INVALID: "Use the ODS code of the GP practice: a letter and five digits.",
+    ErrorCode.ROW_MALFORMED: "The row is not a record (a JSON Lines row must be an object).",
+    ErrorCode.FILE_UNKNOWN_TRUST: "Upload under inbound/<your trust's ODS code>/; this code is not registered.",
+    ErrorCode.FILE_BAD_LOCATION: "Upload files to inbound/<your trust's ODS code>/<file name>.",
+    ErrorCode.FILE_UNSUPPORTED_TYPE: "Name the file .csv, .jsonl, .csv.gz or .jsonl.gz.",
+    ErrorCode.FILE_EMPTY: "The file has no records.",
+    ErrorCode.FILE_TOO_LARGE: "Split the file: it is over the size limit.",
+    ErrorCode.FILE_ENCODING: "Save the file as UTF-8.",
+    ErrorCode.FILE_NOT_GZIP: "The name ends in .gz but the content is not gzip-compressed.",
+    ErrorCode.FILE_MISSING_COLUMNS: "The header row lacks required columns (names are listed).",
+    ErrorCode.FILE_NOT_CSV: "The file could not be read as CSV (check quoting).",
+    ErrorCode.FILE_NOT_JSONL: "Every line of a .jsonl file must be one JSON object.",
+}
+
+
+class NotificationType(StrEnum):
+    NEW = "NEW"
+    AMEND = "AMEND"
+    CANCEL = "CANCEL"
+
+
+def _fail(code: ErrorCode, detail: str | None = None) -> PydanticCustomError:
+    # Messages never contain the rejected value: it may be personal data.
+    return PydanticCustomError(code.value, detail or ERROR_HELP[code])
+
+
+_NOTIFICATION_ID = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
+_NHS_SEPARATORS = str.maketrans("", "", " -")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_UK_DATE = re.compile(r"^(\d{2})/(\d{2})/(\d{4})$")
+_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
+_FLAGS = {"Y": True, "N": False, "YES": True, "NO": False}
+_SEX_CODES = {"1", "2", "9", "X"}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise _fail(ErrorCode.TEXT_INVALID)
+
+
+def _notification_id(value: Any) -> str:
+    value = _text(value).strip()
+    if not _NOTIFICATION_ID.match(value):
+        raise _fail(ErrorCode.NOTIFICATION_ID_INVALID)
+    return value
+
+
+def _notification_type(value: Any) -> NotificationType:
+    try:
+        return NotificationType(_text(value).strip().upper())
+    except ValueError:
+        raise _fail(ErrorCode.NOTIFICATION_TYPE_INVALID) from None
+
+
+def _nhs_number(value: Any) -> str:
+    digits = _text(value).translate(_NHS_SEPARATORS)
+    if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
+        raise _fail(ErrorCode.NHS_NUMBER_FORMAT)
+    if not _nhs_checksum_ok(digits):
+        raise _fail(ErrorCode.NHS_NUMBER_CHECKSUM)
+    return digits
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    text = _text(value).strip()
+    try:
+        if uk := _UK_DATE.match(text):
+            return date(int(uk[3]), int(uk[2]), int(uk[1]))
+        if len(text) == 10:
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise _fail(ErrorCode.DATE_INVALID)
+
+
+def _time(value: Any) -> time:
+    text = _text(value).strip()
+    if len(text) in (5, 8):
+        try:
+            return time.fromisoformat(text)
+        except ValueError:
+            pass
+    raise _fail(ErrorCode.TIME_INVALID)
+
+
+def _sex(value: Any) -> str:
+    code = _text(value).strip().upper()
+    if code not in _SEX_CODES:
+        raise _fail(ErrorCode.SEX_CODE_INVALID)
+    return code
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    flag = _FLAGS.get(_text(value).strip().upper())
+    if flag is None:
+        raise _fail(ErrorCode.FLAG_INVALID)
+    return flag
+
+
+def _whole_number(low: int, high: int):
+    def check(value: Any) -> int:
+        if isinstance(value, bool):
+            raise _fail(ErrorCode.NUMBER_INVALID)
+        if isinstance(value, int):
+            number = value
+        else:
+            text = _text(value).strip()
+            if not text.isascii() or not text.isdigit():
+                raise _fail(ErrorCode.NUMBER_INVALID)
+            number = int(text)
+        if not low <= number <= high:
+            raise _fail(ErrorCode.OUT_OF_RANGE, f"Must be between {low} and {high}.")
+        return number
+
+    return BeforeValidator(check)
+
+
+def _bounded_text(max_length: int):
+    def check(value: Any) -> str:
+        text = " ".join(_text(value).split(" ")).strip()
+        if _CONTROL.search(text):
+            raise _fail(ErrorCode.TEXT_CONTROL_CHARACTERS)
+        if len(text) > max_length:
+            raise _fail(ErrorCode.TEXT_TOO_LONG, f"At most {max_length} characters.")
+        if not text:
+            raise _fail(ErrorCode.REQUIRED)
+        return text
+
+    return BeforeValidator(check)
+
+
+def normalise_postcode(value: str) -> str | None:
+    """``"ls14ap"`` -> ``"LS1 4AP"``; None when it is not a UK postcode shape."""
+    compact = value.replace(" ", "").upper()
+    match = _POSTCODE.match(compact)
+    return f"{match[1]} {match[2]}" if match else None
+
+
+def _postcode(value: Any) -> str:
+    postcode = normalise_postcode(_text(value))
+    if postcode is None:
+        raise _fail(ErrorCode.POSTCODE_INVALID)
+    return postcode
+
+
+def _code(pattern: re.Pattern[str], code: ErrorCode):
+    def check(value: Any) -> str:
+        text = _text(value).strip().upper()
+        if not pattern.match(text):
+            raise _fail(code)
+        return text
+
+    return BeforeValidator(check)
+
+
+NotificationId = Annotated[str, BeforeValidator(_notification_id)]
+NhsNumber = Annotated[str, BeforeValidator(_nhs_number)]
+CalendarDate = Annotated[date, BeforeValidator(_date)]
+ClockTime = Annotated[time, BeforeValidator(_time)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Name = Annotated[str, _bounded_text(100)]
+AddressLine = Annotated[str, _bounded_text(100)]
+Postcode = Annotated[str, BeforeValidator(_postcode)]
+GssCode = Annotated[str, _code(GSS_CODE, ErrorCode.GSS_CODE_INVALID)]
+GpPracticeCode = Annotated[str, _code(ODS_GP_PRACTICE, ErrorCode.ODS_CODE_INVALID)]
+SexCode = Annotated[Literal["1", "2", "9", "X"], BeforeValidator(_sex)]
+
+MOTHER_AGE_YEARS = (10, 65)
+
+
+class BirthNotification(BaseModel):
+    """One row of an upload file: a birth as the trust records it.
+
+    Empty values count as absent. Flags take Y or N; dates YYYY-MM-DD (or DD/MM/YYYY).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    notification_id: NotificationId = Field(description="The trust's unique id for this notification.")
+    notification_type: Annotated[NotificationType, BeforeValidator(_notification_type)] = Field(
+        description="NEW, AMEND (replaces an earlier notification) or CANCEL (withdraws one)."
+    )
+    original_notification_id: NotificationId | None = Field(
+        None, description="For AMEND and CANCEL: the notification_id of the NEW notification they change."
+    )
+    baby_nhs_number: NhsNumber = Field(description="10 digits, modulus 11 check digit.")
+    baby_date_of_birth: CalendarDate
+    baby_time_of_birth: ClockTime | None = Field(None, description="24-hour HH:MM[:SS].")
+    baby_sex: SexCode = Field(
+        description="NHS Data Dictionary person phenotypic sex: 1 male, 2 female, 9 indeterminate, X not known."
+    )
+    birth_weight_grams: Annotated[int, _whole_number(200, 7000)]
+    gestation_weeks: Annotated[int, _whole_number(20, 45)]
+    birth_order: Annotated[int, _whole_number(1, 8)] = Field(description="1 for a single birth or first-born.")
+    number_of_babies: Annotated[int, _whole_number(1, 8)] = Field(description="Babies born in this delivery.")
+    live_birth: Flag = Field(description="N for a stillbirth: such records are withheld, never forwarded.")
+    mother_nhs_number: NhsNumber | None = None
+    mother_given_name: Name
+    mother_family_name: Name
+    mother_date_of_birth: CalendarDate | None = None
+    address_line_1: AddressLine
+    address_line_2: AddressLine | None = None
+    address_line_3: AddressLine | None = None
+    address_line_4: AddressLine | None = None
+    postcode: Postcode = Field(description="UK postcode of the baby's residence, normalised to 'LS1 4AP'.")
+    residence_la_code: GssCode | None = Field(
+        None, description="ONS GSS code of the council where the baby lives; optional when the postcode resolves."
+    )
+    gp_practice_code: GpPracticeCode | None = Field(None, description="ODS code of the registered GP practice.")
+    restricted: Flag = Field(description="Y for a PDS-restricted (flagged sensitive) record: withheld.")
+    sharing_objection: Flag = Field(description="Y when a parent objected to sharing: withheld.")
+
+
+def cross_field_errors(
+    record: BirthNotification, upload_day: date, max_baby_age_days: int
+) -> list[tuple[str, ErrorCode, str | None]]:
+    """Rules that involve more than one field or the upload day, each as (field to fix, code, detail)."""
+    errors: list[tuple[str, ErrorCode, str | None]] = []
+    if record.notification_type is NotificationType.NEW:
+        if record.original_notification_id is not None:
+            errors.append(("original_notification_id", ErrorCode.ORIGINAL_ID_UNEXPECTED, None))
+    elif record.original_notification_id is None:
+        errors.append(("original_notification_id", ErrorCode.ORIGINAL_ID_REQUIRED, None))
+    if record.birth_order > record.number_of_babies:
+        errors.append(("birth_order", ErrorCode.BIRTH_ORDER_EXCEEDS_BABIES, None))
+    if record.baby_date_of_birth > upload_day:
+        errors.append(("baby_date_of_birth", ErrorCode.DATE_IN_FUTURE, None))
+    elif record.baby_date_of_birth < upload_day - timedelta(days=max_baby_age_days):
+        errors.append(
+            ("baby_date_of_birth", ErrorCode.BABY_TOO_OLD, f"More than {max_baby_age_days} days before upload.")
+        )
+    mother_dob = record.mother_date_of_birth
+    if mother_dob is not None:
+        if mother_dob > upload_day:
+            errors.append(("mother_date_of_birth", ErrorCode.DATE_IN_FUTURE, None))
+        else:
+            age_years = (record.baby_date_of_birth - mother_dob).days / 365.25
+            if not MOTHER_AGE_YEARS[0] <= age_years <= MOTHER_AGE_YEARS[1]:
+                errors.append(("mother_date_of_birth", ErrorCode.MOTHER_AGE_IMPLAUSIBLE, None))
+    return errors
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(BirthNotification.model_fields)
+REQUIRED_FIELDS: frozenset[str] = frozenset(n for n, f in BirthNotification.model_fields.items() if f.is_required())
+CONTROL_FIELDS: frozenset[str] = frozenset(
+    {"notification_id", "notification_type", "original_notification_id", "live_birth", "restricted",
+     "sharing_objection"}
+)
+"""Fields that steer the pipeline; the identifiers travel in every message's envelope, the flags never."""
+SHAREABLE_FIELDS: frozenset[str] = frozenset(RECORD_FIELDS) - CONTROL_FIELDS
+"""Fields a sharing agreement may allow."""

@@ -1,0 +1,187 @@
+"""The registry: trusts, authorities and their sharing agreements, validated when loaded.
+
+It is one TOML file under version control (config/registry.toml). The ingest function reads it to route
+and filter records; the CDK stack reads the same file to create one queue, key and role per authority and
+one upload role per trust.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from birthnotify.codes import GSS_CODE, ODS_ORGANISATION, is_district, is_upper_tier
+from birthnotify.record import SHAREABLE_FIELDS
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
+_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$")
+
+
+def _check(pattern: re.Pattern[str], what: str):
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not a valid {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+GssCode = Annotated[str, _check(GSS_CODE, "ONS GSS code (a country letter and eight digits)")]
+OdsCode = Annotated[str, _check(ODS_ORGANISATION, "ODS organisation code")]
+Email = Annotated[str, _check(_EMAIL, "email address")]
+AgreementId = Annotated[str, _check(_AGREEMENT_ID, "agreement id (letters, digits, . _ -)")]
+PrincipalArn = Annotated[str, _check(_PRINCIPAL, "IAM principal ARN (account root, role or user)")]
+
+
+class NotificationMode(StrEnum):
+    PER_FILE = "per_file"
+    DIGEST = "digest"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SharingAgreement(_Strict):
+    """What one authority may receive, why, and for how long."""
+
+    id: AgreementId
+    purpose: str = Field(min_length=10)
+    valid_from: date
+    valid_to: date | None = None
+    allowed_fields: frozenset[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SharingAgreement:
+        unknown = sorted(self.allowed_fields - SHAREABLE_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"agreement {self.id}: allowed_fields has unknown or unshareable fields {unknown}; "
+                f"choose from {sorted(SHAREABLE_FIELDS)}"
+            )
+        if self.valid_to is not None and self.valid_to < self.valid_from:
+            raise ValueError(f"agreement {self.id}: valid_to {self.valid_to} is before valid_from")
+        return self
+
+    def in_force_on(self, day: date) -> bool:
+        return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
+
+
+class Authority(_Strict):
+    """A council that runs children's services, with the districts it serves in a two-tier area."""
+
+    gss_code: GssCode
+    name: str = Field(min_length=2)
+    contact_emails: list[Email] = Field(min_length=1)
+    districts: list[GssCode] = []
+    consumer_principals: list[PrincipalArn] = []
+    notification_mode: NotificationMode = NotificationMode.PER_FILE
+    agreements: list[SharingAgreement] = []
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Authority:
+        if not is_upper_tier(self.gss_code):
+            raise ValueError(
+                f"authority {self.gss_code}: only upper-tier councils (E06, E08, E09, E10, W06, S12, N09) "
+                "run children's services; list a district (E07) under its county's districts"
+            )
+        not_districts = [code for code in self.districts if not is_district(code)]
+        if not_districts:
+            raise ValueError(f"authority {self.gss_code}: districts must be E07 codes, not {not_districts}")
+        ordered = sorted(self.agreements, key=lambda a: a.valid_from)
+        for earlier, later in zip(ordered, ordered[1:], strict=False):
+            if earlier.valid_to is None or earlier.valid_to >= later.valid_from:
+                raise ValueError(
+                    f"authority {self.gss_code}: agreements {earlier.id} and {later.id} overlap; "
+                    "end the earlier one the day before the later one starts"
+                )
+        return self
+
+    def agreement_on(self, day: date) -> SharingAgreement | None:
+        """The agreement in force on ``day``, if any (agreements never overlap)."""
+        return next((a for a in self.agreements if a.in_force_on(day)), None)
+
+
+class Trust(_Strict):
+    """An NHS trust allowed to upload under ``inbound/<ods_code>/``."""
+
+    ods_code: OdsCode
+    name: str = Field(min_length=2)
+    contact_emails: list[Email] = Field(min_length=1)
+    uploader_principals: list[PrincipalArn] = []
+
+
+class PostcodeDirectoryColumns(_Strict):
+    """Column names of an ONS postcode directory (NSPL/ONSPD) release; the first present one is used,
+    because ONS renames them between releases (laua, lad25cd, lad26cd ...)."""
+
+    file: str = "postcodes.csv"
+    postcode: list[str] = ["pcds", "pcd", "pcd7", "pcd8", "postcode"]
+    district: list[str] = ["lad26cd", "lad25cd", "lad24cd", "lad23cd", "laua", "oslaua"]
+    county: list[str] = ["cty26cd", "cty25cd", "cty24cd", "cty23cd", "cty"]
+
+
+class Registry(_Strict):
+    """Every trust and authority the pipeline serves."""
+
+    schema_version: Literal[1]
+    operator_emails: list[Email] = Field(min_length=1)
+    postcode_directory: PostcodeDirectoryColumns = PostcodeDirectoryColumns()
+    trusts: list[Trust] = Field(min_length=1)
+    authorities: list[Authority] = Field(min_length=1)
+    _trusts: dict[str, Trust] = PrivateAttr(default_factory=dict)
+    _routes: dict[str, Authority] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Registry:
+        def duplicates(values: list[str]) -> list[str]:
+            seen: set[str] = set()
+            return sorted({v for v in values if v in seen or seen.add(v)})
+
+        for what, values in (
+            ("trust ods_code", [t.ods_code for t in self.trusts]),
+            ("authority gss_code", [a.gss_code for a in self.authorities]),
+            ("district (listed under two counties)", [d for a in self.authorities for d in a.districts]),
+            ("agreement id", [g.id for a in self.authorities for g in a.agreements]),
+        ):
+            if dup := duplicates(values):
+                raise ValueError(f"registry: duplicate {what}: {dup}")
+        return self
+
+    def trust(self, ods_code: str) -> Trust | None:
+        return self._trusts.get(ods_code)
+
+    def authority(self, gss_code: str) -> Authority | None:
+        """The authority that runs children's services for a council code (a district's county)."""
+        return self._routes.get(gss_code)
+
+    def model_post_init(self, __context: object) -> None:
+        self._trusts = {t.ods_code: t for t in self.trusts}
+        self._routes = {a.gss_code: a for a in self.authorities}
+        self._routes.update({d: a for a in self.authorities for d in a.districts})
+
+
+class RegistryError(ValueError):
+    """The registry file is missing or invalid; the message says where and how to fix it."""
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Read and validate the registry TOML file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RegistryError(f"registry file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"registry file {path} is not valid TOML: {exc}") from exc
+    try:
+        return Registry.model_validate(raw)
+    except ValueError as exc:
+        raise RegistryError(f"registry file {path} is invalid:\n{exc}") from exc
