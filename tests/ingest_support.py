@@ -1,0 +1,138 @@
+"""Fixtures for driving the ingest function against moto: the resources the stack would create, the
+S3 -> SQS notification, and a poller that invokes the handler as Lambda's event source mapping does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from birthnotify.registry import load_registry
+from birthnotify.settings import Env, authority_queue_name
+from birthnotify_cli.lambda_shim import LambdaContext, load_handler_module, sqs_event
+from birthnotify_cli.synthetic import SyntheticRows, load_postcodes_by_district, synthetic_nhs_number, to_bytes
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY_PATH = ROOT / "config" / "registry.toml"
+QUEUE_PREFIX = "birthnotify-test"
+INBOUND, REPORTS = "test-inbound", "test-reports"
+
+
+@dataclass
+class IngestStack:
+    """The moto resources and the handler, with helpers to upload as a trust and run the pipeline."""
+
+    s3: Any
+    sqs: Any
+    dynamodb: Any
+    handler: Any
+    ingest_queue_url: str
+    ingest_queue_arn: str
+    held_queue_url: str
+    events_queue_url: str
+    authority_queue_urls: dict[str, str]
+    invocations: list[dict] = field(default_factory=list)
+
+    def upload(self, trust: str, name: str, body: bytes) -> str:
+        key = f"inbound/{trust}/{name}"
+        self.s3.put_object(Bucket=INBOUND, Key=key, Body=body)
+        return key
+
+    def run(self, batch_size: int = 5, context: LambdaContext | None = None, max_polls: int = 20) -> list[dict]:
+        """Poll the ingest queue and invoke the handler until it is empty; returns each response."""
+        responses = []
+        for _ in range(max_polls):
+            messages = self.sqs.receive_message(QueueUrl=self.ingest_queue_url, MaxNumberOfMessages=batch_size,
+                                                AttributeNames=["All"], VisibilityTimeout=0 if False else 30
+                                                ).get("Messages", [])
+            if not messages:
+                break
+            event = sqs_event(messages, self.ingest_queue_arn)
+            response = self.handler.handler(event, context or LambdaContext(function_name="ingest"))
+            responses.append(response)
+            failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    self.sqs.delete_message(QueueUrl=self.ingest_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return responses
+
+    def drain(self, queue_url: str) -> list[dict]:
+        """Receive and delete every message on a queue; returns the parsed bodies in order."""
+        bodies = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                                AttributeNames=["All"]).get("Messages", [])
+            if not messages:
+                return bodies
+            for message in messages:
+                bodies.append(json.loads(message["Body"]) | {"_attributes": message.get("Attributes", {})})
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def report(self, trust: str, name: str) -> dict:
+        return json.loads(self.s3.get_object(Bucket=REPORTS, Key=f"reports/{trust}/{name}.json")["Body"].read())
+
+    def rejected_csv(self, trust: str, name: str) -> str:
+        return self.s3.get_object(Bucket=REPORTS, Key=f"reports/{trust}/{name}.rejected.csv")["Body"].read().decode()
+
+
+@pytest.fixture
+def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
+    with mock_aws():
+        s3 = boto3.client("s3")
+        sqs = boto3.client("sqs")
+        dynamodb = boto3.resource("dynamodb")
+        for bucket in (INBOUND, REPORTS):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+        ingest_url = sqs.create_queue(QueueName="test-ingest")["QueueUrl"]
+        ingest_arn = sqs.get_queue_attributes(QueueUrl=ingest_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.put_bucket_notification_configuration(Bucket=INBOUND, NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": ingest_arn, "Events": ["s3:ObjectCreated:*"],
+                                     "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbound/"}]}}}]
+        })
+        held_url = sqs.create_queue(QueueName="test-held")["QueueUrl"]
+        events_url = sqs.create_queue(QueueName="test-file-events")["QueueUrl"]
+        authority_urls = {
+            authority.gss_code: sqs.create_queue(
+                QueueName=authority_queue_name(QUEUE_PREFIX, authority.gss_code),
+                Attributes={"FifoQueue": "true"},
+            )["QueueUrl"]
+            for authority in load_registry(REGISTRY_PATH).authorities
+        }
+        dynamodb.create_table(
+            TableName="test-state", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        )
+        for name, value in {
+            Env.REGISTRY_PATH: str(REGISTRY_PATH), Env.INBOUND_BUCKET: INBOUND, Env.REPORTS_BUCKET: REPORTS,
+            Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX, Env.HELD_QUEUE_URL: held_url,
+            Env.FILE_EVENTS_QUEUE_URL: events_url, Env.STATE_TABLE: "test-state", Env.STAGE: "test",
+        }.items():
+            monkeypatch.setenv(name, value)
+        handler = load_handler_module(ROOT / "functions" / "ingest" / "handler.py")
+        stack = IngestStack(s3, sqs, dynamodb, handler, ingest_url, ingest_arn, held_url, events_url, authority_urls)
+        stack.drain(ingest_url)  # the s3:TestEvent moto sends when notifications are configured
+        yield stack
+
+
+@pytest.fixture
+def rows_factory() -> Any:
+    """Synthetic valid rows for a given upload day, in chosen councils."""
+    postcodes = load_postcodes_by_district(ROOT / "config" / "postcodes.csv")
+
+    def make(count: int, upload_day: date, districts: dict[str, float] | None = None, seed: int = 7) -> list[dict]:
+        from birthnotify_cli.synthetic import Mix
+
+        generator = SyntheticRows(postcodes, upload_day, seed=seed, mix=Mix(districts=districts or {}),
+                                  held_districts=("E08000003",))
+        return list(generator.rows(count))
+
+    return make
+
+
+__all__ = ["IngestStack", "synthetic_nhs_number", "to_bytes"]
