@@ -1,4 +1,5 @@
 # Everything runs from a project-local virtual environment and node_modules, created on first use.
+# The venv is constrained to the Lambda layer's pins, so tests run the versions that are deployed.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,7 +23,8 @@ help:
 $(BIN)/.installed: pyproject.toml layers/dependencies/requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	mkdir -p build && sed 's/\[[^]]*\]//' layers/dependencies/requirements.txt > build/layer-constraints.txt
+	$(BIN)/pip install --quiet -e '.[dev]' -c build/layer-constraints.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from birthnotify.registry import load_registry
 from birthnotify.settings import Env, authority_queue_name
 from birthnotify_cli.lambda_shim import LambdaContext, load_handler_module, sqs_event
@@ -44,17 +45,24 @@ class IngestStack:
         self.s3.put_object(Bucket=INBOUND, Key=key, Body=body)
         return key
 
-    def run(self, batch_size: int = 5, context: LambdaContext | None = None, max_polls: int = 20) -> list[dict]:
-        """Poll the ingest queue and invoke the handler until it is empty; returns each response."""
+    def run(self, batch_size: int = 5, context: LambdaContext | None = None, max_polls: int = 20,
+            visibility_timeout: int = 30) -> list[dict]:
+        """Poll the ingest queue and invoke the handler until it is empty; returns each response.
+        A failed message stays invisible for ``visibility_timeout`` seconds, as SQS would keep it."""
         responses = []
         for _ in range(max_polls):
             messages = self.sqs.receive_message(QueueUrl=self.ingest_queue_url, MaxNumberOfMessages=batch_size,
-                                                AttributeNames=["All"], VisibilityTimeout=0 if False else 30
+                                                AttributeNames=["All"], VisibilityTimeout=visibility_timeout,
                                                 ).get("Messages", [])
             if not messages:
                 break
             event = sqs_event(messages, self.ingest_queue_arn)
-            response = self.handler.handler(event, context or LambdaContext(function_name="ingest"))
+            try:
+                response = self.handler.handler(event, context or LambdaContext(function_name="ingest"))
+            except BatchProcessingError:
+                # Powertools raises when every record failed; Lambda then returns the whole batch to the queue.
+                response = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages],
+                            "raised": True}
             responses.append(response)
             failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
             for message in messages:

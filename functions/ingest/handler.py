@@ -59,6 +59,7 @@ def _record_handler(record: SQSRecord, context: LambdaContext) -> None:
         try:
             summary = ingest.ingest(obj, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS)
         except FileIncomplete:
+            metrics.add_metric(name="FilesInterrupted", unit=MetricUnit.Count, value=1)
             _resume_soon(record)
             raise
         _count(summary)

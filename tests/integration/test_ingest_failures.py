@@ -1,0 +1,143 @@
+"""What happens when SQS refuses records or the function runs out of time: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from birthnotify.ingest import london_day
+from birthnotify_cli.lambda_shim import LambdaContext
+from birthnotify_cli.synthetic import to_bytes
+
+LEEDS, KENT = "E08000035", "E10000016"
+MAIDSTONE = "E07000110"
+
+
+def today():
+    return london_day(datetime.now(UTC))
+
+
+class FlakySqs:
+    """The real (moto) SQS client, except that chosen queues refuse some or all entries of a batch."""
+
+    def __init__(self, real, refuse) -> None:
+        self._real = real
+        self.refuse = refuse  # (queue_url, attempt number for that queue) -> how many entries to refuse
+        self.attempts: Counter[str] = Counter()
+        self.refused = 0
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def send_message_batch(self, QueueUrl, Entries):  # noqa: N803 (boto3's names)
+        self.attempts[QueueUrl] += 1
+        refused = min(len(Entries), self.refuse(QueueUrl, self.attempts[QueueUrl]))
+        self.refused += refused
+        accepted = self._real.send_message_batch(QueueUrl=QueueUrl, Entries=Entries[refused:])
+        failed = [{"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"}
+                  for entry in Entries[:refused]]
+        return {"Successful": accepted.get("Successful", []), "Failed": failed}
+
+
+def install_sqs(stack, refuse) -> FlakySqs:
+    service = stack.handler.service()
+    service._sleep = lambda seconds: None
+    flaky = service._sqs = FlakySqs(service._sqs, refuse)
+    return flaky
+
+
+def notification_ids(bodies):
+    return Counter(body["notification_id"] for body in bodies)
+
+
+def test_only_refused_entries_are_retried_and_each_record_arrives_once(ingest_stack, rows_factory):
+    rows = rows_factory(47, today(), districts={LEEDS: 1})
+    leeds = ingest_stack.authority_queue_urls[LEEDS]
+    # Every first attempt at a Leeds batch has its first three entries refused.
+    flaky = install_sqs(ingest_stack, lambda url, attempt: 3 if url == leeds and attempt % 2 == 1 else 0)
+    ingest_stack.upload("RX1", "flaky.csv", to_bytes(rows, "x.csv"))
+
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+
+    assert flaky.refused == 15  # five batches (10, 10, 10, 10, 7), three refused from each
+    assert notification_ids(ingest_stack.drain(leeds)) == Counter(row["notification_id"] for row in rows)
+    outcome = ingest_stack.report("RX1", "flaky.csv")["outcome"]
+    assert (outcome["rows_in"], outcome["forwarded"]) == (47, 47)
+
+
+def test_a_file_sqs_keeps_refusing_fails_alone_and_completes_on_retry(ingest_stack, rows_factory):
+    leeds_rows = rows_factory(12, today(), districts={LEEDS: 1}, seed=1)
+    kent_rows = rows_factory(25, today(), districts={MAIDSTONE: 1}, seed=2)
+    for row in kent_rows:
+        row["notification_id"] = "K" + row["notification_id"]
+    kent = ingest_stack.authority_queue_urls[KENT]
+    # Kent's queue accepts the first batch, then refuses everything (an outage that outlasts the retries).
+    flaky = install_sqs(ingest_stack, lambda url, attempt: 0 if url != kent or attempt == 1 else 10)
+    ingest_stack.upload("RX1", "leeds.csv", to_bytes(leeds_rows, "x.csv"))
+    ingest_stack.upload("RX2", "kent.csv", to_bytes(kent_rows, "x.csv"))
+
+    messages = ingest_stack.sqs.receive_message(QueueUrl=ingest_stack.ingest_queue_url, MaxNumberOfMessages=10,
+                                                VisibilityTimeout=0, AttributeNames=["All"])["Messages"]
+    assert len(messages) == 2
+    [first] = ingest_stack.run(batch_size=10, max_polls=1, visibility_timeout=0)
+    [failure] = first["batchItemFailures"]
+    failed_key = next(m["Body"] for m in messages if m["MessageId"] == failure["itemIdentifier"])
+    assert "kent.csv" in failed_key
+
+    # The good file went through; the failed one has no report, so nothing claims it was forwarded.
+    assert ingest_stack.report("RX1", "leeds.csv")["outcome"]["forwarded"] == 12
+    with pytest.raises(ingest_stack.s3.exceptions.NoSuchKey):
+        ingest_stack.report("RX2", "kent.csv")
+    [event] = ingest_stack.drain(ingest_stack.events_queue_url)
+    assert event["key"] == "inbound/RX1/leeds.csv"
+
+    # SQS recovers; the message becomes visible again and the retry completes the file.
+    flaky.refuse = lambda url, attempt: 0
+    [retry] = ingest_stack.run(batch_size=10)
+    assert retry == {"batchItemFailures": []}
+    # The first batch of ten was sent twice, but with the same deduplication ids: Kent sees each record once.
+    assert notification_ids(ingest_stack.drain(kent)) == Counter(row["notification_id"] for row in kent_rows)
+    outcome = ingest_stack.report("RX2", "kent.csv")["outcome"]
+    assert (outcome["rows_in"], outcome["forwarded"]) == (25, 25)
+
+
+class RunsOutOfTime(LambdaContext):
+    """A context whose remaining time falls below the stop margin after a number of checks."""
+
+    def __init__(self, checks_before_timeout: int) -> None:
+        super().__init__(function_name="ingest")
+        self.checks_left = checks_before_timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.checks_left -= 1
+        return 900_000 if self.checks_left >= 0 else 30_000
+
+
+def test_a_file_interrupted_by_the_timeout_resumes_without_loss_or_duplicates(ingest_stack, rows_factory,
+                                                                              monkeypatch):
+    monkeypatch.setattr(ingest_stack.handler, "RESUME_DELAY_SECONDS", 0)
+    rows = rows_factory(450, today(), districts={LEEDS: 2, MAIDSTONE: 1})
+    ingest_stack.upload("RX1", "big.csv", to_bytes(rows, "x.csv"))
+
+    # The pipeline checks the time every 200 rows (Powertools asks too); time runs short part-way through.
+    first = ingest_stack.run(context=RunsOutOfTime(checks_before_timeout=2), max_polls=1)
+    assert len(first[0]["batchItemFailures"]) == 1
+    assert ingest_stack.drain(ingest_stack.events_queue_url) == []  # not finished: no report, no event
+    leeds_so_far = ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])
+    kent_so_far = ingest_stack.drain(ingest_stack.authority_queue_urls[KENT])
+    sent_before_stop = len(leeds_so_far) + len(kent_so_far)
+    assert sent_before_stop % 200 == 0 and 0 < sent_before_stop < 450
+
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+
+    leeds = leeds_so_far + ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])
+    kent = kent_so_far + ingest_stack.drain(ingest_stack.authority_queue_urls[KENT])
+    assert notification_ids(leeds + kent) == Counter(row["notification_id"] for row in rows)
+    assert [body["source"]["row"] for body in leeds] == sorted(body["source"]["row"] for body in leeds)
+    report = ingest_stack.report("RX1", "big.csv")
+    counts = {a["gss_code"]: a["new"] for a in report["outcome"]["authorities"]}
+    assert counts == {LEEDS: len(leeds), KENT: len(kent)}
+    assert report["outcome"]["rows_in"] == report["outcome"]["forwarded"] == 450
+    [event] = ingest_stack.drain(ingest_stack.events_queue_url)
+    assert event["status"] == "PROCESSED"
