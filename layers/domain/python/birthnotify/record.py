@@ -276,39 +276,51 @@ class BirthNotification(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
-    notification_id: NotificationId = Field(description="The trust's unique id for this notification.")
+    notification_id: NotificationId = Field(
+        description="The trust's unique id for this notification: 1-64 of A-Z a-z 0-9 . _ - /, unique in the file."
+    )
     notification_type: Annotated[NotificationType, BeforeValidator(_notification_type)] = Field(
         description="NEW, AMEND (replaces an earlier notification) or CANCEL (withdraws one)."
     )
     original_notification_id: NotificationId | None = Field(
         None, description="For AMEND and CANCEL: the notification_id of the NEW notification they change."
     )
-    baby_nhs_number: NhsNumber = Field(description="10 digits, modulus 11 check digit.")
-    baby_date_of_birth: CalendarDate
+    baby_nhs_number: NhsNumber = Field(description="10 digits with a modulus 11 check digit; spaces and hyphens "
+                                       "are removed.")
+    baby_date_of_birth: CalendarDate = Field(description="YYYY-MM-DD (or DD/MM/YYYY); not after the upload day "
+                                             "and within the notification window (366 days by default).")
     baby_time_of_birth: ClockTime | None = Field(None, description="24-hour HH:MM[:SS].")
     baby_sex: SexCode = Field(
         description="NHS Data Dictionary person phenotypic sex: 1 male, 2 female, 9 indeterminate, X not known."
     )
-    birth_weight_grams: Annotated[int, _whole_number(200, 7000)]
-    gestation_weeks: Annotated[int, _whole_number(20, 45)]
-    birth_order: Annotated[int, _whole_number(1, 8)] = Field(description="1 for a single birth or first-born.")
-    number_of_babies: Annotated[int, _whole_number(1, 8)] = Field(description="Babies born in this delivery.")
-    live_birth: Flag = Field(description="N for a stillbirth: such records are withheld, never forwarded.")
-    mother_nhs_number: NhsNumber | None = None
-    mother_given_name: Name
-    mother_family_name: Name
-    mother_date_of_birth: CalendarDate | None = None
-    address_line_1: AddressLine
-    address_line_2: AddressLine | None = None
-    address_line_3: AddressLine | None = None
-    address_line_4: AddressLine | None = None
-    postcode: Postcode = Field(description="UK postcode of the baby's residence, normalised to 'LS1 4AP'.")
-    residence_la_code: GssCode | None = Field(
-        None, description="ONS GSS code of the council where the baby lives; optional when the postcode resolves."
+    birth_weight_grams: Annotated[int, _whole_number(200, 7000)] = Field(description="Whole grams, no units.")
+    gestation_weeks: Annotated[int, _whole_number(20, 45)] = Field(description="Completed weeks of gestation.")
+    birth_order: Annotated[int, _whole_number(1, 8)] = Field(
+        description="1 for a single birth or first-born; not more than number_of_babies."
     )
-    gp_practice_code: GpPracticeCode | None = Field(None, description="ODS code of the registered GP practice.")
-    restricted: Flag = Field(description="Y for a PDS-restricted (flagged sensitive) record: withheld.")
-    sharing_objection: Flag = Field(description="Y when a parent objected to sharing: withheld.")
+    number_of_babies: Annotated[int, _whole_number(1, 8)] = Field(description="Babies born in this delivery.")
+    live_birth: Flag = Field(description="Y or N; N for a stillbirth: such records are withheld, never forwarded.")
+    mother_nhs_number: NhsNumber | None = Field(None, description="As baby_nhs_number.")
+    mother_given_name: Name = Field(description="At most 100 characters, no control characters.")
+    mother_family_name: Name = Field(description="At most 100 characters, no control characters.")
+    mother_date_of_birth: CalendarDate | None = Field(
+        None, description="YYYY-MM-DD (or DD/MM/YYYY); the mother's age at the birth must be 10-65."
+    )
+    address_line_1: AddressLine = Field(description="Residence address, at most 100 characters; line breaks "
+                                        "inside a line become ', '.")
+    address_line_2: AddressLine | None = Field(None, description="As address_line_1.")
+    address_line_3: AddressLine | None = Field(None, description="As address_line_1.")
+    address_line_4: AddressLine | None = Field(None, description="As address_line_1.")
+    postcode: Postcode = Field(description="UK postcode of the baby's residence, any case and spacing, "
+                                 "normalised to 'LS1 4AP'.")
+    residence_la_code: GssCode | None = Field(
+        None, description="ONS GSS code of the council where the baby lives, e.g. E08000035; optional when "
+        "the postcode resolves. A district (E07) routes to its county."
+    )
+    gp_practice_code: GpPracticeCode | None = Field(None, description="ODS code of the registered GP practice: a "
+                                                        "letter and five digits.")
+    restricted: Flag = Field(description="Y or N; Y for a PDS-restricted (flagged sensitive) record: withheld.")
+    sharing_objection: Flag = Field(description="Y or N; Y when a parent objected to sharing: withheld.")
 
 
 def cross_field_errors(

@@ -1,0 +1,261 @@
+"""`birthnotify`: the command line for trusts (validate), authorities (consume), testers (generate) and
+the team (demo, local serve, contracts, registry check).
+
+Exit codes: 0 success; 1 some rows or messages were not accepted; 2 usage error; 3 the file was
+rejected as a whole; 4 configuration error (registry, postcode directory, AWS access).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+EXIT_OK, EXIT_ROWS, EXIT_USAGE, EXIT_FILE, EXIT_CONFIG = 0, 1, 2, 3, 4
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_REGISTRY = ROOT / "config" / "registry.toml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="birthnotify", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check a file against the upload contract, offline",
+                                   description="Check a notification file before uploading it: prints the same "
+                                   "per-row errors and outcome counts the pipeline would report. Nothing is sent.")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--trust", required=True, help="your trust's ODS code (the upload folder)")
+    validate.add_argument("--upload-day", type=date.fromisoformat, default=None,
+                          help="judge dates as if uploaded on this day (default: today)")
+    validate.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
+    validate.add_argument("--json", action="store_true", help="print the result as JSON")
+    validate.set_defaults(run=_validate)
+
+    consume = commands.add_parser("consume", help="receive an authority's records into a CSV or JSONL file",
+                                  description="Long-poll an authority's queue and append its records to a file. "
+                                  "Messages are deleted only after the file is written and synced; safe to "
+                                  "interrupt and re-run (no loss, no duplicates).")
+    consume.add_argument("--queue-url", required=True)
+    consume.add_argument("--output", type=Path, required=True, help="file to append to (.csv or .jsonl)")
+    consume.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --output")
+    consume.add_argument("--wait", type=int, default=20, help="long-poll seconds (default 20)")
+    consume.add_argument("--follow", action="store_true", help="keep polling until interrupted")
+    consume.add_argument("--endpoint-url", default=None, help="e.g. the local cloud's URL")
+    consume.set_defaults(run=_consume)
+
+    generate = commands.add_parser("generate", help="write a synthetic notification file",
+                                   description="Invented people, NHS numbers from the 999 test range.")
+    generate.add_argument("output", type=Path, help=".csv, .jsonl, optionally .gz")
+    generate.add_argument("--rows", type=int, default=1000)
+    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("--upload-day", type=date.fromisoformat, default=None)
+    generate.add_argument("--invalid", type=float, default=0.05, help="share of rows with an error")
+    generate.add_argument("--withheld", type=float, default=0.03)
+    generate.add_argument("--held", type=float, default=0.02)
+    generate.add_argument("--amend-cancel", type=float, default=0.03)
+    generate.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
+    generate.set_defaults(run=_generate)
+
+    contracts = commands.add_parser("contracts", help="generate the data contracts from the models")
+    mode = contracts.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", type=Path, metavar="DIR")
+    mode.add_argument("--check", type=Path, metavar="DIR")
+    contracts.set_defaults(run=_contracts)
+
+    registry = commands.add_parser("registry", help="check the registry file")
+    registry.add_argument("action", choices=("check",))
+    registry.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
+    registry.set_defaults(run=_registry_check)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline on the embedded local cloud")
+    demo.add_argument("--rows", type=int, default=600)
+    demo.add_argument("--output", type=Path, default=Path("demo-output"))
+    demo.set_defaults(run=_demo)
+
+    local = commands.add_parser("local", help="the local cloud (moto)")
+    local_commands = local.add_subparsers(metavar="ACTION")
+    serve = local_commands.add_parser("serve", help="deploy and leave running for the AWS CLI and boto3")
+    serve.add_argument("--port", type=int, default=4566)
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def _load_registry_and_postcodes(path: Path):
+    from birthnotify.postcodes import PostcodeDirectory
+    from birthnotify.registry import load_registry
+
+    registry = load_registry(path)
+    postcodes = PostcodeDirectory.load(path.parent / registry.postcode_directory.file, registry.postcode_directory)
+    return registry, postcodes
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from birthnotify.ingest import london_day
+    from birthnotify.offline import check_file
+    from birthnotify.registry import RegistryError
+
+    try:
+        registry, postcodes = _load_registry_and_postcodes(args.registry)
+    except (RegistryError, ValueError, OSError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.file.is_file():
+        print(f"{args.file}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    if registry.trust(args.trust) is None:
+        print(f"{args.trust}: not a registered trust ODS code; registered: "
+              f"{', '.join(t.ods_code for t in registry.trusts)}", file=sys.stderr)
+        return EXIT_FILE
+    from datetime import UTC, datetime
+
+    upload_day = args.upload_day or london_day(datetime.now(UTC))
+    result = check_file(args.file, trust_ods_code=args.trust, registry=registry, postcodes=postcodes,
+                        upload_day=upload_day)
+    if args.json:
+        print(json.dumps({
+            "file_error": {"code": result.rejection.code.value, "message": result.rejection.message}
+            if result.rejection else None,
+            "outcome": result.outcome.model_dump(mode="json"),
+            "errors": [error.model_dump(mode="json") for error in result.errors],
+            "ignored_columns": result.ignored_columns,
+        }, indent=2))
+    elif result.rejection:
+        print(f"{args.file}: the whole file would be rejected [{result.rejection.code.value}]: "
+              f"{result.rejection.message}")
+    else:
+        _print_outcome(args.file, result)
+    if result.rejection:
+        return EXIT_FILE
+    return EXIT_ROWS if result.outcome.rejected else EXIT_OK
+
+
+def _print_outcome(path: Path, result) -> None:
+    outcome = result.outcome
+    print(f"{path}: {outcome.rows_in} rows: {outcome.forwarded} to forward, {outcome.rejected} rejected, "
+          f"{outcome.withheld} withheld, {outcome.held} held")
+    for authority in outcome.authorities:
+        print(f"  {authority.name} ({authority.gss_code}, agreement {authority.agreement_id}): "
+              f"{authority.new} new, {authority.amend} amended, {authority.cancel} cancelled")
+    for reason, count in outcome.withheld_by_reason.items():
+        print(f"  withheld, {reason.value}: {count}")
+    for held in outcome.held_by_reason:
+        print(f"  held, {held.reason.value}{' (' + held.authority_name + ')' if held.authority_name else ''}: "
+              f"{held.count}")
+    if result.ignored_columns:
+        print(f"  columns not in the contract (ignored): {', '.join(result.ignored_columns)}")
+    if result.errors:
+        print("\nrow  notification_id       field                     code                        message")
+        for error in result.errors:
+            print(f"{error.row:<4} {error.notification_id or '':<21} {error.field or '':<25} "
+                  f"{error.code.value:<27} {error.message}")
+
+
+def _consume(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from birthnotify_cli.consume import consume
+
+    fmt = args.format or ("jsonl" if args.output.suffix.lower() == ".jsonl" else "csv")
+    sqs = boto3.client("sqs", endpoint_url=args.endpoint_url)
+
+    def progress(stats) -> None:
+        print(f"\rreceived {stats.received}, written {stats.written}, already written {stats.already_written}",
+              end="", file=sys.stderr, flush=True)
+
+    try:
+        stats = consume(sqs, args.queue_url, args.output, fmt, wait_seconds=args.wait, follow=args.follow,
+                        progress=progress)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"\ncannot read the queue: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"\n{stats.written} records written to {args.output}; {stats.deleted} messages deleted", file=sys.stderr)
+    if stats.unreadable:
+        print(f"{stats.unreadable} messages were not birth notifications and were left on the queue",
+              file=sys.stderr)
+        return EXIT_ROWS
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from birthnotify.ingest import london_day
+
+    from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
+
+    registry, _ = _load_registry_and_postcodes(args.registry)
+    postcodes = load_postcodes_by_district(args.registry.parent / registry.postcode_directory.file)
+    served = {d for a in registry.authorities for d in (a.gss_code, *a.districts)}
+    unserved = tuple(d for d in postcodes if d not in served)
+    generator = SyntheticRows(
+        postcodes, args.upload_day or london_day(datetime.now(UTC)), seed=args.seed,
+        mix=Mix(invalid=args.invalid, withheld=args.withheld, held=args.held, amend_cancel=args.amend_cancel),
+        held_districts=unserved,
+    )
+    count = write_file(args.output, generator.rows(args.rows))
+    print(f"wrote {count} synthetic rows to {args.output}")
+    return EXIT_OK
+
+
+def _contracts(args: argparse.Namespace) -> int:
+    from birthnotify_cli import contracts
+
+    if args.write:
+        for path in contracts.write(args.write):
+            print(f"wrote {path}")
+        return EXIT_OK
+    stale = contracts.stale(args.check)
+    for relative in stale:
+        print(f"{args.check / relative} is out of date: run `make contracts`", file=sys.stderr)
+    return EXIT_ROWS if stale else EXIT_OK
+
+
+def _registry_check(args: argparse.Namespace) -> int:
+    from birthnotify.registry import RegistryError
+
+    try:
+        registry, postcodes = _load_registry_and_postcodes(args.registry)
+    except (RegistryError, ValueError, OSError) as exc:
+        print(f"{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    today = date.today()
+    print(f"{args.registry}: {len(registry.trusts)} trusts, {len(registry.authorities)} authorities, "
+          f"{len(postcodes)} postcodes")
+    for authority in registry.authorities:
+        agreement = authority.agreement_on(today)
+        print(f"  {authority.gss_code} {authority.name}: "
+              + (f"agreement {agreement.id} in force" if agreement else "NO agreement in force today: records held"))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from birthnotify_cli.demo import run_demo
+
+    return run_demo(rows=args.rows, output=args.output)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from birthnotify_cli.demo import serve
+
+    return serve(port=args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The users' command line: a trust's offline check, an authority's consumer, the generated contracts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from birthnotify.ingest import london_day
+from birthnotify_cli import contracts
+from birthnotify_cli.consume import consume
+from birthnotify_cli.main import EXIT_FILE, EXIT_OK, EXIT_ROWS, main
+from birthnotify_cli.synthetic import to_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+LEEDS, CAMDEN = "E08000035", "E09000007"
+
+
+def today():
+    return london_day(datetime.now(UTC))
+
+
+def test_validate_reports_exactly_what_the_pipeline_reports(ingest_stack, tmp_path, capsys):
+    path = tmp_path / "births.csv"
+    assert main(["generate", str(path), "--rows", "160", "--seed", "8", "--invalid", "0.15"]) == EXIT_OK
+    capsys.readouterr()
+
+    assert main(["validate", str(path), "--trust", "RX1", "--json"]) == EXIT_ROWS
+    offline = json.loads(capsys.readouterr().out)
+    ingest_stack.upload("RX1", "births.csv", path.read_bytes())
+    ingest_stack.run()
+    report = ingest_stack.report("RX1", "births.csv")
+
+    assert offline["errors"] == report["errors"] and offline["errors"]
+    assert offline["outcome"] == report["outcome"]
+
+
+def test_validate_names_a_whole_file_problem_and_exits_3(tmp_path, capsys):
+    path = tmp_path / "births.csv"
+    path.write_text("notification_id,postcode\nN1,LS1 4AP\n")
+    assert main(["validate", str(path), "--trust", "RX1"]) == EXIT_FILE
+    out = capsys.readouterr().out
+    assert "FILE_MISSING_COLUMNS" in out and "baby_nhs_number" in out
+
+
+def test_contracts_in_docs_are_generated_from_the_models():
+    assert contracts.stale(ROOT / "docs") == [], "run `make contracts` and commit docs/"
+    schema = json.loads((ROOT / "docs" / "schemas" / "authority-message.schema.json").read_text())
+    assert {"agreement_id", "source", "record"} <= set(schema["properties"])
+
+
+class Interrupted(Exception):
+    pass
+
+
+class DiesBeforeDeleting:
+    """An SQS client whose process dies after the consumer wrote a batch but before it deleted it."""
+
+    def __init__(self, real) -> None:
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def delete_message_batch(self, **kwargs):
+        raise Interrupted
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_consume_survives_an_interruption_without_loss_or_duplicates(ingest_stack, rows_factory, tmp_path, fmt):
+    rows = rows_factory(23, today(), districts={LEEDS: 1})
+    rows[0]["mother_family_name"] = "=HYPERLINK(\"http://x\")"
+    ingest_stack.upload("RX1", "leeds.csv", to_bytes(rows, "x.csv"))
+    ingest_stack.run()
+    queue = ingest_stack.authority_queue_urls[LEEDS]
+    output = tmp_path / f"leeds.{fmt}"
+    # So that the interrupted run's messages come back at once rather than after the visibility timeout.
+    ingest_stack.sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "0"})
+
+    with pytest.raises(Interrupted):
+        consume(DiesBeforeDeleting(ingest_stack.sqs), queue, output, fmt, wait_seconds=0)
+    with output.open("a") as handle:
+        handle.write('{"partial line' if fmt == "jsonl" else "BN0,NEW,,LEEDS")  # killed mid-write
+    stats = consume(ingest_stack.sqs, queue, output, fmt, wait_seconds=0)
+
+    assert stats.already_written == 10 and stats.written == 13
+    assert ingest_stack.drain(queue) == []
+    if fmt == "csv":
+        records = list(csv.DictReader(output.open(newline="")))
+        assert records[0]["mother_family_name"].startswith("'=")  # not a formula in a spreadsheet
+        assert "baby_time_of_birth" in records[0]
+    else:
+        records = [json.loads(line) for line in output.read_text().splitlines()]
+    ids = [record["notification_id"] for record in records]
+    assert sorted(ids) == sorted(row["notification_id"] for row in rows)
