@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.run(args)
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -96,25 +99,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ConfigurationError(Exception):
+    """The registry or postcode directory cannot be used; the message says which and why."""
+
+
 def _load_registry_and_postcodes(path: Path):
     from birthnotify.postcodes import PostcodeDirectory
     from birthnotify.registry import load_registry
 
-    registry = load_registry(path)
-    postcodes = PostcodeDirectory.load(path.parent / registry.postcode_directory.file, registry.postcode_directory)
+    try:
+        registry = load_registry(path)
+        postcodes = PostcodeDirectory.load(path.parent / registry.postcode_directory.file,
+                                           registry.postcode_directory)
+    except (ValueError, OSError) as exc:  # RegistryError and PostcodeDirectoryError are ValueErrors
+        raise ConfigurationError(str(exc)) from None
     return registry, postcodes
 
 
 def _validate(args: argparse.Namespace) -> int:
     from birthnotify.ingest import london_day
     from birthnotify.offline import check_file
-    from birthnotify.registry import RegistryError
 
-    try:
-        registry, postcodes = _load_registry_and_postcodes(args.registry)
-    except (RegistryError, ValueError, OSError) as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    registry, postcodes = _load_registry_and_postcodes(args.registry)
     if not args.file.is_file():
         print(f"{args.file}: no such file", file=sys.stderr)
         return EXIT_USAGE
@@ -228,13 +234,7 @@ def _contracts(args: argparse.Namespace) -> int:
 
 
 def _registry_check(args: argparse.Namespace) -> int:
-    from birthnotify.registry import RegistryError
-
-    try:
-        registry, postcodes = _load_registry_and_postcodes(args.registry)
-    except (RegistryError, ValueError, OSError) as exc:
-        print(f"{exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    registry, postcodes = _load_registry_and_postcodes(args.registry)
     today = date.today()
     print(f"{args.registry}: {len(registry.trusts)} trusts, {len(registry.authorities)} authorities, "
           f"{len(postcodes)} postcodes")

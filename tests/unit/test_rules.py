@@ -112,3 +112,14 @@ def test_error_messages_never_echo_the_value():
         mother_family_name=secret * 40, address_line_1=f"{secret}\x07", baby_nhs_number=f"{secret}1")))
     assert isinstance(result, list) and len(result) == 3
     assert all(secret not in error.model_dump_json() for error in result)
+
+
+def test_the_duplicate_id_index_is_exact():
+    from birthnotify.validation import SeenIds
+
+    seen = SeenIds()
+    ids = [f"BN{n:08d}" for n in range(200_000)]
+    assert not any(seen.add(i) for i in ids)
+    assert all(seen.add(i) for i in ids[::997])
+    assert not seen.add("BN0000000")  # a prefix of a stored id is a different id
+    assert not seen.add("N00000001")  # so is a suffix

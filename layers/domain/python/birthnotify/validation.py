@@ -32,6 +32,32 @@ _PYDANTIC_MESSAGE_KEPT = frozenset({"greater_than_equal", "less_than_equal"})
 _KNOWN_CODES = frozenset(code.value for code in ErrorCode)
 
 
+class SeenIds:
+    """Exact membership of the notification ids seen in a file, in about 12 bytes an id.
+
+    A Python set of a million strings costs ~60 MB; here each id is appended to one of 65,536 byte
+    buckets (chosen by hash) and looked up with a substring search, which is as fast and ~5x smaller.
+    """
+
+    BUCKETS = 1 << 16
+
+    def __init__(self) -> None:
+        self._buckets: list[bytearray | None] = [None] * self.BUCKETS
+
+    def add(self, notification_id: str) -> bool:
+        """Record the id; True when it was already there."""
+        index = hash(notification_id) & (self.BUCKETS - 1)
+        key = notification_id.encode()
+        bucket = self._buckets[index]
+        if bucket is None:
+            self._buckets[index] = bytearray(b"\n" + key + b"\n")
+            return False
+        if b"\n" + key + b"\n" in bucket:
+            return True
+        bucket += key + b"\n"
+        return False
+
+
 @dataclass(frozen=True)
 class RowRules:
     """The context a row is judged in: the day the trust uploaded it and the notification window."""
@@ -45,8 +71,7 @@ class RowValidator:
 
     def __init__(self, rules: RowRules) -> None:
         self._rules = rules
-        # Hashes, not the ids, keep memory small on big files; a collision is ~1e-7 at a million rows.
-        self._seen_ids: set[int] = set()
+        self._seen_ids = SeenIds()
 
     def validate(self, raw: RawRow) -> BirthNotification | list[RowError]:
         """The notification, or every error found in the row."""
@@ -56,11 +81,9 @@ class RowValidator:
         errors: list[RowError] = []
         if notification_id is not None:
             # Every well-formed id counts, valid row or not: a later row reusing it is still a duplicate.
-            key = hash(notification_id)
-            if key in self._seen_ids:
+            if self._seen_ids.add(notification_id):
                 errors.append(self._error(raw.row, notification_id, "notification_id",
                                           ErrorCode.NOTIFICATION_ID_DUPLICATE, None))
-            self._seen_ids.add(key)
         try:
             record = BirthNotification.model_validate(raw.values)
         except ValidationError as exc:

@@ -1,0 +1,158 @@
+"""`make bench`: the ingest function's per-row cost, batching and memory, measured without AWS.
+
+- CPU: microseconds per row for read + validate + route + serialise, next to bare ``csv.reader`` over the
+  same file (target <= 5x). SQS is replaced by a stub that accepts every entry, because moto's speed says
+  nothing about SQS's (it rescans a queue on every send).
+- Batching: records per SendMessageBatch request through the real BatchSender (target >= 9.5).
+- Memory: peak RSS of a child process that ingests 10k and then 1M rows from a gzipped file
+  (target flat, <= 256 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import gzip
+import io
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from birthnotify.pipeline import FilePipeline, Source
+from birthnotify.postcodes import PostcodeDirectory
+from birthnotify.reader import FileKind, RowReader, open_text
+from birthnotify.registry import load_registry
+from birthnotify.routing import Router
+from birthnotify.sender import BatchSender
+from birthnotify.validation import RowRules, RowValidator
+from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = ROOT / "config" / "registry.toml"
+WORK = ROOT / "build" / "bench"
+UPLOAD_DAY = date(2026, 11, 20)
+MIX = Mix(invalid=0.02, withheld=0.02, held=0.01, amend_cancel=0.03)
+
+
+class AcceptingSqs:
+    """A stand-in SQS client that accepts every entry and counts requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.entries = 0
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:  # noqa: N803
+        self.requests += 1
+        self.entries += len(Entries)
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
+
+
+def generated_file(rows: int, suffix: str = ".csv") -> Path:
+    """A synthetic upload file, cached under build/bench/ (generation is slower than ingest)."""
+    path = WORK / f"births-{rows}{suffix}"
+    if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        registry = load_registry(REGISTRY)
+        postcodes = load_postcodes_by_district(REGISTRY.parent / registry.postcode_directory.file)
+        partial = path.with_name("partial-" + path.name)  # the name keeps the format suffixes
+        write_file(partial, SyntheticRows(postcodes, UPLOAD_DAY, seed=rows, mix=MIX).rows(rows))
+        partial.rename(path)
+    return path
+
+
+def run_pipeline(path: Path) -> tuple[int, AcceptingSqs, FilePipeline]:
+    """Ingest a local file exactly as the function does, with SQS stubbed; returns rows and counters."""
+    registry = load_registry(REGISTRY)
+    postcodes = PostcodeDirectory.load(REGISTRY.parent / registry.postcode_directory.file,
+                                       registry.postcode_directory)
+    sqs = AcceptingSqs()
+    kind = FileKind.from_name(path.name)
+    with path.open("rb") as stream:
+        pipeline = FilePipeline(
+            source=Source("RX1", f"inbound/RX1/{path.name}", "0" * 64),
+            validator=RowValidator(RowRules(UPLOAD_DAY, 366)),
+            router=Router(registry, postcodes, UPLOAD_DAY),
+            sender_factory=lambda on_accepted: BatchSender(sqs, on_accepted),
+            queue_url=lambda gss_code: f"https://sqs/{gss_code}.fifo",
+            held_queue_url="https://sqs/held",
+        )
+        tally = pipeline.run(RowReader(open_text(stream, kind), kind))
+    assert tally.outcome().balanced
+    return tally.rows_in, sqs, pipeline
+
+
+def bare_csv_seconds(path: Path) -> float:
+    started = time.process_time()
+    with path.open(newline="", encoding="utf-8") as handle:
+        for _ in csv.reader(handle):
+            pass
+    return time.process_time() - started
+
+
+def best_of(runs: int, measure) -> float:
+    return min(measure() for _ in range(runs))
+
+
+def cpu_figures(rows: int) -> dict[str, float]:
+    path = generated_file(rows)
+    gc.collect()
+    bare = best_of(3, lambda: bare_csv_seconds(path))
+
+    def pipeline_seconds() -> float:
+        started = time.process_time()
+        run_pipeline(path)
+        return time.process_time() - started
+
+    full = best_of(3, pipeline_seconds)
+    _, sqs, _ = run_pipeline(path)
+    return {"bare_us": bare / rows * 1e6, "pipeline_us": full / rows * 1e6, "ratio": full / bare,
+            "records_per_batch": sqs.entries / sqs.requests, "requests": sqs.requests}
+
+
+def peak_rss_mb(rows: int) -> float:
+    """Peak RSS of a fresh interpreter that ingests a gzipped file of ``rows`` rows."""
+    path = generated_file(rows, ".csv.gz")
+    result = subprocess.run([sys.executable, "-m", "bench.ingest_bench", "--child", str(path)], cwd=ROOT,
+                            check=True, capture_output=True, text=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def child(path: Path) -> None:
+    run_pipeline(path)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--memory-rows", type=int, nargs=2, default=(10_000, 1_000_000))
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    print(f"generating / reusing synthetic files in {WORK.relative_to(ROOT)} ...", flush=True)
+    cpu = cpu_figures(args.rows)
+    small, large = args.memory_rows
+    rss_small, rss_large = peak_rss_mb(small), peak_rss_mb(large)
+    out = io.StringIO()
+    out.write(f"\ningest benchmark, {args.rows:,} rows (27 columns, 2% invalid, 3% withheld or held), CPU time\n")
+    out.write(f"  bare csv.reader                    {cpu['bare_us']:8.2f} us/row\n")
+    out.write(f"  read+validate+route+serialise+send {cpu['pipeline_us']:8.2f} us/row   "
+              f"{cpu['ratio']:.1f}x bare  (target <= 5x)\n")
+    out.write(f"  records per SendMessageBatch       {cpu['records_per_batch']:8.2f}          "
+              f"({cpu['requests']:,} requests; target >= 9.5)\n")
+    out.write(f"  peak RSS, {small:>9,} rows (.csv.gz) {rss_small:8.1f} MB\n")
+    out.write(f"  peak RSS, {large:>9,} rows (.csv.gz) {rss_large:8.1f} MB   "
+              f"(+{rss_large - rss_small:.1f} MB; target flat, <= 256 MB)\n")
+    print(out.getvalue())
+    with gzip.open(WORK / "last-run.txt.gz", "wt") as handle:
+        handle.write(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
