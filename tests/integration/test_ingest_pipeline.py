@@ -87,7 +87,7 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
     assert event["rejected_rows_key"] == "reports/RX1/births 2026-11.csv.rejected.csv"
 
 
-def test_reports_and_event_never_echo_personal_data(ingest_stack, rows_factory):
+def test_reports_event_and_logs_never_echo_personal_data(ingest_stack, rows_factory, caplog, capsys):
     rows = rows_factory(12, today())
     rows[0]["baby_nhs_number"] = bad_checksum(rows[0]["baby_nhs_number"])
     rows[1]["mother_given_name"] = "Zelda\x07"
@@ -97,8 +97,11 @@ def test_reports_and_event_never_echo_personal_data(ingest_stack, rows_factory):
     ingest_stack.upload("RX1", "pii.csv", to_bytes(rows, "pii.csv"))
     ingest_stack.run()
 
+    # Every log record with all its structured keys, and what was printed (the EMF metrics).
+    logs = [json.dumps(record.__dict__, default=str) for record in caplog.records]
+    assert any('"file processed"' in line for line in logs)
     texts = [json.dumps(ingest_stack.report("RX1", "pii.csv")), ingest_stack.rejected_csv("RX1", "pii.csv"),
-             json.dumps(ingest_stack.drain(ingest_stack.events_queue_url))]
+             json.dumps(ingest_stack.drain(ingest_stack.events_queue_url)), *logs, capsys.readouterr().out]
     personal = {row[key].strip("\x07") for row in rows[:5] for key in PERSONAL_FIELDS if row[key]}
     for text in texts:
         for value in personal:
