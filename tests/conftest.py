@@ -28,4 +28,4 @@ os.environ.pop("AWS_PROFILE", None)
 def root() -> Path:
     return ROOT
 
-pytest_plugins = ["ingest_support"]
+pytest_plugins = ["ingest_support", "notify_support"]

@@ -12,10 +12,9 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from birthnotify.registry import load_registry
 from birthnotify.settings import Env, authority_queue_name
-from birthnotify_cli.lambda_shim import LambdaContext, load_handler_module, sqs_event
+from birthnotify_cli.lambda_shim import LambdaContext, invoke_with_sqs_batch, load_handler_module
 from birthnotify_cli.synthetic import SyntheticRows, load_postcodes_by_district, synthetic_nhs_number, to_bytes
 from moto import mock_aws
 
@@ -56,13 +55,8 @@ class IngestStack:
                                                 ).get("Messages", [])
             if not messages:
                 break
-            event = sqs_event(messages, self.ingest_queue_arn)
-            try:
-                response = self.handler.handler(event, context or LambdaContext(function_name="ingest"))
-            except BatchProcessingError:
-                # Powertools raises when every record failed; Lambda then returns the whole batch to the queue.
-                response = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages],
-                            "raised": True}
+            response = invoke_with_sqs_batch(self.handler.handler, messages, self.ingest_queue_arn,
+                                             context or LambdaContext(function_name="ingest"))
             responses.append(response)
             failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
             for message in messages:

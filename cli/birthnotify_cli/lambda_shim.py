@@ -69,3 +69,16 @@ def load_handler_module(path: str | Path, name: str | None = None) -> ModuleType
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def invoke_with_sqs_batch(handler: Any, messages: list[dict[str, Any]], queue_arn: str,
+                          context: Any) -> dict[str, Any]:
+    """Invoke a handler with a batch as the event source mapping does; returns its batchItemFailures.
+
+    A handler that raises (Powertools does when every record failed) fails the whole batch, as in Lambda.
+    """
+    try:
+        response = handler(sqs_event(messages, queue_arn), context)
+    except Exception:  # noqa: BLE001 (an invocation error: every message returns to the queue)
+        return {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages], "raised": True}
+    return response or {"batchItemFailures": []}

@@ -27,6 +27,7 @@ class Env(StrEnum):
     SES_CONFIGURATION_SET = "SES_CONFIGURATION_SET"
     NOTIFY_API_KEY_SECRET_ID = "NOTIFY_API_KEY_SECRET_ID"
     NOTIFY_BASE_URL = "NOTIFY_BASE_URL"
+    NOTIFY_TEMPLATE_ID = "NOTIFY_TEMPLATE_ID"
     CONSUMER_GUIDE_URL = "CONSUMER_GUIDE_URL"
 
 
@@ -56,10 +57,12 @@ NOTIFY_ENV: frozenset[Env] = frozenset(
         Env.EMAIL_SENDER,
         Env.SES_CONFIGURATION_SET,
         Env.NOTIFY_API_KEY_SECRET_ID,
+        Env.NOTIFY_BASE_URL,
+        Env.NOTIFY_TEMPLATE_ID,
         Env.CONSUMER_GUIDE_URL,
     }
 )
-"""The variables the notify handler reads."""
+"""The variables the notify handler reads (the Notify ones may be empty when the transport is SES)."""
 
 DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
 DEFAULT_MAX_BABY_AGE_DAYS = 366
@@ -101,4 +104,48 @@ class IngestSettings:
             state_table=env[Env.STATE_TABLE],
             max_file_bytes=int(env.get(Env.MAX_FILE_BYTES) or DEFAULT_MAX_FILE_BYTES),
             max_baby_age_days=int(env.get(Env.MAX_BABY_AGE_DAYS) or DEFAULT_MAX_BABY_AGE_DAYS),
+        )
+
+
+DEFAULT_NOTIFY_BASE_URL = "https://api.notifications.service.gov.uk"
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """What the notify function needs from its environment."""
+
+    registry_path: str
+    reports_bucket: str
+    state_table: str
+    email_transport: str
+    email_sender: str
+    consumer_guide_url: str
+    ses_configuration_set: str = ""
+    notify_api_key_secret_id: str = ""
+    notify_base_url: str = DEFAULT_NOTIFY_BASE_URL
+    notify_template_id: str = ""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> NotifySettings:
+        env = os.environ if environ is None else environ
+        required = (Env.REGISTRY_PATH, Env.REPORTS_BUCKET, Env.STATE_TABLE, Env.EMAIL_TRANSPORT, Env.EMAIL_SENDER,
+                    Env.CONSUMER_GUIDE_URL)
+        missing = [name.value for name in required if not env.get(name)]
+        transport = env.get(Env.EMAIL_TRANSPORT, "")
+        if transport == "ses" and not env.get(Env.SES_CONFIGURATION_SET):
+            missing.append(Env.SES_CONFIGURATION_SET.value)
+        if transport == "notify":
+            missing += [n.value for n in (Env.NOTIFY_API_KEY_SECRET_ID, Env.NOTIFY_TEMPLATE_ID) if not env.get(n)]
+        if missing:
+            raise RuntimeError(f"notify is missing environment variables: {', '.join(sorted(missing))}")
+        if transport not in ("ses", "notify"):
+            raise RuntimeError(f"{Env.EMAIL_TRANSPORT} must be ses or notify, not {transport!r}")
+        return cls(
+            registry_path=env[Env.REGISTRY_PATH], reports_bucket=env[Env.REPORTS_BUCKET],
+            state_table=env[Env.STATE_TABLE], email_transport=transport, email_sender=env[Env.EMAIL_SENDER],
+            consumer_guide_url=env[Env.CONSUMER_GUIDE_URL],
+            ses_configuration_set=env.get(Env.SES_CONFIGURATION_SET, ""),
+            notify_api_key_secret_id=env.get(Env.NOTIFY_API_KEY_SECRET_ID, ""),
+            notify_base_url=env.get(Env.NOTIFY_BASE_URL) or DEFAULT_NOTIFY_BASE_URL,
+            notify_template_id=env.get(Env.NOTIFY_TEMPLATE_ID, ""),
         )

@@ -1,0 +1,72 @@
+"""Lambda entry point: file-processed events (SQS) and the daily digest schedule (EventBridge)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from birthnotify.messages import FileProcessedEvent
+from birthnotify.notify.compose import Composer
+from birthnotify.notify.service import NotifyService
+from birthnotify.notify.transport import EmailTransport, NotifyTransport, SesTransport
+from birthnotify.registry import load_registry
+from birthnotify.settings import Env, NotifySettings
+from botocore.config import Config
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+# SES throttling: botocore's standard retry mode backs off and retries before a send counts as failed.
+RETRYING = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
+def transport(settings: NotifySettings) -> EmailTransport:
+    if settings.email_transport == "notify":
+        api_key = parameters.get_secret(settings.notify_api_key_secret_id, max_age=300)
+        return NotifyTransport.from_api_key(str(api_key), settings.notify_base_url, settings.notify_template_id)
+    return SesTransport(boto3.client("sesv2", config=RETRYING), settings.email_sender,
+                        settings.ses_configuration_set)
+
+
+@cache
+def service() -> NotifyService:
+    import os
+
+    settings = NotifySettings.from_env()
+    registry = load_registry(settings.registry_path)
+    composer = Composer(registry, os.environ.get(Env.STAGE, ""), settings.consumer_guide_url,
+                        settings.reports_bucket)
+    return NotifyService(registry=registry, composer=composer, transport=transport(settings),
+                         dynamodb=boto3.client("dynamodb"), state_table=settings.state_table)
+
+
+def _record_handler(record: SQSRecord) -> None:
+    event = FileProcessedEvent.model_validate_json(record.body)
+    logger.append_keys(event_id=event.event_id)
+    try:
+        sent = service().handle_event(event)
+    except Exception:
+        metrics.add_metric(name="EmailEventsFailed", unit=MetricUnit.Count, value=1)
+        raise
+    metrics.add_metric(name="EmailsSent", unit=MetricUnit.Count, value=sent)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    service().register_lambda_context(context)
+    if event.get("detail-type") == "Scheduled Event":
+        sent = service().send_digests()
+        metrics.add_metric(name="DigestsSent", unit=MetricUnit.Count, value=sent)
+        return {"digests_sent": sent}
+    return process_partial_response(event=event, record_handler=_record_handler, processor=processor,
+                                    context=context)

@@ -1,0 +1,213 @@
+"""The emails a file-processed event leads to, composed from counts and references only.
+
+Authorities and operators see a file by its trust and a short content reference, never its name: a
+trust might name a file after a patient. The trust's own receipt names its file.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from importlib import resources
+from string import Template
+
+from birthnotify.messages import FileProcessedEvent, FileStatus, HeldReason, WithheldReason
+from birthnotify.record import ERROR_HELP, ErrorCode
+from birthnotify.registry import Authority, Registry
+
+_TEMPLATES = resources.files("birthnotify.notify") / "templates"
+TEXT_TEMPLATE = Template((_TEMPLATES / "email.txt").read_text(encoding="utf-8"))
+HTML_TEMPLATE = Template((_TEMPLATES / "email.html").read_text(encoding="utf-8"))
+
+HELD_REASON_TEXT = {
+    HeldReason.NO_AUTHORITY: "the residence council is not one this service serves",
+    HeldReason.POSTCODE_NOT_FOUND: "the postcode is not in the postcode directory and no council code was given",
+    HeldReason.PSEUDO_POSTCODE: "a ZZ99 pseudo-postcode (no fixed abode or not known): a person must find the "
+    "family's council",
+    HeldReason.NO_AGREEMENT: "the council has no sharing agreement in force (it may have lapsed)",
+}
+WITHHELD_REASON_TEXT = {
+    WithheldReason.STILLBIRTH: "stillbirths",
+    WithheldReason.RESTRICTED: "restricted (PDS-flagged) records",
+    WithheldReason.SHARING_OBJECTION: "a parent objected to sharing",
+}
+
+
+class EmailKind(StrEnum):
+    AUTHORITY_WAITING = "authority-waiting"
+    TRUST_RECEIPT = "trust-receipt"
+    HELD_ALERT = "held-alert"
+    AUTHORITY_DIGEST = "authority-digest"
+
+
+@dataclass(frozen=True)
+class Email:
+    """One message to one or more recipients; ``key`` identifies it across retries."""
+
+    kind: EmailKind
+    key: str
+    recipients: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass
+class Document:
+    """Paragraphs and bullet lists, rendered to both the plain-text and the HTML part."""
+
+    heading: str
+    blocks: list[str | list[str]] = field(default_factory=list)
+
+    def para(self, text: str) -> Document:
+        self.blocks.append(text)
+        return self
+
+    def bullets(self, items: list[str]) -> Document:
+        if items:
+            self.blocks.append(items)
+        return self
+
+    def text(self) -> str:
+        return "\n\n".join(b if isinstance(b, str) else "\n".join(f"  - {i}" for i in b) for b in self.blocks)
+
+    def html(self) -> str:
+        return "\n".join(
+            f"<p>{html.escape(b)}</p>" if isinstance(b, str)
+            else "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in b) + "</ul>"
+            for b in self.blocks
+        )
+
+
+@dataclass(frozen=True)
+class Composer:
+    registry: Registry
+    stage: str
+    consumer_guide_url: str
+    reports_bucket: str
+
+    def render(self, kind: EmailKind, key: str, recipients: tuple[str, ...] | list[str], subject: str,
+               document: Document) -> Email:
+        values = {"stage": self.stage, "operator_contact": self.registry.operator_emails[0]}
+        return Email(
+            kind=kind, key=key, recipients=tuple(recipients), subject=subject,
+            text=TEXT_TEMPLATE.substitute(values, heading=document.heading, body=document.text()),
+            html=HTML_TEMPLATE.substitute(
+                {k: html.escape(v) for k, v in values.items()}, title=html.escape(subject),
+                heading=html.escape(document.heading), body=document.html(),
+            ),
+        )
+
+    # -- per file ------------------------------------------------------------------------------------
+
+    def for_event(self, event: FileProcessedEvent) -> list[Email]:
+        """Every email a file leads to, except digests (accumulated instead; see ``digest_counts``)."""
+        emails = [self.trust_receipt(event)] if event.trust_ods_code else []
+        for counts in event.outcome.authorities:
+            authority = self.registry.authority(counts.gss_code)
+            if authority is not None and authority.notification_mode == "per_file":
+                emails.append(self.authority_waiting(event, authority, counts.new, counts.amend, counts.cancel,
+                                                     counts.agreement_id))
+        emails += self.held_alerts(event)
+        return emails
+
+    def authority_waiting(self, event: FileProcessedEvent, authority: Authority, new: int, amend: int,
+                          cancel: int, agreement_id: str) -> Email:
+        total = new + amend + cancel
+        trust = event.trust_name or event.trust_ods_code
+        document = Document(f"{total} birth notification{'s' if total != 1 else ''} waiting for {authority.name}")
+        document.para(f"{trust} ({event.trust_ods_code}) sent a file (reference {_reference(event)}) with "
+                      f"records for you under sharing agreement {agreement_id}. On your queue now:")
+        document.bullets([f"{new} new", f"{amend} amended (replace the notification they name)",
+                          f"{cancel} cancelled (withdraw the notification they name)"])
+        document.para(f"Collect them with `birthnotify consume` using your authority's consumer role; records "
+                      f"stay on the queue for 14 days. How to: {self.consumer_guide_url}")
+        return self.render(EmailKind.AUTHORITY_WAITING, f"{event.event_id}:{EmailKind.AUTHORITY_WAITING}:"
+                           f"{authority.gss_code}", authority.contact_emails,
+                           f"{total} birth notifications waiting from {trust}", document)
+
+    def trust_receipt(self, event: FileProcessedEvent) -> Email:
+        trust = self.registry.trust(event.trust_ods_code or "")
+        name = event.key.rsplit("/", 1)[-1]
+        outcome = event.outcome
+        if event.status is FileStatus.REJECTED and event.file_error is not None:
+            code = event.file_error.code
+            document = Document(f"Your file {name} was not accepted")
+            document.para(f"Nothing in it was forwarded. Reason: {event.file_error.message}")
+            if code is not ErrorCode.FILE_DUPLICATE:
+                document.para(f"How to fix it: {ERROR_HELP[code]} Then upload the corrected file again "
+                              f"(error code {code.value}).")
+            subject = f"File not accepted: {name}"
+        else:
+            document = Document(f"Your file {name} was processed")
+            document.para(f"{outcome.rows_in} rows received: {outcome.forwarded} forwarded, {outcome.rejected} "
+                          f"rejected, {outcome.withheld} withheld, {outcome.held} held for review.")
+            document.bullets([f"{a.name}: {a.total} forwarded ({a.new} new, {a.amend} amended, {a.cancel} "
+                              "cancelled)" for a in outcome.authorities])
+            document.bullets([f"withheld, {WITHHELD_REASON_TEXT[reason]}: {count}"
+                              for reason, count in outcome.withheld_by_reason.items()])
+            document.bullets([f"held, {HELD_REASON_TEXT[h.reason]}"
+                              f"{' (' + h.authority_name + ')' if h.authority_name else ''}: {h.count}"
+                              for h in outcome.held_by_reason])
+            if outcome.rejected:
+                document.para("Rejected rows, by error code:")
+                document.bullets([f"{code.value}: {count}" for code, count in outcome.rejected_by_code.items()])
+                document.para(f"The rows and how to fix each are in s3://{self.reports_bucket}/"
+                              f"{event.rejected_rows_key} (row numbers and notification ids only). Send the "
+                              "corrected rows in a new file.")
+            subject = f"File processed: {name}: {outcome.forwarded} forwarded, {outcome.rejected} rejected"
+        document.para(f"Full report: s3://{self.reports_bucket}/{event.report_key}")
+        recipients = trust.contact_emails if trust else self.registry.operator_emails
+        return self.render(EmailKind.TRUST_RECEIPT, f"{event.event_id}:{EmailKind.TRUST_RECEIPT}", recipients,
+                           subject, document)
+
+    def held_alerts(self, event: FileProcessedEvent) -> list[Email]:
+        """Operators hear of every held record; an authority also hears when its agreement has lapsed."""
+        held = event.outcome.held_by_reason
+        if not held:
+            return []
+        trust = event.trust_name or event.trust_ods_code
+        total = sum(h.count for h in held)
+        document = Document(f"{total} records from {trust} are held for review")
+        document.para(f"File reference {_reference(event)} from {trust} ({event.trust_ods_code}). These records "
+                      "were not forwarded; they wait on the held queue, for 14 days, for a person to act:")
+        document.bullets([f"{h.count}: {HELD_REASON_TEXT[h.reason]}"
+                          f"{' (' + h.authority_name + ')' if h.authority_name else ''}" for h in held])
+        document.para("Renew or add the sharing agreement in the registry, or route the records by hand.")
+        emails = [self.render(EmailKind.HELD_ALERT, f"{event.event_id}:{EmailKind.HELD_ALERT}:operators",
+                              self.registry.operator_emails, f"{total} birth notifications held from {trust}",
+                              document)]
+        for h in held:
+            authority = self.registry.authority(h.authority_gss_code) if h.authority_gss_code else None
+            if h.reason is HeldReason.NO_AGREEMENT and authority is not None:
+                lapsed = Document(f"{h.count} birth notifications for {authority.name} are held")
+                lapsed.para(f"{trust} sent records for babies living in your area (file reference "
+                            f"{_reference(event)}), but no sharing agreement with you is in force, so they were "
+                            "not forwarded. When a new agreement is in the registry, operators can release them.")
+                lapsed.para(f"Contact {self.registry.operator_emails[0]} about renewing the agreement.")
+                emails.append(self.render(EmailKind.HELD_ALERT, f"{event.event_id}:{EmailKind.HELD_ALERT}:"
+                                          f"{authority.gss_code}", authority.contact_emails,
+                                          "Birth notifications held: no sharing agreement in force", lapsed))
+        return emails
+
+    # -- digests -------------------------------------------------------------------------------------
+
+    def digest(self, authority: Authority, day: date, new: int, amend: int, cancel: int, files: int,
+               trusts: list[str]) -> Email:
+        total = new + amend + cancel
+        document = Document(f"{total} birth notifications arrived for {authority.name} on {day:%d %B %Y}")
+        document.para(f"From {files} file{'s' if files != 1 else ''} sent by {', '.join(sorted(trusts))}. "
+                      "On your queue now:")
+        document.bullets([f"{new} new", f"{amend} amended", f"{cancel} cancelled"])
+        document.para(f"Collect them with `birthnotify consume` using your authority's consumer role; records "
+                      f"stay on the queue for 14 days. How to: {self.consumer_guide_url}")
+        return self.render(EmailKind.AUTHORITY_DIGEST, f"digest:{authority.gss_code}:{day.isoformat()}",
+                           authority.contact_emails, f"Daily digest: {total} birth notifications waiting",
+                           document)
+
+
+def _reference(event: FileProcessedEvent) -> str:
+    return (event.sha256 or event.event_id)[:12]
+

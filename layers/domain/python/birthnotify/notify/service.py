@@ -1,0 +1,107 @@
+"""The notifier: turns file-processed events into emails, each sent at most once per recipient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from birthnotify.ingest import london_day
+from birthnotify.messages import FileProcessedEvent
+from birthnotify.notify.compose import Composer, Email
+from birthnotify.notify.digest import DigestStore
+from birthnotify.notify.transport import EmailTransport
+from birthnotify.registry import NotificationMode, Registry
+
+logger = Logger(child=True)
+
+SENT_RECORD_SECONDS = 35 * 24 * 3600
+DIGEST_LOOKBACK_DAYS = 7
+"""A scheduled run also sends any unsent digest of the last week (a missed or failed run)."""
+
+
+class NotifyService:
+    def __init__(self, *, registry: Registry, composer: Composer, transport: EmailTransport, dynamodb: Any,
+                 state_table: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.registry = registry
+        self.composer = composer
+        self.transport = transport
+        self.digests = DigestStore(dynamodb, state_table)
+        self._clock = clock
+        self._pending: dict[str, Email] = {}
+        self.idempotency = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=SENT_RECORD_SECONDS,
+                                             raise_on_no_idempotency_key=True)
+        persistence = DynamoDBPersistenceLayer(table_name=state_table, boto3_client=dynamodb)
+        self._deliver_once = idempotent_function(data_keyword_argument="delivery", persistence_store=persistence,
+                                                 config=self.idempotency)(self._deliver)
+        self.sent: list[tuple[Email, str]] = []
+        """What this container sent (for metrics and the local demo's summary)."""
+
+    def register_lambda_context(self, context: Any) -> None:
+        self.idempotency.register_lambda_context(context)
+
+    def handle_event(self, event: FileProcessedEvent) -> int:
+        """Send the event's emails and count digest authorities' records; returns emails newly sent."""
+        before = len(self.sent)
+        failures: list[Exception] = []
+        for email in self.composer.for_event(event):
+            try:
+                self.send(email)
+            except Exception as exc:  # noqa: BLE001 (the others are still sent; the retry finishes the job)
+                failures.append(exc)
+        day = london_day(event.processed_at)
+        for counts in event.outcome.authorities:
+            authority = self.registry.authority(counts.gss_code)
+            if authority is not None and authority.notification_mode is NotificationMode.DIGEST:
+                self.digests.add(authority.gss_code, day, event.event_id, event.trust_name or
+                                 event.trust_ods_code or "", counts.new, counts.amend, counts.cancel)
+        if failures:
+            raise failures[0]
+        return len(self.sent) - before
+
+    def send_digests(self) -> int:
+        """Send each digest authority its unsent digests of the previous days; returns emails sent."""
+        before = len(self.sent)
+        today = london_day(self._clock())
+        for authority in self.registry.authorities:
+            if authority.notification_mode is not NotificationMode.DIGEST:
+                continue
+            for back in range(DIGEST_LOOKBACK_DAYS, 0, -1):
+                day = today - timedelta(days=back)
+                digest = self.digests.get(authority.gss_code, day)
+                if digest is None or digest.sent:
+                    continue
+                self.send(self.composer.digest(authority, day, digest.new, digest.amend, digest.cancel,
+                                               digest.files, digest.trusts))
+                self.digests.mark_sent(authority.gss_code, day)
+        return len(self.sent) - before
+
+    def send(self, email: Email) -> None:
+        """Send to every recipient not yet mailed; raises if any send fails (SQS then retries)."""
+        failures: list[Exception] = []
+        for recipient in email.recipients:
+            key = f"{email.key}:{recipient}"
+            self._pending[key] = email
+            try:
+                self._deliver_once(delivery={"key": key, "recipient": recipient})
+            except Exception as exc:  # noqa: BLE001 (one failed recipient must not stop the others)
+                logger.warning("email not sent", extra={"kind": email.kind.value, "error": type(exc).__name__})
+                failures.append(exc)
+            finally:
+                self._pending.pop(key, None)
+        if failures:
+            raise failures[0]
+
+    def _deliver(self, delivery: dict[str, str]) -> dict[str, str]:
+        email = self._pending[delivery["key"]]
+        message_id = self.transport.send(email, delivery["recipient"])
+        self.sent.append((email, delivery["recipient"]))
+        logger.info("email sent", extra={"kind": email.kind.value, "message_id": message_id})
+        return {"message_id": message_id}
