@@ -1,0 +1,1 @@
+"""The CDK app of the birth-notifications system (one construct per concern under constructs/)."""

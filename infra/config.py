@@ -1,0 +1,248 @@
+"""Deployment settings of one stage, read from CDK context (``cdk.json`` and ``--context key=value``).
+
+Only deployment knobs live here (names, sizes, retention, alarm thresholds, email transport). Who may
+upload and who receives comes from the registry (config/registry.toml), read with the same loader the
+functions use; business rules stay in the domain package.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import aws_logs as logs
+from birthnotify.ingest import IDEMPOTENCY_SECONDS
+from birthnotify.registry import Registry, load_registry
+from birthnotify.settings import DEFAULT_MAX_BABY_AGE_DAYS, DEFAULT_MAX_FILE_BYTES, DEFAULT_NOTIFY_BASE_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REGISTRY = ROOT / "config" / "registry.toml"
+PROJECT = "birthnotify"
+_STAGE = re.compile(r"^[a-z][a-z0-9]{1,11}$")
+DISPOSABLE_STAGES = frozenset({"dev"})
+"""Stages whose data may be destroyed with the stack. Every other stage (prod, and any stage not listed
+here) retains buckets, queues, keys, the table and log groups when the stack or a resource is deleted."""
+EMAIL_TRANSPORTS = ("ses", "notify")
+LOG_RETENTION_DAYS = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+)
+MAX_RAW_UPLOAD_DAYS = IDEMPOTENCY_SECONDS // 86400 - 1
+"""Raw uploads must expire before the ingest function forgets a file's content (its idempotency window)."""
+
+
+class ConfigError(ValueError):
+    """A context value is missing or invalid; the message names the key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    stage: str
+    registry_path: Path = DEFAULT_REGISTRY
+    email_transport: str = "ses"
+    email_sender: str = "birth-notifications@example.nhs.uk"
+    email_identity: str = ""
+    """SES identity to create: a domain, or empty for the sender address itself."""
+    consumer_guide_url: str = "https://birth-notifications.example.nhs.uk/consumer-guide"
+    """Placeholder like the sender: set the real guide's address per stage."""
+    notify_base_url: str = DEFAULT_NOTIFY_BASE_URL
+    notify_template_id: str = ""
+    """The GOV.UK Notify email template (subject ((subject)), body ((body))) when email_transport=notify."""
+    raw_upload_retention_days: int = 30
+    report_retention_days: int = 400
+    access_log_retention_days: int = 400
+    log_retention_days: int = 400
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_baby_age_days: int = DEFAULT_MAX_BABY_AGE_DAYS
+    ingest_memory_mb: int = 1024
+    ingest_timeout_seconds: int = 600
+    ingest_max_concurrency: int = 5
+    notify_memory_mb: int = 256
+    notify_timeout_seconds: int = 60
+    digest_schedule: str = "cron(0 7 * * ? *)"
+    """When the notify function sends authority digests (UTC)."""
+    authority_max_message_age_hours: int = 72
+    """Alarm when an authority's oldest waiting record is older than this: it has stopped consuming."""
+    held_max_message_age_hours: int = 48
+    held_reviewer_principals: tuple[str, ...] = ()
+    """IAM principals (ARNs) that may assume the held-queue reviewer role; no role without them."""
+
+    # -- derived names --------------------------------------------------------------------------------
+
+    @property
+    def prefix(self) -> str:
+        return f"{PROJECT}-{self.stage}"
+
+    @property
+    def stack_name(self) -> str:
+        return f"BirthNotifications-{self.stage}"
+
+    @property
+    def authority_queue_prefix(self) -> str:
+        return f"{self.prefix}-authority"
+
+    @property
+    def retain_data(self) -> bool:
+        return self.stage not in DISPOSABLE_STAGES
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return _retention(self.log_retention_days)
+
+    def registry(self) -> Registry:
+        return load_registry(self.registry_path)
+
+    # -- reading context ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_context(cls, get: Any) -> StageConfig:
+        """Build from a context getter (``node.try_get_context``); unknown keys are ignored."""
+        stage = str(get("stage") or "dev")
+        if not _STAGE.match(stage):
+            raise ConfigError(
+                f"context stage={stage!r}: use 2-12 lowercase letters and digits, e.g. dev or prod"
+            )
+        values: dict[str, Any] = {"stage": stage}
+        for name, (kind, _) in _CONTEXT_KEYS.items():
+            raw = get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = _convert(kind, raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"context {name}={raw!r}: expected {kind.__name__}") from exc
+        if "registry_path" in values and not Path(values["registry_path"]).is_absolute():
+            values["registry_path"] = ROOT / values["registry_path"]
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.email_transport not in EMAIL_TRANSPORTS:
+            raise ConfigError(
+                f"context email_transport={self.email_transport!r}: choose one of {EMAIL_TRANSPORTS}"
+            )
+        if self.email_transport == "notify" and not self.notify_template_id:
+            raise ConfigError("context notify_template_id is required when email_transport=notify")
+        if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", self.email_sender):
+            raise ConfigError(f"context email_sender={self.email_sender!r} is not an email address")
+        if self.email_identity and not (
+            self.email_sender.endswith("@" + self.email_identity) or self.email_identity == self.email_sender
+        ):
+            raise ConfigError(
+                f"context email_identity={self.email_identity!r} must be the sender's domain "
+                f"or the sender address {self.email_sender!r}"
+            )
+        if not 1 <= self.raw_upload_retention_days <= MAX_RAW_UPLOAD_DAYS:
+            raise ConfigError(
+                f"context raw_upload_retention_days must be 1..{MAX_RAW_UPLOAD_DAYS}: uploads must "
+                "expire before the ingest function forgets a file's content (35 days)"
+            )
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ConfigError(f"context log_retention_days must be one of {sorted(LOG_RETENTION_DAYS)}")
+        for name in (
+            "report_retention_days",
+            "access_log_retention_days",
+            "max_file_bytes",
+            "max_baby_age_days",
+            "ingest_memory_mb",
+            "notify_memory_mb",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"context {name} must be positive")
+        if not 128 <= self.ingest_memory_mb <= 10240 or not 128 <= self.notify_memory_mb <= 10240:
+            raise ConfigError("context ingest_memory_mb/notify_memory_mb must be 128..10240 (Lambda's range)")
+        if not 60 <= self.ingest_timeout_seconds <= 900 or not 3 <= self.notify_timeout_seconds <= 900:
+            raise ConfigError(
+                "context ingest_timeout_seconds/notify_timeout_seconds must be within Lambda's limits"
+            )
+        if self.ingest_timeout_seconds * 6 > 12 * 3600:
+            raise ConfigError(
+                "context ingest_timeout_seconds: six times it must fit SQS's 12-hour visibility limit"
+            )
+        if not 2 <= self.ingest_max_concurrency <= 1000:
+            raise ConfigError("context ingest_max_concurrency must be 2..1000 (the SQS event source's range)")
+        if not 1 <= self.authority_max_message_age_hours < 14 * 24:
+            raise ConfigError("context authority_max_message_age_hours must be below SQS's 14-day retention")
+        if not 1 <= self.held_max_message_age_hours < 14 * 24:
+            raise ConfigError("context held_max_message_age_hours must be below SQS's 14-day retention")
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    # RetentionDays members are declared in increasing order of days (INFINITE last).
+    by_days = dict(
+        zip(sorted(LOG_RETENTION_DAYS), list(logs.RetentionDays)[: len(LOG_RETENTION_DAYS)], strict=True)
+    )
+    if days not in by_days:
+        raise ConfigError(f"{days} is not a CloudWatch Logs retention period: use one of {sorted(by_days)}")
+    return by_days[days]
+
+
+def _convert(kind: type, raw: Any) -> Any:
+    if kind is tuple:
+        if isinstance(raw, str):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return tuple(str(item) for item in raw)
+    if kind is int:
+        return int(raw)
+    if kind is Path:
+        return Path(str(raw))
+    return kind(raw)
+
+
+_CONTEXT_KEYS: dict[str, tuple[type, str]] = {
+    "registry_path": (
+        Path,
+        "The registry file, relative to the repository (the config layer ships it and the "
+        "postcode directory it names).",
+    ),
+    "email_transport": (str, "`ses` or `notify` (GOV.UK Notify; creates the API key secret)."),
+    "email_sender": (str, "From address of every email."),
+    "email_identity": (str, "SES identity to create: the sender's domain, or empty for the sender address."),
+    "consumer_guide_url": (str, "Link in authority emails to the guide for consuming a queue."),
+    "notify_base_url": (str, "GOV.UK Notify API base URL (email_transport=notify)."),
+    "notify_template_id": (
+        str,
+        "GOV.UK Notify email template id, a template whose subject is ((subject)) and body ((body)); "
+        "required when email_transport=notify.",
+    ),
+    "raw_upload_retention_days": (
+        int,
+        f"Days before raw uploads expire (at most {MAX_RAW_UPLOAD_DAYS}: "
+        "uploads must expire before ingest forgets a file's content).",
+    ),
+    "report_retention_days": (int, "Days before reports expire."),
+    "access_log_retention_days": (int, "Days before S3 server access logs expire."),
+    "log_retention_days": (
+        int,
+        "CloudWatch Logs retention of the functions' log groups (a CloudWatch period).",
+    ),
+    "max_file_bytes": (int, "Largest upload ingest accepts."),
+    "max_baby_age_days": (int, "Oldest date of birth (days) a notification may carry."),
+    "ingest_memory_mb": (int, "Memory of the ingest function."),
+    "ingest_timeout_seconds": (
+        int,
+        "Timeout of the ingest function; its queue's visibility is six times this.",
+    ),
+    "ingest_max_concurrency": (int, "Maximum concurrent ingest invocations (SQS event source)."),
+    "notify_memory_mb": (int, "Memory of the notify function."),
+    "notify_timeout_seconds": (
+        int,
+        "Timeout of the notify function; its queue's visibility is six times this.",
+    ),
+    "digest_schedule": (str, "EventBridge schedule of the authority digests (UTC)."),
+    "authority_max_message_age_hours": (int, "Alarm when an authority's oldest record is older than this."),
+    "held_max_message_age_hours": (int, "Alarm when a held record has waited longer than this."),
+    "held_reviewer_principals": (
+        tuple,
+        "Comma-separated IAM principal ARNs that may assume the held-queue "
+        "reviewer role (no role without them).",
+    ),
+}
+CONTEXT_KEYS: dict[str, str] = {
+    "stage": "Stage name (2-12 lowercase letters and digits). Names every resource; only `dev` lets data be "
+    "destroyed with the stack, every other stage retains it.",
+    **{name: description for name, (_, description) in _CONTEXT_KEYS.items()},
+}
+"""Every context key the app reads, with what it does (docs/infrastructure.md lists them with defaults)."""

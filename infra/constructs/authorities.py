@@ -1,0 +1,155 @@
+"""Per registered authority: its FIFO queue (named by birthnotify.settings.authority_queue_name), a FIFO
+dead-letter queue, its own KMS key, and a consumer role that its principals assume to drain the queue.
+Also the held queue, where records wait for a person to find their council or agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sqs as sqs
+from birthnotify.registry import Authority, Registry
+from birthnotify.settings import authority_queue_name
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.keys import customer_key, kms_via
+from infra.constructs.policy import LeastPrivilegePolicy
+from infra.constructs.queues import queue_with_dlq
+
+CONSUMER_VISIBILITY = Duration.minutes(5)
+CONSUMER_MAX_RECEIVES = 10
+"""Receives before an authority's message moves to its DLQ (the consume command deletes what it wrote)."""
+CONSUMER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+
+@dataclass(frozen=True)
+class AuthorityResources:
+    authority: Authority
+    key: kms.Key
+    queue: sqs.Queue
+    dlq: sqs.Queue
+    role: iam.Role | None
+    policy: LeastPrivilegePolicy | None
+
+
+class Authorities(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        registry: Registry,
+        held_key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.by_gss: dict[str, AuthorityResources] = {}
+        for authority in registry.authorities:
+            self.by_gss[authority.gss_code] = self._authority(authority)
+        held = queue_with_dlq(
+            self,
+            "Held",
+            config=config,
+            name=f"{config.prefix}-held",
+            key=held_key,
+            visibility_timeout=CONSUMER_VISIBILITY,
+            max_receive_count=CONSUMER_MAX_RECEIVES,
+        )
+        self.held_queue, self.held_dlq, self.held_key = held.queue, held.dlq, held_key
+        self.reviewer_role = self._reviewer(config) if config.held_reviewer_principals else None
+
+    @property
+    def queue_arn_pattern(self) -> str:
+        """Every authority queue of this stage, and no other queue (their DLQs are named differently)."""
+        return Stack.of(self).format_arn(service="sqs", resource=f"{self.config.authority_queue_prefix}-*")
+
+    def _authority(self, authority: Authority) -> AuthorityResources:
+        config, gss = self.config, authority.gss_code
+        scope = Construct(self, gss)
+        key = customer_key(scope, "Key", config, f"authority/{gss}", f"queue of {authority.name} ({gss})")
+        pair = queue_with_dlq(
+            scope,
+            "Queue",
+            config=config,
+            name=authority_queue_name(config.authority_queue_prefix, gss),
+            key=key,
+            fifo=True,
+            visibility_timeout=CONSUMER_VISIBILITY,
+            max_receive_count=CONSUMER_MAX_RECEIVES,
+            dlq_name=f"{config.prefix}-dlq-authority-{gss}.fifo",
+        )
+        CfnOutput(
+            scope, "QueueUrl", value=pair.queue.queue_url, description=f"{authority.name}: queue to consume"
+        )
+        role = policy = None
+        if authority.consumer_principals:
+            role = iam.Role(
+                scope,
+                "ConsumerRole",
+                role_name=f"{config.prefix}-consumer-{gss}",
+                description=f"{authority.name} ({gss}) reads and deletes its own birth notifications",
+                assumed_by=iam.CompositePrincipal(
+                    *(iam.ArnPrincipal(arn) for arn in authority.consumer_principals)
+                ),
+                max_session_duration=Duration.hours(1),
+            )
+            policy = LeastPrivilegePolicy(
+                scope,
+                "ConsumerPolicy",
+                role=role,
+                name=f"{config.prefix}-consumer-{gss}",
+                description=f"{authority.name}: its own queue and key, nothing else",
+            )
+            policy.allow("ConsumeOwnQueue", CONSUMER_ACTIONS, [pair.queue.queue_arn])
+            policy.allow("DecryptOwnQueue", ["kms:Decrypt"], [key.key_arn], conditions=kms_via("sqs"))
+            CfnOutput(
+                scope,
+                "ConsumerRoleArn",
+                value=role.role_arn,
+                description=f"{authority.name}: role its consumer_principals assume",
+            )
+        return AuthorityResources(authority, key, pair.queue, pair.dlq, role, policy)
+
+    def allow_sender(self, role: iam.IRole) -> None:
+        """Let ``role`` (ingest) encrypt messages for every authority queue. Granted in each authority's key
+        policy, so the sender's own policy does not grow with the registry."""
+        for resources in self.by_gss.values():
+            resources.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="IngestSendsToThisAuthority",
+                    principals=[iam.ArnPrincipal(role.role_arn)],
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=["*"],
+                    conditions=kms_via("sqs"),
+                )
+            )
+
+    def _reviewer(self, config: StageConfig) -> iam.Role:
+        role = iam.Role(
+            self,
+            "HeldReviewerRole",
+            role_name=f"{config.prefix}-held-reviewer",
+            description="Operators review records held for want of an authority or agreement",
+            assumed_by=iam.CompositePrincipal(
+                *(iam.ArnPrincipal(arn) for arn in config.held_reviewer_principals)
+            ),
+            max_session_duration=Duration.hours(1),
+        )
+        policy = LeastPrivilegePolicy(
+            self,
+            "HeldReviewerPolicy",
+            role=role,
+            name=f"{config.prefix}-held-reviewer",
+            description="The held queue and its key, nothing else",
+        )
+        policy.allow(
+            "ReviewHeldQueue", [*CONSUMER_ACTIONS, "sqs:ChangeMessageVisibility"], [self.held_queue.queue_arn]
+        )
+        policy.allow("DecryptHeldQueue", ["kms:Decrypt"], [self.held_key.key_arn], conditions=kms_via("sqs"))
+        CfnOutput(self, "HeldReviewerRoleArn", value=role.role_arn)
+        return role

@@ -1,0 +1,184 @@
+"""The three Lambda layers, built without Docker.
+
+- dependencies: Powertools and pydantic from layers/dependencies/requirements.txt, installed by pip as
+  wheels for the Lambda platform (manylinux2014 aarch64, CPython 3.13) into build/layers/, keyed by a
+  hash of requirements.txt and of this recipe, so a repeated synthesis reuses it and never needs Docker.
+- domain: layers/domain/python, so the package lands at /opt/python/birthnotify.
+- config: the registry and the postcode directory it names, at /opt/config/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from aws_cdk import AssetHashType
+from aws_cdk import aws_lambda as lambda_
+from birthnotify.registry import Registry
+from constructs import Construct
+
+from infra.config import ROOT, StageConfig
+
+BUILD_DIR = ROOT / "build" / "layers"
+REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
+DOMAIN_LAYER = ROOT / "layers" / "domain"
+CONFIG_MOUNT = "/opt/config"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+PIP_TARGET = (
+    "--platform",
+    "manylinux2014_aarch64",
+    "--only-binary=:all:",
+    "--python-version",
+    "3.13",
+    "--implementation",
+    "cp",
+)
+PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer")
+"""Distributions the Lambda Python runtime already has: left out of the layer, so that the runtime's boto3
+is never paired with a different botocore (aws-xray-sdk depends on botocore)."""
+PURE_PYTHON_SDISTS = ("docopt==0.6.2",)
+"""Dependencies published only as source (docopt, required by notifications-python-client's metadata):
+built into a platform-independent wheel first, because a cross-platform install takes wheels only."""
+RECIPE = ("v2 " + " ".join(PIP_TARGET) + " --no-compile minus " + ",".join(PROVIDED_BY_RUNTIME)
+          + " sdists " + ",".join(PURE_PYTHON_SDISTS))
+EXCLUDE = ["**/__pycache__", "**/*.pyc", ".DS_Store"]
+
+
+class LayerBuildError(RuntimeError):
+    pass
+
+
+def dependencies_layer_dir(requirements: Path = REQUIREMENTS, cache: Path = BUILD_DIR) -> tuple[Path, str]:
+    """Build (once) the dependency layer's directory; returns it and its content key.
+
+    Safe to call from concurrent processes: each builds into a private directory and renames it into place.
+    """
+    key = hashlib.sha256(RECIPE.encode() + b"\0" + requirements.read_bytes()).hexdigest()[:20]
+    target = cache / f"dependencies-{key}"
+    if target.is_dir():
+        return target, key
+    cache.mkdir(parents=True, exist_ok=True)
+    work = cache / f".building-{key}-{uuid.uuid4().hex[:8]}"
+    wheels = work / "wheels"
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
+          "--wheel-dir", str(wheels), *PURE_PYTHON_SDISTS], work)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        *PIP_TARGET,
+        "--find-links",
+        str(wheels),
+        "--target",
+        str(work / "python"),
+        "-r",
+        str(requirements),
+    ]
+    _run(command, work)
+    shutil.rmtree(wheels)
+    _prune(work / "python")
+    try:
+        os.rename(work, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(work, ignore_errors=True)  # another process finished first: same content
+    return target, key
+
+
+def _run(command: list[str], work: Path) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        raise LayerBuildError(f"building the dependency layer failed ({' '.join(command)}):\n{result.stderr}")
+
+
+def _prune(site: Path) -> None:
+    names = {name.lower().replace("-", "_") for name in PROVIDED_BY_RUNTIME}
+    for entry in list(site.iterdir()):
+        base = (
+            entry.name.split("-", 1)[0].lower() if entry.name.endswith(".dist-info") else entry.name.lower()
+        )
+        if base in names or entry.name in ("bin", "__pycache__"):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    for cache in site.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def config_layer_dir(config: StageConfig, registry: Registry, cache: Path = BUILD_DIR) -> Path:
+    """Stage config/ as the layer lays it out (/opt/config/<registry>, /opt/config/<postcodes>)."""
+    files = {
+        "registry.toml": config.registry_path,
+        registry.postcode_directory.file: config.registry_path.parent / registry.postcode_directory.file,
+    }
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        if not path.is_file():
+            raise LayerBuildError(f"the config layer needs {path}, which does not exist")
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    target = cache / f"config-{digest.hexdigest()[:20]}"
+    if not target.is_dir():
+        work = cache / f".building-config-{uuid.uuid4().hex[:8]}"
+        (work / "config").mkdir(parents=True)
+        for name, path in files.items():
+            destination = work / "config" / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, destination)
+        try:
+            os.rename(work, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+class Layers(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, registry: Registry
+    ) -> None:
+        super().__init__(scope, construct_id)
+        deps_dir, deps_key = dependencies_layer_dir()
+        common = {"compatible_runtimes": [RUNTIME], "compatible_architectures": [ARCHITECTURE]}
+        self.dependencies = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            layer_version_name=f"{config.prefix}-dependencies",
+            description="aws-lambda-powertools and pydantic (layers/dependencies/requirements.txt)",
+            # The key already covers requirements.txt and the pip recipe: no need to hash 30 MB of files.
+            code=lambda_.Code.from_asset(
+                str(deps_dir), asset_hash=deps_key, asset_hash_type=AssetHashType.CUSTOM
+            ),
+            **common,
+        )
+        self.domain = lambda_.LayerVersion(
+            self,
+            "Domain",
+            layer_version_name=f"{config.prefix}-domain",
+            description="the birthnotify domain package (/opt/python/birthnotify)",
+            code=lambda_.Code.from_asset(str(DOMAIN_LAYER), exclude=EXCLUDE),
+            **common,
+        )
+        self.config = lambda_.LayerVersion(
+            self,
+            "Config",
+            layer_version_name=f"{config.prefix}-config",
+            description="registry and postcode directory (/opt/config)",
+            code=lambda_.Code.from_asset(str(config_layer_dir(config, registry))),
+            **common,
+        )
+        self.registry_path = f"{CONFIG_MOUNT}/registry.toml"
+
+    @property
+    def all(self) -> list[lambda_.ILayerVersion]:
+        return [self.dependencies, self.domain, self.config]

@@ -1,0 +1,97 @@
+"""Alarms that page the operators (the registry's operator_emails) through a KMS-encrypted SNS topic:
+any dead-letter queue not empty, function errors, an authority that stopped consuming, held records
+nobody reviews, and an ingest backlog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aws_cdk import CfnOutput, Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from birthnotify.registry import Registry
+from constructs import Construct
+
+from infra.config import StageConfig
+
+PERIOD = Duration.minutes(5)
+INGEST_BACKLOG_HOURS = 1
+
+
+class Monitoring(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, registry: Registry, key: kms.IKey
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.topic = sns.Topic(
+            self,
+            "Alarms",
+            topic_name=f"{config.prefix}-alarms",
+            display_name="Birth notifications alarms",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        for email in registry.operator_emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        self.alarms: list[cloudwatch.Alarm] = []
+        CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)
+
+    def _alarm(
+        self, construct_id: str, *, name: str, description: str, metric: cloudwatch.IMetric, threshold: float
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_name=f"{self.config.prefix}-{name}",
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        alarm.add_ok_action(actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
+        return alarm
+
+    def dead_letter_queues(self, queues: Iterable[tuple[str, sqs.IQueue]]) -> None:
+        for name, queue in queues:
+            self._alarm(
+                f"Dlq{_id(name)}",
+                name=f"dlq-{name}",
+                description=f"Messages are waiting in the {name} dead-letter queue: they failed repeatedly. "
+                "Find the cause in the logs, fix it, then redrive the messages.",
+                metric=queue.metric_approximate_number_of_messages_visible(
+                    period=PERIOD, statistic="Maximum"
+                ),
+                threshold=0,
+            )
+
+    def function_errors(self, name: str, function: lambda_.IFunction) -> None:
+        self._alarm(
+            f"Errors{_id(name)}",
+            name=f"errors-{name}",
+            description=f"The {name} function reported errors (see its log group).",
+            metric=function.metric_errors(period=PERIOD, statistic="Sum"),
+            threshold=0,
+        )
+
+    def oldest_message(self, name: str, queue: sqs.IQueue, hours: int, description: str) -> None:
+        self._alarm(
+            f"Age{_id(name)}",
+            name=f"age-{name}",
+            description=description,
+            metric=queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
+            threshold=hours * 3600,
+        )
+
+
+def _id(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.replace("_", "-").split("-"))

@@ -1,0 +1,107 @@
+"""Generated parts of docs/infrastructure.md: the context keys and the compliance acknowledgements.
+
+    python -m infra.docs --write   # regenerate after changing an acknowledgement or a context key
+    python -m infra.docs --check   # exit 1 if the document is stale (tests/infra does the same)
+
+The acknowledgements come from a synthesis that creates every optional resource (the GOV.UK Notify secret,
+the held-queue reviewer role), so the list covers every stage and transport.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from infra.config import CONTEXT_KEYS, ROOT, StageConfig
+from infra.nag import Acknowledgement
+
+DOC = ROOT / "docs" / "infrastructure.md"
+DOCUMENTED_STAGE = "prod"
+DOCUMENTED_CONTEXT = {
+    "email_transport": "notify",
+    "notify_template_id": "f33517ff-2a88-4f6e-b855-c550268ce08a",
+    "held_reviewer_principals": ["arn:aws:iam::123456789012:role/birth-notifications-reviewer"],
+}
+"""The synthesis whose acknowledgements the document lists: every optional resource present."""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_acknowledgements(acknowledgements: list[Acknowledgement], stage: str) -> str:
+    stage_names = re.compile(rf"birthnotify-{re.escape(stage)}-")
+    lines = [
+        f"{len(acknowledgements)} acknowledgements (for a stage `<stage>`, with `email_transport=notify` "
+        "and a held-queue reviewer role).",
+        "",
+        "| Rule | Where (construct path) | Why it is acceptable |",
+        "|---|---|---|",
+    ]
+    for ack in acknowledgements:
+        rule = stage_names.sub("birthnotify-<stage>-", ack.rule)
+        lines.append(f"| `{_cell(rule)}` | `{_cell(ack.path)}` | {_cell(ack.reason)} |")
+    return "\n".join(lines)
+
+
+def render_context() -> str:
+    defaults = {
+        field.name: field.default
+        for field in dataclasses.fields(StageConfig)
+        if field.default is not dataclasses.MISSING
+    }
+    defaults["stage"] = "dev"
+    lines = ["| Key | Default | What it does |", "|---|---|---|"]
+    for key, description in CONTEXT_KEYS.items():
+        default = defaults[key]
+        if isinstance(default, Path):
+            default = default.relative_to(ROOT).as_posix()
+        elif isinstance(default, tuple):
+            default = ",".join(default) or "(none)"
+        lines.append(f"| `{key}` | `{default}` | {_cell(description)} |")
+    return "\n".join(lines)
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"{DOC} has no {start} ... {end} section")
+    return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
+
+
+def render(text: str, acknowledgements: list[Acknowledgement], stage: str = DOCUMENTED_STAGE) -> str:
+    text = replace_section(text, "context", render_context())
+    return replace_section(text, "acknowledgements", render_acknowledgements(acknowledgements, stage))
+
+
+def documented_acknowledgements(outdir: Path) -> list[Acknowledgement]:
+    from infra.app import synth_app
+
+    return synth_app(DOCUMENTED_STAGE, outdir, DOCUMENTED_CONTEXT, audit=True).acknowledgements()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite docs/infrastructure.md")
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/infrastructure.md is stale")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as outdir:
+        acknowledgements = documented_acknowledgements(Path(outdir))
+    current = DOC.read_text(encoding="utf-8")
+    updated = render(current, acknowledgements)
+    if args.write and updated != current:
+        DOC.write_text(updated, encoding="utf-8")
+        print(f"updated {DOC.relative_to(ROOT)}")
+    elif args.check and updated != current:
+        print(f"{DOC.relative_to(ROOT)} is stale: run python -m infra.docs --write", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The whole birth-notifications system as one stack, wired from the registry the functions read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import CfnOutput, Stack
+from birthnotify.registry import Registry
+from birthnotify.settings import INGEST_ENV, NOTIFY_ENV, Env
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.authorities import Authorities
+from infra.constructs.function import environment_for
+from infra.constructs.ingest import Ingest
+from infra.constructs.keys import Keys
+from infra.constructs.layers import Layers
+from infra.constructs.monitoring import INGEST_BACKLOG_HOURS, Monitoring
+from infra.constructs.notifier import Email, FileEvents, Notifier
+from infra.constructs.state import State
+from infra.constructs.storage import Storage
+from infra.constructs.trusts import Trusts
+
+
+class BirthNotificationsStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, registry: Registry, **kwargs
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=config.stack_name,
+            description=f"Birth notifications from NHS trusts to local authorities ({config.stage})",
+            # Stack tags (@aws-cdk/core:explicitStackTags): CloudFormation applies them to every resource at
+            # deployment, and the template itself carries none.
+            tags={"Project": "birth-notifications", "Stage": config.stage},
+            **kwargs,
+        )
+        self.config, self.registry = config, registry
+
+        self.keys = Keys(self, "Keys", config=config)
+        self.storage = Storage(
+            self, "Storage", config=config, inbound_key=self.keys.inbound, reports_key=self.keys.reports
+        )
+        self.state = State(self, "State", config=config, key=self.keys.pipeline)
+        self.layers = Layers(self, "Layers", config=config, registry=registry)
+        self.authorities = Authorities(
+            self, "Authorities", config=config, registry=registry, held_key=self.keys.held
+        )
+        self.file_events = FileEvents(self, "FileEvents", config=config, keys=self.keys)
+        self.email = Email(self, "Email", config=config, keys=self.keys)
+
+        shared: dict[Env, str] = {
+            Env.STAGE: config.stage,
+            Env.REGISTRY_PATH: self.layers.registry_path,
+            Env.INBOUND_BUCKET: self.storage.inbound.bucket_name,
+            Env.REPORTS_BUCKET: self.storage.reports.bucket_name,
+            Env.AUTHORITY_QUEUE_PREFIX: config.authority_queue_prefix,
+            Env.HELD_QUEUE_URL: self.authorities.held_queue.queue_url,
+            Env.FILE_EVENTS_QUEUE_URL: self.file_events.queue.queue_url,
+            Env.STATE_TABLE: self.state.table.table_name,
+            Env.MAX_FILE_BYTES: str(config.max_file_bytes),
+            Env.MAX_BABY_AGE_DAYS: str(config.max_baby_age_days),
+            Env.EMAIL_TRANSPORT: config.email_transport,
+            Env.EMAIL_SENDER: config.email_sender,
+            Env.CONSUMER_GUIDE_URL: config.consumer_guide_url,
+            Env.NOTIFY_BASE_URL: config.notify_base_url,
+            Env.NOTIFY_TEMPLATE_ID: config.notify_template_id,
+        }
+
+        def notify_environment(extra: Mapping[Env, str]) -> Mapping[str, str]:
+            return environment_for("notify", NOTIFY_ENV, {**shared, **extra})
+
+        self.ingest = Ingest(
+            self,
+            "Ingest",
+            config=config,
+            keys=self.keys,
+            storage=self.storage,
+            layers=self.layers,
+            authorities=self.authorities,
+            file_events=self.file_events.queue,
+            table=self.state.table,
+            environment=environment_for("ingest", INGEST_ENV, shared),
+        )
+        self.notifier = Notifier(
+            self,
+            "Notifier",
+            config=config,
+            keys=self.keys,
+            storage=self.storage,
+            layers=self.layers,
+            file_events=self.file_events,
+            email=self.email,
+            table=self.state.table,
+            environment=notify_environment,
+        )
+        self.trusts = Trusts(
+            self, "Trusts", config=config, registry=registry, storage=self.storage, keys=self.keys
+        )
+        self.monitoring = self._monitoring()
+        self._outputs()
+
+    def _monitoring(self) -> Monitoring:
+        config = self.config
+        monitoring = Monitoring(self, "Monitoring", config=config, registry=self.registry, key=self.keys.ops)
+        dlqs = [
+            ("ingest", self.ingest.dlq),
+            ("file-events", self.file_events.dlq),
+            ("held", self.authorities.held_dlq),
+            ("notify-async", self.notifier.async_dlq),
+        ]
+        dlqs += [(f"authority-{gss}", resources.dlq) for gss, resources in self.authorities.by_gss.items()]
+        monitoring.dead_letter_queues(dlqs)
+        monitoring.function_errors("ingest", self.ingest.function.function)
+        monitoring.function_errors("notify", self.notifier.function.function)
+        for gss, resources in self.authorities.by_gss.items():
+            monitoring.oldest_message(
+                f"authority-{gss}",
+                resources.queue,
+                config.authority_max_message_age_hours,
+                f"{resources.authority.name} ({gss}) has not consumed its queue for "
+                f"{config.authority_max_message_age_hours} hours: records expire after 14 days. Contact "
+                f"{', '.join(resources.authority.contact_emails)}.",
+            )
+        monitoring.oldest_message(
+            "held",
+            self.authorities.held_queue,
+            config.held_max_message_age_hours,
+            "Held records have waited for review for too long: records expire after 14 days.",
+        )
+        monitoring.oldest_message(
+            "ingest",
+            self.ingest.queue,
+            INGEST_BACKLOG_HOURS,
+            "Uploaded files have waited over an hour to be ingested.",
+        )
+        return monitoring
+
+    def _outputs(self) -> None:
+        for name, value in {
+            "InboundBucketName": self.storage.inbound.bucket_name,
+            "ReportsBucketName": self.storage.reports.bucket_name,
+            "AccessLogBucketName": self.storage.access_logs.bucket_name,
+            "IngestQueueUrl": self.ingest.queue.queue_url,
+            "FileEventsQueueUrl": self.file_events.queue.queue_url,
+            "HeldQueueUrl": self.authorities.held_queue.queue_url,
+            "StateTableName": self.state.table.table_name,
+            "AuthorityQueuePrefix": self.config.authority_queue_prefix,
+            "IngestFunctionName": self.ingest.function.function.function_name,
+            "NotifyFunctionName": self.notifier.function.function.function_name,
+        }.items():
+            CfnOutput(self, name, value=value)

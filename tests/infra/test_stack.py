@@ -1,0 +1,516 @@
+"""The dev stack as ``make synth`` produces it: every resource, its encryption, and who may touch it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+from birthnotify.registry import load_registry
+from birthnotify.settings import INGEST_ENV, NOTIFY_ENV, authority_queue_name
+from template_query import (
+    arn,
+    as_list,
+    cfn_lint,
+    key_id,
+    one,
+    policy_of,
+    queue,
+    ref,
+    resources,
+    role_of,
+    trusted_principals,
+)
+
+from infra.config import DEFAULT_REGISTRY
+
+pytestmark = pytest.mark.infra
+
+REGISTRY = load_registry(DEFAULT_REGISTRY)
+POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+
+
+# -- storage ---------------------------------------------------------------------------------------------
+
+
+def function(template: dict, name: str) -> dict:
+    return one(template, "AWS::Lambda::Function", FunctionName=name)[1]["Properties"]
+
+
+def bucket_ids(t: dict) -> dict[str, str]:
+    return {
+        name: next(k for k in resources(t, "AWS::S3::Bucket") if k.startswith(f"Storage{name}"))
+        for name in ("Inbound", "Reports", "AccessLogs")
+    }
+
+
+def test_data_buckets_are_encrypted_with_their_own_keys_and_log_access(dev):
+    t = dev.template
+    buckets = bucket_ids(t)
+    for name, key in (("Inbound", "KeysInbound"), ("Reports", "KeysReports")):
+        props = t["Resources"][buckets[name]]["Properties"]
+        rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        assert rule["ServerSideEncryptionByDefault"] == {
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": arn(key_id(t, key)),
+        }
+        assert rule["BucketKeyEnabled"] is False  # per-object encryption context for the trusts' conditions
+        assert props["LoggingConfiguration"]["DestinationBucketName"] == ref(buckets["AccessLogs"])
+    logs = t["Resources"][buckets["AccessLogs"]]["Properties"]
+    assert logs["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ] == {"SSEAlgorithm": "AES256"}  # the only encryption S3 server access logging can deliver to
+
+
+def test_every_bucket_is_private_versioned_and_owner_enforced(dev):
+    for value in resources(dev.template, "AWS::S3::Bucket").values():
+        props = value["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        assert value["DeletionPolicy"] == "Delete"  # dev; prod retains (test_compliance)
+
+
+def test_every_bucket_policy_denies_anything_but_tls_1_2(dev):
+    t = dev.template
+    policies = {
+        v["Properties"]["Bucket"]["Ref"]: v["Properties"]["PolicyDocument"]["Statement"]
+        for v in resources(t, "AWS::S3::BucketPolicy").values()
+    }
+    assert set(policies) == set(bucket_ids(t).values())
+    for statements in policies.values():
+        denies = [s for s in statements if s["Effect"] == "Deny" and s["Principal"] == {"AWS": "*"}]
+        assert any(
+            s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} and s["Action"] == "s3:*"
+            for s in denies
+        )
+        assert any(s.get("Condition") == {"NumericLessThan": {"s3:TlsVersion": 1.2}} for s in denies)
+        assert not [
+            s for s in statements if s["Effect"] == "Allow" and s.get("Principal") in ("*", {"AWS": "*"})
+        ]
+
+
+def test_raw_uploads_expire_and_the_inbound_bucket_refuses_other_keys(dev):
+    t = dev.template
+    inbound = t["Resources"][bucket_ids(t)["Inbound"]]["Properties"]
+    rules = {r["Id"]: r for r in inbound["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-raw-uploads"]["ExpirationInDays"] == 30
+    assert rules["expire-raw-uploads"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    policy = next(
+        v
+        for v in resources(t, "AWS::S3::BucketPolicy").values()
+        if v["Properties"]["Bucket"] == ref(bucket_ids(t)["Inbound"])
+    )
+    deny_key = next(
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "DenyOtherKmsKey"
+    )
+    assert deny_key["Condition"]["StringNotEqualsIfExists"][
+        "s3:x-amz-server-side-encryption-aws-kms-key-id"
+    ] == arn(key_id(t, "KeysInbound"))
+
+
+def test_uploads_under_inbound_notify_the_ingest_queue_through_the_only_custom_resource(dev):
+    t = dev.template
+    kinds = {v["Type"] for v in t["Resources"].values()}
+    custom = {k for k in kinds if k.startswith("Custom::") or k == "AWS::CloudFormation::CustomResource"}
+    assert custom == {"Custom::S3BucketNotifications"}
+    ingest_queue, _ = queue(t, "birthnotify-dev-ingest")
+    _, notification = one(t, "Custom::S3BucketNotifications")
+    assert notification["Properties"]["BucketName"] == ref(bucket_ids(t)["Inbound"])
+    assert notification["Properties"]["NotificationConfiguration"] == {
+        "QueueConfigurations": [
+            {
+                "Events": ["s3:ObjectCreated:*"],
+                "QueueArn": arn(ingest_queue),
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbound/"}]}},
+            }
+        ]
+    }
+    # S3 can only notify a queue encrypted with a customer-managed key other than the bucket's own.
+    assert t["Resources"][ingest_queue]["Properties"]["KmsMasterKeyId"] == arn(key_id(t, "KeysPipeline"))
+    handler_role = next(
+        k
+        for k, v in resources(t, "AWS::IAM::Role").items()
+        if v["Properties"].get("RoleName") == "birthnotify-dev-s3-notifications"
+    )
+    assert "ManagedPolicyArns" not in t["Resources"][handler_role]["Properties"]
+    assert policy_of(t, handler_role) == [
+        {
+            "Sid": "PutInboundNotification",
+            "Effect": "Allow",
+            "Action": "s3:PutBucketNotification",
+            "Resource": arn(bucket_ids(t)["Inbound"]),
+        }
+    ]
+
+
+# -- queues, keys ----------------------------------------------------------------------------------------
+
+
+def test_every_queue_is_kms_encrypted_tls_only_and_has_a_dlq_or_is_one(dev):
+    t = dev.template
+    queues = resources(t, "AWS::SQS::Queue")
+    dlq_ids = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    function_dlqs = {
+        f["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+        for f in resources(t, "AWS::Lambda::Function").values()
+        if "DeadLetterConfig" in f["Properties"]
+    }
+    tls_only = set()
+    for policy in resources(t, "AWS::SQS::QueuePolicy").values():
+        if any(
+            s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        ):
+            tls_only.update(q["Ref"] for q in policy["Properties"]["Queues"])
+    for logical_id, value in queues.items():
+        kms = value["Properties"]["KmsMasterKeyId"]
+        assert kms["Fn::GetAtt"][0] in resources(t, "AWS::KMS::Key"), logical_id
+        assert logical_id in tls_only, logical_id
+        assert "RedrivePolicy" in value["Properties"] or logical_id in dlq_ids | function_dlqs, logical_id
+
+
+def test_every_key_is_customer_managed_and_rotates(dev):
+    keys = resources(dev.template, "AWS::KMS::Key")
+    assert len(keys) == 5 + len(REGISTRY.authorities)
+    for value in keys.values():
+        assert value["Properties"]["EnableKeyRotation"] is True
+        assert value["Properties"]["RotationPeriodInDays"] == 365
+
+
+def test_each_authority_has_a_fifo_queue_named_as_ingest_derives_it_with_its_own_key_and_dlq(dev):
+    t = dev.template
+    prefix = function(t, "birthnotify-dev-ingest")["Environment"]["Variables"]["AUTHORITY_QUEUE_PREFIX"]
+    keys_used = set()
+    for authority in REGISTRY.authorities:
+        logical_id, value = queue(t, authority_queue_name(prefix, authority.gss_code))
+        props = value["Properties"]
+        assert props["FifoQueue"] is True and props["ContentBasedDeduplication"] is False
+        key = props["KmsMasterKeyId"]["Fn::GetAtt"][0]
+        assert key.startswith(f"Authorities{authority.gss_code}Key")
+        dlq = t["Resources"][props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]["Properties"]
+        assert dlq["FifoQueue"] is True and dlq["KmsMasterKeyId"] == props["KmsMasterKeyId"]
+        assert dlq["QueueName"] == f"birthnotify-dev-dlq-authority-{authority.gss_code}.fifo"
+        keys_used.add(key)
+    assert len(keys_used) == len(REGISTRY.authorities)
+
+
+def test_each_authority_consumer_role_is_limited_to_its_own_queue_and_key(dev):
+    t = dev.template
+    with_consumers = [a for a in REGISTRY.authorities if a.consumer_principals]
+    assert with_consumers, "the shipped registry should exercise consumer roles"
+    for authority in REGISTRY.authorities:
+        name = f"birthnotify-dev-consumer-{authority.gss_code}"
+        roles = [
+            k for k, v in resources(t, "AWS::IAM::Role").items() if v["Properties"].get("RoleName") == name
+        ]
+        if not authority.consumer_principals:
+            assert roles == []
+            continue
+        role_id, role = role_of(t, name)
+        assert sorted(trusted_principals(role)) == sorted(authority.consumer_principals)
+        own_queue, _ = queue(t, authority_queue_name("birthnotify-dev-authority", authority.gss_code))
+        own_key = key_id(t, f"Authorities{authority.gss_code}Key")
+        statements = policy_of(t, role_id)
+        assert {s["Sid"]: (sorted(as_list(s["Action"])), s["Resource"]) for s in statements} == {
+            "ConsumeOwnQueue": (
+                ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+                arn(own_queue),
+            ),
+            "DecryptOwnQueue": (["kms:Decrypt"], arn(own_key)),
+        }
+        assert "ManagedPolicyArns" not in role["Properties"] and "Policies" not in role["Properties"]
+
+
+def test_ingest_may_encrypt_for_every_authority_and_nobody_else_is_named_in_authority_keys(dev):
+    t = dev.template
+    ingest_role, _ = role_of(t, "birthnotify-dev-ingest-function")
+    for authority in REGISTRY.authorities:
+        policy = t["Resources"][key_id(t, f"Authorities{authority.gss_code}Key")]["Properties"]["KeyPolicy"]
+        grants = [s for s in policy["Statement"] if s.get("Sid") == "IngestSendsToThisAuthority"]
+        assert len(grants) == 1 and grants[0]["Principal"] == {"AWS": arn(ingest_role)}
+        assert sorted(grants[0]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+        others = [s for s in policy["Statement"] if s.get("Sid") != "IngestSendsToThisAuthority"]
+        assert [s["Principal"] for s in others] == [
+            {
+                "AWS": {
+                    "Fn::Join": [
+                        "",
+                        ["arn:", ref("AWS::Partition"), ":iam::", ref("AWS::AccountId"), ":root"],
+                    ]
+                }
+            }
+        ]
+
+
+def test_each_trust_role_is_limited_to_its_own_prefixes(dev):
+    t = dev.template
+    inbound, reports = bucket_ids(t)["Inbound"], bucket_ids(t)["Reports"]
+    for trust in REGISTRY.trusts:
+        role_id, role = role_of(t, f"birthnotify-dev-upload-{trust.ods_code}")
+        assert sorted(trusted_principals(role)) == sorted(trust.uploader_principals)
+        ods = trust.ods_code
+        by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
+        assert set(by_sid) == {
+            "UploadUnderOwnPrefix",
+            "EncryptOwnUploads",
+            "ReadOwnReports",
+            "ListOwnReports",
+            "DecryptOwnReports",
+        }
+        own_uploads = {"Fn::Join": ["", [arn(inbound), f"/inbound/{ods}/*"]]}
+        own_reports = {"Fn::Join": ["", [arn(reports), f"/reports/{ods}/*"]]}
+        assert sorted(by_sid["UploadUnderOwnPrefix"]["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
+        assert by_sid["UploadUnderOwnPrefix"]["Resource"] == own_uploads
+        assert by_sid["EncryptOwnUploads"]["Resource"] == arn(key_id(t, "KeysInbound"))
+        assert by_sid["EncryptOwnUploads"]["Condition"]["StringLike"] == {
+            "kms:EncryptionContext:aws:s3:arn": own_uploads
+        }
+        assert by_sid["ReadOwnReports"] == {
+            "Sid": "ReadOwnReports",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": own_reports,
+        }
+        assert by_sid["ListOwnReports"]["Condition"] == {
+            "StringLike": {"s3:prefix": [f"reports/{ods}/", f"reports/{ods}/*"]}
+        }
+        assert by_sid["DecryptOwnReports"]["Condition"]["StringLike"] == {
+            "kms:EncryptionContext:aws:s3:arn": own_reports
+        }
+
+
+# -- state -----------------------------------------------------------------------------------------------
+
+
+def test_state_table_matches_what_the_code_uses(dev_template, dev):
+    dev_template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": "birthnotify-dev-state",
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {
+                "SSEEnabled": True,
+                "SSEType": "KMS",
+                "KMSMasterKeyId": arn(key_id(dev.template, "KeysPipeline")),
+            },
+        },
+    )
+
+
+# -- functions -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "expected"), [("ingest", INGEST_ENV), ("notify", NOTIFY_ENV)])
+def test_function_environment_is_exactly_what_the_handler_reads(dev, name, expected):
+    variables = function(dev.template, f"birthnotify-dev-{name}")["Environment"]["Variables"]
+    assert set(variables) - POWERTOOLS == {env.value for env in expected}
+    assert POWERTOOLS <= set(variables)
+    assert variables["REGISTRY_PATH"] == "/opt/config/registry.toml"
+
+
+def test_functions_run_python313_on_arm64_with_layers_tracing_and_their_own_log_groups(dev):
+    t = dev.template
+    layers = resources(t, "AWS::Lambda::LayerVersion")
+    assert len(layers) == 3
+    for value in layers.values():
+        assert value["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+        assert value["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    for name in ("ingest", "notify"):
+        props = function(t, f"birthnotify-dev-{name}")
+        assert (props["Runtime"], props["Architectures"], props["Handler"]) == (
+            "python3.13",
+            ["arm64"],
+            "handler.handler",
+        )
+        assert sorted(layer["Ref"] for layer in props["Layers"]) == sorted(layers)
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        log_group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
+        log_group = t["Resources"][log_group_id]["Properties"]
+        assert log_group["LogGroupName"] == f"/aws/lambda/birthnotify-dev-{name}"
+        assert log_group["RetentionInDays"] == 400
+        assert log_group["KmsKeyId"] == arn(key_id(t, "KeysOps"))
+    ingest = function(t, "birthnotify-dev-ingest")
+    assert (ingest["MemorySize"], ingest["Timeout"]) == (1024, 600)
+
+
+def test_ingest_consumes_its_queue_in_single_file_batches_with_partial_failures(dev):
+    t = dev.template
+    ingest_queue, value = queue(t, "birthnotify-dev-ingest")
+    assert value["Properties"]["VisibilityTimeout"] == 6 * function(t, "birthnotify-dev-ingest")["Timeout"]
+    notify_queue, events = queue(t, "birthnotify-dev-file-events")
+    assert events["Properties"]["VisibilityTimeout"] == 6 * function(t, "birthnotify-dev-notify")["Timeout"]
+    mappings = {
+        v["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: v["Properties"]
+        for v in resources(t, "AWS::Lambda::EventSourceMapping").values()
+    }
+    assert set(mappings) == {ingest_queue, notify_queue}
+    assert mappings[ingest_queue]["BatchSize"] == 1
+    assert mappings[ingest_queue]["ScalingConfig"] == {"MaximumConcurrency": 5}
+    for mapping in mappings.values():
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
+    t = dev.template
+    role_id, _ = role_of(t, "birthnotify-dev-ingest-function")
+    by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
+    assert set(by_sid) == {
+        "WriteOwnLogs",
+        "XRayTracing",
+        "ConsumeIngestQueue",
+        "ReadUploads",
+        "DecryptUploads",
+        "WriteReports",
+        "EncryptReports",
+        "SendToAuthorityQueues",
+        "SendHeldAndFileEvents",
+        "UseHeldKey",
+        "UsePipelineKey",
+        "ReadWriteState",
+    }
+    actions = {a for s in by_sid.values() for a in as_list(s["Action"])}
+    assert not [a for a in actions if a.endswith("*")]
+    assert by_sid["ReadUploads"]["Resource"] == {
+        "Fn::Join": ["", [arn(bucket_ids(t)["Inbound"]), "/inbound/*"]]
+    }
+    assert by_sid["WriteReports"]["Resource"] == {
+        "Fn::Join": ["", [arn(bucket_ids(t)["Reports"]), "/reports/*"]]
+    }
+    assert json.dumps(by_sid["SendToAuthorityQueues"]["Resource"]).endswith(
+        ':birthnotify-dev-authority-*"]]}'
+    )
+    held, _ = queue(t, "birthnotify-dev-held")
+    events, _ = queue(t, "birthnotify-dev-file-events")
+    assert by_sid["SendHeldAndFileEvents"]["Resource"] == [arn(held), arn(events)]
+    assert by_sid["ReadWriteState"]["Resource"] == arn(one(t, "AWS::DynamoDB::Table")[0])
+
+
+def test_notify_sends_email_only_as_the_sender_through_the_tls_required_configuration_set(dev, dev_template):
+    t = dev.template
+    dev_template.has_resource_properties(
+        "AWS::SES::ConfigurationSet",
+        {"Name": "birthnotify-dev-email", "DeliveryOptions": {"TlsPolicy": "REQUIRE"}},
+    )
+    dev_template.has_resource_properties(
+        "AWS::SES::EmailIdentity",
+        {
+            "EmailIdentity": "birth-notifications@example.nhs.uk",
+            "ConfigurationSetAttributes": {"ConfigurationSetName": Match.any_value()},
+        },
+    )
+    role_id, _ = role_of(t, "birthnotify-dev-notify-function")
+    by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
+    ses = by_sid["SendEmailAsSenderOnly"]
+    assert sorted(ses["Action"]) == ["ses:SendEmail", "ses:SendRawEmail"]
+    resources_text = [json.dumps(r) for r in ses["Resource"]]
+    assert len(resources_text) == 2
+    assert any(":identity/birth-notifications@example.nhs.uk" in text for text in resources_text)
+    assert any(":configuration-set/" in text for text in resources_text)
+    assert ses["Condition"] == {"StringEquals": {"ses:FromAddress": "birth-notifications@example.nhs.uk"}}
+    assert not any("secretsmanager" in json.dumps(s) for s in by_sid.values())  # ses transport: no secret
+    assert not resources(t, "AWS::SecretsManager::Secret")
+    assert function(t, "birthnotify-dev-notify")["Environment"]["Variables"]["NOTIFY_API_KEY_SECRET_ID"] == ""
+
+
+def test_notify_runs_daily_for_digests_and_sends_async_failures_to_a_dlq(dev):
+    t = dev.template
+    notify_id = one(t, "AWS::Lambda::Function", FunctionName="birthnotify-dev-notify")[0]
+    _, rule = one(t, "AWS::Events::Rule")
+    assert rule["Properties"]["ScheduleExpression"] == "cron(0 7 * * ? *)"
+    assert rule["Properties"]["Targets"][0]["Arn"] == arn(notify_id)
+    dlq, _ = queue(t, "birthnotify-dev-dlq-notify-async")
+    assert function(t, "birthnotify-dev-notify")["DeadLetterConfig"] == {"TargetArn": arn(dlq)}
+
+
+# -- monitoring ------------------------------------------------------------------------------------------
+
+
+def alarms(t: dict) -> dict[str, dict]:
+    return {
+        v["Properties"]["AlarmName"]: v["Properties"] for v in resources(t, "AWS::CloudWatch::Alarm").values()
+    }
+
+
+def test_every_dlq_and_both_functions_alarm_to_the_encrypted_operators_topic(dev):
+    t = dev.template
+    topic_id, topic = one(t, "AWS::SNS::Topic")
+    assert topic["Properties"]["KmsMasterKeyId"] == arn(key_id(t, "KeysOps"))
+    emails = sorted(
+        s["Properties"]["Endpoint"]
+        for s in resources(t, "AWS::SNS::Subscription").values()
+        if s["Properties"]["Protocol"] == "email"
+    )
+    assert emails == sorted(REGISTRY.operator_emails)
+    by_name = alarms(t)
+    for alarm in by_name.values():
+        assert alarm["AlarmActions"] == [ref(topic_id)] and alarm["OKActions"] == [ref(topic_id)]
+    dlqs = {
+        v["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for v in resources(t, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in v["Properties"]
+    }
+    dlqs.add(queue(t, "birthnotify-dev-dlq-notify-async")[0])
+    watched = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in by_name.values()
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    assert watched == dlqs
+    for alarm in by_name.values():
+        if alarm["MetricName"] == "ApproximateNumberOfMessagesVisible":
+            assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    errors = {a["Dimensions"][0]["Value"]["Ref"] for a in by_name.values() if a["MetricName"] == "Errors"}
+    assert errors == {
+        one(t, "AWS::Lambda::Function", FunctionName=f"birthnotify-dev-{n}")[0] for n in ("ingest", "notify")
+    }
+
+
+def test_an_authority_that_stops_consuming_raises_an_alarm(dev):
+    by_name = alarms(dev.template)
+    for authority in REGISTRY.authorities:
+        alarm = by_name[f"birthnotify-dev-age-authority-{authority.gss_code}"]
+        assert alarm["MetricName"] == "ApproximateAgeOfOldestMessage"
+        assert alarm["Threshold"] == 72 * 3600
+        assert authority.contact_emails[0] in alarm["AlarmDescription"]
+
+
+def test_dev_synthesis_leaves_no_unacknowledged_finding(dev):
+    # Synthesis itself fails on any finding (see infra.nag); the report agrees.
+    assert dev.findings() == []
+    assert len(dev.acknowledgements()) >= 30
+
+
+def test_the_dev_template_passes_cfn_lint_without_warnings(dev):
+    assert cfn_lint(dev.template_path) == []
+
+
+def test_the_assets_manifest_names_every_asset_directory(dev):
+    manifest = json.loads(dev.assets_manifest.read_text())
+    directories = [
+        f["source"]["path"] for f in manifest["files"].values() if f["source"].get("packaging") == "zip"
+    ]
+    assert len(directories) == 5  # three layers, two functions (the S3 notifications handler is inline)
+    for directory in directories:
+        assert (dev.outdir / directory).is_dir()
+
+
+def test_tags_are_stack_tags_applied_at_deployment_not_written_on_each_resource(dev):
+    # CloudFormation propagates stack tags to the resources; keeping them out of the template also keeps it
+    # deployable into moto (which misreads a KMS key's Tags property).
+    assert dev.stack.tags.tag_values() == {"Project": "birth-notifications", "Stage": "dev"}
+    assert not [k for k, v in dev.template["Resources"].items() if "Tags" in v.get("Properties", {})]
