@@ -211,7 +211,11 @@ def _deny_other_encryption(bucket: s3.Bucket, key: kms.IKey) -> None:
             principals=[iam.AnyPrincipal()],
             actions=["s3:PutObject"],
             resources=[bucket.arn_for_objects("*")],
-            conditions={"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+            # Only when the request names an encryption: "...IfExists" would also deny a request naming none.
+            conditions={
+                "StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"},
+                "Null": {"s3:x-amz-server-side-encryption": "false"},
+            },
         )
     )
     bucket.add_to_resource_policy(
@@ -222,7 +226,8 @@ def _deny_other_encryption(bucket: s3.Bucket, key: kms.IKey) -> None:
             actions=["s3:PutObject"],
             resources=[bucket.arn_for_objects("*")],
             conditions={
-                "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": key.key_arn}
+                "StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": key.key_arn},
+                "Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"},
             },
         )
     )

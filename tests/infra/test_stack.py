@@ -109,9 +109,11 @@ def test_raw_uploads_expire_and_the_inbound_bucket_refuses_other_keys(dev):
     deny_key = next(
         s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "DenyOtherKmsKey"
     )
-    assert deny_key["Condition"]["StringNotEqualsIfExists"][
+    assert deny_key["Condition"]["StringNotEquals"][
         "s3:x-amz-server-side-encryption-aws-kms-key-id"
     ] == arn(key_id(t, "KeysInbound"))
+    # Only a request that names another key is refused; one naming none gets the bucket's default key.
+    assert deny_key["Condition"]["Null"] == {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"}
 
 
 def test_uploads_under_inbound_notify_the_ingest_queue_through_the_only_custom_resource(dev):
