@@ -47,6 +47,7 @@ def _record_handler(record: SQSRecord, context: LambdaContext) -> None:
     body = json.loads(record.body)
     if body.get("Event") == "s3:TestEvent":
         logger.info("skipping s3:TestEvent")
+        metrics.add_metric(name="S3TestEventsSkipped", unit=MetricUnit.Count, value=1)
         return
     ingest = service()
     for s3_record in S3Event(body).records:
