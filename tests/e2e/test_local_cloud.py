@@ -98,3 +98,54 @@ def test_a_poison_event_ends_in_the_dead_letter_queue(cloud):
     dlq_url = sqs.get_queue_url(QueueName=redrive["deadLetterTargetArn"].rsplit(":", 1)[-1])["QueueUrl"]
     [dead] = drain(cloud, dlq_url)
     assert dead == {"not": "a file-processed event"}
+
+
+def test_with_iam_enforced_a_trust_and_an_authority_reach_only_their_own(cloud):
+    """moto enforces IAM for these calls: the deployed roles' policies, not a copy, are what is tested."""
+    import boto3
+    import requests
+    from botocore.exceptions import ClientError
+
+    iam = cloud.client("iam")
+    iam.create_user(UserName="partner")
+    iam.put_user_policy(UserName="partner", PolicyName="assume", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="partner")["AccessKey"]
+    roles = {o.split("/")[-1]: o for o in cloud.outputs.values() if ":role/" in str(o)}
+    partner = iam.get_user(UserName="partner")["User"]["Arn"]
+    for role in ("birthnotify-local-upload-RX1", f"birthnotify-local-consumer-{LEEDS}"):
+        # The registry's principals live in the trust's and the council's own accounts: stand in for them.
+        trust_policy = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+        trust_policy["Statement"][0]["Principal"] = {"AWS": partner}
+        iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(trust_policy))
+
+    def as_role(role_name: str, service: str):
+        sts = boto3.client("sts", endpoint_url=cloud.endpoint_url, region_name="eu-west-2",
+                           aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+        credentials = sts.assume_role(RoleArn=roles[role_name], RoleSessionName="test")["Credentials"]
+        return boto3.client(service, endpoint_url=cloud.endpoint_url, region_name="eu-west-2",
+                            aws_access_key_id=credentials["AccessKeyId"],
+                            aws_secret_access_key=credentials["SecretAccessKey"],
+                            aws_session_token=credentials["SessionToken"])
+
+    def denied(call) -> bool:
+        try:
+            call()
+        except ClientError as error:
+            return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException", "403")
+        return False
+
+    inbound, leeds, kent = (cloud.outputs["InboundBucketName"], cloud.authority_queue_url(LEEDS),
+                            cloud.authority_queue_url(KENT))
+    requests.post(f"{cloud.endpoint_url}/moto-api/reset-auth", data=b"0", timeout=5)
+    try:
+        trust = as_role("birthnotify-local-upload-RX1", "s3")
+        trust.put_object(Bucket=inbound, Key="inbound/RX1/own.csv", Body=b"x")  # allowed
+        assert denied(lambda: trust.put_object(Bucket=inbound, Key="inbound/RX2/other.csv", Body=b"x"))
+        assert denied(lambda: trust.get_object(Bucket=inbound, Key="inbound/RX1/own.csv"))  # write-only
+        council = as_role(f"birthnotify-local-consumer-{LEEDS}", "sqs")
+        council.receive_message(QueueUrl=leeds, WaitTimeSeconds=0)  # allowed
+        assert denied(lambda: council.receive_message(QueueUrl=kent, WaitTimeSeconds=0))
+        assert denied(lambda: council.send_message(QueueUrl=leeds, MessageBody="x", MessageGroupId="g"))
+    finally:
+        requests.post(f"{cloud.endpoint_url}/moto-api/reset-auth", data=b"inf", timeout=5)
