@@ -92,7 +92,8 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
         for bucket in (INBOUND, REPORTS):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
         ingest_url = sqs.create_queue(QueueName="test-ingest")["QueueUrl"]
-        ingest_arn = sqs.get_queue_attributes(QueueUrl=ingest_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        ingest_arn = sqs.get_queue_attributes(QueueUrl=ingest_url,
+                                              AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         s3.put_bucket_notification_configuration(Bucket=INBOUND, NotificationConfiguration={
             "QueueConfigurations": [{"QueueArn": ingest_arn, "Events": ["s3:ObjectCreated:*"],
                                      "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbound/"}]}}}]

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jwt
 
 SERVICE_ID = "26785a09-ab16-4eb0-8407-a37497a57506"
-SECRET = "3d844edf-8d35-48ac-975b-e847b4f122b0"
+SECRET = "3d844edf-8d35-48ac-975b-e847b4f122b0"  # noqa: S105 (a fake service's fake key)
 API_KEY = f"local-fake-{SERVICE_ID}-{SECRET}"
 """An API key of the shape Notify issues: <name>-<service id>-<secret>."""
 

@@ -89,7 +89,7 @@ def test_a_retried_event_never_mails_anyone_twice(notify_stack, ingest_stack, ro
 
 
 def test_a_rejected_file_tells_the_trust_why_in_plain_words(notify_stack, ingest_stack):
-    ingest_stack.upload("RX1", "broken.csv", "notification_id,postcode\nN1,LS1 4AP\n".encode())
+    ingest_stack.upload("RX1", "broken.csv", b"notification_id,postcode\nN1,LS1 4AP\n")
     ingest_stack.run()
     notify_stack.run()
     [receipt] = notify_stack.sent()

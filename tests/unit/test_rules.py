@@ -107,7 +107,7 @@ def test_a_repeated_notification_id_is_rejected_even_after_an_invalid_first_row(
 
 
 def test_error_messages_never_echo_the_value():
-    secret = "Zebedee-Quixote"
+    secret = "Zebedee-Quixote"  # noqa: S105 (a made-up name, not a password)
     result = RowValidator(RowRules(UPLOAD_DAY, 366)).validate(RawRow(1, valid_row(
         mother_family_name=secret * 40, address_line_1=f"{secret}\x07", baby_nhs_number=f"{secret}1")))
     assert isinstance(result, list) and len(result) == 3

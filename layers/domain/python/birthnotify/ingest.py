@@ -170,7 +170,8 @@ class IngestService:
         checkpoint(tally.rows_in)
         outcome = tally.outcome()
         if not outcome.balanced:  # a bug, never expected: refuse to report a file that does not add up
-            raise RuntimeError(f"reconciliation failed: {outcome.model_dump_json(include={'rows_in', 'forwarded', 'rejected', 'withheld', 'held'})}")
+            counts = outcome.model_dump_json(include={"rows_in", "forwarded", "rejected", "withheld", "held"})
+            raise RuntimeError(f"reconciliation failed: {counts}")
         report_key, rejected_key = report_keys(trust, obj.key.rsplit("/", 1)[-1])
         report = FileReport(
             event_id=f"{trust}:{identity.sha256}", status=FileStatus.PROCESSED, trust_ods_code=trust,
