@@ -104,6 +104,7 @@ class BirthNotificationsStack(Stack):
     def _monitoring(self) -> Monitoring:
         config = self.config
         monitoring = Monitoring(self, "Monitoring", config=config, registry=self.registry, key=self.keys.ops)
+        self.email.report_delivery_problems_to(monitoring.topic)
         dlqs = [
             ("ingest", self.ingest.dlq),
             ("file-events", self.file_events.dlq),

@@ -54,6 +54,7 @@ class Keys(Construct):
         self.ops = customer_key(self, "Ops", config, "ops", "log groups, alarm topic, notifier secret")
         self._allow_cloudwatch_logs(config)
         self._allow_cloudwatch_alarms()
+        self._allow_ses_events()
 
     def _allow_cloudwatch_logs(self, config: StageConfig) -> None:
         """CloudWatch Logs encrypts this stack's log groups (only those, by encryption context)."""
@@ -79,6 +80,18 @@ class Keys(Construct):
                 ],
                 resources=["*"],
                 conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+            )
+        )
+
+    def _allow_ses_events(self) -> None:
+        """SES publishes bounces, complaints and rejections to the KMS-encrypted operators' topic."""
+        self.ops.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="SesPublishesDeliveryProblemsToEncryptedTopic",
+                principals=[iam.ServicePrincipal("ses.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
             )
         )
 

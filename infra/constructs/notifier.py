@@ -13,6 +13,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ses as ses
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from birthnotify.settings import Env
 from constructs import Construct
@@ -50,6 +51,17 @@ class FileEvents(Construct):
 
 class Email(Construct):
     """What the notifier sends with: the SES identity and configuration set, and the Notify API key."""
+
+    def report_delivery_problems_to(self, topic: sns.ITopic) -> None:
+        """A bounce, complaint, rejection or long delay happens after SES accepted the email, so no retry
+        can see it: SES tells the operators instead, through their alarm topic."""
+        self.configuration_set.add_event_destination(
+            "DeliveryProblems",
+            configuration_set_event_destination_name="delivery-problems",
+            destination=ses.EventDestination.sns_topic(topic),
+            events=[ses.EmailSendingEvent.BOUNCE, ses.EmailSendingEvent.COMPLAINT, ses.EmailSendingEvent.REJECT,
+                    ses.EmailSendingEvent.RENDERING_FAILURE, ses.EmailSendingEvent.DELIVERY_DELAY],
+        )
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, keys: Keys) -> None:
         super().__init__(scope, construct_id)

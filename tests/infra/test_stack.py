@@ -402,6 +402,17 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     assert by_sid["ReadWriteState"]["Resource"] == arn(one(t, "AWS::DynamoDB::Table")[0])
 
 
+def test_bounces_and_complaints_reach_the_operators_topic(dev, dev_template):
+    topic, _ = one(dev.template, "AWS::SNS::Topic")
+    dev_template.has_resource_properties("AWS::SES::ConfigurationSetEventDestination", {
+        "EventDestination": Match.object_like({
+            "Enabled": True,
+            "MatchingEventTypes": Match.array_with(["bounce", "complaint", "reject"]),
+            "SnsDestination": {"TopicARN": {"Ref": topic}},
+        }),
+    })
+
+
 def test_notify_sends_email_only_as_the_sender_through_the_tls_required_configuration_set(dev, dev_template):
     t = dev.template
     dev_template.has_resource_properties(

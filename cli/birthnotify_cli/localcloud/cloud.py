@@ -246,6 +246,16 @@ class LocalCloud:
             properties = resolve(resource["Properties"])
             sns.subscribe(TopicArn=properties["TopicArn"], Protocol=properties["Protocol"],
                           Endpoint=properties["Endpoint"])
+        for logical, resource in adapted.removed_of_type("AWS::SES::ConfigurationSetEventDestination").items():
+            properties = resolve(resource["Properties"])
+            destination = properties["EventDestination"]
+            self.client("ses").create_configuration_set_event_destination(
+                ConfigurationSetName=properties["ConfigurationSetName"],
+                EventDestination={"Name": destination["Name"], "Enabled": destination.get("Enabled", True),
+                                  "MatchingEventTypes": destination["MatchingEventTypes"],
+                                  "SNSDestination": {"TopicARN": destination["SnsDestination"]["TopicARN"]}})
+            self.report.applied.append(
+                f"{logical}: {APPLIED_BY_HAND['AWS::SES::ConfigurationSetEventDestination']}")
         alarms = adapted.removed_of_type("AWS::CloudWatch::Alarm")
         for resource in alarms.values():
             cloudwatch.put_metric_alarm(**resolve(resource["Properties"]))

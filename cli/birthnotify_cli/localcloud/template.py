@@ -20,6 +20,8 @@ APPLIED_BY_HAND = {
     "ignoring partial batch failures (and needs Docker): the local runtime polls the queue instead",
     "AWS::SES::ConfigurationSet": "no moto CloudFormation model: created with SESv2 CreateConfigurationSet",
     "AWS::SES::EmailIdentity": "no moto CloudFormation model: created with SESv2 CreateEmailIdentity",
+    "AWS::SES::ConfigurationSetEventDestination": "no moto CloudFormation model: created with SES "
+    "CreateConfigurationSetEventDestination (moto records it; no bounce ever happens locally)",
     "AWS::SNS::TopicPolicy": "no moto CloudFormation model: applied with SetTopicAttributes",
     "AWS::SNS::Subscription": "no moto CloudFormation model: created with Subscribe",
     "AWS::CloudWatch::Alarm": "no moto CloudFormation model: created with PutMetricAlarm (moto stores alarms "
