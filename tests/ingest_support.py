@@ -77,7 +77,15 @@ class IngestStack:
                 self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def report(self, trust: str, name: str) -> dict:
-        return json.loads(self.s3.get_object(Bucket=REPORTS, Key=f"reports/{trust}/{name}.json")["Body"].read())
+        """The trust's report; every report read in a test is held to the reconciliation identity."""
+        report = json.loads(self.s3.get_object(Bucket=REPORTS, Key=f"reports/{trust}/{name}.json")["Body"].read())
+        outcome = report["outcome"]
+        assert outcome["rows_in"] == outcome["forwarded"] + outcome["rejected"] + outcome["withheld"] + outcome["held"]
+        assert outcome["forwarded"] == sum(a["new"] + a["amend"] + a["cancel"] for a in outcome["authorities"])
+        assert outcome["held"] == sum(h["count"] for h in outcome["held_by_reason"])
+        assert outcome["withheld"] == sum(outcome["withheld_by_reason"].values())
+        assert len({error["row"] for error in report["errors"]}) == outcome["rejected"]
+        return report
 
     def rejected_csv(self, trust: str, name: str) -> str:
         return self.s3.get_object(Bucket=REPORTS, Key=f"reports/{trust}/{name}.rejected.csv")["Body"].read().decode()

@@ -239,6 +239,7 @@ def test_nhs_numbers_with_spaces_and_a_multiple_birth(ingest_stack, rows_factory
     ingest_stack.upload("RX1", "twins.csv", to_bytes([twin_a, twin_b], "x.csv"))
     ingest_stack.run()
     records = [b["record"] for b in ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])]
+    assert ingest_stack.report("RX1", "twins.csv")["outcome"]["forwarded"] == 2
     assert records[0]["baby_nhs_number"] == number
     assert records[1]["postcode"] == twin_a["postcode"]
     assert [r["birth_order"] for r in records] == [1, 2]
