@@ -49,9 +49,9 @@ def service() -> NotifyService:
 
 
 def _record_handler(record: SQSRecord) -> None:
-    event = FileProcessedEvent.model_validate_json(record.body)
-    logger.append_keys(event_id=event.event_id)
     try:
+        event = FileProcessedEvent.model_validate_json(record.body)
+        logger.append_keys(event_id=event.event_id)
         sent = service().handle_event(event)
     except Exception:
         metrics.add_metric(name="EmailEventsFailed", unit=MetricUnit.Count, value=1)
