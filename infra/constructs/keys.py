@@ -53,8 +53,7 @@ class Keys(Construct):
         self.held = customer_key(self, "Held", config, "held", "held-for-review queue")
         self.ops = customer_key(self, "Ops", config, "ops", "log groups, alarm topic, notifier secret")
         self._allow_cloudwatch_logs(config)
-        self._allow_cloudwatch_alarms()
-        self._allow_ses_events()
+        self._allow_topic_publishers()
 
     def _allow_cloudwatch_logs(self, config: StageConfig) -> None:
         """CloudWatch Logs encrypts this stack's log groups (only those, by encryption context)."""
@@ -83,26 +82,17 @@ class Keys(Construct):
             )
         )
 
-    def _allow_ses_events(self) -> None:
-        """SES publishes bounces, complaints and rejections to the KMS-encrypted operators' topic."""
-        self.ops.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="SesPublishesDeliveryProblemsToEncryptedTopic",
-                principals=[iam.ServicePrincipal("ses.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+    def _allow_topic_publishers(self) -> None:
+        """CloudWatch alarms and SES delivery events (bounces, complaints) publish to the KMS-encrypted
+        operators' topic."""
+        for sid, service in (("CloudWatchAlarmsPublishToEncryptedTopic", "cloudwatch.amazonaws.com"),
+                             ("SesPublishesDeliveryProblemsToEncryptedTopic", "ses.amazonaws.com")):
+            self.ops.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[iam.ServicePrincipal(service)],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                )
             )
-        )
-
-    def _allow_cloudwatch_alarms(self) -> None:
-        """CloudWatch alarms publish to the KMS-encrypted operators' topic."""
-        self.ops.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsPublishToEncryptedTopic",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
-            )
-        )
