@@ -16,7 +16,7 @@ from birthnotify.notify.compose import Composer
 from birthnotify.notify.service import NotifyService
 from birthnotify.notify.transport import EmailTransport, NotifyTransport, SesTransport
 from birthnotify.registry import load_registry
-from birthnotify.settings import Env, NotifySettings
+from birthnotify.settings import NotifySettings
 from botocore.config import Config
 
 logger = Logger()
@@ -24,31 +24,40 @@ tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
-# SES throttling: botocore's standard retry mode backs off and retries before a send counts as failed.
-RETRYING = Config(retries={"mode": "standard", "max_attempts": 5})
+SES_ATTEMPTS = 6
+"""SES throttling: botocore's standard retry mode backs off (jittered, exponential) and tries a send this
+many times in all before it counts as failed; the event is then retried by SQS."""
+RETRYING = Config(retries={"mode": "standard", "total_max_attempts": SES_ATTEMPTS})
+
+
+API_KEY_MAX_AGE_SECONDS = 300
+"""How long a read of the GOV.UK Notify API key is reused before Secrets Manager is asked again."""
 
 
 def transport(settings: NotifySettings) -> EmailTransport:
     if settings.email_transport == "notify":
-        api_key = parameters.get_secret(settings.notify_api_key_secret_id, max_age=300)
-        return NotifyTransport.from_api_key(str(api_key), settings.notify_base_url, settings.notify_template_id)
+        secret_id = settings.notify_api_key_secret_id
+
+        def api_key(refresh: bool = False) -> str:
+            return str(parameters.get_secret(secret_id, max_age=API_KEY_MAX_AGE_SECONDS, force_fetch=refresh))
+
+        return NotifyTransport(api_key, settings.notify_base_url, settings.notify_template_id)
     return SesTransport(boto3.client("sesv2", config=RETRYING), settings.email_sender,
                         settings.ses_configuration_set)
 
 
 @cache
 def service() -> NotifyService:
-    import os
-
+    """Built once per container: the registry is read at cold start only."""
     settings = NotifySettings.from_env()
     registry = load_registry(settings.registry_path)
-    composer = Composer(registry, os.environ.get(Env.STAGE, ""), settings.consumer_guide_url,
-                        settings.reports_bucket)
+    composer = Composer(registry, settings.stage, settings.consumer_guide_url, settings.reports_bucket)
     return NotifyService(registry=registry, composer=composer, transport=transport(settings),
                          dynamodb=boto3.client("dynamodb"), state_table=settings.state_table)
 
 
 def _record_handler(record: SQSRecord) -> None:
+    logger.remove_keys(["event_id"])  # not the previous record's
     try:
         event = FileProcessedEvent.model_validate_json(record.body)
         logger.append_keys(event_id=event.event_id)
@@ -65,7 +74,11 @@ def _record_handler(record: SQSRecord) -> None:
 def handler(event: dict, context: LambdaContext) -> dict:
     service().register_lambda_context(context)
     if event.get("detail-type") == "Scheduled Event":
-        sent = service().send_digests()
+        try:
+            sent = service().send_digests()
+        except Exception:  # the invocation fails: Lambda retries it, then the async DLQ; the next run catches up
+            metrics.add_metric(name="DigestRunsFailed", unit=MetricUnit.Count, value=1)
+            raise
         metrics.add_metric(name="DigestsSent", unit=MetricUnit.Count, value=sent)
         return {"digests_sent": sent}
     return process_partial_response(event=event, record_handler=_record_handler, processor=processor,

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
+from datetime import UTC, datetime
 
+import boto3
 from birthnotify.ingest import london_day
 from birthnotify.registry import load_registry
-from birthnotify_cli.synthetic import to_bytes
-from ingest_support import REGISTRY_PATH
+from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, to_bytes
+from ingest_support import REGISTRY_PATH, ROOT
+from notify_support import (
+    CONFIGURATION_SET,
+    CONSUMER_GUIDE_URL,
+    SENDER,
+    TEMPLATE_ID,
+    find_personal,
+    personal_values,
+)
 
 REGISTRY = load_registry(REGISTRY_PATH)
 LEEDS, KENT, CAMDEN, YORK, MAIDSTONE = "E08000035", "E10000016", "E09000007", "E06000014", "E07000110"
-PERSONAL_FIELDS = ("baby_nhs_number", "mother_nhs_number", "mother_given_name", "mother_family_name",
-                   "address_line_1", "address_line_2", "postcode", "baby_date_of_birth", "mother_date_of_birth")
+OPERATORS = REGISTRY.operator_emails[0]
+RX1_CONTACT = REGISTRY.trust("RX1").contact_emails[0]
 
 
 def today():
@@ -23,69 +33,136 @@ def contacts(gss: str) -> list[str]:
     return REGISTRY.authority(gss).contact_emails
 
 
-def personal_values(rows) -> set[str]:
-    values = set()
-    for row in rows:
-        for name in PERSONAL_FIELDS:
-            value = row.get(name, "").strip()
-            if value:
-                values |= {value, value.replace(" ", "")}
-                if name.endswith("date_of_birth"):
-                    year, month, day = value.split("-")
-                    values |= {f"{day}/{month}/{year}", datetime.fromisoformat(value).strftime("%d %B %Y")}
-    return values
-
-
-def mixed_upload(ingest_stack, rows_factory):
-    rows = rows_factory(60, today(), districts={LEEDS: 2, MAIDSTONE: 2, CAMDEN: 1, YORK: 1}, seed=21)
-    rows[0]["postcode"] = "ZZ99 3VZ"  # no fixed abode: held for a person
-    rows[0]["residence_la_code"] = ""
-    rows[1]["baby_sex"] = "F"  # rejected
-    rows[2]["live_birth"] = "N"  # withheld
-    ingest_stack.upload("RX1", "november.csv", to_bytes(rows, "x.csv"))
-    ingest_stack.run()
+def rich_rows(count: int = 150, seed: int = 21) -> list[dict[str, str]]:
+    """A file with every outcome: forwarded NEW, AMEND and CANCEL rows to per-file and digest councils,
+    rejected, withheld and held rows (lapsed agreement, no council, no fixed abode), every address line."""
+    rows = list(SyntheticRows(
+        load_postcodes_by_district(ROOT / "config" / "postcodes.csv"), today(), seed=seed,
+        mix=Mix(invalid=0.08, withheld=0.08, held=0.08, amend_cancel=0.2,
+                districts={LEEDS: 3, MAIDSTONE: 2, CAMDEN: 1, YORK: 1}),
+        held_districts=("E08000003",),
+    ).rows(count))
+    for index, row in enumerate(rows):
+        row["address_line_2"] = f"Flat {index + 3} Quarry Mount House"
+        row["address_line_3"] = "Hollinsworth"
+        row["address_line_4"] = "Brackenbury Vale"
     return rows
 
 
-def test_each_party_gets_its_email_and_none_carries_personal_data(notify_stack, ingest_stack, rows_factory):
-    rows = mixed_upload(ingest_stack, rows_factory)
-    assert notify_stack.run() == [{"batchItemFailures": []}]
+def upload(ingest_stack, rows, trust="RX1", name="november.csv") -> dict:
+    ingest_stack.upload(trust, name, to_bytes(rows, name))
+    ingest_stack.run()
+    return ingest_stack.report(trust, name)
 
-    sent = notify_stack.sent()
-    by_recipient = {}
+
+def by_recipient(sent) -> dict[str, list]:
+    found: dict[str, list] = {}
     for message in sent:
         for to in message.to:
-            by_recipient.setdefault(to, []).append(message)
-    trust = REGISTRY.trust("RX1").contact_emails[0]
-    [receipt] = by_recipient[trust]
-    assert receipt.subject.startswith("File processed: november.csv")
-    assert "60 rows received" in receipt.text and "SEX_CODE_INVALID: 1" in receipt.text
-    assert "reports/RX1/november.csv.rejected.csv" in receipt.text
-    [leeds] = by_recipient[contacts(LEEDS)[0]]
-    assert "waiting" in leeds.subject and "LEEDS-BN-2026" in leeds.text and "consumer-guide" in leeds.text
-    assert all(len(by_recipient[address]) == 1 for address in contacts(KENT))  # each Kent address, once
-    assert not any(address in by_recipient for address in contacts(CAMDEN))  # Camden takes a daily digest
-    [lapsed] = by_recipient[contacts(YORK)[0]]
-    assert "no sharing agreement in force" in lapsed.subject
-    [operators] = by_recipient[REGISTRY.operator_emails[0]]
-    assert "pseudo-postcode" in operators.text and "City of York" in operators.text
-    assert "<html" in receipt.html and "60 rows received" in receipt.html
+            found.setdefault(to, []).append(message)
+    return found
 
+
+def test_each_party_is_told_what_it_needs_once(notify_stack, ingest_stack):
+    report = upload(ingest_stack, rich_rows())
+    outcome = report["outcome"]
+    held_reasons = {h["reason"] for h in outcome["held_by_reason"]}
+    assert {"NO_AGREEMENT", "NO_AUTHORITY", "PSEUDO_POSTCODE"} <= held_reasons  # the file exercises them all
+    assert outcome["rejected"] and outcome["withheld"]
+    assert notify_stack.run() == [{"batchItemFailures": []}]
+    mail = by_recipient(notify_stack.sent())
+    reference = report["sha256"][:12]
+
+    [receipt] = mail[RX1_CONTACT]
+    assert receipt.subject == (f"File processed: november.csv: {outcome['forwarded']} forwarded, "
+                               f"{outcome['rejected']} rejected")
+    assert (f"{outcome['rows_in']} rows received: {outcome['forwarded']} forwarded, {outcome['rejected']} rejected, "
+            f"{outcome['withheld']} withheld, {outcome['held']} held for review.") in receipt.text
+    for counts in outcome["authorities"]:
+        total = counts["new"] + counts["amend"] + counts["cancel"]
+        assert f"{counts['name']}: {total} forwarded ({counts['new']} new, {counts['amend']} amended" in receipt.text
+    for code, count in outcome["rejected_by_code"].items():
+        assert f"{code}: {count}" in receipt.text
+    assert "s3://test-reports/reports/RX1/november.csv.rejected.csv" in receipt.text
+    assert "s3://test-reports/reports/RX1/november.csv.json" in receipt.text
+
+    forwarded = {counts["gss_code"]: counts for counts in outcome["authorities"]}
+    assert {LEEDS, KENT, CAMDEN} <= set(forwarded)
+    for gss in (LEEDS, KENT):  # per-file councils: one email to each contact address
+        counts = forwarded[gss]
+        assert counts["amend"] + counts["cancel"] > 0 or gss == KENT
+        for address in contacts(gss):
+            [waiting] = mail[address]
+            total = counts["new"] + counts["amend"] + counts["cancel"]
+            assert waiting.subject == f"{total} birth notifications waiting from {report['trust_name']}"
+            assert f"{counts['new']} new" in waiting.text and f"{counts['amend']} amended" in waiting.text
+            assert f"{counts['cancel']} cancelled" in waiting.text
+            assert f"reference {reference}" in waiting.text and counts["agreement_id"] in waiting.text
+            assert "(RX1)" in waiting.text and CONSUMER_GUIDE_URL in waiting.text
+            assert f'<a href="{CONSUMER_GUIDE_URL}">' in waiting.html
+    assert not any(address in mail for address in contacts(CAMDEN))  # Camden takes a daily digest
+
+    [lapsed] = mail[contacts(YORK)[0]]  # York's agreement lapsed: York is told its records are held
+    york = next(h for h in outcome["held_by_reason"] if h["reason"] == "NO_AGREEMENT")
+    assert lapsed.subject == "Birth notifications held: no sharing agreement in force"
+    assert f"{york['count']} birth notifications for City of York Council held" in lapsed.text
+    [operators] = mail[OPERATORS]
+    assert operators.subject == f"{outcome['held']} birth notifications held from {report['trust_name']}"
+    for held in outcome["held_by_reason"]:
+        assert f"{held['count']}: " in operators.text
+    assert "pseudo-postcode" in operators.text and "(City of York Council)" in operators.text
+    assert len(notify_stack.sent()) == 1 + len(contacts(LEEDS)) + len(contacts(KENT)) + 1 + 1
+
+
+def test_no_email_and_no_log_line_carries_personal_data(notify_stack, ingest_stack):
+    rows = rich_rows(seed=5)
+    upload(ingest_stack, rows, name="births-week-48.csv")
+    notify_stack.run()
     personal = personal_values(rows)
+    sent = notify_stack.sent()
+    assert len(sent) >= 6 and len(personal) > 1000
+    # The scan finds what it looks for (in any case, with or without a postcode's space).
+    probe = f"Dear {rows[3]['mother_given_name'].upper()}, {rows[3]['postcode'].replace(' ', '').lower()}"
+    assert len(find_personal(probe, personal)) == 2
+
     for message in sent:
-        for value in personal:
-            assert value not in message.everything, f"{message.subject!r} carries personal data"
-        assert "november.csv" not in message.everything or message.to == [trust]  # file names only to the trust
+        assert find_personal(message.everything, personal) == [], message.subject
+        if message.to != [RX1_CONTACT]:  # a trust may name a file after a patient: only the trust sees its name
+            assert "births-week-48" not in message.everything
+    logs = "\n".join(notify_stack.logs)
+    assert '"email sent"' in logs  # the logs were captured
+    assert find_personal(logs, personal) == [] and "births-week-48" not in logs
 
 
-def test_a_retried_event_never_mails_anyone_twice(notify_stack, ingest_stack, rows_factory):
-    mixed_upload(ingest_stack, rows_factory)
-    [body] = [m["Body"] for m in ingest_stack.sqs.receive_message(
-        QueueUrl=ingest_stack.events_queue_url, VisibilityTimeout=0)["Messages"]]
+def test_ses_mails_have_text_and_escaped_html_parts_and_use_the_tls_configuration_set(notify_stack, ingest_stack,
+                                                                                      rows_factory, edit_registry):
+    edit_registry((r'^name = "Northgate Teaching Hospitals NHS Trust"$',
+                   'name = "Northgate & <Moor> Teaching Hospitals NHS Trust"'))
+    upload(ingest_stack, rows_factory(10, today(), districts={LEEDS: 1}, seed=4), name="small.csv")
+    notify_stack.run()
+
+    [waiting] = notify_stack.to(contacts(LEEDS)[0])
+    assert "Northgate & <Moor> Teaching Hospitals" in waiting.text  # plain text: as written
+    assert "Northgate &amp; &lt;Moor&gt; Teaching Hospitals" in waiting.html and "<Moor>" not in waiting.html
+    assert waiting.html.startswith("<!DOCTYPE html>") and "<li>10 new</li>" in waiting.html
+    assert len(notify_stack.ses_requests) == len(notify_stack.sent()) == 2
+    for request in notify_stack.ses_requests:
+        assert request["ConfigurationSetName"] == CONFIGURATION_SET and request["FromEmailAddress"] == SENDER
+        assert len(request["Destination"]["ToAddresses"]) == 1
+    tls = boto3.client("sesv2").get_configuration_set(ConfigurationSetName=CONFIGURATION_SET)["DeliveryOptions"]
+    assert tls["TlsPolicy"] == "REQUIRE"
+
+
+def test_a_retried_event_never_mails_anyone_twice(notify_stack, ingest_stack):
+    upload(ingest_stack, rich_rows(60))
+    [body] = [json.dumps(event) for event in notify_stack.waiting_events()]
     notify_stack.run()
     first = len(notify_stack.sent())
-    notify_stack.run([body, body])  # SQS delivers the same event again, twice
+    assert notify_stack.run([body, body]) == [{"batchItemFailures": []}]  # SQS delivers the event again, twice
     assert len(notify_stack.sent()) == first > 0
+    notify_stack.reload()  # a new container: idempotency is in DynamoDB, not in memory
+    notify_stack.run([body])
+    assert len(notify_stack.sent()) == first
 
 
 def test_a_rejected_file_tells_the_trust_why_in_plain_words(notify_stack, ingest_stack):
@@ -93,49 +170,50 @@ def test_a_rejected_file_tells_the_trust_why_in_plain_words(notify_stack, ingest
     ingest_stack.run()
     notify_stack.run()
     [receipt] = notify_stack.sent()
-    assert receipt.subject == "File not accepted: broken.csv"
+    assert receipt.to == [RX1_CONTACT] and receipt.subject == "File not accepted: broken.csv"
     assert "Nothing in it was forwarded" in receipt.text and "FILE_MISSING_COLUMNS" in receipt.text
     assert "baby_nhs_number" in receipt.text  # the missing column is named
+    assert "s3://test-reports/reports/RX1/broken.csv.json" in receipt.text
 
 
-def test_a_digest_authority_gets_one_mail_for_the_day(notify_stack, ingest_stack, rows_factory):
-    first = rows_factory(8, today(), districts={CAMDEN: 1}, seed=1)
-    second = rows_factory(5, today(), districts={CAMDEN: 1}, seed=2)
-    for row in second:
-        row["notification_id"] = "S" + row["notification_id"]
-    ingest_stack.upload("RX1", "a.csv", to_bytes(first, "a.csv"))
-    ingest_stack.upload("RX2", "b.csv", to_bytes(second, "b.csv"))
+def test_a_file_in_a_subfolder_is_refused_and_its_trust_told(notify_stack, ingest_stack, rows_factory):
+    ingest_stack.s3.put_object(Bucket="test-inbound", Key="inbound/RX1/2026/nov.csv",
+                               Body=to_bytes(rows_factory(3, today(), seed=8), "nov.csv"))
     ingest_stack.run()
     notify_stack.run()
-    assert not [m for m in notify_stack.sent() if contacts(CAMDEN)[0] in m.to]
-
-    service = notify_stack.handler.service()
-    service._clock = lambda: datetime.now(UTC) + timedelta(days=1)
-    assert notify_stack.schedule() == {"digests_sent": 1}
-    [digest] = [m for m in notify_stack.sent() if contacts(CAMDEN)[0] in m.to]
-    assert digest.subject == "Daily digest: 13 birth notifications waiting"
-    assert "From 2 files" in digest.text and "13 new" in digest.text
-    assert notify_stack.schedule() == {"digests_sent": 0}  # the next run does not repeat it
+    [receipt] = notify_stack.sent()
+    assert receipt.to == [RX1_CONTACT] and receipt.subject == "File not accepted: nov.csv"
+    assert "FILE_BAD_LOCATION" in receipt.text and "inbound/<your trust's ODS code>/<file name>" in receipt.text
 
 
-def test_govuk_notify_transport_and_a_failed_send_is_retried_not_lost(notify_via_govuk_notify, ingest_stack,
-                                                                        rows_factory):
-    stack = notify_via_govuk_notify
-    rows = rows_factory(6, today(), districts={MAIDSTONE: 1}, seed=3)
-    ingest_stack.upload("RX2", "kent.csv", to_bytes(rows, "kent.csv"))
+def test_a_file_from_an_unregistered_folder_reaches_the_operators_without_its_name(notify_stack, ingest_stack,
+                                                                                     rows_factory):
+    rows = rows_factory(3, today(), seed=9)
+    ingest_stack.upload("RZZ", "jane-doe-9990000018.csv", to_bytes(rows, "x.csv"))
     ingest_stack.run()
-    stack.fake_notify.fail_next = 1  # the first email fails (Notify returns 500)
+    notify_stack.run()
+    [alert] = notify_stack.sent()
+    assert alert.to == [OPERATORS]
+    assert alert.subject == "A file from an unregistered location was not accepted"
+    assert "inbound/RZZ/" in alert.text and "FILE_UNKNOWN_TRUST" in alert.text
+    assert "s3://test-reports/reports/RZZ/" in alert.text
+    assert "jane-doe" not in alert.everything and "9990000018" not in alert.everything
 
-    [first] = stack.run()
-    assert len(first["batchItemFailures"]) == 1  # the event stays on the queue for a retry
-    mailed_before_retry = len(stack.sent())
-    [retry] = stack.run()
-    assert retry == {"batchItemFailures": []}
 
-    recipients = sorted(to for message in stack.sent() for to in message.to)
-    expected = sorted([*REGISTRY.trust("RX2").contact_emails, *contacts(KENT)])
-    assert recipients == expected  # everyone exactly once, despite the failure and the retry
-    assert mailed_before_retry == len(expected) - 1
-    assert all(e["template_id"] for e in stack.fake_notify.emails)
-    for message in stack.sent():
-        assert not any(value in message.everything for value in personal_values(rows))
+def test_govuk_notify_sends_the_same_emails_through_its_api(notify_via_govuk_notify, ingest_stack):
+    stack = notify_via_govuk_notify
+    rows = rich_rows(80, seed=13)
+    upload(ingest_stack, rows)
+    assert stack.run() == [{"batchItemFailures": []}]
+
+    fake = stack.fake_notify
+    assert fake.refused == []  # every request carried a valid token and body
+    recipients = sorted(e["email_address"] for e in fake.emails)
+    assert recipients == sorted([RX1_CONTACT, *contacts(LEEDS), *contacts(KENT), *contacts(YORK), OPERATORS])
+    assert all(e["template_id"] == TEMPLATE_ID for e in fake.emails)
+    assert len({e["reference"] for e in fake.emails}) == len(fake.emails)  # one reference per email
+    [receipt] = stack.to(RX1_CONTACT)
+    assert receipt.subject.startswith("File processed: november.csv") and "rows received" in receipt.text
+    personal = personal_values(rows)
+    for message in fake.emails:
+        assert find_personal(json.dumps(message), personal) == []

@@ -124,6 +124,7 @@ class NotifySettings:
     notify_api_key_secret_id: str = ""
     notify_base_url: str = DEFAULT_NOTIFY_BASE_URL
     notify_template_id: str = ""
+    stage: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> NotifySettings:
@@ -148,4 +149,5 @@ class NotifySettings:
             notify_api_key_secret_id=env.get(Env.NOTIFY_API_KEY_SECRET_ID, ""),
             notify_base_url=env.get(Env.NOTIFY_BASE_URL) or DEFAULT_NOTIFY_BASE_URL,
             notify_template_id=env.get(Env.NOTIFY_TEMPLATE_ID, ""),
+            stage=env.get(Env.STAGE, ""),
         )

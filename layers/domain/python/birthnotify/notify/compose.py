@@ -1,12 +1,14 @@
 """The emails a file-processed event leads to, composed from counts and references only.
 
 Authorities and operators see a file by its trust and a short content reference, never its name: a
-trust might name a file after a patient. The trust's own receipt names its file.
+trust might name a file after a patient. The trust's own receipt names its file. A file no registered
+trust can be found for is reported to the operators, again without its name.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -15,7 +17,8 @@ from string import Template
 
 from birthnotify.messages import FileProcessedEvent, FileStatus, HeldReason, WithheldReason
 from birthnotify.record import ERROR_HELP, ErrorCode
-from birthnotify.registry import Authority, Registry
+from birthnotify.registry import Authority, Registry, Trust
+from birthnotify.settings import INBOUND_PREFIX, REPORTS_PREFIX
 
 _TEMPLATES = resources.files("birthnotify.notify") / "templates"
 TEXT_TEMPLATE = Template((_TEMPLATES / "email.txt").read_text(encoding="utf-8"))
@@ -39,6 +42,7 @@ class EmailKind(StrEnum):
     AUTHORITY_WAITING = "authority-waiting"
     TRUST_RECEIPT = "trust-receipt"
     HELD_ALERT = "held-alert"
+    UNATTRIBUTED_FILE = "unattributed-file"
     AUTHORITY_DIGEST = "authority-digest"
 
 
@@ -75,10 +79,18 @@ class Document:
 
     def html(self) -> str:
         return "\n".join(
-            f"<p>{html.escape(b)}</p>" if isinstance(b, str)
-            else "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in b) + "</ul>"
+            f"<p>{_escape_and_link(b)}</p>" if isinstance(b, str)
+            else "<ul>" + "".join(f"<li>{_escape_and_link(i)}</li>" for i in b) + "</ul>"
             for b in self.blocks
         )
+
+
+_URL = re.compile(r"https://[^\s<>\"']+?(?=[.,;:)]?(?:\s|$))")
+
+
+def _escape_and_link(text: str) -> str:
+    """HTML-escape a value; https addresses (the consumer guide, from configuration) become links."""
+    return _URL.sub(lambda m: f'<a href="{m[0]}">{m[0]}</a>', html.escape(text))
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,8 @@ class Composer:
 
     def for_event(self, event: FileProcessedEvent) -> list[Email]:
         """Every email a file leads to, except digests (accumulated instead; see ``digest_counts``)."""
-        emails = [self.trust_receipt(event)] if event.trust_ods_code else []
+        trust = self.uploader(event)
+        emails = [self.trust_receipt(event, trust) if trust else self.unattributed_file(event)]
         for counts in event.outcome.authorities:
             authority = self.registry.authority(counts.gss_code)
             if authority is not None and authority.notification_mode == "per_file":
@@ -116,8 +129,8 @@ class Composer:
     def authority_waiting(self, event: FileProcessedEvent, authority: Authority, new: int, amend: int,
                           cancel: int, agreement_id: str) -> Email:
         total = new + amend + cancel
-        trust = event.trust_name or event.trust_ods_code
-        document = Document(f"{total} birth notification{'s' if total != 1 else ''} waiting for {authority.name}")
+        trust = self.trust_label(event)
+        document = Document(f"{_births(total)} waiting for {authority.name}")
         document.para(f"{trust} ({event.trust_ods_code}) sent a file (reference {_reference(event)}) with "
                       f"records for you under sharing agreement {agreement_id}. On your queue now:")
         document.bullets([f"{new} new", f"{amend} amended (replace the notification they name)",
@@ -126,10 +139,24 @@ class Composer:
                       f"stay on the queue for 14 days. How to: {self.consumer_guide_url}")
         return self.render(EmailKind.AUTHORITY_WAITING, f"{event.event_id}:{EmailKind.AUTHORITY_WAITING}:"
                            f"{authority.gss_code}", authority.contact_emails,
-                           f"{total} birth notifications waiting from {trust}", document)
+                           f"{_births(total)} waiting from {trust}", document)
 
-    def trust_receipt(self, event: FileProcessedEvent) -> Email:
-        trust = self.registry.trust(event.trust_ods_code or "")
+    def trust_label(self, event: FileProcessedEvent) -> str:
+        """The trust's name as the event or, failing that, the registry gives it."""
+        registered = self.registry.trust(event.trust_ods_code) if event.trust_ods_code else None
+        return event.trust_name or (registered.name if registered else None) or event.trust_ods_code or "unknown"
+
+    def uploader(self, event: FileProcessedEvent) -> Trust | None:
+        """The registered trust whose folder the file was uploaded to, even when the key was refused (a file
+        in a subfolder of ``inbound/<ODS>/`` is rejected before the event names its trust)."""
+        if event.trust_ods_code:
+            return self.registry.trust(event.trust_ods_code)
+        parts = event.key.split("/")
+        if len(parts) > 2 and f"{parts[0]}/" == INBOUND_PREFIX and parts[1]:
+            return self.registry.trust(parts[1].upper())
+        return None
+
+    def trust_receipt(self, event: FileProcessedEvent, trust: Trust) -> Email:
         name = event.key.rsplit("/", 1)[-1]
         outcome = event.outcome
         if event.status is FileStatus.REJECTED and event.file_error is not None:
@@ -159,30 +186,52 @@ class Composer:
                               "corrected rows in a new file.")
             subject = f"File processed: {name}: {outcome.forwarded} forwarded, {outcome.rejected} rejected"
         document.para(f"Full report: s3://{self.reports_bucket}/{event.report_key}")
-        recipients = trust.contact_emails if trust else self.registry.operator_emails
-        return self.render(EmailKind.TRUST_RECEIPT, f"{event.event_id}:{EmailKind.TRUST_RECEIPT}", recipients,
-                           subject, document)
+        return self.render(EmailKind.TRUST_RECEIPT, f"{event.event_id}:{EmailKind.TRUST_RECEIPT}",
+                           trust.contact_emails, subject, document)
+
+    def unattributed_file(self, event: FileProcessedEvent) -> Email:
+        """Operators hear of a file no registered trust sent (an unknown folder, or a key outside
+        ``inbound/<ODS>/``), without its name: they find it by its reference in the reports bucket."""
+        code = event.trust_ods_code
+        where = f"the folder {INBOUND_PREFIX}{code}/, which belongs to no registered trust" if code else \
+            f"a location outside {INBOUND_PREFIX}<ODS code>/<file name>"
+        folder = event.report_key.rsplit("/", 1)[0] + "/" if event.report_key else REPORTS_PREFIX
+        document = Document("A file was uploaded that no registered trust sent")
+        document.para(f"A file (reference {_reference(event)}) was uploaded to {where}, so no trust can be told "
+                      "about it.")
+        if event.file_error is not None:
+            document.para(f"It was not accepted ({event.file_error.code.value}): {event.file_error.message} "
+                          "Nothing in it was forwarded.")
+        else:
+            document.para(f"{event.outcome.rows_in} rows were processed: {event.outcome.forwarded} forwarded, "
+                          f"{event.outcome.held} held (the trust may have left the registry since).")
+        document.para(f"Its report is under s3://{self.reports_bucket}/{folder} with event_id {event.event_id}. "
+                      "Find out who uploaded it; register the trust if it should be able to send files.")
+        return self.render(EmailKind.UNATTRIBUTED_FILE, f"{event.event_id}:{EmailKind.UNATTRIBUTED_FILE}",
+                           self.registry.operator_emails, "A file from an unregistered location was not accepted"
+                           if event.file_error is not None else "A file from an unregistered trust was processed",
+                           document)
 
     def held_alerts(self, event: FileProcessedEvent) -> list[Email]:
         """Operators hear of every held record; an authority also hears when its agreement has lapsed."""
         held = event.outcome.held_by_reason
         if not held:
             return []
-        trust = event.trust_name or event.trust_ods_code
+        trust = self.trust_label(event)
         total = sum(h.count for h in held)
-        document = Document(f"{total} records from {trust} are held for review")
+        document = Document(f"{total} record{'s' if total != 1 else ''} from {trust} held for review")
         document.para(f"File reference {_reference(event)} from {trust} ({event.trust_ods_code}). These records "
                       "were not forwarded; they wait on the held queue, for 14 days, for a person to act:")
         document.bullets([f"{h.count}: {HELD_REASON_TEXT[h.reason]}"
                           f"{' (' + h.authority_name + ')' if h.authority_name else ''}" for h in held])
         document.para("Renew or add the sharing agreement in the registry, or route the records by hand.")
         emails = [self.render(EmailKind.HELD_ALERT, f"{event.event_id}:{EmailKind.HELD_ALERT}:operators",
-                              self.registry.operator_emails, f"{total} birth notifications held from {trust}",
+                              self.registry.operator_emails, f"{_births(total)} held from {trust}",
                               document)]
         for h in held:
             authority = self.registry.authority(h.authority_gss_code) if h.authority_gss_code else None
             if h.reason is HeldReason.NO_AGREEMENT and authority is not None:
-                lapsed = Document(f"{h.count} birth notifications for {authority.name} are held")
+                lapsed = Document(f"{_births(h.count)} for {authority.name} held")
                 lapsed.para(f"{trust} sent records for babies living in your area (file reference "
                             f"{_reference(event)}), but no sharing agreement with you is in force, so they were "
                             "not forwarded. When a new agreement is in the registry, operators can release them.")
@@ -195,19 +244,26 @@ class Composer:
     # -- digests -------------------------------------------------------------------------------------
 
     def digest(self, authority: Authority, day: date, new: int, amend: int, cancel: int, files: int,
-               trusts: list[str]) -> Email:
+               trusts: list[str], agreements: list[str] | None = None) -> Email:
         total = new + amend + cancel
-        document = Document(f"{total} birth notifications arrived for {authority.name} on {day:%d %B %Y}")
-        document.para(f"From {files} file{'s' if files != 1 else ''} sent by {', '.join(sorted(trusts))}. "
+        document = Document(f"{_births(total)} for {authority.name}: digest for {day:%d %B %Y}")
+        agreed = f" under sharing agreement {', '.join(sorted(agreements))}" if agreements else ""
+        document.para(f"From {files} file{'s' if files != 1 else ''} sent by {', '.join(sorted(trusts))}{agreed}. "
                       "On your queue now:")
-        document.bullets([f"{new} new", f"{amend} amended", f"{cancel} cancelled"])
+        document.bullets([f"{new} new", f"{amend} amended (replace the notification they name)",
+                          f"{cancel} cancelled (withdraw the notification they name)"])
         document.para(f"Collect them with `birthnotify consume` using your authority's consumer role; records "
                       f"stay on the queue for 14 days. How to: {self.consumer_guide_url}")
         return self.render(EmailKind.AUTHORITY_DIGEST, f"digest:{authority.gss_code}:{day.isoformat()}",
-                           authority.contact_emails, f"Daily digest: {total} birth notifications waiting",
+                           authority.contact_emails, f"Daily digest: {_births(total)} waiting",
                            document)
 
 
+def _births(count: int) -> str:
+    return f"{count} birth notification{'s' if count != 1 else ''}"
+
+
 def _reference(event: FileProcessedEvent) -> str:
-    return (event.sha256 or event.event_id)[:12]
+    """A short reference to a file's content (or, for a file refused before it was read, to its event)."""
+    return (event.sha256 or event.event_id.rsplit(":", 1)[-1])[:12]
 

@@ -23,8 +23,9 @@ from birthnotify.registry import NotificationMode, Registry
 logger = Logger(child=True)
 
 SENT_RECORD_SECONDS = 35 * 24 * 3600
-DIGEST_LOOKBACK_DAYS = 7
-"""A scheduled run also sends any unsent digest of the last week (a missed or failed run)."""
+DIGEST_LOOKBACK_DAYS = 14
+"""A scheduled run also sends any unsent digest of the last 14 days (a missed or failed run): as long as
+records stay on an authority's queue."""
 
 
 class NotifyService:
@@ -61,27 +62,39 @@ class NotifyService:
             authority = self.registry.authority(counts.gss_code)
             if authority is not None and authority.notification_mode is NotificationMode.DIGEST:
                 self.digests.add(authority.gss_code, day, event.event_id, event.trust_name or
-                                 event.trust_ods_code or "", counts.new, counts.amend, counts.cancel)
+                                 event.trust_ods_code or "", counts.agreement_id, counts.new, counts.amend,
+                                 counts.cancel)
         if failures:
             raise failures[0]
         return len(self.sent) - before
 
     def send_digests(self) -> int:
-        """Send each digest authority its unsent digests of the previous days; returns emails sent."""
-        before = len(self.sent)
+        """Send every unsent digest of the last days, today excluded; returns how many digests were sent.
+
+        Every authority's pending days are looked at, not only those now in digest mode, so counts taken
+        before an authority went back to per-file mails are still sent. A failure does not stop the other
+        digests; it is raised at the end (the scheduled invocation fails, and the next run sends it)."""
+        sent = 0
         today = london_day(self._clock())
-        for authority in self.registry.authorities:
-            if authority.notification_mode is not NotificationMode.DIGEST:
-                continue
-            for back in range(DIGEST_LOOKBACK_DAYS, 0, -1):
-                day = today - timedelta(days=back)
-                digest = self.digests.get(authority.gss_code, day)
-                if digest is None or digest.sent:
-                    continue
-                self.send(self.composer.digest(authority, day, digest.new, digest.amend, digest.cancel,
-                                               digest.files, digest.trusts))
-                self.digests.mark_sent(authority.gss_code, day)
-        return len(self.sent) - before
+        days = [today - timedelta(days=back) for back in range(DIGEST_LOOKBACK_DAYS, 0, -1)]
+        failures: list[Exception] = []
+        for pending in self.digests.unsent([a.gss_code for a in self.registry.authorities], days):
+            authority = self.registry.authority(pending.gss_code)
+            try:
+                digest = pending if pending.closed else self.digests.close(pending.gss_code, pending.day)
+                if authority is not None and digest.total:
+                    self.send(self.composer.digest(authority, digest.day, digest.new, digest.amend, digest.cancel,
+                                                   digest.files, digest.trusts, digest.agreements))
+                    sent += 1
+                self.digests.mark_sent(digest.gss_code, digest.day)
+            except Exception as exc:  # noqa: BLE001 (the other authorities' digests are still sent)
+                logger.warning("digest not sent", extra={"authority": pending.gss_code,
+                                                         "day": pending.day.isoformat(),
+                                                         "error": type(exc).__name__})
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        return sent
 
     def send(self, email: Email) -> None:
         """Send to every recipient not yet mailed; raises if any send fails (SQS then retries)."""
