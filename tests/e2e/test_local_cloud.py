@@ -1,102 +1,189 @@
 """The synthesized template, deployed into moto, driven as the users drive the real thing: a trust uploads
-with boto3, the local runtime plays Lambda's event source mappings, authorities read their queues."""
+with boto3, the local runtime plays Lambda's event source mappings, authorities read their queues, and the
+notifier's emails are read back from SES. One deployment for the whole module."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import re
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from birthnotify.ingest import london_day
-from birthnotify.registry import load_registry
+from birthnotify.messages import FileProcessedEvent
+from birthnotify.offline import check_file
+from birthnotify.postcodes import PostcodeDirectory
+from birthnotify.registry import NotificationMode, load_registry
 from birthnotify_cli.localcloud import LocalCloud
-from birthnotify_cli.synthetic import SyntheticRows, load_postcodes_by_district, to_bytes
+from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, to_bytes
 from ingest_support import REGISTRY_PATH
 
 pytestmark = pytest.mark.e2e
 REGISTRY = load_registry(REGISTRY_PATH)
-LEEDS, KENT, YORK = "E08000035", "E10000016", "E06000014"
+LEEDS, KENT, CAMDEN, YORK, MANCHESTER = "E08000035", "E10000016", "E09000007", "E06000014", "E08000003"
+KENT_DISTRICTS = ("E07000110", "E07000111", "E07000115")
+TRUST = "RX1"
+ROWS = 2000
 ENVELOPE = {"schema_version", "agreement_id", "authority_gss_code", "source", "notification_id",
             "notification_type", "original_notification_id", "record"}
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    cloud = LocalCloud.start(tmp_path_factory.mktemp("localcloud"))
-    yield cloud
-    cloud.stop()
+    # A failed message is retried at once (Lambda would wait for the visibility timeout; the demo waits 1 s).
+    with LocalCloud.start(tmp_path_factory.mktemp("localcloud"), retry_delay_seconds=0) as cloud:
+        yield cloud
+
+
+@pytest.fixture(scope="module")
+def upload(cloud, tmp_path_factory):
+    """A 2,000-row synthetic file from trust RX1: every served authority (Kent through its districts),
+    invalid, withheld and held rows (an unserved district, York's lapsed agreement, unknown postcodes)."""
+    today = london_day(datetime.now(UTC))
+    postcodes = load_postcodes_by_district(REGISTRY_PATH.parent / "postcodes.csv")
+    weights = {LEEDS: 1.0, CAMDEN: 1.0, YORK: 0.1, **{district: 0.7 for district in KENT_DISTRICTS}}
+    mix = Mix(invalid=0.05, withheld=0.04, held=0.03, amend_cancel=0.05, districts=weights)
+    rows = list(SyntheticRows(postcodes, today, seed=11, mix=mix, held_districts=(MANCHESTER,)).rows(ROWS))
+    name = "births 2026-11-24.csv"
+    path = tmp_path_factory.mktemp("upload") / name
+    path.write_bytes(to_bytes(rows, name))
+    expected = check_file(path, trust_ods_code=TRUST, registry=REGISTRY, upload_day=today,
+                          postcodes=PostcodeDirectory.load(REGISTRY_PATH.parent / "postcodes.csv",
+                                                           REGISTRY.postcode_directory))
+    # The trust's own upload, with boto3, under its prefix: S3 notifies the ingest queue.
+    cloud.client("s3").upload_file(str(path), cloud.resources.inbound_bucket, f"inbound/{TRUST}/{name}")
+    started = time.monotonic()
+    stats = cloud.run_until_idle(timeout_seconds=120)
+    seconds = time.monotonic() - started
+    report = json.loads(cloud.client("s3").get_object(Bucket=cloud.resources.reports_bucket,
+                                                      Key=f"reports/{TRUST}/{name}.json")["Body"].read())
+    return {"rows": rows, "expected": expected, "stats": stats, "seconds": seconds, "report": report,
+            "day": today, "emails": cloud.sent_emails()}
 
 
 def drain(cloud, queue_url):
     sqs, bodies = cloud.client("sqs"), []
     while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        for message in messages:
-            bodies.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        bodies += [json.loads(message["Body"]) for message in messages]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
     return bodies
 
 
-def test_the_deployment_says_what_moto_could_not_do(cloud):
+def test_every_resource_of_the_template_is_created_or_listed_with_a_reason(cloud):
+    template = json.loads(cloud.template_path.read_text())
+    created = {r["LogicalResourceId"] for r in cloud.client("cloudformation").describe_stack_resources(
+        StackName=cloud.resources.stack_name)["StackResources"]}
+    listed = {item.logical_id for item in cloud.report.items}
+    assert set(template["Resources"]) <= created | listed
+    assert all(item.why for item in cloud.report.items)
+    applied = {item.resource_type for item in cloud.report.applied}
+    assert {"Custom::S3BucketNotifications", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"} <= applied
+    assert {m.function.name for m in cloud.runtime.mappings} == {"birthnotify-local-ingest", "birthnotify-local-notify"}
+    assert [s.function.name for s in cloud.runtime.schedules] == ["birthnotify-local-notify"]
+    assert not [i for i in cloud.report.skipped if i.resource_type.startswith("Custom::")]  # none hangs the stack
     lines = "\n".join(cloud.report.lines())
-    assert cloud.report.created > 50
-    for expected in ("StorageInboundNotifications", "bucket policies", "queue policies", "polls", "not emulated"):
-        assert expected in lines
-    assert set(cloud.functions[k].name for k in cloud.functions) == {"birthnotify-local-ingest",
-                                                                   "birthnotify-local-notify"}
+    assert "local-runtime" in lines and "not-emulated" in lines
 
 
-def test_a_trusts_upload_flows_to_authorities_reports_and_emails(cloud):
-    postcodes = load_postcodes_by_district(REGISTRY_PATH.parent / "postcodes.csv")
-    rows = list(SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=5).rows(40))
-    rows[0]["baby_nhs_number"] = "9990000000"  # fails modulus 11
-    rows[1]["restricted"] = "Y"
-    rows[2]["postcode"], rows[2]["residence_la_code"] = "ZZ99 3VZ", ""
-    body = to_bytes(rows, "e2e.csv")
-    # The trust's own upload, with boto3, under its prefix: S3 notifies the ingest queue.
-    cloud.client("s3").put_object(Bucket=cloud.outputs["InboundBucketName"], Key="inbound/RX1/e2e 1.csv", Body=body)
+def test_the_functions_get_the_templates_environment_resolved_against_the_stack(cloud):
+    ingest = cloud.runtime.function("birthnotify-local-ingest")
+    resources = cloud.resources
+    assert ingest.environment["REPORTS_BUCKET"] == resources.reports_bucket
+    assert ingest.environment["HELD_QUEUE_URL"].endswith("/birthnotify-local-held")
+    assert ingest.environment["REGISTRY_PATH"].endswith("config/registry.toml")  # /opt/config -> config layer
+    assert ingest.timeout_seconds == 600 and any(p.name == "python" for p in ingest.python_paths)
+    assert set(resources.authority_queues) == {a.gss_code for a in REGISTRY.authorities}
+    assert set(resources.trust_upload_roles) == {t.ods_code for t in REGISTRY.trusts}
+    assert resources.ingest_queue_url in resources.dead_letter_queues
 
-    stats = cloud.run_until_idle(timeout_seconds=120)
-    assert stats.invocations >= 2 and stats.failed == 0  # ingest, then notify
 
-    report = json.loads(cloud.client("s3").get_object(Bucket=cloud.outputs["ReportsBucketName"],
-                                                      Key="reports/RX1/e2e 1.csv.json")["Body"].read())
+def test_a_trusts_file_reaches_each_authority_with_only_its_agreed_fields(cloud, upload):
+    report, expected = upload["report"], upload["expected"]
     outcome = report["outcome"]
-    assert outcome["rows_in"] == 40 == outcome["forwarded"] + outcome["rejected"] + outcome["withheld"] + \
+    # What `birthnotify validate` predicts offline is what the deployed pipeline did.
+    assert outcome == expected.outcome.model_dump(mode="json")
+    assert outcome["rows_in"] == ROWS == outcome["forwarded"] + outcome["rejected"] + outcome["withheld"] + \
         outcome["held"]
-    assert (outcome["rejected"], outcome["withheld"]) == (1, 1) and outcome["held"] >= 1
+    assert min(outcome["rejected"], outcome["withheld"], outcome["held"]) > 0
+    assert {a["gss_code"] for a in outcome["authorities"]} == {LEEDS, KENT, CAMDEN}  # York's agreement lapsed
     forwarded = 0
+    by_id = {row["notification_id"]: row for row in upload["rows"]}
     for counts in outcome["authorities"]:
-        authority = REGISTRY.authority(counts["gss_code"])
-        allowed = authority.agreement_on(london_day(datetime.now(UTC))).allowed_fields
-        bodies = drain(cloud, cloud.authority_queue_url(counts["gss_code"]))
+        allowed = REGISTRY.authority(counts["gss_code"]).agreement_on(upload["day"]).allowed_fields
+        bodies = drain(cloud, cloud.resources.authority_queues[counts["gss_code"]])
         assert len(bodies) == counts["new"] + counts["amend"] + counts["cancel"]
         for message in bodies:
             assert set(message) <= ENVELOPE and set(message["record"]) <= allowed
+            assert message["authority_gss_code"] == counts["gss_code"]
+        if counts["gss_code"] == KENT:  # a two-tier county: its births are coded with its districts
+            districts = {by_id[m["notification_id"]]["residence_la_code"] for m in bodies} - {""}
+            assert districts and districts <= set(KENT_DISTRICTS)
         forwarded += len(bodies)
-    assert forwarded == outcome["forwarded"] > 0
-    held = drain(cloud, cloud.outputs["HeldQueueUrl"])
-    assert len(held) == outcome["held"]
+    assert forwarded == outcome["forwarded"]
+    assert drain(cloud, cloud.resources.authority_queues[YORK]) == []
+    assert len(drain(cloud, cloud.resources.held_queue_url)) == outcome["held"]
 
-    recipients = {to for email in cloud.sent_emails() for to in email["to"]}
-    assert set(REGISTRY.trust("RX1").contact_emails) <= recipients
+
+def test_a_2000_row_file_runs_end_to_end_in_seconds(upload):
+    stats = upload["stats"]
+    assert stats.errors == 0 and stats.failed == 0
+    assert stats.by_function == {"birthnotify-local-ingest": stats.by_function["birthnotify-local-ingest"],
+                                 "birthnotify-local-notify": 1}
+    assert upload["seconds"] < 60, upload["seconds"]
+
+
+def test_emails_tell_trust_operators_and_per_file_authorities_with_counts_only(upload):
+    emails = upload["emails"]
+    recipients = {to for email in emails for to in email["to"]}
+    assert set(REGISTRY.trust(TRUST).contact_emails) <= recipients
     assert set(REGISTRY.operator_emails) <= recipients  # held records
-    for counts in outcome["authorities"]:
-        if REGISTRY.authority(counts["gss_code"]).notification_mode == "per_file":
-            assert set(REGISTRY.authority(counts["gss_code"]).contact_emails) <= recipients
+    outcome = upload["report"]["outcome"]
+    for authority in REGISTRY.authorities:
+        forwarded = any(a["gss_code"] == authority.gss_code for a in outcome["authorities"])
+        per_file = authority.notification_mode is NotificationMode.PER_FILE
+        lapsed = any(h["authority_gss_code"] == authority.gss_code for h in outcome["held_by_reason"])
+        # Waiting records (per-file authorities; Camden has a daily digest), or records held for want of an
+        # agreement (York's lapsed).
+        assert (set(authority.contact_emails) <= recipients) == (forwarded and per_file or lapsed), authority.gss_code
+    assert any(h["authority_gss_code"] == YORK for h in outcome["held_by_reason"])
+    personal = {row[field] for row in upload["rows"] for field in ("baby_nhs_number", "mother_nhs_number", "postcode")
+                if row[field]}
+    for email in emails:
+        words = set(re.findall(r"[A-Z0-9]{2,4} [0-9][A-Z]{2}|\d{10}", email["text"] + email["html"]))
+        assert not words & personal, email["subject"]
 
 
-def test_a_poison_event_ends_in_the_dead_letter_queue(cloud):
+def test_the_digest_schedule_sends_yesterdays_digest_once(cloud, upload):
+    report = upload["report"]
+    event = FileProcessedEvent.model_validate({k: report[k] for k in FileProcessedEvent.model_fields if k in report})
+    yesterday = event.model_copy(update={"event_id": f"{event.event_id}-yesterday",
+                                         "processed_at": event.processed_at - timedelta(days=1)})
+    cloud.client("sqs").send_message(QueueUrl=cloud.resources.file_events_queue_url,
+                                     MessageBody=yesterday.model_dump_json())
+    assert cloud.run_until_idle(timeout_seconds=60).failed == 0
+    before = len(cloud.sent_emails())
+
+    [run] = cloud.fire_schedules()
+    assert run.error is None and run.result == {"digests_sent": 1}
+    digest = cloud.sent_emails()[before:]
+    assert {to for email in digest for to in email["to"]} == set(REGISTRY.authority(CAMDEN).contact_emails)
+    [again] = cloud.fire_schedules()
+    assert again.result == {"digests_sent": 0}
+
+
+def test_a_poison_event_ends_in_the_dead_letter_queue_after_max_receive_count(cloud):
     sqs = cloud.client("sqs")
-    events = cloud.outputs["FileEventsQueueUrl"]
+    events = cloud.resources.file_events_queue_url
     redrive = json.loads(sqs.get_queue_attributes(QueueUrl=events, AttributeNames=["RedrivePolicy"])
                          ["Attributes"]["RedrivePolicy"])
     sqs.send_message(QueueUrl=events, MessageBody='{"not": "a file-processed event"}')
 
     stats = cloud.run_until_idle(timeout_seconds=60)
 
-    assert stats.failed == redrive["maxReceiveCount"]  # each receive failed, then SQS moved it
-    dlq_url = sqs.get_queue_url(QueueName=redrive["deadLetterTargetArn"].rsplit(":", 1)[-1])["QueueUrl"]
-    [dead] = drain(cloud, dlq_url)
+    assert stats.failed == stats.invocations == redrive["maxReceiveCount"]  # each receive failed, then SQS moved it
+    [dead] = drain(cloud, cloud.resources.dead_letter_queues[events])
     assert dead == {"not": "a file-processed event"}
 
 
@@ -111,18 +198,20 @@ def test_with_iam_enforced_a_trust_and_an_authority_reach_only_their_own(cloud):
     iam.put_user_policy(UserName="partner", PolicyName="assume", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
     key = iam.create_access_key(UserName="partner")["AccessKey"]
-    roles = {o.split("/")[-1]: o for o in cloud.outputs.values() if ":role/" in str(o)}
+    resources = cloud.resources
+    roles = {TRUST: resources.trust_upload_roles[TRUST], LEEDS: resources.authority_consumer_roles[LEEDS]}
     partner = iam.get_user(UserName="partner")["User"]["Arn"]
-    for role in ("birthnotify-local-upload-RX1", f"birthnotify-local-consumer-{LEEDS}"):
+    for arn in roles.values():
         # The registry's principals live in the trust's and the council's own accounts: stand in for them.
+        role = arn.rsplit("/", 1)[-1]
         trust_policy = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
         trust_policy["Statement"][0]["Principal"] = {"AWS": partner}
         iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(trust_policy))
 
-    def as_role(role_name: str, service: str):
+    def as_role(who: str, service: str):
         sts = boto3.client("sts", endpoint_url=cloud.endpoint_url, region_name="eu-west-2",
                            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
-        credentials = sts.assume_role(RoleArn=roles[role_name], RoleSessionName="test")["Credentials"]
+        credentials = sts.assume_role(RoleArn=roles[who], RoleSessionName="test")["Credentials"]
         return boto3.client(service, endpoint_url=cloud.endpoint_url, region_name="eu-west-2",
                             aws_access_key_id=credentials["AccessKeyId"],
                             aws_secret_access_key=credentials["SecretAccessKey"],
@@ -135,15 +224,14 @@ def test_with_iam_enforced_a_trust_and_an_authority_reach_only_their_own(cloud):
             return error.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException", "403")
         return False
 
-    inbound, leeds, kent = (cloud.outputs["InboundBucketName"], cloud.authority_queue_url(LEEDS),
-                            cloud.authority_queue_url(KENT))
+    inbound, leeds, kent = resources.inbound_bucket, resources.authority_queues[LEEDS], resources.authority_queues[KENT]
     requests.post(f"{cloud.endpoint_url}/moto-api/reset-auth", data=b"0", timeout=5)
     try:
-        trust = as_role("birthnotify-local-upload-RX1", "s3")
+        trust = as_role(TRUST, "s3")
         trust.put_object(Bucket=inbound, Key="inbound/RX1/own.csv", Body=b"x")  # allowed
         assert denied(lambda: trust.put_object(Bucket=inbound, Key="inbound/RX2/other.csv", Body=b"x"))
         assert denied(lambda: trust.get_object(Bucket=inbound, Key="inbound/RX1/own.csv"))  # write-only
-        council = as_role(f"birthnotify-local-consumer-{LEEDS}", "sqs")
+        council = as_role(LEEDS, "sqs")
         council.receive_message(QueueUrl=leeds, WaitTimeSeconds=0)  # allowed
         assert denied(lambda: council.receive_message(QueueUrl=kent, WaitTimeSeconds=0))
         assert denied(lambda: council.send_message(QueueUrl=leeds, MessageBody="x", MessageGroupId="g"))
