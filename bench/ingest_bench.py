@@ -19,15 +19,17 @@ import resource
 import subprocess
 import sys
 import time
+import zlib
 from datetime import date
 from pathlib import Path
 
 from birthnotify.pipeline import FilePipeline, Source
 from birthnotify.postcodes import PostcodeDirectory
-from birthnotify.reader import FileKind, RowReader, open_text
+from birthnotify.reader import FileKind, FileRejected, RowReader, scan_file
 from birthnotify.registry import load_registry
 from birthnotify.routing import Router
 from birthnotify.sender import BatchSender
+from birthnotify.settings import DEFAULT_MAX_FILE_BYTES
 from birthnotify.validation import RowRules, RowValidator
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
 
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = ROOT / "config" / "registry.toml"
 WORK = ROOT / "build" / "bench"
 UPLOAD_DAY = date(2026, 11, 20)
+MAX_BYTES = DEFAULT_MAX_FILE_BYTES
 MIX = Mix(invalid=0.02, withheld=0.02, held=0.01, amend_cancel=0.03)
 
 
@@ -71,6 +74,7 @@ def run_pipeline(path: Path) -> tuple[int, AcceptingSqs, FilePipeline]:
                                        registry.postcode_directory)
     sqs = AcceptingSqs()
     kind = FileKind.from_name(path.name)
+    facts = scan_file(lambda: path.open("rb"), kind, MAX_BYTES)  # the first pass, as the function makes it
     with path.open("rb") as stream:
         pipeline = FilePipeline(
             source=Source("RX1", f"inbound/RX1/{path.name}", "0" * 64),
@@ -80,7 +84,7 @@ def run_pipeline(path: Path) -> tuple[int, AcceptingSqs, FilePipeline]:
             queue_url=lambda gss_code: f"https://sqs/{gss_code}.fifo",
             held_queue_url="https://sqs/held",
         )
-        tally = pipeline.run(RowReader(open_text(stream, kind), kind))
+        tally = pipeline.run(RowReader(stream, kind, facts, MAX_BYTES))
     assert tally.outcome().balanced
     return tally.rows_in, sqs, pipeline
 
@@ -115,15 +119,39 @@ def cpu_figures(rows: int) -> dict[str, float]:
 
 def peak_rss_mb(rows: int) -> float:
     """Peak RSS of a fresh interpreter that ingests a gzipped file of ``rows`` rows."""
-    path = generated_file(rows, ".csv.gz")
-    result = subprocess.run([sys.executable, "-m", "bench.ingest_bench", "--child", str(path)], cwd=ROOT,  # noqa: S603
-                            check=True, capture_output=True, text=True)
-    return float(result.stdout.strip().splitlines()[-1])
+    return child_rss_mb(generated_file(rows, ".csv.gz"))
 
 
 def child(path: Path) -> None:
-    run_pipeline(path)
+    if path.name.startswith("bomb"):
+        try:
+            scan_file(lambda: path.open("rb"), FileKind.from_name(path.name), MAX_BYTES)
+        except FileRejected as rejection:
+            assert rejection.code.value == "FILE_TOO_LARGE", rejection.code
+    else:
+        run_pipeline(path)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+
+
+def gzip_bomb() -> Path:
+    """One gzip member of 2 GiB of zeros (about 2 MB), cached: what a hostile upload looks like."""
+    path = WORK / "bomb-2gib.csv.gz"
+    if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        block = b"\0" * 2**20
+        with open(path.with_suffix(".partial"), "wb") as handle:
+            for _ in range(2048):
+                handle.write(compressor.compress(block))
+            handle.write(compressor.flush())
+        path.with_suffix(".partial").rename(path)
+    return path
+
+
+def child_rss_mb(path: Path) -> float:
+    result = subprocess.run([sys.executable, "-m", "bench.ingest_bench", "--child", str(path)], cwd=ROOT,  # noqa: S603
+                            check=True, capture_output=True, text=True)
+    return float(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -139,6 +167,10 @@ def main() -> None:
     cpu = cpu_figures(args.rows)
     small, large = args.memory_rows
     rss_small, rss_large = peak_rss_mb(small), peak_rss_mb(large)
+    bomb = gzip_bomb()
+    started = time.monotonic()
+    rss_bomb = child_rss_mb(bomb)
+    bomb_seconds = time.monotonic() - started
     out = io.StringIO()
     out.write(f"\ningest benchmark, {args.rows:,} rows (27 columns, 2% invalid, 3% withheld or held), CPU time\n")
     out.write(f"  bare csv.reader                    {cpu['bare_us']:8.2f} us/row\n")
@@ -149,6 +181,8 @@ def main() -> None:
     out.write(f"  peak RSS, {small:>9,} rows (.csv.gz) {rss_small:8.1f} MB\n")
     out.write(f"  peak RSS, {large:>9,} rows (.csv.gz) {rss_large:8.1f} MB   "
               f"(+{rss_large - rss_small:.1f} MB; target flat, <= 256 MB)\n")
+    out.write(f"  peak RSS, 2 GiB gzip bomb ({bomb.stat().st_size / 2**20:.1f} MB) {rss_bomb:6.1f} MB   "
+              f"(rejected FILE_TOO_LARGE in {bomb_seconds:.1f} s; target <= 256 MB)\n")
     print(out.getvalue())
     with gzip.open(WORK / "last-run.txt.gz", "wt") as handle:
         handle.write(out.getvalue())

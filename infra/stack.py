@@ -11,7 +11,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.authorities import Authorities
-from infra.constructs.function import environment_for
+from infra.constructs.function import POWERTOOLS_NAMESPACE, environment_for
 from infra.constructs.ingest import Ingest
 from infra.constructs.keys import Keys
 from infra.constructs.layers import Layers
@@ -115,6 +115,7 @@ class BirthNotificationsStack(Stack):
         monitoring.dead_letter_queues(dlqs)
         monitoring.function_errors("ingest", self.ingest.function.function)
         monitoring.function_errors("notify", self.notifier.function.function)
+        monitoring.unprocessable_rows(self.ingest.function.function_name, POWERTOOLS_NAMESPACE)
         for gss, resources in self.authorities.by_gss.items():
             monitoring.oldest_message(
                 f"authority-{gss}",

@@ -14,7 +14,9 @@ import boto3
 import pytest
 from birthnotify.registry import load_registry
 from birthnotify.settings import Env, authority_queue_name
+from birthnotify_cli import moto_fidelity
 from birthnotify_cli.lambda_shim import LambdaContext, invoke_with_sqs_batch, load_handler_module
+from birthnotify_cli.moto_fidelity import SqsClock
 from birthnotify_cli.synthetic import SyntheticRows, load_postcodes_by_district, synthetic_nhs_number, to_bytes
 from moto import mock_aws
 
@@ -76,9 +78,23 @@ class IngestStack:
                 bodies.append(json.loads(message["Body"]) | {"_attributes": message.get("Attributes", {})})
                 self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
+    def reports(self, trust: str, name: str) -> list[dict]:
+        """Every report of uploads of this file name, oldest first; each is held to the reconciliation
+        identity."""
+        listed = self.s3.list_objects_v2(Bucket=REPORTS, Prefix=f"reports/{trust}/{name}/").get("Contents", [])
+        reports = [self._checked(json.loads(self.s3.get_object(Bucket=REPORTS, Key=item["Key"])["Body"].read()))
+                   for item in listed if item["Key"].endswith(".json")]
+        return sorted(reports, key=lambda report: report["processed_at"])
+
     def report(self, trust: str, name: str) -> dict:
-        """The trust's report; every report read in a test is held to the reconciliation identity."""
-        report = json.loads(self.s3.get_object(Bucket=REPORTS, Key=f"reports/{trust}/{name}.json")["Body"].read())
+        """The report of the latest upload of this file name."""
+        reports = self.reports(trust, name)
+        assert reports, f"no report for reports/{trust}/{name}/"
+        return reports[-1]
+
+    @staticmethod
+    def _checked(report: dict) -> dict:
+        """Every report read in a test is held to the reconciliation identity."""
         outcome = report["outcome"]
         assert outcome["rows_in"] == outcome["forwarded"] + outcome["rejected"] + outcome["withheld"] + outcome["held"]
         assert outcome["forwarded"] == sum(a["new"] + a["amend"] + a["cancel"] for a in outcome["authorities"])
@@ -88,17 +104,41 @@ class IngestStack:
         return report
 
     def rejected_csv(self, trust: str, name: str) -> str:
-        return self.s3.get_object(Bucket=REPORTS, Key=f"reports/{trust}/{name}.rejected.csv")["Body"].read().decode()
+        """The rejected-rows CSV of the latest upload of this file name."""
+        key = self.report(trust, name)["rejected_rows_key"]
+        return self.s3.get_object(Bucket=REPORTS, Key=key)["Body"].read().decode()
+
+
+class RunsOutOfTime(LambdaContext):
+    """A context whose remaining time falls below the stop margin after a number of checks."""
+
+    def __init__(self, checks_before_timeout: int) -> None:
+        super().__init__(function_name="ingest")
+        self.checks_left = checks_before_timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.checks_left -= 1
+        return 900_000 if self.checks_left >= 0 else 30_000
+
+
+@pytest.fixture
+def sqs_clock() -> Iterator[SqsClock]:
+    """SQS's clock, which a test moves forward (past visibility timeouts and the deduplication window)."""
+    clock = SqsClock().install()
+    yield clock
+    clock.uninstall()
 
 
 @pytest.fixture
 def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
+    undo = [moto_fidelity.s3_event_versions(), moto_fidelity.sqs_character_rule()]
     with mock_aws():
         s3 = boto3.client("s3")
         sqs = boto3.client("sqs")
         dynamodb = boto3.resource("dynamodb")
         for bucket in (INBOUND, REPORTS):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})  # as deployed
         ingest_url = sqs.create_queue(QueueName="test-ingest")["QueueUrl"]
         ingest_arn = sqs.get_queue_attributes(QueueUrl=ingest_url,
                                               AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -129,6 +169,8 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
         stack = IngestStack(s3, sqs, dynamodb, handler, ingest_url, ingest_arn, held_url, events_url, authority_urls)
         stack.drain(ingest_url)  # the s3:TestEvent moto sends when notifications are configured
         yield stack
+    for step in undo:
+        step()
 
 
 @pytest.fixture

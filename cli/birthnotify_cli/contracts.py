@@ -17,6 +17,7 @@ from birthnotify.messages import (
     HeldReason,
     WithheldReason,
 )
+from birthnotify.reader import MAX_FIELD_CHARS, MAX_LINE_CHARS
 from birthnotify.record import ERROR_HELP, REQUIRED_FIELDS, BirthNotification, ErrorCode
 from birthnotify.settings import DEFAULT_MAX_FILE_BYTES
 from pydantic.fields import FieldInfo
@@ -39,16 +40,28 @@ def upload_contract_markdown() -> str:
         "A trust uploads one file per batch of notifications to the inbound bucket, at",
         "`inbound/<TRUST_ODS_CODE>/<file name>`, named `.csv`, `.jsonl`, `.csv.gz` or `.jsonl.gz`.",
         "",
-        "- **CSV**: UTF-8 (a byte-order mark is accepted), a header row naming the columns (any order, any",
-        "  case; unknown columns are ignored and listed in the report), CRLF or LF line ends, RFC 4180",
-        "  quoting (commas and line breaks inside quoted fields). An empty cell means \"not given\".",
-        "- **JSON Lines**: one JSON object per line with the same field names; values may be strings or numbers.",
-        f"- At most {DEFAULT_MAX_FILE_BYTES // 2**20} MB as uploaded. Upload the same content twice and the second",
-        "  copy is rejected as a duplicate: nothing is forwarded twice. Correct a record with an AMEND row.",
+        "- **CSV**: UTF-8 (a byte-order mark is accepted), comma-separated, a header row naming the columns",
+        "  (any order, any case; each column at most once; unknown columns are ignored and listed in the",
+        "  report), CRLF or LF line ends, RFC 4180 quoting (commas, quotes doubled, and line breaks inside",
+        "  quoted fields). An empty cell means \"not given\".",
+        "- **JSON Lines**: one JSON object per line with the same field names, each at most once; values may be",
+        "  strings, or JSON integers for numbers and true/false for flags.",
+        f"- At most {DEFAULT_MAX_FILE_BYTES // 2**20} MB as uploaded and, when gzipped, once decompressed. A line may",
+        f"  be at most {MAX_LINE_CHARS // 2**20} MB and a value at most {MAX_FIELD_CHARS:,} characters (the contract's",
+        "  longest field is 100).",
+        "- The whole file is read once before anything is forwarded: a problem with its structure (a quote that",
+        "  does not close where its row ends, a repeated column, an over-long line, the wrong separator or",
+        "  encoding) rejects the file, naming the line, so no row can silently disappear. The report's `rows_in`",
+        "  is the number of records in the file.",
+        "- Upload the same content again (under any name) and that upload is reported as `DUPLICATE`,",
+        "  pointing to the first upload's report: nothing is forwarded twice. Correct a record with an AMEND row",
+        "  placed after the notification it corrects (or in a later file).",
         "- Check a file before uploading: `birthnotify validate FILE --trust <ODS code>` prints the same",
         "  row errors the pipeline would report.",
         "",
         "## Fields",
+        "",
+        *_forms(),
         "",
         "| Field | Required | Rule |",
         "|---|---|---|",
@@ -67,10 +80,12 @@ def upload_contract_markdown() -> str:
         "- otherwise **forwarded** to the authority where the baby lives, carrying only the fields its",
         "  sharing agreement allows (see [the message schema](schemas/authority-message.schema.json)).",
         "",
-        "Each file gets a report at `reports/<TRUST_ODS_CODE>/<file name>.json`",
-        "([schema](schemas/file-report.schema.json)) and, when rows were rejected,",
-        "`<file name>.rejected.csv` (row, notification_id, field, code, message). Neither repeats any personal",
-        "data. rows in = forwarded + rejected + withheld + held, always.",
+        "Every upload gets its own report, never overwritten by another upload's:",
+        "`reports/<TRUST_ODS_CODE>/<file name>/<upload time>-<upload id>.json`",
+        "([schema](schemas/file-report.schema.json)) and, when rows were rejected, beside it",
+        "`<upload time>-<upload id>.rejected.csv` (row, notification_id, field, code, message). Neither repeats",
+        "any personal data. rows in = forwarded + rejected + withheld + held, always. The trust's email names",
+        "the report; `aws s3 ls s3://<reports bucket>/reports/<ODS>/<file name>/` lists every upload's.",
         "",
         "## Error codes",
         "",
@@ -81,6 +96,12 @@ def upload_contract_markdown() -> str:
         level = "file" if code.value.startswith("FILE_") else "row"
         lines.append(f"| `{code.value}` | {level} | {ERROR_HELP[code]} |")
     return "\n".join(lines) + "\n"
+
+
+def _forms() -> list[str]:
+    """The model's own statement of which forms are accepted (its docstring after the summary line)."""
+    doc = (BirthNotification.__doc__ or "").strip().split("\n\n", 1)
+    return [line.strip() for line in doc[1].splitlines()] if len(doc) > 1 else []
 
 
 def _range(info: FieldInfo) -> str:

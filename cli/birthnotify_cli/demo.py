@@ -12,6 +12,7 @@ from pathlib import Path
 
 from birthnotify.ingest import london_day
 from birthnotify.registry import load_registry
+from birthnotify.reports import latest_report_key
 
 from birthnotify_cli.consume import consume
 from birthnotify_cli.localcloud import LocalCloud
@@ -74,8 +75,9 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output")) -> int:
 def _summarise(cloud: LocalCloud, key: str, output: Path) -> None:
     s3 = cloud.client("s3")
     name = key.rsplit("/", 1)[-1]
-    report = json.loads(s3.get_object(Bucket=cloud.outputs["ReportsBucketName"],
-                                      Key=f"reports/{TRUST}/{name}.json")["Body"].read())
+    bucket = cloud.outputs["ReportsBucketName"]
+    report_key = latest_report_key(s3, bucket, TRUST, name)
+    report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
     outcome = report["outcome"]
     print(f"\nReconciliation: {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
           f"{outcome['rejected']} rejected + {outcome['withheld']} withheld + {outcome['held']} held")
@@ -118,7 +120,7 @@ The local cloud is running at {endpoint} (fake credentials; any key id and secre
     export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=eu-west-2
     .venv/bin/birthnotify generate births.csv --rows 200
     aws --endpoint-url {endpoint} s3 cp births.csv s3://{inbound}/inbound/{TRUST}/births.csv
-    aws --endpoint-url {endpoint} s3 cp s3://{reports}/reports/{TRUST}/births.csv.json -
+    aws --endpoint-url {endpoint} s3 cp --recursive s3://{reports}/reports/{TRUST}/births.csv/ reports/
     aws --endpoint-url {endpoint} sqs receive-message --queue-url {leeds} --max-number-of-messages 10
     .venv/bin/birthnotify consume --endpoint-url {endpoint} --queue-url {leeds} --output leeds.csv
 

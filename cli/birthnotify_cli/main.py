@@ -140,12 +140,16 @@ def _validate(args: argparse.Namespace) -> int:
             "outcome": result.outcome.model_dump(mode="json"),
             "errors": [error.model_dump(mode="json") for error in result.errors],
             "ignored_columns": result.ignored_columns,
+            "ignored_names_not_listed": result.ignored_names_not_listed,
         }, indent=2))
     elif result.rejection:
         print(f"{args.file}: the whole file would be rejected [{result.rejection.code.value}]: "
               f"{result.rejection.message}")
     else:
         _print_outcome(args.file, result)
+    for row, error in result.unexpected:
+        print(f"row {row}: could not be processed ({error}): a fault in this tool, not in the row; the pipeline "
+              "would reject it as ROW_UNPROCESSABLE. Please tell the service's operators.", file=sys.stderr)
     if result.rejection:
         return EXIT_FILE
     return EXIT_ROWS if result.outcome.rejected else EXIT_OK

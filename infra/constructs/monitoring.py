@@ -93,5 +93,20 @@ class Monitoring(Construct):
         )
 
 
+    def unprocessable_rows(self, function_name: str, namespace: str) -> None:
+        """Rows the ingest function could not process because of a fault of its own (ROW_UNPROCESSABLE):
+        the trust was told to send them again once the fault is fixed."""
+        self._alarm(
+            "RowsUnprocessable",
+            name="rows-unprocessable",
+            description="The ingest function could not process some rows because of a fault in the service (not "
+            "in the trust's data): they were rejected as ROW_UNPROCESSABLE. Find 'row failed unexpectedly' in its "
+            "log group (row numbers and notification ids only), fix the cause, and tell the trust to resend them.",
+            metric=cloudwatch.Metric(namespace=namespace, metric_name="RowsUnprocessable",
+                                     dimensions_map={"service": function_name}, period=PERIOD, statistic="Sum"),
+            threshold=0,
+        )
+
+
 def _id(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.replace("_", "-").split("-"))

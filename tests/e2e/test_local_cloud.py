@@ -15,6 +15,7 @@ from birthnotify.messages import FileProcessedEvent
 from birthnotify.offline import check_file
 from birthnotify.postcodes import PostcodeDirectory
 from birthnotify.registry import NotificationMode, load_registry
+from birthnotify.reports import latest_report_key
 from birthnotify_cli.localcloud import LocalCloud
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, to_bytes
 from ingest_support import REGISTRY_PATH
@@ -56,8 +57,8 @@ def upload(cloud, tmp_path_factory):
     started = time.monotonic()
     stats = cloud.run_until_idle(timeout_seconds=120)
     seconds = time.monotonic() - started
-    report = json.loads(cloud.client("s3").get_object(Bucket=cloud.resources.reports_bucket,
-                                                      Key=f"reports/{TRUST}/{name}.json")["Body"].read())
+    s3, bucket = cloud.client("s3"), cloud.resources.reports_bucket
+    report = json.loads(s3.get_object(Bucket=bucket, Key=latest_report_key(s3, bucket, TRUST, name))["Body"].read())
     return {"rows": rows, "expected": expected, "stats": stats, "seconds": seconds, "report": report,
             "day": today, "emails": cloud.sent_emails()}
 
@@ -178,6 +179,7 @@ def test_a_poison_event_ends_in_the_dead_letter_queue_after_max_receive_count(cl
     events = cloud.resources.file_events_queue_url
     redrive = json.loads(sqs.get_queue_attributes(QueueUrl=events, AttributeNames=["RedrivePolicy"])
                          ["Attributes"]["RedrivePolicy"])
+    cloud.run_until_idle(timeout_seconds=60)  # whatever earlier tests (or S3's TestEvent) left
     sqs.send_message(QueueUrl=events, MessageBody='{"not": "a file-processed event"}')
 
     stats = cloud.run_until_idle(timeout_seconds=60)

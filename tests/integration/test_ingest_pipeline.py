@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from birthnotify.ingest import london_day
 from birthnotify.registry import load_registry
-from birthnotify_cli.synthetic import bad_checksum, synthetic_nhs_number, to_bytes
+from birthnotify_cli.synthetic import bad_checksum, load_postcodes_by_district, synthetic_nhs_number, to_bytes
 from ingest_support import REGISTRY_PATH
 
 LEEDS, KENT, CAMDEN, YORK = "E08000035", "E10000016", "E09000007", "E06000014"
@@ -42,8 +42,9 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
     rows[4]["restricted"] = "Y"
     rows[5]["sharing_objection"] = "Y"
     rows[6]["postcode"], rows[6]["residence_la_code"] = "ZZ99 3VZ", ""
-    rows[7]["residence_la_code"] = YORK  # agreement lapsed: held for review
-    rows[8]["residence_la_code"] = "E08000003"  # Manchester: no authority registered
+    postcodes = load_postcodes_by_district(REGISTRY_PATH.parent / "postcodes.csv")
+    rows[7]["residence_la_code"], rows[7]["postcode"] = YORK, postcodes[YORK][0]  # agreement lapsed: held
+    rows[8]["residence_la_code"], rows[8]["postcode"] = "E08000003", postcodes["E08000003"][0]  # no authority
     rows[9]["notification_id"] = rows[10]["notification_id"]
     ingest_stack.upload("RX1", "births 2026-11.csv", to_bytes(rows, "x.csv"))
 
@@ -84,7 +85,8 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
 
     [event] = ingest_stack.drain(ingest_stack.events_queue_url)
     assert event["status"] == "PROCESSED" and event["outcome"]["rows_in"] == 60
-    assert event["rejected_rows_key"] == "reports/RX1/births 2026-11.csv.rejected.csv"
+    assert event["rejected_rows_key"] == report["report_key"].removesuffix(".json") + ".rejected.csv"
+    assert event["report_key"].startswith("reports/RX1/births 2026-11.csv/")
 
 
 def test_reports_event_and_logs_never_echo_personal_data(ingest_stack, rows_factory, caplog, capsys):
@@ -177,11 +179,12 @@ def test_duplicate_event_and_reupload_forward_nothing_twice(ingest_stack, rows_f
     ingest_stack.upload("RX1", "again.csv", body)
     ingest_stack.run()
     assert ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS]) == []
+    [first] = ingest_stack.reports("RX1", "first.csv")
     report = ingest_stack.report("RX1", "again.csv")
-    assert report["status"] == "REJECTED" and report["file_error"]["code"] == "FILE_DUPLICATE"
-    assert "inbound/RX1/first.csv" in report["file_error"]["message"]
+    assert report["status"] == "DUPLICATE" and report["file_error"] is None
+    assert report["duplicate_of"] == {"key": "inbound/RX1/first.csv", "report_key": first["report_key"]}
     [event] = ingest_stack.drain(ingest_stack.events_queue_url)
-    assert event["file_error"]["code"] == "FILE_DUPLICATE"
+    assert event["status"] == "DUPLICATE"
 
 
 @pytest.mark.parametrize(

@@ -83,8 +83,9 @@ def test_each_party_is_told_what_it_needs_once(notify_stack, ingest_stack):
         assert f"{counts['name']}: {total} forwarded ({counts['new']} new, {counts['amend']} amended" in receipt.text
     for code, count in outcome["rejected_by_code"].items():
         assert f"{code}: {count}" in receipt.text
-    assert "s3://test-reports/reports/RX1/november.csv.rejected.csv" in receipt.text
-    assert "s3://test-reports/reports/RX1/november.csv.json" in receipt.text
+    assert report["rejected_rows_key"].startswith("reports/RX1/november.csv/")
+    assert f"s3://test-reports/{report['rejected_rows_key']}" in receipt.text
+    assert f"s3://test-reports/{report['report_key']}" in receipt.text
 
     forwarded = {counts["gss_code"]: counts for counts in outcome["authorities"]}
     assert {LEEDS, KENT, CAMDEN} <= set(forwarded)
@@ -173,7 +174,7 @@ def test_a_rejected_file_tells_the_trust_why_in_plain_words(notify_stack, ingest
     assert receipt.to == [RX1_CONTACT] and receipt.subject == "File not accepted: broken.csv"
     assert "Nothing in it was forwarded" in receipt.text and "FILE_MISSING_COLUMNS" in receipt.text
     assert "baby_nhs_number" in receipt.text  # the missing column is named
-    assert "s3://test-reports/reports/RX1/broken.csv.json" in receipt.text
+    assert f"s3://test-reports/{ingest_stack.report('RX1', 'broken.csv')['report_key']}" in receipt.text
 
 
 def test_a_file_in_a_subfolder_is_refused_and_its_trust_told(notify_stack, ingest_stack, rows_factory):

@@ -217,7 +217,8 @@ class LocalCloud:
     export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={REGION}
     .venv/bin/birthnotify generate births.csv --rows 200
     aws --endpoint-url {endpoint} s3 cp births.csv s3://{resources.inbound_bucket}/inbound/{trust}/births.csv
-    aws --endpoint-url {endpoint} s3 cp s3://{resources.reports_bucket}/reports/{trust}/births.csv.json -
+    aws --endpoint-url {endpoint} s3 cp --recursive s3://{resources.reports_bucket}/reports/{trust}/births.csv/ \\
+        reports/
     aws --endpoint-url {endpoint} sqs receive-message --max-number-of-messages 10 \\
         --queue-url {queue}
     .venv/bin/birthnotify consume --endpoint-url {endpoint} --queue-url {queue} --output births-{authority}.csv

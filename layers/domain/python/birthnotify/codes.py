@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-GSS_CODE = re.compile(r"^[ENSW]\d{8}$")
+GSS_CODE = re.compile(r"^[ENSW][0-9]{8}$")
 """ONS Government Statistical Service code: country letter and eight digits (E08000035)."""
 
 ODS_ORGANISATION = re.compile(r"^[A-Z0-9]{3,5}$")
 """ODS code of a trust (three characters, e.g. RR8) or a site (five)."""
 
-ODS_GP_PRACTICE = re.compile(r"^[A-Z]\d{5}$")
+ODS_GP_PRACTICE = re.compile(r"^[A-Z][0-9]{5}$")
 """ODS code of a GP practice: a letter and five digits (B86001)."""
 
 # Entity prefixes (first three characters) of the bodies that run children's services in England, and

@@ -75,6 +75,9 @@ class HeldReason(StrEnum):
     """A ZZ99 pseudo-postcode (no fixed abode, not known): a person must find the family's council."""
     NO_AGREEMENT = "NO_AGREEMENT"
     """The authority has no sharing agreement in force on the processing date."""
+    RESIDENCE_CONFLICT = "RESIDENCE_CONFLICT"
+    """residence_la_code and the postcode lead to different children's services councils: sending to either
+    could be sending to the wrong one, so a person decides."""
 
 
 class WithheldReason(StrEnum):
@@ -131,6 +134,16 @@ class HeldCount(BaseModel):
 class FileStatus(StrEnum):
     PROCESSED = "PROCESSED"
     REJECTED = "REJECTED"
+    DUPLICATE = "DUPLICATE"
+    """The same content was already processed (uploaded again, under this name or another): nothing was
+    forwarded again; ``duplicate_of`` points to the first upload and its report."""
+
+
+class DuplicateOf(BaseModel):
+    """The upload whose content was processed first."""
+
+    key: str
+    report_key: str | None = None
 
 
 class FileOutcome(BaseModel):
@@ -170,6 +183,7 @@ class FileProcessedEvent(BaseModel):
     sha256: str | None = None
     processed_at: datetime
     file_error: FileError | None = None
+    duplicate_of: DuplicateOf | None = None
     outcome: FileOutcome
     report_key: str | None = None
     rejected_rows_key: str | None = None
@@ -178,5 +192,8 @@ class FileProcessedEvent(BaseModel):
 class FileReport(FileProcessedEvent):
     """reports/<trust>/<file>.json: the event plus every row error and the columns that were ignored."""
 
-    ignored_columns: list[str] = []
+    ignored_columns: list[str] = Field(
+        [], description="Columns (or JSON keys) outside the contract that look like column names; ignored.")
+    ignored_names_not_listed: int = Field(
+        0, description="Other unknown names, counted but not listed: a key that is not a column name may be data.")
     errors: list[RowError] = []

@@ -15,7 +15,7 @@ from typing import Any
 from birthnotify.messages import FileOutcome, RowError
 from birthnotify.pipeline import FilePipeline, Source
 from birthnotify.postcodes import PostcodeDirectory
-from birthnotify.reader import FileKind, FileRejected, RowReader, inspect_file, open_text
+from birthnotify.reader import FileKind, FileRejected, RowReader, scan_file
 from birthnotify.registry import Registry
 from birthnotify.routing import Router
 from birthnotify.sender import Outgoing, SenderStats
@@ -31,6 +31,9 @@ class OfflineCheck:
     outcome: FileOutcome = field(default_factory=FileOutcome)
     errors: list[RowError] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    ignored_names_not_listed: int = 0
+    unexpected: list[tuple[int, str]] = field(default_factory=list)
+    """(row, exception type) of rows that failed unexpectedly: a fault to report to the service's team."""
 
 
 class _AcceptingSender:
@@ -52,12 +55,12 @@ def check_file(path: str | Path, *, trust_ods_code: str, registry: Registry, pos
                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> OfflineCheck:
     """Read, validate and route every row of a local file; nothing leaves the machine."""
     path = Path(path)
+    unexpected: list[tuple[int, str]] = []
     try:
         kind = FileKind.from_name(path.name)
+        facts = scan_file(lambda: path.open("rb"), kind, max_file_bytes)
         with path.open("rb") as stream:
-            facts = inspect_file(stream, kind, max_file_bytes)
-        with path.open("rb") as stream:
-            reader = RowReader(open_text(stream, kind), kind)
+            reader = RowReader(stream, kind, facts, max_file_bytes)
             pipeline = FilePipeline(
                 source=Source(trust_ods_code, f"inbound/{trust_ods_code}/{path.name}", facts.sha256),
                 validator=RowValidator(RowRules(upload_day, max_baby_age_days)),
@@ -65,6 +68,7 @@ def check_file(path: str | Path, *, trust_ods_code: str, registry: Registry, pos
                 sender_factory=_AcceptingSender,  # type: ignore[arg-type]
                 queue_url=lambda gss_code: gss_code,
                 held_queue_url="held",
+                on_unexpected=lambda row, notification_id, exc: unexpected.append((row, type(exc).__name__)),
             )
             tally = pipeline.run(reader)
     except FileRejected as rejection:
@@ -73,5 +77,7 @@ def check_file(path: str | Path, *, trust_ods_code: str, registry: Registry, pos
         outcome=tally.outcome(),
         errors=[RowError.model_validate_json(line) for line in tally.row_errors()],
         ignored_columns=reader.ignored_columns,
+        ignored_names_not_listed=reader.ignored_names_not_listed,
+        unexpected=unexpected,
     )
 

@@ -1,7 +1,13 @@
 """The per-row work on one file: validate, route, serialise, send, and tally every outcome.
 
-Rows up to ``resume_after`` were dealt with by an earlier, interrupted run: they are validated and routed
-again (the result is deterministic) to rebuild the tallies and the error list, but not sent again.
+A resumed run replays what an earlier, interrupted run did: the rows up to its checkpoint, and the later
+rows SQS had already accepted when it gave up, are validated and routed again (the result is
+deterministic) to rebuild the tallies and the error list, but never sent again. So a retry that comes
+after SQS's deduplication window has passed still sends each record once.
+
+One row never costs the others: any unexpected exception while validating, routing or serialising a row
+makes that row a ROW_UNPROCESSABLE error. A failure to send is not a row's fault: it fails the file,
+which is retried.
 """
 
 from __future__ import annotations
@@ -23,14 +29,31 @@ from birthnotify.messages import (
     RowError,
     WithheldReason,
 )
+from birthnotify.progress import Progress
 from birthnotify.reader import RawRow
-from birthnotify.record import BirthNotification, ErrorCode, NotificationType
+from birthnotify.record import (
+    ERROR_HELP,
+    NOTIFICATION_ID_PATTERN,
+    SQS_FORBIDDEN,
+    BirthNotification,
+    ErrorCode,
+    NotificationType,
+)
 from birthnotify.routing import Forward, Hold, Router, Withhold
 from birthnotify.sender import BatchSender, Outgoing
 from birthnotify.validation import RowValidator
 
 CHECKPOINT_EVERY_ROWS = 5_000
 STOP_CHECK_EVERY_ROWS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What travels with a message to the sender and back when SQS accepts it: its row and decision."""
+
+    row: int
+    decision: Forward | Hold
+    notification_type: NotificationType
 
 
 class FileIncomplete(Exception):
@@ -84,10 +107,11 @@ class Tally:
         self.withheld += 1
         self.withheld_by[reason] = self.withheld_by.get(reason, 0) + 1
 
-    def accepted(self, tag: tuple) -> None:
+    def accepted(self, sent: Sent) -> None:
         """SQS accepted a message: count it where it went."""
-        if tag[0] == "forward":
-            _, forward, notification_type = tag
+        decision, notification_type = sent.decision, sent.notification_type
+        if isinstance(decision, Forward):
+            forward = decision
             self.forwarded += 1
             counts = self.by_authority.get(forward.authority.gss_code)
             if counts is None:
@@ -102,7 +126,7 @@ class Tally:
             else:
                 counts.cancel += 1
         else:
-            _, hold = tag
+            hold = decision
             self.held += 1
             authority = hold.authority
             key = (hold.reason, authority.gss_code if authority else None)
@@ -168,65 +192,113 @@ def order_group(trust_ods_code: str, record: BirthNotification) -> str:
     return f"{trust_ods_code}:{record.original_notification_id or record.notification_id}"
 
 
+UnexpectedRow = Callable[[int, "str | None", Exception], None]
+"""Told of a row that failed unexpectedly: its number, the trust's notification id (if well formed) and
+the exception (whose message may quote the row: never log it)."""
+
+
 class FilePipeline:
     """Pushes the rows of one file through validation, routing and sending."""
 
     def __init__(self, *, source: Source, validator: RowValidator, router: Router, sender_factory:
                  Callable[[Callable[[Any], None]], BatchSender], queue_url: Callable[[str], str],
-                 held_queue_url: str) -> None:
+                 held_queue_url: str, on_unexpected: UnexpectedRow = lambda row, notification_id, exc: None) -> None:
         self.source = source
         self.tally = Tally()
         self._validator = validator
         self._router = router
-        self.sender = sender_factory(self.tally.accepted)
+        self.sender = sender_factory(self._accepted)
         self._queue_url = queue_url
         self._held_queue_url = held_queue_url
+        self._on_unexpected = on_unexpected
+        self.settled_through = 0
+        """Every row up to this one is settled: accepted by SQS, or never to be sent."""
+        self.accepted_since: set[int] = set()
+        """Rows after ``settled_through`` that SQS has accepted."""
 
-    def run(self, rows: Iterable[RawRow], *, resume_after: int = 0,
+    def progress(self, processing_day: Any) -> Progress:
+        """What a retry must not send again: everything SQS has accepted so far."""
+        return Progress(self.settled_through, processing_day, frozenset(self.accepted_since))
+
+    def run(self, rows: Iterable[RawRow], *, resume: Progress | None = None,
             checkpoint: Callable[[int], None] = lambda rows_done: None,
             should_stop: Callable[[], bool] = lambda: False) -> Tally:
         """Process every row; raises FileIncomplete (after a checkpoint) when ``should_stop`` says so."""
         tally, sender = self.tally, self.sender
+        resume_after = resume.rows_done if resume else 0
+        resent_never = resume.accepted_rows if resume else frozenset()
+        self.settled_through = resume_after
         for raw in rows:
             row = raw.row
             tally.rows_in += 1
-            replaying = row <= resume_after
-            self._handle(raw, replaying)
-            if replaying:
+            if row <= resume_after:
+                self._handle(raw, replaying=True)
                 continue
+            self._handle(raw, replaying=row in resent_never)
             if row % CHECKPOINT_EVERY_ROWS == 0:
-                sender.flush()
-                checkpoint(row)
+                self._checkpoint(row, checkpoint)
             if row % STOP_CHECK_EVERY_ROWS == 0 and should_stop():
-                sender.flush()
-                checkpoint(row)
+                self._checkpoint(row, checkpoint)
                 raise FileIncomplete(row)
         sender.flush()
         return tally
 
+    def _checkpoint(self, row: int, checkpoint: Callable[[int], None]) -> None:
+        self.sender.flush()
+        checkpoint(row)
+        self.settled_through = row
+        self.accepted_since = {accepted for accepted in self.accepted_since if accepted > row}
+
+    def _accepted(self, sent: Sent) -> None:
+        self.accepted_since.add(sent.row)
+        self.tally.accepted(sent)
+
     def _handle(self, raw: RawRow, replaying: bool) -> None:
-        tally, source, row = self.tally, self.source, raw.row
-        result = self._validator.validate(raw)
+        try:
+            result = self._decide(raw, replaying)
+        except Exception as exc:  # noqa: BLE001 (one row's fault must never cost the others)
+            self._unexpected(raw, exc)
+            return
         if isinstance(result, list):
-            tally.reject(result)
-            return
-        decision = self._router.decide(result)
+            self.tally.reject(result)
+        elif isinstance(result, Withhold):
+            self.tally.withhold(result.reason)
+        elif isinstance(result, Sent):  # accepted by SQS in an earlier run: counted, not sent again
+            if raw.row > self.settled_through:
+                self.accepted_since.add(raw.row)
+            self.tally.accepted(result)
+        else:
+            # Outside the row's try: a queue that cannot be reached fails the file, which is retried.
+            queue_url = (self._queue_url(result.tag.decision.authority.gss_code)
+                         if isinstance(result.tag.decision, Forward) else self._held_queue_url)
+            self.sender.add(queue_url, result)
+
+    def _decide(self, raw: RawRow, replaying: bool) -> list[RowError] | Withhold | Sent | Outgoing:
+        """Everything that depends on the row's content, without side effects on the tally or SQS."""
+        record = self._validator.validate(raw)
+        if isinstance(record, list):
+            return record
+        decision = self._router.decide(record)
         if isinstance(decision, Withhold):
-            tally.withhold(decision.reason)
-            return
-        if isinstance(decision, Forward):
-            tag = ("forward", decision, result.notification_type)
-            if replaying:
-                tally.accepted(tag)
-                return
-            body = authority_message_body(result, decision, source, row)
-            self.sender.add(self._queue_url(decision.authority.gss_code), Outgoing(
-                body, tag, group_id=order_group(source.trust_ods_code, result),
-                deduplication_id=hashlib.sha256(body.encode()).hexdigest(),
-            ))
-            return
-        tag = ("hold", decision)
+            return decision
+        sent = Sent(raw.row, decision, record.notification_type)
         if replaying:
-            tally.accepted(tag)
-            return
-        self.sender.add(self._held_queue_url, Outgoing(held_message_body(result, decision, source, row), tag))
+            return sent
+        source, row = self.source, raw.row
+        if isinstance(decision, Forward):
+            body = authority_message_body(record, decision, source, row)
+            outgoing = Outgoing(body, sent, group_id=order_group(source.trust_ods_code, record),
+                                deduplication_id=hashlib.sha256(body.encode()).hexdigest())
+        else:
+            outgoing = Outgoing(held_message_body(record, decision, source, row), sent)
+        if SQS_FORBIDDEN.search(outgoing.body):  # the contract keeps these out; SQS would refuse the batch
+            raise ValueError("message body holds characters SQS refuses")
+        return outgoing
+
+    def _unexpected(self, raw: RawRow, exc: Exception) -> None:
+        notification_id = raw.values.get("notification_id")
+        notification_id = notification_id if isinstance(notification_id, str) and \
+            NOTIFICATION_ID_PATTERN.match(notification_id) else None
+        self._on_unexpected(raw.row, notification_id, exc)
+        self.tally.reject([RowError(row=raw.row, notification_id=notification_id, field=None,
+                                    code=ErrorCode.ROW_UNPROCESSABLE, message=ERROR_HELP[ErrorCode.ROW_UNPROCESSABLE])])

@@ -1,13 +1,21 @@
-"""Checkpoints of a file in progress, so an interrupted run resumes without losing or repeating records."""
+"""Checkpoints of a file in progress, so an interrupted run resumes without losing or repeating records.
+
+A checkpoint says which rows are settled; when a run gives up between checkpoints (SQS refusing, a
+DynamoDB error, the function's time running out), it also records which later rows SQS had accepted.
+A retry can come long after SQS's 5-minute deduplication window, so it must know, not hope.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 CHECKPOINT_TTL_SECONDS = 35 * 24 * 3600
+SAVE_ATTEMPTS = 4
+"""A checkpoint write is tried this often (botocore retries each attempt too) before the run gives up."""
 
 
 @dataclass(frozen=True)
@@ -16,14 +24,40 @@ class Progress:
     """Every row up to this one was sent or counted; the next run starts after it."""
     processing_day: date
     """The day agreements were judged on, kept so a resumed run decides exactly as the first did."""
+    accepted_rows: frozenset[int] = field(default_factory=frozenset)
+    """Rows after ``rows_done`` that SQS accepted before the run gave up: never sent again."""
+
+
+def encode_rows(rows: Iterable[int]) -> str:
+    """``{1, 2, 3, 7, 9, 10}`` -> ``"1-3,7,9-10"``: compact for the consecutive runs a batch produces."""
+    parts: list[str] = []
+    ordered = sorted(rows)
+    index = 0
+    while index < len(ordered):
+        start = end = ordered[index]
+        while index + 1 < len(ordered) and ordered[index + 1] == end + 1:
+            index += 1
+            end = ordered[index]
+        parts.append(str(start) if start == end else f"{start}-{end}")
+        index += 1
+    return ",".join(parts)
+
+
+def decode_rows(text: str) -> frozenset[int]:
+    rows: set[int] = set()
+    for part in filter(None, text.split(",")):
+        start, _, end = part.partition("-")
+        rows.update(range(int(start), int(end or start) + 1))
+    return frozenset(rows)
 
 
 class ProgressStore:
     """One DynamoDB item per file content (``progress#<trust>#<sha256>``) in the state table."""
 
-    def __init__(self, dynamodb: Any, table_name: str) -> None:
+    def __init__(self, dynamodb: Any, table_name: str, sleep: Callable[[float], None] = time.sleep) -> None:
         self._dynamodb = dynamodb  # the low-level client: the same one Powertools idempotency is given
         self._table_name = table_name
+        self._sleep = sleep
 
     @staticmethod
     def _id(trust: str, sha256: str) -> str:
@@ -34,12 +68,24 @@ class ProgressStore:
                                        ConsistentRead=True).get("Item")
         if not item:
             return None
-        return Progress(int(item["rows_done"]["N"]), date.fromisoformat(item["processing_day"]["S"]))
+        return Progress(int(item["rows_done"]["N"]), date.fromisoformat(item["processing_day"]["S"]),
+                        decode_rows(item.get("accepted_rows", {"S": ""})["S"]))
 
     def save(self, trust: str, sha256: str, progress: Progress) -> None:
-        self._dynamodb.put_item(TableName=self._table_name, Item={
+        """Write the checkpoint, trying again on a failure: a lost checkpoint means records sent twice."""
+        item = {
             "id": {"S": self._id(trust, sha256)},
             "rows_done": {"N": str(progress.rows_done)},
             "processing_day": {"S": progress.processing_day.isoformat()},
             "expiration": {"N": str(int(time.time()) + CHECKPOINT_TTL_SECONDS)},
-        })
+        }
+        if progress.accepted_rows:
+            item["accepted_rows"] = {"S": encode_rows(progress.accepted_rows)}
+        for attempt in range(SAVE_ATTEMPTS):
+            try:
+                self._dynamodb.put_item(TableName=self._table_name, Item=item)
+                return
+            except Exception:
+                if attempt == SAVE_ATTEMPTS - 1:
+                    raise
+                self._sleep(0.2 * 2**attempt)

@@ -1,27 +1,52 @@
-"""Streaming readers for upload files: CSV or JSON Lines, optionally gzipped, read row by row.
+"""Streaming readers for upload files: CSV or JSON Lines, optionally gzipped, read in two passes that
+share one parser.
 
-``inspect_file`` makes a first pass over the raw bytes (content hash, gzip and UTF-8 integrity, size)
-so that a file-level problem rejects the file before any record is forwarded. ``read_rows`` then yields
-one ``RawRow`` per record without holding the file in memory.
+``scan_file`` is the first pass, made before anything is sent. It hashes the bytes as uploaded, proves
+they decompress (every step bounded, so a gzip bomb costs neither memory nor minutes) and decode as
+UTF-8, and parses the file's structure: the CSV header, where every record starts and ends, and which
+corrections come before the notification they correct. A structural problem (a quote that swallows the
+rest of the file, an over-long line, a repeated column) rejects the file with the line it starts on. It
+counts the records, and the report's ``rows_in`` must equal that count.
+
+``RowReader`` is the second pass: one ``RawRow`` per record, without holding the file in memory.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import hashlib
 import io
 import json
+import re
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any
 
-from birthnotify.record import RECORD_FIELDS, REQUIRED_FIELDS, ErrorCode
+from birthnotify.record import RECORD_FIELDS, REQUIRED_FIELDS, ErrorCode, NotificationType
+from birthnotify.seen import SeenIds
 
 CHUNK_BYTES = 1024 * 1024
+MAX_LINE_CHARS = 16 * 1024 * 1024
+"""A physical line longer than this is not a record (a whole file on one line, lost line breaks)."""
+MAX_FIELD_CHARS = 1_000
+"""A value longer than this is rejected before validation; the contract's longest field is 100."""
+MAX_IGNORED_NAMES = 50
+"""At most this many unknown column names are listed in a report (the rest are counted)."""
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_KNOWN = frozenset(RECORD_FIELDS)
+_COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_DIGIT_RUN = re.compile(r"[0-9]{3}")
+_CORRECTIONS = frozenset({NotificationType.AMEND.value, NotificationType.CANCEL.value})
+
+# Rows may legitimately hold long quoted values spanning lines; the line bound above is what limits memory.
+csv.field_size_limit(MAX_LINE_CHARS)
 
 
 class FileFormat(StrEnum):
@@ -59,46 +84,139 @@ class FileKind:
 
 @dataclass(frozen=True)
 class FileFacts:
+    """What the first pass established about a file."""
+
     sha256: str
     compressed_bytes: int
     text_bytes: int
+    records: int
+    """The number of records in the file: every one of them must be accounted for."""
+    corrections_before_original: dict[int, int] = field(default_factory=dict)
+    """Row of an AMEND or CANCEL -> the later row of the NEW notification it corrects."""
 
 
-def inspect_file(stream: IO[bytes], kind: FileKind, max_bytes: int) -> FileFacts:
-    """Hash the raw bytes and prove the content decompresses and decodes, without keeping it."""
-    digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if kind.gzipped else None
-    raw_total = text_total = 0
-    while chunk := stream.read(CHUNK_BYTES):
-        raw_total += len(chunk)
-        if raw_total > max_bytes:
-            raise FileRejected(
-                ErrorCode.FILE_TOO_LARGE, f"The file is over the {max_bytes // (1024 * 1024)} MB limit; split it."
-            )
-        digest.update(chunk)
-        if inflater is not None:
-            try:
-                chunk = inflater.decompress(chunk)
-                # Concatenated gzip members are valid gzip: keep inflating.
-                while inflater.eof and inflater.unused_data:
-                    rest = inflater.unused_data
-                    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                    chunk += inflater.decompress(rest)
-            except zlib.error:
-                raise FileRejected(
-                    ErrorCode.FILE_NOT_GZIP, "The name ends in .gz but the content is not valid gzip."
-                ) from None
-        text_total += len(chunk)
-        if text_total > max_bytes * 20:
-            raise FileRejected(ErrorCode.FILE_TOO_LARGE, "The file decompresses to more than the size limit allows.")
-        _decode(decoder, chunk, text_total - len(chunk), final=False)
-    if inflater is not None and not inflater.eof:
-        raise FileRejected(ErrorCode.FILE_NOT_GZIP, "The gzip content is truncated: upload the whole file again.")
-    _decode(decoder, b"", text_total, final=True)
-    if text_total == 0:
-        raise FileRejected(ErrorCode.FILE_EMPTY, "The file is empty.")
-    return FileFacts(digest.hexdigest(), raw_total, text_total)
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Why a record cannot be validated as it stands; becomes a row error."""
+
+    code: ErrorCode
+    message: str
+    field: str | None = None
+
+
+@dataclass(slots=True)
+class RawRow:
+    """One record as read: its 1-based data row number and field values (empty values left out)."""
+
+    row: int
+    values: dict[str, Any]
+    problems: tuple[RowProblem, ...] = ()
+    """Problems found while reading (the row is rejected with these, whatever its values)."""
+
+
+def _too_large(max_bytes: int, decompressed: bool = False) -> FileRejected:
+    limit = f"{max_bytes // (1024 * 1024)} MB"
+    if decompressed:
+        return FileRejected(ErrorCode.FILE_TOO_LARGE, f"The file decompresses to more than the {limit} limit; "
+                                                      "split it into smaller files.")
+    return FileRejected(ErrorCode.FILE_TOO_LARGE, f"The file is over the {limit} limit; split it.")
+
+
+class _Content(io.RawIOBase):
+    """A file's content as a binary stream: the uploaded bytes (hashed, counted), inflated when gzipped,
+    each step bounded by ``max_bytes``, and proven to be UTF-8 on the way (so a bad byte is reported
+    with its position). Reading it never holds more than a chunk."""
+
+    def __init__(self, raw: IO[bytes], kind: FileKind, max_bytes: int) -> None:
+        super().__init__()
+        self.digest = hashlib.sha256()
+        self.raw_bytes = 0
+        self.content_bytes = 0
+        self._kind = kind
+        self._max_bytes = max_bytes
+        self._chunks = self._generate(raw)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def drain(self) -> None:
+        """Read the rest without keeping it: every check on the whole content (its size) still runs."""
+        self._pending = memoryview(b"")
+        for _ in self._chunks:
+            pass
+
+    def _generate(self, raw: IO[bytes]) -> Iterator[bytes]:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        inflater = zlib.decompressobj(_GZIP_WBITS) if self._kind.gzipped else None
+        inflating = False  # a gzip member has started and not yet ended
+        while chunk := raw.read(CHUNK_BYTES):
+            if not self.raw_bytes:
+                _check_magic(chunk, self._kind.gzipped)
+            self.raw_bytes += len(chunk)
+            if self.raw_bytes > self._max_bytes:
+                raise _too_large(self._max_bytes)
+            self.digest.update(chunk)
+            if inflater is None:
+                yield self._checked(decoder, chunk)
+                continue
+            data = chunk
+            while data:
+                try:
+                    # max_length bounds each step's output: a small input never expands at once.
+                    out = inflater.decompress(data, CHUNK_BYTES)
+                except zlib.error:
+                    raise FileRejected(ErrorCode.FILE_NOT_GZIP,
+                                       "The name ends in .gz but the content is not valid gzip.") from None
+                inflating = True
+                data = inflater.unconsumed_tail
+                if inflater.eof:  # concatenated gzip members are valid gzip: keep inflating
+                    data = inflater.unused_data + data
+                    inflater = zlib.decompressobj(_GZIP_WBITS)
+                    inflating = False
+                if out:
+                    yield self._checked(decoder, out)
+        if inflating:
+            raise FileRejected(ErrorCode.FILE_NOT_GZIP, "The gzip content is truncated: upload the whole file again.")
+        _decode(decoder, b"", self.content_bytes, final=True)
+        if self.content_bytes == 0:
+            raise FileRejected(ErrorCode.FILE_EMPTY, "The file is empty.")
+
+    def _checked(self, decoder: codecs.IncrementalDecoder, chunk: bytes) -> bytes:
+        if not self.content_bytes and self._kind.gzipped:
+            _check_magic(chunk, gzipped=False)  # what was compressed may itself be a workbook
+        offset = self.content_bytes
+        self.content_bytes += len(chunk)
+        if self.content_bytes > self._max_bytes:
+            raise _too_large(self._max_bytes, decompressed=self._kind.gzipped)
+        _decode(decoder, chunk, offset, final=False)
+        return chunk
+
+
+def _check_magic(head: bytes, gzipped: bool) -> None:
+    """Name the real cause when the bytes are not text at all."""
+    if not gzipped and head.startswith(_GZIP_MAGIC):
+        raise FileRejected(ErrorCode.FILE_UNSUPPORTED_TYPE,
+                           "The file is gzip-compressed but its name does not end in .gz: add .gz to the name "
+                           "(births.csv.gz) or upload it uncompressed.")
+    if head.startswith(_ZIP_MAGIC):
+        raise FileRejected(ErrorCode.FILE_UNSUPPORTED_TYPE,
+                           "The file is a ZIP archive (an Excel .xlsx workbook is one), not text: save it as "
+                           "'CSV UTF-8 (Comma delimited)'.")
+    if head.startswith(_UTF16_BOMS):
+        raise FileRejected(ErrorCode.FILE_ENCODING,
+                           "The file is UTF-16 ('Unicode Text'), not UTF-8: save it as 'CSV UTF-8'.")
 
 
 def _decode(decoder: codecs.IncrementalDecoder, chunk: bytes, offset: int, final: bool) -> None:
@@ -111,107 +229,153 @@ def _decode(decoder: codecs.IncrementalDecoder, chunk: bytes, offset: int, final
         ) from None
 
 
-@dataclass(slots=True)
-class RawRow:
-    """One record as read: its 1-based data row number and field values (empty values left out)."""
+def _open_text(stream: IO[bytes], kind: FileKind, max_bytes: int) -> tuple[_Content, IO[str]]:
+    content = _Content(stream, kind, max_bytes)
+    buffered = io.BufferedReader(content, buffer_size=CHUNK_BYTES)
+    return content, io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
 
+
+def _lines(text: IO[str], content: _Content) -> Iterator[str]:
+    """Physical lines (line ends kept, as csv wants them), each bounded in length."""
+    number = 0
+    while line := text.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            content.drain()  # a bomb of one endless line is too large before it is too long
+            raise FileRejected(
+                ErrorCode.FILE_LINE_TOO_LONG,
+                f"Line {number} is longer than {MAX_LINE_CHARS // (1024 * 1024)} MB without a line break: "
+                "records must be one per line (is the whole file on one line, or were its line breaks lost?).",
+            )
+        yield line
+
+
+# -- records --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Record:
     row: int
     values: dict[str, Any]
-    problem: str | None = None
-    """Why the row could not be read as a record (ROW_MALFORMED), if it could not."""
+    problems: list[RowProblem]
+    unknown: list[str]
 
 
-def open_text(stream: IO[bytes], kind: FileKind) -> IO[str]:
-    binary: IO[bytes] = gzip.GzipFile(fileobj=stream, mode="rb") if kind.gzipped else stream
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")  # type: ignore[arg-type]
+class _CsvRecords:
+    """The records of a CSV file after its header, with the header checked."""
 
-
-class RowReader:
-    """Iterates the records of a file; ``ignored_columns`` names header columns the contract lacks."""
-
-    def __init__(self, text: IO[str], kind: FileKind) -> None:
-        self._text = text
-        self._format = kind.format
-        self.ignored_columns: list[str] = []
-        self._rows = self._csv_rows() if kind.format is FileFormat.CSV else self._jsonl_rows()
-        self._first = next(self._rows, None)  # reads the header now: header problems reject the file up front
-        if self._first is None:
-            raise FileRejected(ErrorCode.FILE_EMPTY, "The file has a header but no records.")
-
-    def __iter__(self) -> Iterator[RawRow]:
-        if self._first is not None:
-            first, self._first = self._first, None
-            yield first
-        yield from self._rows
-
-    def _csv_rows(self) -> Iterator[RawRow]:
-        reader = csv.reader(self._text, strict=True)
+    def __init__(self, lines: Iterator[str]) -> None:
+        counted = _LineCounter(lines)
+        self._lines = counted
+        self._reader = csv.reader(counted, strict=True)
         try:
-            header = next(reader)
+            header = next(self._reader)
         except StopIteration:
             raise FileRejected(ErrorCode.FILE_EMPTY, "The file is empty.") from None
         except csv.Error:
-            raise FileRejected(ErrorCode.FILE_NOT_CSV, "The header row is not valid CSV.") from None
-        columns = [name.strip().lower() for name in header]
-        _check_columns(columns)
-        known = frozenset(RECORD_FIELDS)
-        self.ignored_columns = [name for name in columns if name not in known]
-        picks = [(position, name) for position, name in enumerate(columns) if name in known]
-        width = len(columns)
-        row_number = 0
+            raise FileRejected(ErrorCode.FILE_NOT_CSV, "The header row is not valid CSV (check its quotes).") from None
+        self.columns = [name.strip().lower() for name in header]
+        _check_header(self.columns, counted.first or "")
+        self.unknown = [name for name in self.columns if name not in _KNOWN]
+        self._picks = [(position, name) for position, name in enumerate(self.columns) if name in _KNOWN]
+        self._width = len(self.columns)
+
+    def __iter__(self) -> Iterator[_Record]:
+        row = 0
+        reader, lines = self._reader, self._lines
         while True:
+            start = lines.count + 1
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                row_number += 1
-                yield RawRow(row_number, {}, f"The row is not valid CSV ({_csv_reason(exc)}).")
+                row += 1
+                if lines.count > start or "unexpected end of data" in str(exc):
+                    raise _runaway_quote(row, start, lines.count) from None
+                yield _Record(row, {}, [RowProblem(ErrorCode.ROW_MALFORMED,
+                                                   f"The row is not valid CSV ({_csv_reason(exc)}).")], [])
                 continue
             if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue  # blank line: not a record
-            row_number += 1
-            if len(fields) != width:
-                yield RawRow(row_number, {}, f"The row has {len(fields)} fields; the header has {width}.")
-                continue
-            yield RawRow(row_number, {name: value for position, name in picks if (value := fields[position].strip())})
-
-    def _jsonl_rows(self) -> Iterator[RawRow]:
-        known = frozenset(RECORD_FIELDS)
-        ignored: dict[str, None] = {}
-        row_number = 0
-        for line in self._text:
-            if not line.strip():
-                continue
-            row_number += 1
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict):
-                if row_number == 1:
-                    raise FileRejected(
-                        ErrorCode.FILE_NOT_JSONL, "The first line is not a JSON object: is this really JSON Lines?"
-                    )
-                yield RawRow(row_number, {}, "The line is not one JSON object.")
+                continue  # a blank line is not a record
+            row += 1
+            if len(fields) != self._width:
+                if lines.count > start:  # a quoted value ran over lines and the columns no longer line up
+                    raise _runaway_quote(row, start, lines.count)
+                yield _Record(row, {}, [RowProblem(ErrorCode.ROW_MALFORMED,
+                                                   f"The row has {len(fields)} fields; the header has "
+                                                   f"{self._width}.")], [])
                 continue
             values: dict[str, Any] = {}
-            for name, value in record.items():
-                key = str(name).strip().lower()
-                if key not in known:
-                    if key not in ignored:
-                        ignored[key] = None
-                        self.ignored_columns = list(ignored)
-                    continue
-                if isinstance(value, str):
-                    value = value.strip()
-                if value is not None and value != "":
-                    values[key] = value
-            # JSON Lines has no header: a missing field is the row's REQUIRED error, not the file's.
-            yield RawRow(row_number, values)
+            problems: list[RowProblem] = []
+            for position, name in self._picks:
+                value = fields[position]
+                if len(value) > MAX_FIELD_CHARS:
+                    problems.append(_too_long(name, len(value)))
+                elif value := value.strip():
+                    values[name] = value
+            yield _Record(row, values, problems, [])
 
 
-def _check_columns(columns: list[str]) -> None:
+class _LineCounter:
+    """Feeds lines to csv and counts them, so a record's first and last line are known."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.count = 0
+        self.first: str | None = None
+
+    def __iter__(self) -> _LineCounter:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        if self.first is None:
+            self.first = line
+        return line
+
+
+def _runaway_quote(row: int, start: int, end: int) -> FileRejected:
+    span = f"lines {start}-{end}" if end > start else f"line {start}"
+    return FileRejected(
+        ErrorCode.FILE_NOT_CSV,
+        f"Row {row} (line {start}) opens a quoted value that does not close where the row ends ({span} were read "
+        "as one row), so the records after it cannot be told apart. Check the quotes on that line: a value "
+        "containing a quote must be quoted, with the quote doubled (\"\").",
+    )
+
+
+def _too_long(name: str, length: int) -> RowProblem:
+    return RowProblem(ErrorCode.TEXT_TOO_LONG, f"The value is {length:,} characters long; no field may be longer "
+                                               f"than {MAX_FIELD_CHARS:,} (names and address lines at most 100).",
+                      name)
+
+
+def _check_header(columns: list[str], first_line: str) -> None:
+    """Reject a header that cannot be read as the contract's columns, naming the real cause."""
+    text = first_line.strip().lower()
+    if text.startswith("sep="):
+        raise FileRejected(ErrorCode.FILE_NOT_CSV,
+                           "The first line is Excel's separator hint ('sep=...'), not the header: remove that line "
+                           "and save the file as 'CSV UTF-8 (Comma delimited)'.")
+    known = [name for name in columns if name in _KNOWN]
+    if not known:
+        for separator, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+            if sum(name.strip() in _KNOWN for name in text.split(separator)) >= 2:
+                raise FileRejected(ErrorCode.FILE_NOT_CSV,
+                                   f"The columns are separated by {label}, not commas: save the file as "
+                                   "'CSV UTF-8 (Comma delimited)'.")
+        raise FileRejected(ErrorCode.FILE_MISSING_COLUMNS,
+                           "The first line is not a header: it names none of the upload contract's columns. The "
+                           "first line must name the columns (notification_id, notification_type, ...).")
+    repeated = sorted({name for name in known if known.count(name) > 1})
+    if repeated:
+        where = "; ".join(f"{name} (columns {', '.join(str(i + 1) for i, c in enumerate(columns) if c == name)})"
+                          for name in repeated)
+        raise FileRejected(ErrorCode.FILE_DUPLICATE_COLUMNS,
+                           f"Columns appear more than once: {where}. Each column may appear once, so it is clear "
+                           "which value counts.")
     missing = sorted(REQUIRED_FIELDS - set(columns))
     if missing:
         raise FileRejected(
@@ -223,3 +387,185 @@ def _check_columns(columns: list[str]) -> None:
 def _csv_reason(exc: csv.Error) -> str:
     # csv's messages describe structure ("',' expected after '\"'"), never content.
     return str(exc).split("\n", 1)[0][:120]
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs, so a repeated key is seen rather than silently dropped."""
+
+
+class _JsonlRecords:
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.objects = 0
+        self.first_line: str | None = None
+
+    def __iter__(self) -> Iterator[_Record]:
+        row = 0
+        for line in self._lines:
+            if not line.strip():
+                continue
+            row += 1
+            if self.first_line is None:
+                self.first_line = line.strip()
+            try:
+                parsed = json.loads(line, object_pairs_hook=_Pairs)
+            except (ValueError, RecursionError) as exc:
+                yield _Record(row, {}, [RowProblem(ErrorCode.ROW_MALFORMED,
+                                                   f"The line is not valid JSON ({_json_reason(exc)}).")], [])
+                continue
+            if not isinstance(parsed, _Pairs):
+                yield _Record(row, {}, [RowProblem(ErrorCode.ROW_MALFORMED, "The line is not one JSON object.")], [])
+                continue
+            self.objects += 1
+            values: dict[str, Any] = {}
+            problems: list[RowProblem] = []
+            unknown: list[str] = []
+            seen: set[str] = set()
+            for name, value in parsed:
+                key = str(name).strip().lower()
+                if key not in _KNOWN:
+                    unknown.append(key)
+                    continue
+                if key in seen:
+                    problems.append(RowProblem(ErrorCode.ROW_DUPLICATE_FIELD,
+                                               "The object gives this field more than once: give each field once, "
+                                               "so it is clear which value counts.", key))
+                    continue
+                seen.add(key)
+                if isinstance(value, str):
+                    if len(value) > MAX_FIELD_CHARS:
+                        problems.append(_too_long(key, len(value)))
+                        continue
+                    value = value.strip()
+                elif isinstance(value, _Pairs):
+                    value = dict(value)  # an object where a value belongs: the model says TEXT_INVALID
+                if value is not None and value != "":
+                    values[key] = value
+            # JSON Lines has no header: a missing field is the row's REQUIRED error, not the file's.
+            yield _Record(row, values, problems, unknown)
+
+    def check_is_jsonl(self) -> None:
+        """After the first pass: a file in which no line is a JSON object is not JSON Lines at all."""
+        if self.objects:
+            return
+        first = self.first_line or ""
+        if first.startswith("["):
+            cause = "it is one JSON array, not one JSON object per line"
+        elif "," in first and "notification_id" in first.lower():
+            cause = "its first line looks like a CSV header: name a CSV file .csv"
+        else:
+            cause = "no line of it is a JSON object"
+        raise FileRejected(ErrorCode.FILE_NOT_JSONL, f"The file is not JSON Lines: {cause}.")
+
+
+def _json_reason(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at character {exc.pos + 1}"  # structure, never content
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if "digits" in str(exc):
+        return "a number has too many digits"
+    return "it cannot be parsed"
+
+
+def _records(lines: Iterator[str], kind: FileKind) -> _CsvRecords | _JsonlRecords:
+    return _CsvRecords(lines) if kind.format is FileFormat.CSV else _JsonlRecords(lines)
+
+
+# -- the two passes ---------------------------------------------------------------------------------------
+
+
+def scan_file(open_stream: Callable[[], IO[bytes]], kind: FileKind, max_bytes: int) -> FileFacts:
+    """The first pass: hash, decompress, decode and parse the whole file without keeping it, and count
+    its records. Raises FileRejected for any problem with the file as a whole.
+
+    A gzipped file is first only inflated (at C speed, bounded, in flat memory), so a bomb is refused as
+    too large before a line of it is parsed; an uncompressed one was bounded by its size on upload."""
+    if kind.gzipped:
+        with open_stream() as stream:
+            _Content(stream, kind, max_bytes).drain()
+    with open_stream() as stream:
+        return _scan(stream, kind, max_bytes)
+
+
+def _scan(stream: IO[bytes], kind: FileKind, max_bytes: int) -> FileFacts:
+    content, text = _open_text(stream, kind, max_bytes)
+    records = _records(_lines(text, content), kind)
+    count = 0
+    new_rows = SeenIds()
+    waiting: dict[str, list[int]] = {}  # original id -> rows of corrections that came before it
+    early: dict[int, int] = {}
+    for record in records:
+        count = record.row
+        values = record.values
+        notification_id = values.get("notification_id")
+        kind_of = values.get("notification_type")
+        if not isinstance(notification_id, str) or not isinstance(kind_of, str):
+            continue
+        kind_of = kind_of.upper()
+        if kind_of == NotificationType.NEW.value:
+            for correction in waiting.pop(notification_id, ()):
+                early[correction] = record.row
+            new_rows.add(notification_id)
+        elif kind_of in _CORRECTIONS:
+            original = values.get("original_notification_id")
+            if isinstance(original, str) and original not in new_rows:
+                waiting.setdefault(original, []).append(record.row)
+    if isinstance(records, _JsonlRecords):
+        records.check_is_jsonl()
+    if count == 0:
+        raise FileRejected(ErrorCode.FILE_EMPTY, "The file has a header but no records."
+                           if kind.format is FileFormat.CSV else "The file has no records.")
+    return FileFacts(content.digest.hexdigest(), content.raw_bytes, content.content_bytes, count, early)
+
+
+class RowReader:
+    """The second pass: iterates the records of a file the first pass accepted.
+
+    ``ignored_columns`` names columns (or JSON keys) outside the contract that look like column names;
+    ``ignored_names_not_listed`` counts the others, which are not repeated since a key can be data."""
+
+    def __init__(self, stream: IO[bytes], kind: FileKind, facts: FileFacts, max_bytes: int) -> None:
+        content, text = _open_text(stream, kind, max_bytes)
+        self._facts = facts
+        self._records = _records(_lines(text, content), kind)
+        self._jsonl = kind.format is FileFormat.JSONL
+        self._unknown: dict[str, int] = {}
+        if isinstance(self._records, _CsvRecords):
+            for name in self._records.unknown:
+                self._unknown[name] = self._unknown.get(name, 0) + 2  # a header names a column for every row
+
+    @property
+    def ignored_columns(self) -> list[str]:
+        return [name for name, seen in self._unknown.items() if self._listable(name, seen)][:MAX_IGNORED_NAMES]
+
+    @property
+    def ignored_names_not_listed(self) -> int:
+        return len(self._unknown) - len(self.ignored_columns)
+
+    def _listable(self, name: str, seen: int) -> bool:
+        # A key of one JSON line only is more likely data (a name, a number) than a column.
+        repeated = seen >= 2 or self._facts.records == 1
+        return repeated and bool(_COLUMN_NAME.match(name)) and not _DIGIT_RUN.search(name)
+
+    def __iter__(self) -> Iterator[RawRow]:
+        early = self._facts.corrections_before_original
+        rows = 0
+        for record in self._records:
+            rows = record.row
+            for name in record.unknown:
+                if name in self._unknown:
+                    self._unknown[name] += 1
+                elif len(self._unknown) < 10 * MAX_IGNORED_NAMES:
+                    self._unknown[name] = 1
+            problems = record.problems
+            original_row = early.get(record.row)
+            if original_row is not None:
+                problems = [*problems, RowProblem(
+                    ErrorCode.CORRECTION_BEFORE_ORIGINAL,
+                    f"This {str(record.values.get('notification_type', '')).upper()} comes before the notification "
+                    f"it corrects (row {original_row} of this file): put corrections after the notification they "
+                    "change, or send them in a later file.", "original_notification_id")]
+            yield RawRow(record.row, record.values, tuple(problems))
+        if rows != self._facts.records:  # the content changed between the passes, or a bug: never misreport
+            raise RuntimeError(f"the second pass read {rows} records; the first counted {self._facts.records}")

@@ -38,11 +38,15 @@ class ErrorCode(StrEnum):
     FLAG_INVALID = "FLAG_INVALID"
     TEXT_TOO_LONG = "TEXT_TOO_LONG"
     TEXT_CONTROL_CHARACTERS = "TEXT_CONTROL_CHARACTERS"
+    TEXT_CHARACTERS_INVALID = "TEXT_CHARACTERS_INVALID"
     TEXT_INVALID = "TEXT_INVALID"
     POSTCODE_INVALID = "POSTCODE_INVALID"
     GSS_CODE_INVALID = "GSS_CODE_INVALID"
     ODS_CODE_INVALID = "ODS_CODE_INVALID"
     ROW_MALFORMED = "ROW_MALFORMED"
+    ROW_DUPLICATE_FIELD = "ROW_DUPLICATE_FIELD"
+    CORRECTION_BEFORE_ORIGINAL = "CORRECTION_BEFORE_ORIGINAL"
+    ROW_UNPROCESSABLE = "ROW_UNPROCESSABLE"
     # file level
     FILE_UNKNOWN_TRUST = "FILE_UNKNOWN_TRUST"
     FILE_BAD_LOCATION = "FILE_BAD_LOCATION"
@@ -54,6 +58,8 @@ class ErrorCode(StrEnum):
     FILE_MISSING_COLUMNS = "FILE_MISSING_COLUMNS"
     FILE_NOT_CSV = "FILE_NOT_CSV"
     FILE_NOT_JSONL = "FILE_NOT_JSONL"
+    FILE_DUPLICATE_COLUMNS = "FILE_DUPLICATE_COLUMNS"
+    FILE_LINE_TOO_LONG = "FILE_LINE_TOO_LONG"
     FILE_DUPLICATE = "FILE_DUPLICATE"
 
 
@@ -74,17 +80,27 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.MOTHER_AGE_IMPLAUSIBLE: "The mother's date of birth gives an age at the birth outside 10-65.",
     ErrorCode.TIME_INVALID: "Use a 24-hour time as HH:MM or HH:MM:SS.",
     ErrorCode.SEX_CODE_INVALID: "Use the NHS Data Dictionary phenotypic sex code: 1, 2, 9 or X.",
-    ErrorCode.NUMBER_INVALID: "Use a whole number without units.",
+    ErrorCode.NUMBER_INVALID: "Use a whole number written with digits only: no units, sign, separators or "
+    "decimal point.",
     ErrorCode.OUT_OF_RANGE: "The number is outside the plausible range given in the upload contract.",
     ErrorCode.BIRTH_ORDER_EXCEEDS_BABIES: "birth_order cannot be greater than number_of_babies.",
-    ErrorCode.FLAG_INVALID: "Use Y or N.",
+    ErrorCode.FLAG_INVALID: "Use Y or N (in JSON Lines, true or false also).",
     ErrorCode.TEXT_TOO_LONG: "The text is longer than the upload contract allows.",
     ErrorCode.TEXT_CONTROL_CHARACTERS: "The text contains control characters (tabs, line breaks ...).",
+    ErrorCode.TEXT_CHARACTERS_INVALID: "The text contains characters that cannot be sent on (an unpaired "
+    "surrogate, such as half of an emoji cut by an export, or a non-character such as U+FFFF): correct the text "
+    "in the source system and export it as UTF-8 again.",
     ErrorCode.TEXT_INVALID: "Send text here, not a number, list or object.",
     ErrorCode.POSTCODE_INVALID: "Use a full UK postcode such as LS1 4AP.",
     ErrorCode.GSS_CODE_INVALID: "Use the ONS GSS code of the local authority, e.g. E08000035.",
     ErrorCode.ODS_CODE_INVALID: "Use the ODS code of the GP practice: a letter and five digits.",
     ErrorCode.ROW_MALFORMED: "The row is not a record (a JSON Lines row must be an object).",
+    ErrorCode.ROW_DUPLICATE_FIELD: "The JSON object gives a field more than once: give each field once.",
+    ErrorCode.CORRECTION_BEFORE_ORIGINAL: "An AMEND or CANCEL comes before the NEW notification it corrects in "
+    "the same file: put corrections after the notification they change.",
+    ErrorCode.ROW_UNPROCESSABLE: "The row could not be processed because of a fault on our side; it was not "
+    "forwarded and the service's operators have been alerted. Send the row again in a new file once they "
+    "confirm it is fixed.",
     ErrorCode.FILE_UNKNOWN_TRUST: "Upload under inbound/<your trust's ODS code>/; this code is not registered.",
     ErrorCode.FILE_BAD_LOCATION: "Upload files to inbound/<your trust's ODS code>/<file name>.",
     ErrorCode.FILE_UNSUPPORTED_TYPE: "Name the file .csv, .jsonl, .csv.gz or .jsonl.gz.",
@@ -95,7 +111,10 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.FILE_MISSING_COLUMNS: "The header row lacks required columns (names are listed).",
     ErrorCode.FILE_NOT_CSV: "The file could not be read as CSV (check quoting).",
     ErrorCode.FILE_NOT_JSONL: "Every line of a .jsonl file must be one JSON object.",
-    ErrorCode.FILE_DUPLICATE: "The file is identical to one already processed: nothing was forwarded again.",
+    ErrorCode.FILE_DUPLICATE_COLUMNS: "A column of the upload contract appears more than once in the header.",
+    ErrorCode.FILE_LINE_TOO_LONG: "A line is longer than any record can be (16 MB): records go one per line.",
+    ErrorCode.FILE_DUPLICATE: "The file is identical to one already processed: nothing was forwarded again "
+    "(the upload is reported with status DUPLICATE).",
 }
 
 
@@ -113,9 +132,14 @@ def _fail(code: ErrorCode, detail: str | None = None) -> PydanticCustomError:
 NOTIFICATION_ID_PATTERN = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
 _NHS_SEPARATORS = str.maketrans("", "", " -")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_UK_DATE = re.compile(r"^(\d{2})/(\d{2})/(\d{4})$")
+SQS_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters an SQS message body cannot carry (its allowed set is #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
+#x10000-#x10FFFF): unpaired surrogates, U+FFFE and U+FFFF, and most control characters."""
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_UK_DATE = re.compile(r"^([0-9]{2})/([0-9]{2})/([0-9]{4})$")
+_CLOCK = re.compile(r"^[0-9]{2}:[0-9]{2}(:[0-9]{2})?$")
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
-_FLAGS = {"Y": True, "N": False, "YES": True, "NO": False}
+_FLAGS = {"Y": True, "N": False}
 _SEX_CODES = {"1", "2", "9", "X"}
 
 
@@ -166,20 +190,20 @@ def _date(value: Any) -> date:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     text = _text(value).strip()
-    if len(text) == 10:
-        try:
-            if text[4] == "-":
-                return date.fromisoformat(text)
-            if uk := _UK_DATE.match(text):
-                return date(int(uk[3]), int(uk[2]), int(uk[1]))
-        except ValueError:
-            pass
+    try:
+        # Only the two documented shapes: date.fromisoformat alone would also take week dates (2026-W45-1).
+        if _ISO_DATE.match(text):
+            return date.fromisoformat(text)
+        if uk := _UK_DATE.match(text):
+            return date(int(uk[3]), int(uk[2]), int(uk[1]))
+    except ValueError:
+        pass
     raise _fail(ErrorCode.DATE_INVALID)
 
 
 def _time(value: Any) -> time:
     text = _text(value).strip()
-    if len(text) in (5, 8):
+    if _CLOCK.match(text):
         try:
             return time.fromisoformat(text)
         except ValueError:
@@ -203,10 +227,18 @@ def _flag(value: Any) -> bool:
     return flag
 
 
-def _whole_number(low: int, high: int) -> Any:
-    # Parsed and range-checked by pydantic-core (Rust): the per-row hot path. Its error types are mapped
-    # to NUMBER_INVALID / OUT_OF_RANGE in validation.py.
-    return Field(ge=low, le=high, strict=False)
+def _digits(value: Any) -> int:
+    """A whole number as the contract writes it: ASCII digits (or a JSON integer), nothing else. pydantic
+    alone would also take 3_200, +3200 and 3200.0."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _fail(ErrorCode.NUMBER_INVALID)
+
+
 
 
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
@@ -218,8 +250,11 @@ def _bounded_text(max_length: int, fold_line_breaks: bool = False):
         if fold_line_breaks:
             # Exports often keep a multi-line address in one quoted field: "1 Test Street\nFlat 2".
             text = _LINE_BREAKS.sub(", ", text)
-        if not text.isprintable() and _CONTROL.search(text):
-            raise _fail(ErrorCode.TEXT_CONTROL_CHARACTERS)
+        if not text.isprintable():  # rare: one cheap test keeps the common case fast
+            if _CONTROL.search(text):
+                raise _fail(ErrorCode.TEXT_CONTROL_CHARACTERS)
+            if SQS_FORBIDDEN.search(text):
+                raise _fail(ErrorCode.TEXT_CHARACTERS_INVALID)
         if len(text) > max_length:
             raise _fail(ErrorCode.TEXT_TOO_LONG, f"At most {max_length} characters.")
         if not text:
@@ -264,6 +299,10 @@ Postcode = Annotated[str, BeforeValidator(_postcode)]
 GssCode = Annotated[str, _code(GSS_CODE, ErrorCode.GSS_CODE_INVALID)]
 GpPracticeCode = Annotated[str, _code(ODS_GP_PRACTICE, ErrorCode.ODS_CODE_INVALID)]
 SexCode = Annotated[Literal["1", "2", "9", "X"], BeforeValidator(_sex)]
+# Ranges are checked by pydantic-core; its error types map to OUT_OF_RANGE in validation.py.
+Grams = Annotated[int, BeforeValidator(_digits), Field(ge=200, le=7000)]
+Weeks = Annotated[int, BeforeValidator(_digits), Field(ge=20, le=45)]
+BabyCount = Annotated[int, BeforeValidator(_digits), Field(ge=1, le=8)]
 
 MOTHER_AGE_YEARS = (10, 65)
 
@@ -271,7 +310,9 @@ MOTHER_AGE_YEARS = (10, 65)
 class BirthNotification(BaseModel):
     """One row of an upload file: a birth as the trust records it.
 
-    Empty values count as absent. Flags take Y or N; dates YYYY-MM-DD (or DD/MM/YYYY).
+    Empty values count as absent. Exactly these forms are accepted: flags Y or N, in any case (JSON Lines:
+    also true or false); dates YYYY-MM-DD or DD/MM/YYYY; times HH:MM or HH:MM:SS; whole numbers as digits
+    only (JSON Lines: also JSON integers); codes and postcodes in any case.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
@@ -293,12 +334,12 @@ class BirthNotification(BaseModel):
     baby_sex: SexCode = Field(
         description="NHS Data Dictionary person phenotypic sex: 1 male, 2 female, 9 indeterminate, X not known."
     )
-    birth_weight_grams: Annotated[int, _whole_number(200, 7000)] = Field(description="Whole grams, no units.")
-    gestation_weeks: Annotated[int, _whole_number(20, 45)] = Field(description="Completed weeks of gestation.")
-    birth_order: Annotated[int, _whole_number(1, 8)] = Field(
+    birth_weight_grams: Grams = Field(description="Whole grams in digits (3200): no units.")
+    gestation_weeks: Weeks = Field(description="Completed weeks of gestation.")
+    birth_order: BabyCount = Field(
         description="1 for a single birth or first-born; not more than number_of_babies."
     )
-    number_of_babies: Annotated[int, _whole_number(1, 8)] = Field(description="Babies born in this delivery.")
+    number_of_babies: BabyCount = Field(description="Babies born in this delivery.")
     live_birth: Flag = Field(description="Y or N; N for a stillbirth: such records are withheld, never forwarded.")
     mother_nhs_number: NhsNumber | None = Field(None, description="As baby_nhs_number.")
     mother_given_name: Name = Field(description="At most 100 characters, no control characters.")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from birthnotify.messages import HeldReason, WithheldReason
-from birthnotify.postcodes import PostcodeDirectory
+from birthnotify.postcodes import PostcodeArea, PostcodeDirectory
 from birthnotify.record import BirthNotification
 from birthnotify.registry import Authority, Registry, SharingAgreement
 
@@ -35,7 +35,8 @@ _WITHHOLD = {reason: Withhold(reason) for reason in WithheldReason}
 
 
 class Router:
-    """Routes by residence_la_code when given, else by postcode; a district goes to its county."""
+    """Routes by residence_la_code when given, else by postcode; a district goes to its county. When both
+    are given and lead to different councils, the record is held for a person to decide."""
 
     def __init__(self, registry: Registry, postcodes: PostcodeDirectory, processing_day: date) -> None:
         self._registry = registry
@@ -63,12 +64,26 @@ class Router:
         return self._by_authority[authority_or_reason.gss_code]
 
     def _authority(self, record: BirthNotification) -> Authority | HeldReason:
+        area = None if record.postcode.startswith(PSEUDO_POSTCODE_AREA) else self._postcodes.lookup(record.postcode)
         if record.residence_la_code:
-            return self._registry.authority(record.residence_la_code) or HeldReason.NO_AUTHORITY
-        if record.postcode.startswith(PSEUDO_POSTCODE_AREA):
-            return HeldReason.PSEUDO_POSTCODE
-        area = self._postcodes.lookup(record.postcode)
+            code = record.residence_la_code
+            if area is not None and self._conflict(code, area):
+                return HeldReason.RESIDENCE_CONFLICT
+            return self._registry.authority(code) or HeldReason.NO_AUTHORITY
         if area is None:
-            return HeldReason.POSTCODE_NOT_FOUND
+            return HeldReason.PSEUDO_POSTCODE if record.postcode.startswith(PSEUDO_POSTCODE_AREA) \
+                else HeldReason.POSTCODE_NOT_FOUND
         by_county = self._registry.authority(area.county) if area.county else None
         return by_county or self._registry.authority(area.district) or HeldReason.NO_AUTHORITY
+
+    def _conflict(self, code: str, area: PostcodeArea) -> bool:
+        """True when the council code and the postcode lead to different children's services councils."""
+        if code in (area.district, area.county):
+            return False
+        by_code = self._registry.authority(code)
+        by_postcode = self._registry.authority(area.county) if area.county else None
+        by_postcode = by_postcode or self._registry.authority(area.district)
+        if by_code is not None and by_postcode is not None:
+            return by_code.gss_code != by_postcode.gss_code
+        # At least one side is a council the registry does not serve: compare the councils themselves.
+        return (by_code.gss_code if by_code else code) != (area.county or area.district)

@@ -16,6 +16,7 @@ from birthnotify.record import (
     ErrorCode,
     cross_field_errors,
 )
+from birthnotify.seen import SeenIds
 
 # pydantic's own error types, for the few checks the model leaves to pydantic itself.
 _PYDANTIC_CODES = {
@@ -30,32 +31,6 @@ _PYDANTIC_CODES = {
 # pydantic's messages for these say what is allowed ("greater than or equal to 200"), never the input.
 _PYDANTIC_MESSAGE_KEPT = frozenset({"greater_than_equal", "less_than_equal"})
 _KNOWN_CODES = frozenset(code.value for code in ErrorCode)
-
-
-class SeenIds:
-    """Exact membership of the notification ids seen in a file, in about 12 bytes an id.
-
-    A Python set of a million strings costs ~60 MB; here each id is appended to one of 65,536 byte
-    buckets (chosen by hash) and looked up with a substring search, which is as fast and ~5x smaller.
-    """
-
-    BUCKETS = 1 << 16
-
-    def __init__(self) -> None:
-        self._buckets: list[bytearray | None] = [None] * self.BUCKETS
-
-    def add(self, notification_id: str) -> bool:
-        """Record the id; True when it was already there."""
-        index = hash(notification_id) & (self.BUCKETS - 1)
-        key = notification_id.encode()
-        bucket = self._buckets[index]
-        if bucket is None:
-            self._buckets[index] = bytearray(b"\n" + key + b"\n")
-            return False
-        if b"\n" + key + b"\n" in bucket:
-            return True
-        bucket += key + b"\n"
-        return False
 
 
 @dataclass(frozen=True)
@@ -75,8 +50,6 @@ class RowValidator:
 
     def validate(self, raw: RawRow) -> BirthNotification | list[RowError]:
         """The notification, or every error found in the row."""
-        if raw.problem is not None:
-            return [RowError(row=raw.row, code=ErrorCode.ROW_MALFORMED, message=raw.problem)]
         notification_id = _safe_id(raw.values.get("notification_id"))
         errors: list[RowError] = []
         if notification_id is not None:
@@ -84,6 +57,10 @@ class RowValidator:
             if self._seen_ids.add(notification_id):
                 errors.append(self._error(raw.row, notification_id, "notification_id",
                                           ErrorCode.NOTIFICATION_ID_DUPLICATE, None))
+        if raw.problems:  # what the reader found makes the values unreliable: report that, not their checks
+            errors.extend(RowError(row=raw.row, notification_id=notification_id, field=problem.field,
+                                   code=problem.code, message=problem.message) for problem in raw.problems)
+            return errors
         try:
             record = BirthNotification.model_validate(raw.values)
         except ValidationError as exc:

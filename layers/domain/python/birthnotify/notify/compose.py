@@ -159,7 +159,16 @@ class Composer:
     def trust_receipt(self, event: FileProcessedEvent, trust: Trust) -> Email:
         name = event.key.rsplit("/", 1)[-1]
         outcome = event.outcome
-        if event.status is FileStatus.REJECTED and event.file_error is not None:
+        if event.status is FileStatus.DUPLICATE and event.duplicate_of is not None:
+            first = event.duplicate_of
+            document = Document(f"Your file {name} was already processed")
+            document.para(f"It is identical to {first.key}, which was processed before, so nothing in it was "
+                          "forwarded again and nobody receives its records twice. Nothing needs doing.")
+            if first.report_key:
+                document.para(f"That file's report: s3://{self.reports_bucket}/{first.report_key}")
+            document.para("To correct records, send AMEND or CANCEL rows in a new file.")
+            subject = f"Already processed: {name}"
+        elif event.status is FileStatus.REJECTED and event.file_error is not None:
             code = event.file_error.code
             document = Document(f"Your file {name} was not accepted")
             document.para(f"Nothing in it was forwarded. Reason: {event.file_error.message}")
@@ -195,7 +204,8 @@ class Composer:
         code = event.trust_ods_code
         where = f"the folder {INBOUND_PREFIX}{code}/, which belongs to no registered trust" if code else \
             f"a location outside {INBOUND_PREFIX}<ODS code>/<file name>"
-        folder = event.report_key.rsplit("/", 1)[0] + "/" if event.report_key else REPORTS_PREFIX
+        # The trust's folder only: below it, the report's key holds the file's name, which may be personal.
+        folder = "/".join(event.report_key.split("/")[:2]) + "/" if event.report_key else REPORTS_PREFIX
         document = Document("A file was uploaded that no registered trust sent")
         document.para(f"A file (reference {_reference(event)}) was uploaded to {where}, so no trust can be told "
                       "about it.")
