@@ -379,3 +379,48 @@ def test_uploads_to_a_bucket_without_versioning_are_still_told_apart(ingest_stac
     ingest_stack.run()
     assert [r["status"] for r in ingest_stack.reports("RX1", "plain.csv")] == ["PROCESSED", "DUPLICATE"]
     assert sum(forwarded_ids(ingest_stack).values()) == 3
+
+
+# -- uploads of one name --------------------------------------------------------------------------------------
+
+
+def test_an_identical_reupload_to_the_same_key_is_a_duplicate_with_its_own_report(ingest_stack, notify_stack,
+                                                                                  rows_factory):
+    rows = rows_factory(12, today(), districts={LEEDS: 1, MAIDSTONE: 1}, seed=37)
+    body = csv_bytes(rows)
+    ingest_stack.upload("RX1", "same.csv", body)
+    ingest_stack.run()
+    notify_stack.run()
+    ingest_stack.upload("RX1", "same.csv", body)  # the same key, a new version: S3's event carries its versionId
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+    notify_stack.run()
+
+    first, second = ingest_stack.reports("RX1", "same.csv")
+    assert first["status"] == "PROCESSED" and first["outcome"]["forwarded"] == 12  # never overwritten
+    assert second["status"] == "DUPLICATE" and second["report_key"] != first["report_key"]
+    assert second["duplicate_of"] == {"key": "inbound/RX1/same.csv", "report_key": first["report_key"]}
+    assert forwarded_ids(ingest_stack) == Counter(row["notification_id"] for row in rows)  # each once
+    to_trust = [m for m in notify_stack.sent() if m.to == REGISTRY.trust("RX1").contact_emails]
+    assert [m.subject for m in to_trust] == ["File processed: same.csv: 12 forwarded, 0 rejected",
+                                             "Already processed: same.csv"]
+    assert "nothing in it was forwarded again" in to_trust[1].text and first["report_key"] in to_trust[1].text
+
+
+def test_a_corrected_reupload_to_the_same_key_never_mixes_with_the_first_reports(ingest_stack, rows_factory):
+    rows = rows_factory(10, today(), districts={LEEDS: 1}, seed=38)
+    broken = [dict(row) for row in rows]
+    broken[3]["postcode"] = "NOT A POSTCODE"
+    ingest_stack.upload("RX1", "fix.csv", csv_bytes(broken))
+    ingest_stack.run()
+    corrected = [dict(row, notification_id=row["notification_id"] + "C") for row in rows[3:4]]
+    ingest_stack.upload("RX1", "fix.csv", csv_bytes(corrected))
+    ingest_stack.run()
+
+    first, second = ingest_stack.reports("RX1", "fix.csv")
+    assert first["outcome"]["rejected"] == 1 and first["rejected_rows_key"]
+    assert second["status"] == "PROCESSED" and second["outcome"]["rejected"] == 0
+    assert second["rejected_rows_key"] is None and second["errors"] == []
+    folder = first["report_key"].rsplit("/", 1)[0]
+    listed = sorted(item["Key"] for item in ingest_stack.s3.list_objects_v2(
+        Bucket="test-reports", Prefix=folder + "/")["Contents"])
+    assert listed == sorted([first["report_key"], first["rejected_rows_key"], second["report_key"]])
