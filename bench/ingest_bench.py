@@ -23,14 +23,14 @@ import zlib
 from datetime import date
 from pathlib import Path
 
-from birthnotify.pipeline import FilePipeline, Source
-from birthnotify.postcodes import PostcodeDirectory
-from birthnotify.reader import FileKind, FileRejected, RowReader, scan_file
-from birthnotify.registry import load_registry
-from birthnotify.routing import Router
-from birthnotify.sender import BatchSender
-from birthnotify.settings import DEFAULT_MAX_FILE_BYTES
-from birthnotify.validation import RowRules, RowValidator
+from birthnotify.adapters.sqs import BatchSender
+from birthnotify.application.pipeline import FilePipeline, Source
+from birthnotify.domain.postcodes import PostcodeDirectory
+from birthnotify.domain.reader import FileKind, FileRejected, RowReader, scan_file
+from birthnotify.domain.registry import load_registry
+from birthnotify.domain.routing import Router
+from birthnotify.domain.validation import RowRules, RowValidator
+from birthnotify.shared.settings import DEFAULT_MAX_FILE_BYTES
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import aws_logs as logs
-from birthnotify.ingest import IDEMPOTENCY_SECONDS
-from birthnotify.registry import Registry, load_registry
-from birthnotify.settings import DEFAULT_MAX_BABY_AGE_DAYS, DEFAULT_MAX_FILE_BYTES, DEFAULT_NOTIFY_BASE_URL
+from birthnotify.application.ingest import IDEMPOTENCY_SECONDS
+from birthnotify.domain.registry import Registry, load_registry
+from birthnotify.shared.settings import DEFAULT_MAX_BABY_AGE_DAYS, DEFAULT_MAX_FILE_BYTES, DEFAULT_NOTIFY_BASE_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = ROOT / "config" / "registry.toml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aws_cdk import CfnOutput, Stack
-from birthnotify.registry import Registry
-from birthnotify.settings import INGEST_ENV, NOTIFY_ENV, Env
+from birthnotify.domain.registry import Registry
+from birthnotify.shared.settings import INGEST_ENV, NOTIFY_ENV, Env
 from constructs import Construct
 
 from infra.config import StageConfig

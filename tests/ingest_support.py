@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from birthnotify.registry import load_registry
-from birthnotify.settings import Env, authority_queue_name
+from birthnotify.adapters.aws import ingest_ports
+from birthnotify.adapters.progress import DynamoProgressStore
+from birthnotify.domain.messages import AuthorityMessage, FileProcessedEvent, HeldMessage
+from birthnotify.domain.record import BirthNotification
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.names import authority_queue_name
+from birthnotify.shared.settings import Env
 from birthnotify_cli import moto_fidelity
 from birthnotify_cli.lambda_shim import LambdaContext, invoke_with_sqs_batch, load_handler_module
 from birthnotify_cli.moto_fidelity import SqsClock
@@ -41,6 +46,18 @@ class IngestStack:
     authority_queue_urls: dict[str, str]
     invocations: list[dict] = field(default_factory=list)
 
+    def rewire(self, *, sqs: Any = None, progress_dynamodb: Any = None) -> None:
+        """Rebuild the ingest function's adapters around substitute clients (to inject a fault); back-off
+        waits are not slept."""
+        service = self.handler.service()
+        no_wait = lambda seconds: None  # noqa: E731
+        ports = ingest_ports(service.settings, s3=self.s3, sqs=sqs or self.sqs, dynamodb=boto3.client("dynamodb"),
+                             sleep=no_wait)
+        if progress_dynamodb is not None:
+            ports = replace(ports, progress=DynamoProgressStore(progress_dynamodb, service.settings.state_table,
+                                                                sleep=no_wait))
+        service.ports = ports
+
     def upload(self, trust: str, name: str, body: bytes) -> str:
         key = f"inbound/{trust}/{name}"
         self.s3.put_object(Bucket=INBOUND, Key=key, Body=body)
@@ -67,7 +84,8 @@ class IngestStack:
         return responses
 
     def drain(self, queue_url: str) -> list[dict]:
-        """Receive and delete every message on a queue; returns the parsed bodies in order."""
+        """Receive and delete every message on a queue; returns the parsed bodies in order. Each body is held
+        to the published model of its queue."""
         bodies = []
         while True:
             messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
@@ -75,8 +93,18 @@ class IngestStack:
             if not messages:
                 return bodies
             for message in messages:
+                self._check_contract(queue_url, message["Body"])
                 bodies.append(json.loads(message["Body"]) | {"_attributes": message.get("Attributes", {})})
                 self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def _check_contract(self, queue_url: str, body: str) -> None:
+        if queue_url in self.authority_queue_urls.values():
+            AuthorityMessage.model_validate_json(body)
+        elif queue_url == self.held_queue_url:
+            held = HeldMessage.model_validate_json(body)
+            BirthNotification.model_validate(held.record)  # every field, still a valid record
+        elif queue_url == self.events_queue_url:
+            FileProcessedEvent.model_validate_json(body)
 
     def reports(self, trust: str, name: str) -> list[dict]:
         """Every report of uploads of this file name, oldest first; each is held to the reconciliation

@@ -7,7 +7,6 @@ import email.policy
 import html
 import json
 import logging
-import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from birthnotify.settings import Env
+from birthnotify.shared.settings import Env
 from birthnotify_cli.fake_notify import API_KEY, FakeNotify
 from birthnotify_cli.lambda_shim import LambdaContext, invoke_with_sqs_batch, load_handler_module
 from botocore.awsrequest import AWSResponse
@@ -158,17 +157,9 @@ class NotifyStack:
 
     @contextmanager
     def _capturing_logs(self) -> Iterator[None]:
-        """Capture what the handler's logger and the notify service's logger write. The service module's
-        child logger is named after the service that first imported it (another test's local cloud may
-        have), so it is captured directly rather than through the handler's parent logger."""
-        import birthnotify.notify.service as service_module
-
-        parent = logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"])
-        targets = [parent]
-        child = service_module.logger._logger
-        if not child.name.startswith(f"{parent.name}."):
-            targets.append(child)
-        formatter = next((h.formatter for h in parent.handlers if h.formatter is not None), None)
+        """Capture what the function's logger writes (the service logs through it too)."""
+        target = self.handler.logger._logger
+        formatter = next((h.formatter for h in target.handlers if h.formatter is not None), None)
         lines = self.logs
 
         class Capture(logging.Handler):
@@ -178,13 +169,11 @@ class NotifyStack:
         capture = Capture()
         if formatter is not None:
             capture.setFormatter(formatter)
-        for target in targets:
-            target.addHandler(capture)
+        target.addHandler(capture)
         try:
             yield
         finally:
-            for target in targets:
-                target.removeHandler(capture)
+            target.removeHandler(capture)
 
 
 def _notify_stack(ingest_stack, monkeypatch: pytest.MonkeyPatch, transport: str) -> NotifyStack:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from birthnotify.csvsafe import spreadsheet_safe
-from birthnotify.messages import AuthorityMessage, SharedRecord
+from birthnotify.domain.csvsafe import spreadsheet_safe
+from birthnotify.domain.messages import AuthorityMessage, SharedRecord
 from pydantic import ValidationError
 
 ENVELOPE_COLUMNS = ("notification_id", "notification_type", "original_notification_id", "agreement_id",

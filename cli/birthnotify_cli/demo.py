@@ -10,9 +10,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from birthnotify.ingest import london_day
-from birthnotify.registry import load_registry
-from birthnotify.reports import latest_report_key
+from birthnotify.adapters.reports import latest_report_key
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.clock import london_day
 
 from birthnotify_cli.consume import consume
 from birthnotify_cli.localcloud import LocalCloud

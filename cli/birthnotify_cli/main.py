@@ -104,8 +104,8 @@ class ConfigurationError(Exception):
 
 
 def _load_registry_and_postcodes(path: Path):
-    from birthnotify.postcodes import PostcodeDirectory
-    from birthnotify.registry import load_registry
+    from birthnotify.domain.postcodes import PostcodeDirectory
+    from birthnotify.domain.registry import load_registry
 
     try:
         registry = load_registry(path)
@@ -117,8 +117,8 @@ def _load_registry_and_postcodes(path: Path):
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from birthnotify.ingest import london_day
-    from birthnotify.offline import check_file
+    from birthnotify.application.offline import check_file
+    from birthnotify.shared.clock import london_day
 
     registry, postcodes = _load_registry_and_postcodes(args.registry)
     if not args.file.is_file():
@@ -206,7 +206,7 @@ def _consume(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from birthnotify.ingest import london_day
+    from birthnotify.shared.clock import london_day
 
     from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
 

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import IO
 
-from birthnotify.record import RECORD_FIELDS
+from birthnotify.domain.record import RECORD_FIELDS
 
 GIVEN_NAMES = ["Amara", "Bethan", "Chloe", "Dalia", "Esme", "Fatima", "Grace", "Hana", "Isla", "Jade", "Kezia",
                "Lena", "Maya", "Niamh", "Orla", "Priya", "Rosa", "Sana", "Tegan", "Uma", "Yara", "Zofia"]

@@ -15,12 +15,14 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from birthnotify.ingest import InboundObject, IngestService, IngestSummary
-from birthnotify.pipeline import FileIncomplete
-from birthnotify.postcodes import PostcodeDirectory
-from birthnotify.record import ErrorCode
-from birthnotify.registry import load_registry
-from birthnotify.settings import IngestSettings
+from birthnotify.adapters.aws import ingest_ports
+from birthnotify.application.ingest import IngestService, IngestSummary
+from birthnotify.application.pipeline import FileIncomplete
+from birthnotify.domain.postcodes import PostcodeDirectory
+from birthnotify.domain.record import ErrorCode
+from birthnotify.domain.registry import load_registry
+from birthnotify.domain.uploads import InboundObject
+from birthnotify.shared.settings import IngestSettings
 
 logger = Logger()
 tracer = Tracer()
@@ -40,8 +42,8 @@ def service() -> IngestService:
     postcodes = PostcodeDirectory.load(
         Path(settings.registry_path).parent / registry.postcode_directory.file, registry.postcode_directory
     )
-    return IngestService(settings, registry=registry, postcodes=postcodes, s3=boto3.client("s3"),
-                         sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"))
+    ports = ingest_ports(settings, s3=boto3.client("s3"), sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"))
+    return IngestService(settings, registry=registry, postcodes=postcodes, ports=ports, log=logger)
 
 
 def _record_handler(record: SQSRecord, context: LambdaContext) -> None:

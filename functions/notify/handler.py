@@ -11,12 +11,14 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from birthnotify.messages import FileProcessedEvent
-from birthnotify.notify.compose import Composer
-from birthnotify.notify.service import NotifyService
-from birthnotify.notify.transport import EmailTransport, NotifyTransport, SesTransport
-from birthnotify.registry import load_registry
-from birthnotify.settings import NotifySettings
+from birthnotify.adapters.aws import notify_ports
+from birthnotify.adapters.email import NotifyTransport, SesTransport
+from birthnotify.application.notify.compose import Composer
+from birthnotify.application.notify.service import NotifyService
+from birthnotify.application.ports import EmailTransport
+from birthnotify.domain.messages import FileProcessedEvent
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.settings import EmailTransportKind, NotifySettings
 from botocore.config import Config
 
 logger = Logger()
@@ -35,7 +37,7 @@ API_KEY_MAX_AGE_SECONDS = 300
 
 
 def transport(settings: NotifySettings) -> EmailTransport:
-    if settings.email_transport == "notify":
+    if settings.email_transport is EmailTransportKind.NOTIFY:
         secret_id = settings.notify_api_key_secret_id
 
         def api_key(refresh: bool = False) -> str:
@@ -52,8 +54,8 @@ def service() -> NotifyService:
     settings = NotifySettings.from_env()
     registry = load_registry(settings.registry_path)
     composer = Composer(registry, settings.stage, settings.consumer_guide_url, settings.reports_bucket)
-    return NotifyService(registry=registry, composer=composer, transport=transport(settings),
-                         dynamodb=boto3.client("dynamodb"), state_table=settings.state_table)
+    ports = notify_ports(settings, dynamodb=boto3.client("dynamodb"), transport=transport(settings))
+    return NotifyService(registry=registry, composer=composer, ports=ports, log=logger)
 
 
 def _record_handler(record: SQSRecord) -> None:

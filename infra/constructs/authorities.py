@@ -1,4 +1,4 @@
-"""Per registered authority: its FIFO queue (named by birthnotify.settings.authority_queue_name), a FIFO
+"""Per registered authority: its FIFO queue (named by birthnotify.shared.settings.authority_queue_name), a FIFO
 dead-letter queue, its own KMS key, and a consumer role that its principals assume to drain the queue.
 Also the held queue, where records wait for a person to find their council or agreement.
 """
@@ -11,8 +11,8 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
-from birthnotify.registry import Authority, Registry
-from birthnotify.settings import authority_queue_name
+from birthnotify.domain.registry import Authority, Registry
+from birthnotify.shared.names import authority_queue_name
 from constructs import Construct
 
 from infra.config import StageConfig

@@ -11,7 +11,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
-from birthnotify.settings import Env
+from birthnotify.shared.settings import Env
 from constructs import Construct
 
 from infra.config import ROOT, StageConfig
@@ -23,7 +23,7 @@ POWERTOOLS_NAMESPACE = "BirthNotifications"
 
 
 class MissingEnvironment(ValueError):
-    """The stack has no value for a variable the handler reads (birthnotify.settings)."""
+    """The stack has no value for a variable the handler reads (birthnotify.shared.settings)."""
 
 
 def environment_for(function: str, names: frozenset[Env], values: Mapping[Env, str]) -> dict[str, str]:
@@ -32,7 +32,7 @@ def environment_for(function: str, names: frozenset[Env], values: Mapping[Env, s
     missing = sorted(name.value for name in names if name not in values)
     if missing:
         raise MissingEnvironment(
-            f"the {function} function reads {missing} (birthnotify.settings) but the stack "
+            f"the {function} function reads {missing} (birthnotify.shared.settings) but the stack "
             "sets no value for them: map each in infra/stack.py"
         )
     return {name.value: str(values[name]) for name in sorted(names)}

@@ -10,7 +10,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
-from birthnotify.settings import INBOUND_PREFIX, REPORTS_PREFIX
+from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
 from constructs import Construct
 
 from infra.config import StageConfig

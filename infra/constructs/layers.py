@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aws_cdk import AssetHashType
 from aws_cdk import aws_lambda as lambda_
-from birthnotify.registry import Registry
+from birthnotify.domain.registry import Registry
 from constructs import Construct
 
 from infra.config import ROOT, StageConfig

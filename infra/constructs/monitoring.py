@@ -14,7 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
-from birthnotify.registry import Registry
+from birthnotify.domain.registry import Registry
 from constructs import Construct
 
 from infra.config import StageConfig

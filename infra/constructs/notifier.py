@@ -15,7 +15,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ses as ses
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
-from birthnotify.settings import Env
+from birthnotify.shared.settings import Env
 from constructs import Construct
 
 from infra.config import StageConfig

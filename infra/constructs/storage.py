@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
-from birthnotify.settings import INBOUND_PREFIX, REPORTS_PREFIX
+from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
 from constructs import Construct
 
 from infra.config import StageConfig

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_iam as iam
-from birthnotify.registry import Registry, Trust
-from birthnotify.settings import INBOUND_PREFIX, REPORTS_PREFIX
+from birthnotify.domain.registry import Registry, Trust
+from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
 from constructs import Construct
 
 from infra.config import StageConfig

@@ -10,12 +10,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from birthnotify.ingest import london_day
-from birthnotify.messages import FileProcessedEvent
-from birthnotify.offline import check_file
-from birthnotify.postcodes import PostcodeDirectory
-from birthnotify.registry import NotificationMode, load_registry
-from birthnotify.reports import latest_report_key
+from birthnotify.adapters.reports import latest_report_key
+from birthnotify.application.offline import check_file
+from birthnotify.domain.messages import FileProcessedEvent
+from birthnotify.domain.postcodes import PostcodeDirectory
+from birthnotify.domain.registry import NotificationMode, load_registry
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.localcloud import LocalCloud
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, to_bytes
 from ingest_support import REGISTRY_PATH

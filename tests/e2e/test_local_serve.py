@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from birthnotify.ingest import london_day
-from birthnotify.reports import latest_report_key
+from birthnotify.adapters.reports import latest_report_key
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.localcloud import LocalCloud, serve
 from birthnotify_cli.synthetic import SyntheticRows, load_postcodes_by_district, to_bytes
 from ingest_support import REGISTRY_PATH

@@ -10,7 +10,7 @@ import pytest
 from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
-from birthnotify.settings import INGEST_ENV, Env
+from birthnotify.shared.settings import INGEST_ENV, Env
 
 from infra.config import CONTEXT_KEYS, ConfigError, StageConfig
 from infra.constructs.function import MissingEnvironment, environment_for

@@ -6,8 +6,9 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
-from birthnotify.registry import load_registry
-from birthnotify.settings import INGEST_ENV, NOTIFY_ENV, authority_queue_name
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.names import authority_queue_name
+from birthnotify.shared.settings import INGEST_ENV, NOTIFY_ENV
 from template_query import (
     arn,
     as_list,

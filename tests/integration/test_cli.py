@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from birthnotify.ingest import london_day
+from birthnotify.shared.clock import london_day
 from birthnotify_cli import contracts
 from birthnotify_cli.consume import consume
 from birthnotify_cli.main import EXIT_FILE, EXIT_OK, EXIT_ROWS, main

@@ -12,11 +12,11 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from birthnotify.ingest import london_day
-from birthnotify.offline import check_file
-from birthnotify.postcodes import PostcodeDirectory
-from birthnotify.record import RECORD_FIELDS
-from birthnotify.registry import load_registry
+from birthnotify.application.offline import check_file
+from birthnotify.domain.postcodes import PostcodeDirectory
+from birthnotify.domain.record import RECORD_FIELDS
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import load_postcodes_by_district
 from ingest_support import INBOUND, REGISTRY_PATH
 
@@ -109,7 +109,7 @@ def test_a_character_sqs_refuses_rejects_only_its_row(ingest_stack, rows_factory
 
 def test_an_unexpected_fault_in_one_row_becomes_that_rows_error_with_a_metric_and_a_log(
         ingest_stack, rows_factory, monkeypatch, capsys, caplog):
-    from birthnotify.routing import Router
+    from birthnotify.domain.routing import Router
 
     rows = rows_factory(15, today(), districts={LEEDS: 1}, seed=23)
     poisoned = rows[5]["notification_id"]
@@ -355,7 +355,7 @@ def test_a_header_and_two_gigabytes_of_line_breaks_is_too_large_not_slowly_empty
 def test_inflating_a_bomb_keeps_memory_flat():
     import tracemalloc
 
-    from birthnotify.reader import FileKind, FileRejected, scan_file
+    from birthnotify.domain.reader import FileKind, FileRejected, scan_file
 
     bomb = gzip_bomb(b"\0" * 2**20, 2048)
     tracemalloc.start()

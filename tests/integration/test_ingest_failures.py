@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from birthnotify.ingest import london_day
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import to_bytes
 from ingest_support import RunsOutOfTime
 
@@ -40,9 +40,8 @@ class FlakySqs:
 
 
 def install_sqs(stack, refuse) -> FlakySqs:
-    service = stack.handler.service()
-    service._sleep = lambda seconds: None
-    flaky = service._sqs = FlakySqs(service._sqs, refuse)
+    flaky = FlakySqs(stack.sqs, refuse)
+    stack.rewire(sqs=flaky)
     return flaky
 
 

@@ -9,8 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from birthnotify.ingest import london_day
-from birthnotify.registry import load_registry
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import bad_checksum, load_postcodes_by_district, synthetic_nhs_number, to_bytes
 from ingest_support import REGISTRY_PATH
 

@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import boto3
-from birthnotify.ingest import london_day
-from birthnotify.registry import load_registry
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, to_bytes
 from ingest_support import REGISTRY_PATH, ROOT
 from notify_support import (

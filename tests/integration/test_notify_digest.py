@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from birthnotify.ingest import london_day
-from birthnotify.registry import load_registry
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import to_bytes
 from ingest_support import REGISTRY_PATH
 from notify_support import find_personal, personal_values

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from birthnotify.ingest import london_day
-from birthnotify.registry import load_registry
+from birthnotify.domain.registry import load_registry
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.fake_notify import SERVICE_ID
 from birthnotify_cli.synthetic import to_bytes
 from ingest_support import REGISTRY_PATH

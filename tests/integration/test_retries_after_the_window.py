@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from birthnotify.ingest import london_day
-from birthnotify.progress import SAVE_ATTEMPTS
+import boto3
+from birthnotify.adapters.progress import SAVE_ATTEMPTS
+from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import load_postcodes_by_district, to_bytes
 from ingest_support import REGISTRY_PATH, RunsOutOfTime
 
@@ -73,9 +74,8 @@ class FlakySqs:
 
 def test_an_sqs_outage_retried_after_the_window_sends_nothing_twice(ingest_stack, rows_factory, sqs_clock):
     rows = mixed_rows(rows_factory, 57, seed=41)
-    service = ingest_stack.handler.service()
-    service._sleep = lambda seconds: None
-    flaky = service._sqs = FlakySqs(service._sqs, ingest_stack.authority_queue_urls[KENT], accept_first=1)
+    flaky = FlakySqs(ingest_stack.sqs, ingest_stack.authority_queue_urls[KENT], accept_first=1)
+    ingest_stack.rewire(sqs=flaky)
     ingest_stack.upload("RX1", "outage.csv", to_bytes(rows, "x.csv"))
 
     [failed] = ingest_stack.run()
@@ -110,10 +110,8 @@ class FailingProgressWrites:
 
 
 def use_failing_progress(stack, failing: set[int]) -> FailingProgressWrites:
-    service = stack.handler.service()
-    store = service._progress
-    store._sleep = lambda seconds: None
-    flaky = store._dynamodb = FailingProgressWrites(store._dynamodb, failing)
+    flaky = FailingProgressWrites(boto3.client("dynamodb"), failing)
+    stack.rewire(progress_dynamodb=flaky)
     return flaky
 
 
@@ -162,4 +160,5 @@ def test_without_the_clock_moved_the_window_would_have_hidden_duplicates(ingest_
     ingest_stack.sqs.send_message(**message)
     sqs_clock.advance(301)
     ingest_stack.sqs.send_message(**message)
-    assert len(ingest_stack.drain(url)) == 2
+    received = ingest_stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert len(received) == 2

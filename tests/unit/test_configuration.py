@@ -7,9 +7,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from birthnotify.csvsafe import spreadsheet_safe
-from birthnotify.postcodes import PostcodeDirectory, PostcodeDirectoryError
-from birthnotify.registry import PostcodeDirectoryColumns, RegistryError, load_registry
+from birthnotify.domain.csvsafe import spreadsheet_safe
+from birthnotify.domain.postcodes import PostcodeDirectory, PostcodeDirectoryError
+from birthnotify.domain.registry import PostcodeDirectoryColumns, RegistryError, load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_TEXT = (ROOT / "config" / "registry.toml").read_text()

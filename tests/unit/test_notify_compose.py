@@ -7,10 +7,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from birthnotify.messages import AuthorityCounts, FileError, FileOutcome, FileProcessedEvent, FileStatus, HeldCount
-from birthnotify.notify.compose import Composer, EmailKind
-from birthnotify.record import ErrorCode
-from birthnotify.registry import Registry
+from birthnotify.application.notify.compose import Composer, EmailKind
+from birthnotify.domain.messages import (
+    AuthorityCounts,
+    FileError,
+    FileOutcome,
+    FileProcessedEvent,
+    FileStatus,
+    HeldCount,
+)
+from birthnotify.domain.record import ErrorCode
+from birthnotify.domain.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW = tomllib.loads((ROOT / "config" / "registry.toml").read_text(encoding="utf-8"))

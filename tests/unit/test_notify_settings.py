@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from birthnotify.settings import DEFAULT_NOTIFY_BASE_URL, NOTIFY_ENV, Env, NotifySettings
+from birthnotify.shared.settings import DEFAULT_NOTIFY_BASE_URL, NOTIFY_ENV, Env, NotifySettings
 
 SES = {Env.REGISTRY_PATH: "/r.toml", Env.REPORTS_BUCKET: "reports", Env.STATE_TABLE: "state",
        Env.EMAIL_TRANSPORT: "ses", Env.EMAIL_SENDER: "bn@example.nhs.uk", Env.SES_CONFIGURATION_SET: "tls",

@@ -7,9 +7,9 @@ from datetime import date, timedelta
 
 import nhs_number
 import pytest
-from birthnotify.reader import RawRow
-from birthnotify.record import ErrorCode, nhs_number_checksum_ok
-from birthnotify.validation import RowRules, RowValidator
+from birthnotify.domain.reader import RawRow
+from birthnotify.domain.record import ErrorCode, nhs_number_checksum_ok
+from birthnotify.domain.validation import RowRules, RowValidator
 from birthnotify_cli.synthetic import bad_checksum, synthetic_nhs_number
 
 UPLOAD_DAY = date(2026, 11, 20)
@@ -115,7 +115,7 @@ def test_error_messages_never_echo_the_value():
 
 
 def test_the_duplicate_id_index_is_exact():
-    from birthnotify.validation import SeenIds
+    from birthnotify.domain.validation import SeenIds
 
     seen = SeenIds()
     ids = [f"BN{n:08d}" for n in range(200_000)]

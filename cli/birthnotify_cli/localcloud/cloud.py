@@ -304,8 +304,9 @@ def _resources(deployment: Deployment, functions: dict[str, LocalFunction], mapp
                sqs: Any, endpoint_url: str) -> Resources:
     import json
 
-    from birthnotify.registry import load_registry
-    from birthnotify.settings import Env, authority_queue_name
+    from birthnotify.domain.registry import load_registry
+    from birthnotify.shared.names import authority_queue_name
+    from birthnotify.shared.settings import Env
 
     env: dict[str, str] = {}
     for function in functions.values():  # the stack sets these from the same settings module

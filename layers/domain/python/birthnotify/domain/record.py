@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from birthnotify.codes import GSS_CODE, ODS_GP_PRACTICE
+from birthnotify.domain.codes import GSS_CODE, ODS_GP_PRACTICE
 
 
 class ErrorCode(StrEnum):
@@ -152,10 +152,10 @@ def _text(value: Any) -> str:
 
 
 def _notification_id(value: Any) -> str:
-    value = _text(value).strip()
-    if not NOTIFICATION_ID_PATTERN.match(value):
+    text = _text(value).strip()
+    if not NOTIFICATION_ID_PATTERN.match(text):
         raise _fail(ErrorCode.NOTIFICATION_ID_INVALID)
-    return value
+    return text
 
 
 def _notification_type(value: Any) -> NotificationType:
@@ -244,7 +244,7 @@ def _digits(value: Any) -> int:
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
-def _bounded_text(max_length: int, fold_line_breaks: bool = False):
+def _bounded_text(max_length: int, fold_line_breaks: bool = False) -> BeforeValidator:
     def check(value: Any) -> str:
         text = _text(value).strip()
         if fold_line_breaks:
@@ -278,7 +278,7 @@ def _postcode(value: Any) -> str:
     return postcode
 
 
-def _code(pattern: re.Pattern[str], code: ErrorCode):
+def _code(pattern: re.Pattern[str], code: ErrorCode) -> BeforeValidator:
     def check(value: Any) -> str:
         text = _text(value).strip().upper()
         if not pattern.match(text):

@@ -4,38 +4,21 @@ data."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import tempfile
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
-from birthnotify.csvsafe import spreadsheet_safe
-from birthnotify.messages import FileReport
-from birthnotify.settings import REPORTS_PREFIX
+from birthnotify.domain.csvsafe import spreadsheet_safe
+from birthnotify.domain.messages import FileReport
+from birthnotify.domain.uploads import report_folder
 
 REJECTED_COLUMNS = ("row", "notification_id", "field", "code", "message")
 
 
-def upload_id(uploaded_at: datetime, upload_ref: str) -> str:
-    """Names one upload of a file: its time (so a folder lists uploads in order) and a short hash of S3's
-    version id for it (two uploads in one second differ; a redelivered event gives the same id)."""
-    moment = uploaded_at.astimezone(UTC)
-    return f"{moment:%Y-%m-%dT%H%M%SZ}-{hashlib.sha256(upload_ref.encode()).hexdigest()[:8]}"
-
-
-def report_keys(trust: str, file_name: str, upload: str) -> tuple[str, str]:
-    """Keys of the JSON report and the rejected-rows CSV of one upload of a file:
-    ``reports/<trust>/<file name>/<upload id>.json``. Every upload has its own, so a report is never
-    overwritten by another upload's, nor mixed with it."""
-    base = f"{REPORTS_PREFIX}{trust}/{file_name}/{upload}"
-    return f"{base}.json", f"{base}.rejected.csv"
-
-
 def latest_report_key(s3: Any, bucket: str, trust: str, file_name: str) -> str | None:
     """The JSON report of the latest upload of ``file_name`` by ``trust`` (upload ids sort by time)."""
-    prefix = f"{REPORTS_PREFIX}{trust}/{file_name}/"
+    prefix = report_folder(trust, file_name)
     keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for item in page.get("Contents", []) if item["Key"].endswith(".json")]
     return max(keys, default=None)

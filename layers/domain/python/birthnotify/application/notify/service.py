@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+from pydantic import BaseModel
 
-from birthnotify.ingest import london_day
-from birthnotify.messages import FileProcessedEvent
-from birthnotify.notify.compose import Composer, Email
-from birthnotify.notify.digest import DigestStore
-from birthnotify.notify.transport import EmailTransport
-from birthnotify.registry import NotificationMode, Registry
-
-logger = Logger(child=True)
+from birthnotify.application.notify.compose import Composer, Email
+from birthnotify.application.ports import DigestStore, EmailTransport, Log
+from birthnotify.domain.messages import FileProcessedEvent
+from birthnotify.domain.registry import NotificationMode, Registry
+from birthnotify.shared.clock import london_day, utc_now
 
 SENT_RECORD_SECONDS = 35 * 24 * 3600
 DIGEST_LOOKBACK_DAYS = 14
@@ -28,22 +24,51 @@ DIGEST_LOOKBACK_DAYS = 14
 records stay on an authority's queue."""
 
 
+@dataclass(frozen=True)
+class NotifyPorts:
+    """Everything the notifier needs from outside: a way to send mail, the digest counts, a memory of what
+    was sent."""
+
+    transport: EmailTransport
+    digests: DigestStore
+    idempotency_store: BasePersistenceLayer
+
+
+class Delivery(BaseModel):
+    """One email to one recipient: sent at most once, remembered by ``key``."""
+
+    key: str
+    recipient: str
+
+
+class Delivered(BaseModel):
+    message_id: str
+
+
 class NotifyService:
-    def __init__(self, *, registry: Registry, composer: Composer, transport: EmailTransport, dynamodb: Any,
-                 state_table: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, *, registry: Registry, composer: Composer, ports: NotifyPorts,
+                 clock: Callable[[], datetime] = utc_now, log: Log | None = None) -> None:
         self.registry = registry
+        self.log: Log = log or logging.getLogger("birthnotify.notify")
         self.composer = composer
-        self.transport = transport
-        self.digests = DigestStore(dynamodb, state_table)
+        self.ports = ports
         self._clock = clock
-        self._pending: dict[str, Email] = {}
         self.idempotency = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=SENT_RECORD_SECONDS,
                                              raise_on_no_idempotency_key=True)
-        persistence = DynamoDBPersistenceLayer(table_name=state_table, boto3_client=dynamodb)
-        self._deliver_once = idempotent_function(data_keyword_argument="delivery", persistence_store=persistence,
-                                                 config=self.idempotency)(self._deliver)
+        self._deliver_once = idempotent_function(
+            data_keyword_argument="delivery", persistence_store=ports.idempotency_store, config=self.idempotency,
+            output_serializer=PydanticSerializer(model=Delivered),
+        )(self._deliver)
         self.sent: list[tuple[Email, str]] = []
         """What this container sent (for metrics and the local demo's summary)."""
+
+    @property
+    def transport(self) -> EmailTransport:
+        return self.ports.transport
+
+    @property
+    def digests(self) -> DigestStore:
+        return self.ports.digests
 
     def register_lambda_context(self, context: Any) -> None:
         self.idempotency.register_lambda_context(context)
@@ -88,7 +113,7 @@ class NotifyService:
                     sent += 1
                 self.digests.mark_sent(digest.gss_code, digest.day)
             except Exception as exc:  # noqa: BLE001 (the other authorities' digests are still sent)
-                logger.warning("digest not sent", extra={"authority": pending.gss_code,
+                self.log.warning("digest not sent", extra={"authority": pending.gss_code,
                                                          "day": pending.day.isoformat(),
                                                          "error": type(exc).__name__})
                 failures.append(exc)
@@ -100,21 +125,17 @@ class NotifyService:
         """Send to every recipient not yet mailed; raises if any send fails (SQS then retries)."""
         failures: list[Exception] = []
         for recipient in email.recipients:
-            key = f"{email.key}:{recipient}"
-            self._pending[key] = email
             try:
-                self._deliver_once(delivery={"key": key, "recipient": recipient})
+                self._deliver_once(delivery=Delivery(key=f"{email.key}:{recipient}", recipient=recipient),
+                                   email=email)
             except Exception as exc:  # noqa: BLE001 (one failed recipient must not stop the others)
-                logger.warning("email not sent", extra={"kind": email.kind.value, "error": type(exc).__name__})
+                self.log.warning("email not sent", extra={"kind": email.kind.value, "error": type(exc).__name__})
                 failures.append(exc)
-            finally:
-                self._pending.pop(key, None)
         if failures:
             raise failures[0]
 
-    def _deliver(self, delivery: dict[str, str]) -> dict[str, str]:
-        email = self._pending[delivery["key"]]
-        message_id = self.transport.send(email, delivery["recipient"])
-        self.sent.append((email, delivery["recipient"]))
-        logger.info("email sent", extra={"kind": email.kind.value, "message_id": message_id})
-        return {"message_id": message_id}
+    def _deliver(self, delivery: Delivery, email: Email) -> Delivered:
+        message_id = self.transport.send(email, delivery.recipient)
+        self.sent.append((email, delivery.recipient))
+        self.log.info("email sent", extra={"kind": email.kind.value, "message_id": message_id})
+        return Delivered(message_id=message_id)

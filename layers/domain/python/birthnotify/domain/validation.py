@@ -6,17 +6,18 @@ from dataclasses import dataclass
 from datetime import date
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from birthnotify.messages import RowError
-from birthnotify.reader import RawRow
-from birthnotify.record import (
+from birthnotify.domain.messages import RowError
+from birthnotify.domain.reader import RawRow
+from birthnotify.domain.record import (
     ERROR_HELP,
     NOTIFICATION_ID_PATTERN,
     BirthNotification,
     ErrorCode,
     cross_field_errors,
 )
-from birthnotify.seen import SeenIds
+from birthnotify.domain.seen import SeenIds
 
 # pydantic's own error types, for the few checks the model leaves to pydantic itself.
 _PYDANTIC_CODES = {
@@ -83,7 +84,7 @@ def _safe_id(value: object) -> str | None:
     return None
 
 
-def _row_error(row: int, notification_id: str | None, error: dict) -> RowError:
+def _row_error(row: int, notification_id: str | None, error: ErrorDetails) -> RowError:
     kind = error["type"]
     code = ErrorCode(kind) if kind in _KNOWN_CODES else _PYDANTIC_CODES.get(kind, ErrorCode.TEXT_INVALID)
     field = str(error["loc"][0]) if error["loc"] else None

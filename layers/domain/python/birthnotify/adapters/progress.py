@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+
+from birthnotify.application.ports import Progress
 
 CHECKPOINT_TTL_SECONDS = 35 * 24 * 3600
 SAVE_ATTEMPTS = 4
 """A checkpoint write is tried this often (botocore retries each attempt too) before the run gives up."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    rows_done: int
-    """Every row up to this one was sent or counted; the next run starts after it."""
-    processing_day: date
-    """The day agreements were judged on, kept so a resumed run decides exactly as the first did."""
-    accepted_rows: frozenset[int] = field(default_factory=frozenset)
-    """Rows after ``rows_done`` that SQS accepted before the run gave up: never sent again."""
 
 
 def encode_rows(rows: Iterable[int]) -> str:
@@ -51,7 +42,7 @@ def decode_rows(text: str) -> frozenset[int]:
     return frozenset(rows)
 
 
-class ProgressStore:
+class DynamoProgressStore:
     """One DynamoDB item per file content (``progress#<trust>#<sha256>``) in the state table."""
 
     def __init__(self, dynamodb: Any, table_name: str, sleep: Callable[[float], None] = time.sleep) -> None:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from birthnotify.record import ErrorCode, NotificationType
+from birthnotify.domain.record import ErrorCode, NotificationType
 
 MESSAGE_SCHEMA_VERSION: Literal["1"] = "1"
 
@@ -96,7 +96,7 @@ class HeldMessage(BaseModel):
     reason: HeldReason
     authority_gss_code: str | None = None
     source: SourceFile
-    record: dict = Field(description="The validated notification, every field.")
+    record: dict[str, object] = Field(description="The validated notification, every field.")
 
 
 class RowError(BaseModel):

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any
 
-from birthnotify.record import RECORD_FIELDS, REQUIRED_FIELDS, ErrorCode, NotificationType
-from birthnotify.seen import SeenIds
+from birthnotify.domain.record import RECORD_FIELDS, REQUIRED_FIELDS, ErrorCode, NotificationType
+from birthnotify.domain.seen import SeenIds
 
 CHUNK_BYTES = 1024 * 1024
 MAX_LINE_CHARS = 16 * 1024 * 1024

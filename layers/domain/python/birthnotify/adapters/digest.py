@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from birthnotify.application.ports import DigestDay
 
 DIGEST_TTL_SECONDS = 35 * 24 * 3600
 MAX_ROLL_FORWARD_DAYS = 60
@@ -22,39 +23,22 @@ MAX_ROLL_FORWARD_DAYS = 60
 _BATCH_GET_LIMIT = 100
 
 
-@dataclass(frozen=True)
-class DigestDay:
-    gss_code: str
-    day: date
-    new: int
-    amend: int
-    cancel: int
-    files: int
-    trusts: list[str]
-    agreements: list[str]
-    closed: bool
-    sent: bool
+def digest_day(item: dict[str, Any]) -> DigestDay:
+    """A DynamoDB item as a DigestDay."""
+    _, gss_code, day = item["id"]["S"].split("#")
 
-    @property
-    def total(self) -> int:
-        return self.new + self.amend + self.cancel
+    def number(name: str) -> int:
+        return int(item.get(name, {"N": "0"})["N"])
 
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> DigestDay:
-        _, gss_code, day = item["id"]["S"].split("#")
-
-        def number(name: str) -> int:
-            return int(item.get(name, {"N": "0"})["N"])
-
-        return cls(
-            gss_code=gss_code, day=date.fromisoformat(day), new=number("new"), amend=number("amend"),
-            cancel=number("cancel"), files=number("files"), trusts=sorted(item.get("trusts", {"SS": []})["SS"]),
-            agreements=sorted(item.get("agreements", {"SS": []})["SS"]),
-            closed=item.get("closed", {"BOOL": False})["BOOL"], sent=item.get("sent", {"BOOL": False})["BOOL"],
-        )
+    return DigestDay(
+        gss_code=gss_code, day=date.fromisoformat(day), new=number("new"), amend=number("amend"),
+        cancel=number("cancel"), files=number("files"), trusts=sorted(item.get("trusts", {"SS": []})["SS"]),
+        agreements=sorted(item.get("agreements", {"SS": []})["SS"]),
+        closed=item.get("closed", {"BOOL": False})["BOOL"], sent=item.get("sent", {"BOOL": False})["BOOL"],
+    )
 
 
-class DigestStore:
+class DynamoDigestStore:
     """One item per authority and day: ``digest#<gss>#<YYYY-MM-DD>``."""
 
     def __init__(self, dynamodb: Any, table_name: str) -> None:
@@ -107,7 +91,7 @@ class DigestStore:
                                                      "ConsistentRead": True}}
             for attempt in range(10):
                 response = self._dynamodb.batch_get_item(RequestItems=request)
-                found += [DigestDay.from_item(item) for item in response["Responses"].get(self._table, [])]
+                found += [digest_day(item) for item in response["Responses"].get(self._table, [])]
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -123,7 +107,7 @@ class DigestStore:
             ConditionExpression="attribute_exists(id)", ExpressionAttributeValues={":true": {"BOOL": True}},
             ReturnValues="ALL_NEW",
         )
-        return DigestDay.from_item(response["Attributes"])
+        return digest_day(response["Attributes"])
 
     def mark_sent(self, gss_code: str, day: date) -> None:
         self._dynamodb.update_item(TableName=self._table, Key=self._key(gss_code, day),

@@ -13,16 +13,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from birthnotify.application.ports import Outgoing, SenderStats
+from birthnotify.domain.messages import FileProcessedEvent
+from birthnotify.shared.names import authority_queue_name
+
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024
-
-
-@dataclass(slots=True)
-class Outgoing:
-    body: str
-    tag: Any
-    group_id: str | None = None
-    deduplication_id: str | None = None
 
 
 class SendFailed(Exception):
@@ -35,15 +31,8 @@ class SendFailed(Exception):
 
 
 @dataclass
-class SenderStats:
-    requests: int = 0
-    accepted: int = 0
-    retried_entries: int = 0
-
-
-@dataclass
 class _Buffer:
-    entries: list[Outgoing] = field(default_factory=list)
+    entries: list[Outgoing[Any]] = field(default_factory=list)
     groups: set[str] = field(default_factory=set)
     size: int = 0
 
@@ -61,7 +50,7 @@ class BatchSender:
         self._buffers: dict[str, _Buffer] = {}
         self.stats = SenderStats()
 
-    def add(self, queue_url: str, message: Outgoing) -> None:
+    def add(self, queue_url: str, message: Outgoing[Any]) -> None:
         buffer = self._buffers.setdefault(queue_url, _Buffer())
         size = len(message.body.encode())
         # FIFO order holds within a group only if a batch never carries two of its messages: were the
@@ -111,10 +100,42 @@ class BatchSender:
         raise SendFailed(queue_url, len(pending), codes)
 
 
-def _entry(entry_id: str, message: Outgoing) -> dict[str, str]:
+def _entry(entry_id: str, message: Outgoing[Any]) -> dict[str, str]:
     entry = {"Id": entry_id, "MessageBody": message.body}
     if message.group_id is not None:
         entry["MessageGroupId"] = message.group_id
     if message.deduplication_id is not None:
         entry["MessageDeduplicationId"] = message.deduplication_id
     return entry
+
+
+class SqsQueues:
+    """The authority queues (found by their predictable names) and the held queue."""
+
+    def __init__(self, sqs: Any, authority_queue_prefix: str, held_queue_url: str) -> None:
+        self._sqs = sqs
+        self._prefix = authority_queue_prefix
+        self._held_queue_url = held_queue_url
+        self._urls: dict[str, str] = {}
+
+    @property
+    def held_queue_url(self) -> str:
+        return self._held_queue_url
+
+    def authority_queue_url(self, gss_code: str) -> str:
+        url = self._urls.get(gss_code)
+        if url is None:
+            name = authority_queue_name(self._prefix, gss_code)
+            url = self._urls[gss_code] = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return url
+
+
+class SqsEvents:
+    """The file-events queue the notifier consumes."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+
+    def publish(self, event: FileProcessedEvent) -> None:
+        self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=event.model_dump_json())

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from birthnotify.messages import (
+from birthnotify.application.ports import Outgoing, Progress, SenderFactory
+from birthnotify.domain.messages import (
     MESSAGE_SCHEMA_VERSION,
     AuthorityCounts,
     FileOutcome,
@@ -29,9 +30,8 @@ from birthnotify.messages import (
     RowError,
     WithheldReason,
 )
-from birthnotify.progress import Progress
-from birthnotify.reader import RawRow
-from birthnotify.record import (
+from birthnotify.domain.reader import RawRow
+from birthnotify.domain.record import (
     ERROR_HELP,
     NOTIFICATION_ID_PATTERN,
     SQS_FORBIDDEN,
@@ -39,9 +39,8 @@ from birthnotify.record import (
     ErrorCode,
     NotificationType,
 )
-from birthnotify.routing import Forward, Hold, Router, Withhold
-from birthnotify.sender import BatchSender, Outgoing
-from birthnotify.validation import RowValidator
+from birthnotify.domain.routing import Forward, Hold, Router, Withhold
+from birthnotify.domain.validation import RowValidator
 
 CHECKPOINT_EVERY_ROWS = 5_000
 STOP_CHECK_EVERY_ROWS = 200
@@ -130,13 +129,13 @@ class Tally:
             self.held += 1
             authority = hold.authority
             key = (hold.reason, authority.gss_code if authority else None)
-            counts = self.held_by.get(key)
-            if counts is None:
-                counts = self.held_by[key] = HeldCount(
+            held = self.held_by.get(key)
+            if held is None:
+                held = self.held_by[key] = HeldCount(
                     reason=hold.reason, authority_gss_code=key[1], authority_name=authority.name if authority else None,
                     count=0,
                 )
-            counts.count += 1
+            held.count += 1
 
     def outcome(self) -> FileOutcome:
         return FileOutcome(
@@ -165,7 +164,7 @@ def authority_message_body(record: BirthNotification, forward: Forward, source: 
         f'"authority_gss_code":"{forward.authority.gss_code}","source":{source.json_prefix}"row":{row}}},'
         f'"notification_id":"{record.notification_id}","notification_type":"{record.notification_type.value}",'
         f'"original_notification_id":{f"{_Q}{original}{_Q}" if original else "null"},'
-        f'"record":{record.model_dump_json(include=forward.agreement.allowed_fields, exclude_none=True)}}}'
+        f'"record":{record.model_dump_json(include=forward.agreement.shared_fields, exclude_none=True)}}}'
     )
 
 
@@ -200,8 +199,8 @@ the exception (whose message may quote the row: never log it)."""
 class FilePipeline:
     """Pushes the rows of one file through validation, routing and sending."""
 
-    def __init__(self, *, source: Source, validator: RowValidator, router: Router, sender_factory:
-                 Callable[[Callable[[Any], None]], BatchSender], queue_url: Callable[[str], str],
+    def __init__(self, *, source: Source, validator: RowValidator, router: Router, sender_factory: SenderFactory,
+                 queue_url: Callable[[str], str],
                  held_queue_url: str, on_unexpected: UnexpectedRow = lambda row, notification_id, exc: None) -> None:
         self.source = source
         self.tally = Tally()
@@ -273,7 +272,7 @@ class FilePipeline:
                          if isinstance(result.tag.decision, Forward) else self._held_queue_url)
             self.sender.add(queue_url, result)
 
-    def _decide(self, raw: RawRow, replaying: bool) -> list[RowError] | Withhold | Sent | Outgoing:
+    def _decide(self, raw: RawRow, replaying: bool) -> list[RowError] | Withhold | Sent | Outgoing[Sent]:
         """Everything that depends on the row's content, without side effects on the tally or SQS."""
         record = self._validator.validate(raw)
         if isinstance(record, list):

@@ -15,12 +15,12 @@ from enum import StrEnum
 from importlib import resources
 from string import Template
 
-from birthnotify.messages import FileProcessedEvent, FileStatus, HeldReason, WithheldReason
-from birthnotify.record import ERROR_HELP, ErrorCode
-from birthnotify.registry import Authority, Registry, Trust
-from birthnotify.settings import INBOUND_PREFIX, REPORTS_PREFIX
+from birthnotify.domain.messages import FileProcessedEvent, FileStatus, HeldReason, WithheldReason
+from birthnotify.domain.record import ERROR_HELP, ErrorCode
+from birthnotify.domain.registry import Authority, Registry, Trust
+from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
 
-_TEMPLATES = resources.files("birthnotify.notify") / "templates"
+_TEMPLATES = resources.files("birthnotify.application.notify") / "templates"
 TEXT_TEMPLATE = Template((_TEMPLATES / "email.txt").read_text(encoding="utf-8"))
 HTML_TEMPLATE = Template((_TEMPLATES / "email.html").read_text(encoding="utf-8"))
 

@@ -6,8 +6,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from birthnotify.codes import GSS_CODE, NO_COUNTY
-from birthnotify.registry import PostcodeDirectoryColumns
+from birthnotify.domain.codes import GSS_CODE, NO_COUNTY
+from birthnotify.domain.registry import PostcodeDirectoryColumns
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +57,14 @@ class PostcodeDirectory:
             postcode_at = index(columns.postcode, True)
             district_at = index(columns.district, True)
             county_at = index(columns.county, False)
+            assert postcode_at is not None and district_at is not None  # required: index() raised otherwise
             for row in reader:
                 district = row[district_at].strip()
                 if not GSS_CODE.match(district):
                     continue  # terminated or non-geographic postcode without a council
-                county = row[county_at].strip() if county_at is not None else ""
-                county = None if not county or county == NO_COUNTY else interned.setdefault(county, county)
+                county_code = row[county_at].strip() if county_at is not None else ""
+                county = None if not county_code or county_code == NO_COUNTY else \
+                    interned.setdefault(county_code, county_code)
                 areas[row[postcode_at].replace(" ", "").upper()] = PostcodeArea(
                     interned.setdefault(district, district), county
                 )

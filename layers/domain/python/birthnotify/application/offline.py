@@ -12,15 +12,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from birthnotify.messages import FileOutcome, RowError
-from birthnotify.pipeline import FilePipeline, Source
-from birthnotify.postcodes import PostcodeDirectory
-from birthnotify.reader import FileKind, FileRejected, RowReader, scan_file
-from birthnotify.registry import Registry
-from birthnotify.routing import Router
-from birthnotify.sender import Outgoing, SenderStats
-from birthnotify.settings import DEFAULT_MAX_BABY_AGE_DAYS, DEFAULT_MAX_FILE_BYTES
-from birthnotify.validation import RowRules, RowValidator
+from birthnotify.application.pipeline import FilePipeline, Source
+from birthnotify.application.ports import Outgoing, SenderStats
+from birthnotify.domain.messages import FileOutcome, RowError
+from birthnotify.domain.postcodes import PostcodeDirectory
+from birthnotify.domain.reader import FileKind, FileRejected, RowReader, scan_file
+from birthnotify.domain.registry import Registry
+from birthnotify.domain.routing import Router
+from birthnotify.domain.validation import RowRules, RowValidator
+from birthnotify.shared.settings import DEFAULT_MAX_BABY_AGE_DAYS, DEFAULT_MAX_FILE_BYTES
 
 
 @dataclass
@@ -43,7 +43,7 @@ class _AcceptingSender:
         self._on_accepted = on_accepted
         self.stats = SenderStats()
 
-    def add(self, queue_url: str, message: Outgoing) -> None:
+    def add(self, queue_url: str, message: Outgoing[Any]) -> None:
         self._on_accepted(message.tag)
 
     def flush(self) -> None:
@@ -65,7 +65,7 @@ def check_file(path: str | Path, *, trust_ods_code: str, registry: Registry, pos
                 source=Source(trust_ods_code, f"inbound/{trust_ods_code}/{path.name}", facts.sha256),
                 validator=RowValidator(RowRules(upload_day, max_baby_age_days)),
                 router=Router(registry, postcodes, upload_day),
-                sender_factory=_AcceptingSender,  # type: ignore[arg-type]
+                sender_factory=_AcceptingSender,
                 queue_url=lambda gss_code: gss_code,
                 held_queue_url="held",
                 on_unexpected=lambda row, notification_id, exc: unexpected.append((row, type(exc).__name__)),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from birthnotify.messages import HeldReason, WithheldReason
-from birthnotify.postcodes import PostcodeArea, PostcodeDirectory
-from birthnotify.record import BirthNotification
-from birthnotify.registry import Authority, Registry, SharingAgreement
+from birthnotify.domain.messages import HeldReason, WithheldReason
+from birthnotify.domain.postcodes import PostcodeArea, PostcodeDirectory
+from birthnotify.domain.record import BirthNotification
+from birthnotify.domain.registry import Authority, Registry, SharingAgreement
 
 PSEUDO_POSTCODE_AREA = "ZZ99"
 

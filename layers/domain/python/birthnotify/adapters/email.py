@@ -8,16 +8,9 @@ from collections.abc import Callable
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
-from typing import Any, Protocol
+from typing import Any
 
-from birthnotify.notify.compose import Email
-
-
-class EmailTransport(Protocol):
-    def send(self, email: Email, recipient: str) -> str:
-        """Send ``email`` to one recipient; returns the provider's message id, raises on failure."""
-        ...
-
+from birthnotify.application.notify.compose import Email
 
 WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 """CRLF line ends (RFC 5322); headers not folded below the hard limit, so a long subject stays one line."""
@@ -51,7 +44,7 @@ class SesTransport:
             ConfigurationSetName=self._configuration_set,
             EmailTags=[{"Name": "kind", "Value": email.kind.value}],
         )
-        return response["MessageId"]
+        return str(response["MessageId"])
 
 
 class NotifyTransport:
@@ -74,7 +67,8 @@ class NotifyTransport:
 
         key = self._api_key(refresh)
         if self._client is None or key != self._client_key:
-            self._client, self._client_key = NotificationsAPIClient(key, base_url=self._base_url), key
+            client = NotificationsAPIClient(key, base_url=self._base_url)  # type: ignore[no-untyped-call]
+            self._client, self._client_key = client, key
         return self._client
 
     def send(self, email: Email, recipient: str) -> str:
@@ -98,4 +92,4 @@ class NotifyTransport:
             # Unique per delivery, for finding it in Notify; the address itself is not put in it.
             reference=f"{email.key}:{hashlib.sha256(recipient.encode()).hexdigest()[:12]}",
         )
-        return response["id"]
+        return str(response["id"])

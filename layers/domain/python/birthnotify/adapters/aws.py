@@ -1,0 +1,41 @@
+"""The functions' adapters, wired from boto3 clients: one place, used by the handlers and the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+from birthnotify.adapters.digest import DynamoDigestStore
+from birthnotify.adapters.progress import DynamoProgressStore
+from birthnotify.adapters.s3 import S3Reports, S3Uploads
+from birthnotify.adapters.sqs import BatchSender, SqsEvents, SqsQueues
+from birthnotify.application.ingest import IngestPorts
+from birthnotify.application.notify.service import NotifyPorts
+from birthnotify.application.ports import EmailTransport
+from birthnotify.shared.settings import IngestSettings, NotifySettings
+
+
+def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any,
+                 sleep: Callable[[float], None] = time.sleep) -> IngestPorts:
+    """The ingest function's adapters over low-level boto3 clients."""
+    return IngestPorts(
+        uploads=S3Uploads(s3),
+        reports=S3Reports(s3, settings.reports_bucket),
+        events=SqsEvents(sqs, settings.file_events_queue_url),
+        queues=SqsQueues(sqs, settings.authority_queue_prefix, settings.held_queue_url),
+        progress=DynamoProgressStore(dynamodb, settings.state_table, sleep=sleep),
+        sender=lambda on_accepted: BatchSender(sqs, on_accepted, sleep=sleep),
+        idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
+    )
+
+
+def notify_ports(settings: NotifySettings, *, dynamodb: Any, transport: EmailTransport) -> NotifyPorts:
+    """The notify function's adapters."""
+    return NotifyPorts(
+        transport=transport,
+        digests=DynamoDigestStore(dynamodb, settings.state_table),
+        idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
+    )

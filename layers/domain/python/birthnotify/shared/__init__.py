@@ -1,0 +1,1 @@
+"""What every layer may use: the clock, the names both the stack and the functions derive, settings."""

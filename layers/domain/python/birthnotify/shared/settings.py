@@ -1,0 +1,152 @@
+"""One definition of the runtime configuration: the environment variable names the handlers read and the
+CDK stack sets, and the resource names both sides derive from the registry."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+
+class Env(StrEnum):
+    """Environment variables of the Lambda functions. The CDK stack sets exactly these."""
+
+    STAGE = "STAGE"
+    REGISTRY_PATH = "REGISTRY_PATH"
+    INBOUND_BUCKET = "INBOUND_BUCKET"
+    REPORTS_BUCKET = "REPORTS_BUCKET"
+    AUTHORITY_QUEUE_PREFIX = "AUTHORITY_QUEUE_PREFIX"
+    HELD_QUEUE_URL = "HELD_QUEUE_URL"
+    FILE_EVENTS_QUEUE_URL = "FILE_EVENTS_QUEUE_URL"
+    STATE_TABLE = "STATE_TABLE"
+    MAX_FILE_BYTES = "MAX_FILE_BYTES"
+    MAX_BABY_AGE_DAYS = "MAX_BABY_AGE_DAYS"
+    # notifier
+    EMAIL_TRANSPORT = "EMAIL_TRANSPORT"
+    EMAIL_SENDER = "EMAIL_SENDER"
+    SES_CONFIGURATION_SET = "SES_CONFIGURATION_SET"
+    NOTIFY_API_KEY_SECRET_ID = "NOTIFY_API_KEY_SECRET_ID"  # noqa: S105 (a variable name)
+    NOTIFY_BASE_URL = "NOTIFY_BASE_URL"
+    NOTIFY_TEMPLATE_ID = "NOTIFY_TEMPLATE_ID"
+    CONSUMER_GUIDE_URL = "CONSUMER_GUIDE_URL"
+
+
+INGEST_ENV: frozenset[Env] = frozenset(
+    {
+        Env.STAGE,
+        Env.REGISTRY_PATH,
+        Env.INBOUND_BUCKET,
+        Env.REPORTS_BUCKET,
+        Env.AUTHORITY_QUEUE_PREFIX,
+        Env.HELD_QUEUE_URL,
+        Env.FILE_EVENTS_QUEUE_URL,
+        Env.STATE_TABLE,
+        Env.MAX_FILE_BYTES,
+        Env.MAX_BABY_AGE_DAYS,
+    }
+)
+"""The variables the ingest handler reads (the stack must set each; tests compare the two)."""
+
+NOTIFY_ENV: frozenset[Env] = frozenset(
+    {
+        Env.STAGE,
+        Env.REGISTRY_PATH,
+        Env.REPORTS_BUCKET,
+        Env.STATE_TABLE,
+        Env.EMAIL_TRANSPORT,
+        Env.EMAIL_SENDER,
+        Env.SES_CONFIGURATION_SET,
+        Env.NOTIFY_API_KEY_SECRET_ID,
+        Env.NOTIFY_BASE_URL,
+        Env.NOTIFY_TEMPLATE_ID,
+        Env.CONSUMER_GUIDE_URL,
+    }
+)
+"""The variables the notify handler reads (the Notify ones may be empty when the transport is SES)."""
+
+DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_BABY_AGE_DAYS = 366
+
+
+class _Settings(BaseModel):
+    """Settings read from the environment once, at cold start: a missing or malformed variable stops the
+    function there, naming the variable, instead of failing on some later record."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True)
+    _function: ClassVar[str]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        # An empty variable counts as absent (the stack sets optional ones to "").
+        values = {name.value: env[name.value] for name in Env if env.get(name.value)}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            missing = sorted({str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing"})
+            errors = exc.errors()
+            invalid = sorted({f"{e['loc'][0]} ({_why(e)})" for e in errors if e["type"] != "missing" and e["loc"]})
+            problems = [f"missing environment variables: {', '.join(missing)}"] if missing else []
+            problems += [f"invalid environment variables: {', '.join(invalid)}"] if invalid else []
+            problems += [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors() if not e["loc"]]
+            raise RuntimeError(f"{cls._function} is {'; '.join(problems)}") from None
+
+
+def _why(error: Any) -> str:
+    if error["type"] == "enum":  # "must be ses or notify", not pydantic's "Input should be 'ses' or 'notify'"
+        return f"must be {str(error['ctx']['expected']).replace(chr(39), '')}"
+    return str(error["msg"])
+
+
+class IngestSettings(_Settings):
+    """What the ingest function needs from its environment."""
+
+    _function = "ingest"
+    stage: str = Field("", validation_alias=Env.STAGE.value)
+    registry_path: str = Field(validation_alias=Env.REGISTRY_PATH.value)
+    reports_bucket: str = Field(validation_alias=Env.REPORTS_BUCKET.value)
+    authority_queue_prefix: str = Field(validation_alias=Env.AUTHORITY_QUEUE_PREFIX.value)
+    held_queue_url: str = Field(validation_alias=Env.HELD_QUEUE_URL.value)
+    file_events_queue_url: str = Field(validation_alias=Env.FILE_EVENTS_QUEUE_URL.value)
+    state_table: str = Field(validation_alias=Env.STATE_TABLE.value)
+    max_file_bytes: PositiveInt = Field(DEFAULT_MAX_FILE_BYTES, validation_alias=Env.MAX_FILE_BYTES.value)
+    max_baby_age_days: PositiveInt = Field(DEFAULT_MAX_BABY_AGE_DAYS, validation_alias=Env.MAX_BABY_AGE_DAYS.value)
+
+
+DEFAULT_NOTIFY_BASE_URL = "https://api.notifications.service.gov.uk"
+
+
+class EmailTransportKind(StrEnum):
+    SES = "ses"
+    NOTIFY = "notify"
+
+
+class NotifySettings(_Settings):
+    """What the notify function needs from its environment."""
+
+    _function = "notify"
+    stage: str = Field("", validation_alias=Env.STAGE.value)
+    registry_path: str = Field(validation_alias=Env.REGISTRY_PATH.value)
+    reports_bucket: str = Field(validation_alias=Env.REPORTS_BUCKET.value)
+    state_table: str = Field(validation_alias=Env.STATE_TABLE.value)
+    email_transport: EmailTransportKind = Field(validation_alias=Env.EMAIL_TRANSPORT.value)
+    email_sender: str = Field(validation_alias=Env.EMAIL_SENDER.value)
+    consumer_guide_url: str = Field(validation_alias=Env.CONSUMER_GUIDE_URL.value)
+    ses_configuration_set: str = Field("", validation_alias=Env.SES_CONFIGURATION_SET.value)
+    notify_api_key_secret_id: str = Field("", validation_alias=Env.NOTIFY_API_KEY_SECRET_ID.value)
+    notify_base_url: str = Field(DEFAULT_NOTIFY_BASE_URL, validation_alias=Env.NOTIFY_BASE_URL.value)
+    notify_template_id: str = Field("", validation_alias=Env.NOTIFY_TEMPLATE_ID.value)
+
+    @model_validator(mode="after")
+    def _transport_complete(self) -> NotifySettings:
+        needed = {EmailTransportKind.SES: [(Env.SES_CONFIGURATION_SET, self.ses_configuration_set)],
+                  EmailTransportKind.NOTIFY: [(Env.NOTIFY_API_KEY_SECRET_ID, self.notify_api_key_secret_id),
+                                              (Env.NOTIFY_TEMPLATE_ID, self.notify_template_id)]}
+        missing = [name.value for name, value in needed[self.email_transport] if not value]
+        if missing:
+            raise ValueError(f"missing environment variables: {', '.join(missing)} (needed by the "
+                             f"{self.email_transport.value} transport)")
+        return self
