@@ -1,8 +1,10 @@
 """The pieces the stack is built from, without synthesizing it: context, environment mapping, the
-dependency layer, and the rules that keep every wildcard and acknowledgement reasoned."""
+dependency layer, the rules that keep every wildcard and acknowledgement reasoned, the generated national
+registry and the rule that will assign authorities to stacks."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import re
 
@@ -10,6 +12,7 @@ import pytest
 from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from birthnotify.domain.registry import load_registry
 from birthnotify.shared.settings import INGEST_ENV, Env
 
 from infra.config import CONTEXT_KEYS, ConfigError, StageConfig
@@ -17,6 +20,8 @@ from infra.constructs.function import MissingEnvironment, environment_for
 from infra.constructs.layers import PROVIDED_BY_RUNTIME, REQUIREMENTS, dependencies_layer_dir
 from infra.constructs.policy import LeastPrivilegePolicy
 from infra.nag import acknowledge, collect, wildcard_findings
+from infra.national import COUNCILS, childrens_services_authorities, write_national_registry
+from infra.shards import SHARD_SPAN, by_shard, shard_of, shard_range
 
 pytestmark = pytest.mark.infra
 
@@ -123,3 +128,35 @@ def test_an_id_validations_refuses_is_recorded_as_metadata_that_cdk_nag_reads():
     entries = [e.data for e in bucket.node.metadata if e.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY]
     assert entries == [{refused: "A reason long enough to say why this finding is acceptable here."}]
     assert [a.rule for a in collect(stack)] == [refused]
+
+
+def test_the_generated_national_registry_is_every_childrens_services_authority_and_validates(tmp_path):
+    rows = list(csv.DictReader(COUNCILS.open(newline="", encoding="utf-8")))
+    current = [r for r in rows if r["current"] == "True"]
+    registry = load_registry(write_national_registry(tmp_path, trusts=3))  # validated as any registry is
+    assert {a.gss_code for a in registry.authorities} == {
+        r["gss_code"] for r in current if r["childrens_services_gss"] == r["gss_code"]}
+    assert len(registry.authorities) == 175 and len(registry.trusts) == 3
+    assert all(a.agreements and a.consumer_principals for a in registry.authorities)
+    # A two-tier county serves its current districts: a district's births route to its county.
+    for row in current:
+        assert registry.authority(row["gss_code"]).gss_code == row["childrens_services_gss"]
+
+
+def test_an_authority_belongs_to_the_block_of_25_codes_it_falls_in():
+    assert [shard_of(code) for code in ("E06000001", "E06000024", "E06000025", "E08000035", "W06000024")] == [
+        "E06-0", "E06-0", "E06-1", "E08-1", "W06-0"]
+    assert shard_range("E08-1") == ("E08000025", "E08000049")
+    with pytest.raises(ValueError, match="not a GSS code"):
+        shard_of("E0600001")
+
+
+def test_shards_are_bounded_and_an_authority_never_moves_when_others_come_or_go():
+    national = childrens_services_authorities()
+    shards = by_shard(national)
+    assert max(len(members) for members in shards.values()) <= SHARD_SPAN
+    where = {a.gss_code: shard for shard, members in shards.items() for a in members}
+    for removed in national[::7]:  # any authority leaving: every other one stays in its shard
+        rest = by_shard(a for a in national if a is not removed)
+        assert all(where[a.gss_code] == shard for shard, members in rest.items() for a in members)
+        assert {s for s in shards if shards[s] != rest.get(s)} == {where[removed.gss_code]}
