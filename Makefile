@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CDK := node_modules/.bin/cdk
+# checkov has a venv of its own: it pins boto3 and packaging to versions the project's venv must not be held to.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(CHECKOV_VENV)/bin/checkov --framework cloudformation --skip-download
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export AWS_DEFAULT_REGION ?= eu-west-2
@@ -15,7 +18,7 @@ help:
 	@echo "make demo       run the whole pipeline on the embedded local cloud"
 	@echo "make test       create the venv, install everything, run every test"
 	@echo "make bench      ingest throughput, batching and memory figures"
-	@echo "make synth      synthesize the CDK app (STAGE=$(STAGE)) with cdk-nag and cfn-lint"
+	@echo "make synth      synthesize the CDK app (STAGE=$(STAGE)) with cdk-nag, then cfn-lint and checkov"
 	@echo "make deploy     deploy to the AWS account in your credentials (STAGE=$(STAGE))"
 	@echo "make serve      leave the local cloud running for the AWS CLI and boto3"
 	@echo "make contracts  regenerate docs/ contracts from the pydantic models"
@@ -31,7 +34,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(BIN)/.installed node_modules/.installed
+$(CHECKOV_VENV)/.installed: pyproject.toml
+	test -d $(CHECKOV_VENV) || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet --group checkov
+	touch $@
+
+install: $(BIN)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile
@@ -55,8 +64,10 @@ contracts: $(BIN)/.installed
 	$(BIN)/birthnotify contracts --write docs
 
 synth: install
+	rm -rf cdk.out
 	$(CDK) synth --context stage=$(STAGE) --quiet
 	$(BIN)/cfn-lint cdk.out/*.template.json
+	$(CHECKOV) --quiet --compact $$(for template in cdk.out/*.template.json; do printf -- '--file %s ' "$$template"; done)
 
 deploy: install
 	$(CDK) deploy --context stage=$(STAGE) --all --require-approval broadening
@@ -65,4 +76,4 @@ diff: install
 	$(CDK) diff --context stage=$(STAGE)
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out build .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out build .pytest_cache

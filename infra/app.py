@@ -28,8 +28,10 @@ from infra.nag import (  # noqa: E402
     STRICT_VALIDATION_CONTEXT,
     VALIDATION_REPORT,
     Acknowledgement,
+    CheckovSkip,
     Finding,
     attach_checks,
+    checkov_skips,
     collect,
     read_findings,
 )
@@ -48,7 +50,9 @@ def _context(context: dict[str, Any]) -> dict[str, Any]:
     strict = dict(STRICT_VALIDATION_CONTEXT)
     if context.get(AUDIT_CONTEXT):
         strict["@aws-cdk/core:failSynthOnValidationErrors"] = False  # report findings, do not raise
-    return {**context, **strict}
+    # Construct paths in each resource's Metadata, as the CDK CLI writes them: the same template either way,
+    # and checkov's suppressions can be listed by path (infra.docs).
+    return {"aws:cdk:enable-path-metadata": True, **context, **strict}
 
 
 def build_app(
@@ -100,6 +104,9 @@ class Synthesis:
 
     def acknowledgements(self) -> list[Acknowledgement]:
         return collect(self.stack)
+
+    def checkov_skips(self) -> list[CheckovSkip]:
+        return checkov_skips(self.template)
 
 
 def synth_app(

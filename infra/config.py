@@ -82,6 +82,12 @@ class StageConfig:
     def authority_queue_prefix(self) -> str:
         return f"{self.prefix}-authority"
 
+    def function_name(self, name: str) -> str:
+        return f"{self.prefix}-{name}"
+
+    def function_role_name(self, name: str) -> str:
+        return f"{self.function_name(name)}-function"
+
     @property
     def retain_data(self) -> bool:
         return self.stage not in DISPOSABLE_STAGES

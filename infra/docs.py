@@ -1,10 +1,11 @@
-"""Generated parts of docs/infrastructure.md: the context keys and the compliance acknowledgements.
+"""Generated parts of docs/infrastructure.md: the context keys, the compliance acknowledgements and the
+checkov suppressions.
 
     python -m infra.docs --write   # regenerate after changing an acknowledgement or a context key
     python -m infra.docs --check   # exit 1 if the document is stale (tests/infra does the same)
 
-The acknowledgements come from a synthesis that creates every optional resource (the GOV.UK Notify secret,
-the held-queue reviewer role), so the list covers every stage and transport.
+The acknowledgements and suppressions come from a synthesis that creates every optional resource (the
+GOV.UK Notify secret, the held-queue reviewer role), so the lists cover every stage and transport.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from infra.config import CONTEXT_KEYS, ROOT, StageConfig
-from infra.nag import Acknowledgement
+from infra.nag import Acknowledgement, CheckovSkip
 
 DOC = ROOT / "docs" / "infrastructure.md"
 DOCUMENTED_STAGE = "prod"
@@ -48,6 +49,18 @@ def render_acknowledgements(acknowledgements: list[Acknowledgement], stage: str)
     return "\n".join(lines)
 
 
+def render_checkov_skips(skips: list[CheckovSkip]) -> str:
+    lines = [
+        f"{len(skips)} suppressions, each in its resource's template Metadata (`checkov: skip`).",
+        "",
+        "| Check | Where (construct path) | Why it is acceptable |",
+        "|---|---|---|",
+    ]
+    for skip in skips:
+        lines.append(f"| `{skip.check}` | `{_cell(skip.path)}` | {_cell(skip.reason)} |")
+    return "\n".join(lines)
+
+
 def render_context() -> str:
     defaults = {
         field.name: field.default
@@ -74,15 +87,19 @@ def replace_section(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{start}\n{body}\n{end}", text)
 
 
-def render(text: str, acknowledgements: list[Acknowledgement], stage: str = DOCUMENTED_STAGE) -> str:
+def render(
+    text: str, acknowledgements: list[Acknowledgement], skips: list[CheckovSkip], stage: str = DOCUMENTED_STAGE
+) -> str:
     text = replace_section(text, "context", render_context())
+    text = replace_section(text, "checkov", render_checkov_skips(skips))
     return replace_section(text, "acknowledgements", render_acknowledgements(acknowledgements, stage))
 
 
-def documented_acknowledgements(outdir: Path) -> list[Acknowledgement]:
+def documented(outdir: Path) -> tuple[list[Acknowledgement], list[CheckovSkip]]:
     from infra.app import synth_app
 
-    return synth_app(DOCUMENTED_STAGE, outdir, DOCUMENTED_CONTEXT, audit=True).acknowledgements()
+    synthesis = synth_app(DOCUMENTED_STAGE, outdir, DOCUMENTED_CONTEXT, audit=True)
+    return synthesis.acknowledgements(), synthesis.checkov_skips()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/infrastructure.md is stale")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as outdir:
-        acknowledgements = documented_acknowledgements(Path(outdir))
+        acknowledgements, skips = documented(Path(outdir))
     current = DOC.read_text(encoding="utf-8")
-    updated = render(current, acknowledgements)
+    updated = render(current, acknowledgements, skips)
     if args.write and updated != current:
         DOC.write_text(updated, encoding="utf-8")
         print(f"updated {DOC.relative_to(ROOT)}")

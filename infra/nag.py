@@ -4,6 +4,10 @@ Synthesis runs cdk-nag's AWS Solutions, HIPAA Security and NIST 800-53 rev 5 pac
 CloudFormation validation, and fails on any finding that is not acknowledged (warnings included).
 An acknowledgement is recorded on the construct it concerns, with a reason; ``collect`` reads them back
 from the construct tree, and docs/infrastructure.md lists them (``python -m infra.docs --write``).
+
+checkov (run by ``make synth`` and tests/infra on the synthesized templates) reads its suppressions from
+each resource's template Metadata; ``skip_checkov`` writes one with its reason and ``checkov_skips`` reads
+them back from templates for the same document.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsii
-from aws_cdk import Acknowledgment, App, Stack, Validations
+from aws_cdk import Acknowledgment, App, CfnResource, Stack, Validations
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from constructs import IConstruct
 
@@ -69,6 +73,43 @@ def acknowledge_packs(scope: IConstruct, rule: str, reason: str, packs: tuple[st
     """The same finding reported by several packs (``LambdaDLQ`` is both HIPAA's and NIST's)."""
     for pack in packs:
         acknowledge(scope, f"{pack}-{rule}", reason)
+
+
+CHECKOV_METADATA = "checkov"
+
+
+def skip_checkov(scope: IConstruct, check: str, reason: str) -> None:
+    """Suppress checkov's ``check`` (``CKV_AWS_117``) on the CloudFormation resource of ``scope`` (its default
+    child for an L2 construct), with ``reason`` in the resource's Metadata where checkov reads it."""
+    if len(reason) < 40:
+        raise ValueError(f"skipping {check} needs a specific reason, not {reason!r}")
+    resource = scope if isinstance(scope, CfnResource) else scope.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{scope.node.path} has no CloudFormation resource to carry a checkov suppression")
+    current = dict(resource.get_metadata(CHECKOV_METADATA) or {})
+    skips = list(current.get("skip", []))
+    if any(dict(skip)["id"] == check for skip in skips):
+        raise ValueError(f"{check} is already skipped on {scope.node.path}")
+    resource.add_metadata(CHECKOV_METADATA, {**current, "skip": [*skips, {"id": check, "comment": reason}]})
+
+
+@dataclass(frozen=True, order=True)
+class CheckovSkip:
+    path: str
+    """Construct path of the resource, without the stack (``(stack)/...`` naming the stack's kind)."""
+    check: str
+    reason: str
+
+
+def checkov_skips(template: dict[str, Any]) -> list[CheckovSkip]:
+    """Every checkov suppression in one synthesized template."""
+    found = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        metadata = resource.get("Metadata", {})
+        path = metadata.get("aws:cdk:path", logical_id).split("/", 1)[-1].removesuffix("/Resource")
+        for skip in metadata.get(CHECKOV_METADATA, {}).get("skip", []):
+            found.append(CheckovSkip(path, skip["id"], skip.get("comment", "")))
+    return sorted(found)
 
 
 def wildcard_findings(scope: IConstruct, actions: list[str], resources: list[str]) -> list[str]:

@@ -1,11 +1,12 @@
 """A pipeline Lambda function: python3.13 on arm64 with the three layers, JSON logs in its own encrypted log
-group, X-Ray tracing, and a role whose only permissions are the statements its construct writes."""
+group, its environment encrypted with a customer-managed key, X-Ray tracing, and a role whose only
+permissions are the statements its construct writes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -17,9 +18,18 @@ from constructs import Construct
 from infra.config import ROOT, StageConfig
 from infra.constructs.layers import ARCHITECTURE, EXCLUDE, RUNTIME, Layers
 from infra.constructs.policy import LeastPrivilegePolicy
-from infra.nag import acknowledge, acknowledge_packs
+from infra.nag import acknowledge, acknowledge_packs, skip_checkov
 
 POWERTOOLS_NAMESPACE = "BirthNotifications"
+NO_VPC = (
+    "The function reaches only AWS APIs (S3, SQS, DynamoDB, KMS, SES) over TLS with IAM authentication; there "
+    "is no VPC resource to reach, and every data store denies non-TLS access."
+)
+NO_RESERVED_CONCURRENCY = (
+    "Concurrency is bounded where the work arrives: each function's SQS event source sets a maximum "
+    "concurrency (and the digest schedule fires once a day); reserved concurrency would take from the "
+    "account pool and fails in accounts on the default quota."
+)
 
 
 class MissingEnvironment(ValueError):
@@ -52,13 +62,14 @@ class PipelineFunction(Construct):
         memory_mb: int,
         timeout: Duration,
         log_key: kms.IKey,
+        environment_key: kms.IKey,
         dead_letter_queue: sqs.IQueue | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         code = ROOT / "functions" / name
         if not code.is_dir():
             raise FileNotFoundError(f"the {name} function has no code: {code} does not exist")
-        self.function_name = f"{config.prefix}-{name}"
+        self.function_name = config.function_name(name)
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         self.log_group = logs.LogGroup(
             self,
@@ -71,7 +82,7 @@ class PipelineFunction(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            role_name=f"{self.function_name}-function",
+            role_name=config.function_role_name(name),
             description=f"Execution role of the {self.function_name} function",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
         )
@@ -84,6 +95,18 @@ class PipelineFunction(Construct):
         )
         self.policy.allow(
             "WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [self.log_group.log_group_arn]
+        )
+        function_arn = Stack.of(self).format_arn(
+            service="lambda", resource="function", resource_name=self.function_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        # Lambda decrypts the environment with the execution role when it starts an instance; the encryption
+        # context (the function's ARN) keeps the role to its own function's variables.
+        self.policy.allow(
+            "DecryptOwnEnvironment",
+            ["kms:Decrypt"],
+            [environment_key.key_arn],
+            conditions={"StringEquals": {"kms:EncryptionContext:aws:lambda:FunctionArn": function_arn}},
         )
         self.policy.allow(
             "XRayTracing",
@@ -107,6 +130,7 @@ class PipelineFunction(Construct):
             # The role's permissions are the managed policy above, so CDK's implicit grants are not wanted: an
             # immutable reference to the role ignores them (and adds no redundant DependsOn on the role).
             role=iam.Role.from_role_arn(self, "ExecutionRole", self.role.role_arn, mutable=False),
+            environment_encryption=environment_key,
             environment={
                 **environment,
                 "POWERTOOLS_SERVICE_NAME": self.function_name,
@@ -133,18 +157,7 @@ class PipelineFunction(Construct):
             "python3.13 is deliberate: the dependency layer is built for CPython 3.13 wheels and the "
             "tests run against the same pins; move runtime and layer together.",
         )
-        acknowledge_packs(
-            fn,
-            "LambdaInsideVPC",
-            "The function reaches only AWS APIs (S3, SQS, DynamoDB, KMS, SES) over TLS with IAM "
-            "authentication; there is no VPC resource to reach, and every data store denies "
-            "non-TLS access.",
-        )
-        acknowledge_packs(
-            fn,
-            "LambdaConcurrency",
-            "Concurrency is bounded where the work arrives: each function's SQS event source "
-            "sets a maximum concurrency (and the digest schedule fires once a day); reserved "
-            "concurrency would take from the account pool and fails in accounts on the default "
-            "quota.",
-        )
+        acknowledge_packs(fn, "LambdaInsideVPC", NO_VPC)
+        skip_checkov(fn, "CKV_AWS_117", NO_VPC)
+        acknowledge_packs(fn, "LambdaConcurrency", NO_RESERVED_CONCURRENCY)
+        skip_checkov(fn, "CKV_AWS_115", NO_RESERVED_CONCURRENCY)

@@ -20,7 +20,7 @@ from infra.constructs.keys import Keys, kms_via
 from infra.constructs.layers import Layers
 from infra.constructs.queues import queue_with_dlq
 from infra.constructs.storage import Storage
-from infra.nag import acknowledge_packs
+from infra.nag import acknowledge_packs, skip_checkov
 
 VISIBILITY_PER_TIMEOUT = 6
 """The ingest queue's visibility timeout is six times the function timeout, as AWS recommends for SQS
@@ -39,6 +39,10 @@ QUEUE_CONSUMER_ACTIONS = [
 ]
 STATE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
 PIPELINE_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+SQS_TRIGGERED_NO_LAMBDA_DLQ = (
+    "Invoked only by its SQS event source mapping (synchronously), never asynchronously: a file that keeps "
+    "failing moves to the ingest queue's dead-letter queue, which alarms."
+)
 
 
 class Ingest(Construct):
@@ -80,6 +84,7 @@ class Ingest(Construct):
             memory_mb=config.ingest_memory_mb,
             timeout=timeout,
             log_key=keys.ops,
+            environment_key=keys.ops,
         )
         self.function.function.add_event_source(
             sources.SqsEventSource(
@@ -89,12 +94,8 @@ class Ingest(Construct):
                 max_concurrency=config.ingest_max_concurrency,
             )
         )
-        acknowledge_packs(
-            self.function.function,
-            "LambdaDLQ",
-            "Invoked only by its SQS event source mapping (synchronously), never asynchronously: a "
-            "file that keeps failing moves to the ingest queue's dead-letter queue, which alarms.",
-        )
+        acknowledge_packs(self.function.function, "LambdaDLQ", SQS_TRIGGERED_NO_LAMBDA_DLQ)
+        skip_checkov(self.function.function, "CKV_AWS_116", SQS_TRIGGERED_NO_LAMBDA_DLQ)
         self._permissions(keys, storage, authorities, file_events, table)
 
     def _permissions(

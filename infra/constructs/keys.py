@@ -5,7 +5,8 @@
 - reports: the reports bucket (trusts read their own reports).
 - pipeline: the ingest and file-events queues, their dead-letter queues and the state table.
 - held: the held queue, which carries whole records for review.
-- ops: log groups, the operators' alarm topic and the GOV.UK Notify API key secret.
+- ops: log groups, the operators' alarm topic, the GOV.UK Notify API key secret and the functions'
+  environment variables.
 - one per authority (authorities.py): its queue and dead-letter queue, usable only by it and ingest.
 
 Every key rotates yearly and is retained when the stack is deleted unless the stage is disposable.
@@ -51,7 +52,9 @@ class Keys(Construct):
             self, "Pipeline", config, "pipeline", "ingest and file-events queues, their DLQs, state table"
         )
         self.held = customer_key(self, "Held", config, "held", "held-for-review queue")
-        self.ops = customer_key(self, "Ops", config, "ops", "log groups, alarm topic, notifier secret")
+        self.ops = customer_key(
+            self, "Ops", config, "ops", "log groups, alarm topic, notifier secret, function environments"
+        )
         self._allow_cloudwatch_logs(config)
         self._allow_topic_publishers()
 

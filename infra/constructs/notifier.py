@@ -161,6 +161,7 @@ class Notifier(Construct):
             memory_mb=config.notify_memory_mb,
             timeout=Duration.seconds(config.notify_timeout_seconds),
             log_key=keys.ops,
+            environment_key=keys.ops,
             dead_letter_queue=self.async_dlq,
         )
         fn = self.function.function

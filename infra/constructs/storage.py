@@ -8,7 +8,7 @@ every request to the access-log bucket. Raw uploads expire after ``raw_upload_re
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -18,8 +18,28 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.policy import LeastPrivilegePolicy
-from infra.nag import acknowledge_packs
+from infra.nag import acknowledge_packs, skip_checkov
 
+NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+"""The construct id of CDK's singleton handler for Custom::S3BucketNotifications (aws-s3's
+BucketNotificationsHandler), at the root of the stack."""
+_DEPLOYMENT_ONLY = (
+    "CDK's handler for Custom::S3BucketNotifications runs only while CloudFormation deploys the stack, "
+    "to set the inbound bucket's notification"
+)
+NOTIFICATIONS_HANDLER_SKIPS = {
+    "CKV_AWS_116": f"{_DEPLOYMENT_ONLY}: a failure fails and rolls back the deployment, where the operator "
+    "sees it; a dead-letter queue would only keep a CloudFormation request nobody can answer any more.",
+    "CKV_AWS_117": f"{_DEPLOYMENT_ONLY}: it calls only the S3 API (PutBucketNotificationConfiguration) and "
+    "CloudFormation's response URL, with no VPC resource to reach.",
+    "CKV_AWS_115": f"{_DEPLOYMENT_ONLY}, once per deployment that changes the notification: reserved "
+    "concurrency would take from the account pool for a function that is idle between deployments.",
+}
+ACCESS_LOGS_NOT_LOGGED = (
+    "This is the bucket the other buckets' access logs go to: logging its own requests into itself would "
+    "log each delivery of a log, endlessly, and another log bucket would only move the question. Only the "
+    "S3 logging service writes to it; it blocks public access, requires TLS, and is versioned."
+)
 NO_REPLICATION = (
     "Data must stay in the UK and AWS has one UK region (eu-west-2, London), so there is no "
     "second UK region to replicate to; versioning and retention protect against loss instead."
@@ -141,6 +161,9 @@ class Storage(Construct):
         notifications = self.inbound.node.find_child("Notifications")
         notifications.node.try_remove_child("HandlerPolicy")
         notifications.node.find_child("Resource").node.add_dependency(policy.policy)
+        handler = Stack.of(self).node.find_child(NOTIFICATIONS_HANDLER).node.default_child
+        for check, reason in NOTIFICATIONS_HANDLER_SKIPS.items():
+            skip_checkov(handler, check, reason)
 
     def inbound_prefix_arn(self, ods_code: str | None = None) -> str:
         return self.inbound.arn_for_objects(
@@ -162,6 +185,7 @@ class Storage(Construct):
             "SSE-KMS is not supported for a log target. The logs hold request metadata, no "
             "file contents.",
         )
+        skip_checkov(self.access_logs, "CKV_AWS_18", ACCESS_LOGS_NOT_LOGGED)
 
 
 @jsii.implements(s3.IBucketNotificationDestination)

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from cfnlint.api import ManualArgs, lint_file
 
 REGION = "eu-west-2"
+ROOT = Path(__file__).resolve().parents[2]
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+"""checkov lives in its own venv (make install): it pins boto3 and packaging to versions the project's venv
+must not be held to."""
 
 
 def cfn_lint(template: Path) -> list[str]:
     """cfn-lint's errors and warnings (as `make synth` runs it, for the deployment region)."""
     return [str(match) for match in lint_file(template, ManualArgs(regions=[REGION]))]
+
+
+def checkov(templates: list[Path]) -> dict:
+    """One checkov run (as ``make synth`` runs it) over ``templates``: its JSON report (``results`` with passed,
+    failed and skipped checks, ``summary``). Offline: no download, no update check."""
+    assert CHECKOV.exists(), f"{CHECKOV} is missing: run make install"
+    command = [str(CHECKOV), "--framework", "cloudformation", "--skip-download", "--output", "json", "--compact"]
+    for template in templates:
+        command += ["--file", str(template)]
+    environment = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"}
+    result = subprocess.run(  # noqa: S603 (our own tool, our own files)
+        command, capture_output=True, text=True, check=False, env=environment
+    )
+    assert result.returncode in (0, 1), result.stderr  # 1: failed checks, reported below
+    return json.loads(result.stdout)
 
 
 def resources(template: dict, kind: str) -> dict[str, dict]:

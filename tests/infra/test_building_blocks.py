@@ -12,6 +12,7 @@ import pytest
 from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Template
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.settings import INGEST_ENV, Env
 
@@ -19,7 +20,7 @@ from infra.config import CONTEXT_KEYS, ConfigError, StageConfig
 from infra.constructs.function import MissingEnvironment, environment_for
 from infra.constructs.layers import PROVIDED_BY_RUNTIME, REQUIREMENTS, dependencies_layer_dir
 from infra.constructs.policy import LeastPrivilegePolicy
-from infra.nag import acknowledge, collect, wildcard_findings
+from infra.nag import acknowledge, collect, skip_checkov, wildcard_findings
 from infra.national import COUNCILS, childrens_services_authorities, write_national_registry
 from infra.shards import SHARD_SPAN, by_shard, shard_of, shard_range
 
@@ -128,6 +129,22 @@ def test_an_id_validations_refuses_is_recorded_as_metadata_that_cdk_nag_reads():
     entries = [e.data for e in bucket.node.metadata if e.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY]
     assert entries == [{refused: "A reason long enough to say why this finding is acceptable here."}]
     assert [a.rule for a in collect(stack)] == [refused]
+
+
+def test_a_checkov_suppression_needs_a_specific_reason_and_lands_in_the_resources_metadata():
+    stack = Stack(App(), "S")
+    bucket = s3.Bucket(stack, "B")
+    with pytest.raises(ValueError, match="specific reason"):
+        skip_checkov(bucket, "CKV_AWS_18", "not needed")
+    skip_checkov(bucket, "CKV_AWS_18", "A reason long enough to say why this finding is acceptable here.")
+    skip_checkov(bucket, "CKV_AWS_21", "Another reason long enough to say why this one is acceptable here.")
+    with pytest.raises(ValueError, match="already skipped"):
+        skip_checkov(bucket, "CKV_AWS_18", "A reason long enough to say why this finding is acceptable here.")
+    [resource] = Template.from_stack(stack).to_json()["Resources"].values()
+    assert resource["Metadata"]["checkov"] == {"skip": [
+        {"id": "CKV_AWS_18", "comment": "A reason long enough to say why this finding is acceptable here."},
+        {"id": "CKV_AWS_21", "comment": "Another reason long enough to say why this one is acceptable here."},
+    ]}
 
 
 def test_the_generated_national_registry_is_every_childrens_services_authority_and_validates(tmp_path):

@@ -1,16 +1,17 @@
 """Compliance of the stack with every optional resource (prod, GOV.UK Notify, reviewer role): each finding
 of cdk-nag and CDK's validation has a reasoned acknowledgement, each acknowledgement still matches a
-finding, the document lists them, cfn-lint is clean, and prod keeps its data."""
+finding, checkov reports no failed check and honours each reasoned suppression, the document lists the
+acknowledgements and the suppressions, cfn-lint is clean, and prod keeps its data."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from template_query import arn, cfn_lint, key_id, one, policy_of, queue, resources, role_of
+from template_query import arn, cfn_lint, checkov, key_id, one, policy_of, queue, resources, role_of
 
 from infra.docs import DOC, render
-from infra.nag import PACKS, covers
+from infra.nag import PACKS, checkov_skips, covers
 
 pytestmark = pytest.mark.infra
 
@@ -31,9 +32,30 @@ def test_acknowledgements_name_a_pack_and_give_a_specific_reason(full):
         assert len(ack.reason) >= 40 and ack.reason.endswith("."), ack
 
 
-def test_the_document_lists_exactly_these_acknowledgements(full):
+def test_the_document_lists_exactly_these_acknowledgements_and_checkov_suppressions(full):
     current = DOC.read_text(encoding="utf-8")
-    assert render(current, full.acknowledgements()) == current, "run: python -m infra.docs --write"
+    assert full.checkov_skips(), "the full synthesis carries checkov suppressions"
+    assert render(current, full.acknowledgements(), full.checkov_skips()) == current, (
+        "run: python -m infra.docs --write"
+    )
+
+
+def test_every_checkov_suppression_names_a_check_and_gives_a_specific_reason(full):
+    for skip in full.checkov_skips():
+        assert skip.check.startswith("CKV_AWS_") and len(skip.reason) >= 40 and skip.reason.endswith("."), skip
+
+
+def test_checkov_reports_no_failed_check_and_honours_each_reasoned_suppression(full):
+    report = checkov([full.template_path])
+    summary, results = report["summary"], report["results"]
+    assert summary["parsing_errors"] == 0
+    # Every resource was scanned (a template checkov skipped would pass vacuously).
+    assert summary["resource_count"] == len(full.template["Resources"])
+    assert [f"{c['check_id']} {c['resource']}" for c in results.get("failed_checks", [])] == []
+    assert summary["failed"] == 0
+    skips = checkov_skips(full.template)
+    honoured = sorted((c["check_id"], c["check_result"]["suppress_comment"]) for c in results["skipped_checks"])
+    assert honoured == sorted((skip.check, skip.reason) for skip in skips) and skips
 
 
 def test_the_full_template_passes_cfn_lint_without_warnings(full):

@@ -374,6 +374,7 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
     assert set(by_sid) == {
         "WriteOwnLogs",
+        "DecryptOwnEnvironment",
         "XRayTracing",
         "ConsumeIngestQueue",
         "ReadUploads",
@@ -511,6 +512,17 @@ def test_dev_synthesis_leaves_no_unacknowledged_finding(dev):
 
 def test_the_dev_template_passes_cfn_lint_without_warnings(dev):
     assert cfn_lint(dev.template_path) == []
+
+
+def test_function_environments_are_encrypted_with_the_ops_key_only_their_own_role_decrypts(dev):
+    t = dev.template
+    for name in ("ingest", "notify"):
+        assert function(t, f"birthnotify-dev-{name}")["KmsKeyArn"] == arn(key_id(t, "KeysOps"))
+        role_id, _ = role_of(t, f"birthnotify-dev-{name}-function")
+        [statement] = [s for s in policy_of(t, role_id) if s["Sid"] == "DecryptOwnEnvironment"]
+        assert statement["Action"] == "kms:Decrypt" and statement["Resource"] == arn(key_id(t, "KeysOps"))
+        context = statement["Condition"]["StringEquals"]["kms:EncryptionContext:aws:lambda:FunctionArn"]
+        assert json.dumps(context).endswith(f':function:birthnotify-dev-{name}"]]}}')
 
 
 def test_the_assets_manifest_names_every_asset_directory(dev):
