@@ -71,12 +71,21 @@ def drain(cloud, queue_url):
     return bodies
 
 
-def test_every_resource_of_the_template_is_created_or_listed_with_a_reason(cloud):
-    template = json.loads(cloud.template_path.read_text())
-    created = {r["LogicalResourceId"] for r in cloud.client("cloudformation").describe_stack_resources(
-        StackName=cloud.resources.stack_name)["StackResources"]}
+def test_every_stack_is_deployed_in_order(cloud):
+    names = [path.name.removesuffix(".template.json") for path in cloud.template_paths]
+    assert names[0] == cloud.resources.stack_name == "BirthNotifications-local"
+    assert cloud.report.stacks == names
+    stacks = cloud.client("cloudformation").describe_stacks()["Stacks"]
+    assert {s["StackName"]: s["StackStatus"] for s in stacks} == {name: "CREATE_COMPLETE" for name in names}
+
+
+def test_every_resource_of_every_template_is_created_or_listed_with_a_reason(cloud):
     listed = {item.logical_id for item in cloud.report.items}
-    assert set(template["Resources"]) <= created | listed
+    for path in cloud.template_paths:
+        template = json.loads(path.read_text())
+        created = {r["LogicalResourceId"] for r in cloud.client("cloudformation").describe_stack_resources(
+            StackName=path.name.removesuffix(".template.json"))["StackResources"]}
+        assert set(template["Resources"]) <= created | listed, path.name
     assert all(item.why for item in cloud.report.items)
     applied = {item.resource_type for item in cloud.report.applied}
     assert {"Custom::S3BucketNotifications", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"} <= applied

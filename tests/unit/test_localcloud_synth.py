@@ -8,7 +8,7 @@ import zipfile
 import boto3
 from birthnotify_cli.localcloud import speedups
 from birthnotify_cli.localcloud import synth as synth_module
-from birthnotify_cli.localcloud.synth import sources_key, synthesize_cached, zipped
+from birthnotify_cli.localcloud.synth import deployment_order, sources_key, synthesize_cached, zipped
 from moto import mock_aws
 
 
@@ -44,6 +44,18 @@ def test_a_synthesis_is_reused_until_the_sources_change(tmp_path, monkeypatch):
         synthesize_cached(tmp_path, synthesize=fake_synthesize)
     kept = [d for d in tmp_path.iterdir() if d.is_dir()]
     assert len(kept) == synth_module.KEEP and not list(tmp_path.glob(".partial-*"))
+
+
+def test_stacks_deploy_after_the_stacks_they_depend_on(tmp_path):
+    stacks = {"Core": [], "Shard-B": ["Core"], "Shard-A": ["Core", "Shard-B"]}
+    artifacts = {name: {"type": "aws:cloudformation:stack", "properties": {"templateFile": f"{name}.template.json"},
+                        "dependencies": [*dependencies, f"{name}.assets"]} for name, dependencies in stacks.items()}
+    artifacts |= {f"{name}.assets": {"type": "cdk:asset-manifest"} for name in stacks}
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
+    for name in stacks:
+        (tmp_path / f"{name}.template.json").write_text("{}")
+    assert [p.name for p in deployment_order(tmp_path)] == [
+        "Core.template.json", "Shard-B.template.json", "Shard-A.template.json"]
 
 
 def test_asset_directories_are_zipped_once_with_relative_paths(tmp_path):

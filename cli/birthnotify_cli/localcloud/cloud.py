@@ -1,5 +1,6 @@
-"""The whole system on one machine: an embedded moto server, the CDK app's synthesized template deployed
-into it through moto's CloudFormation, and a local runtime in place of Lambda's event source mappings.
+"""The whole system on one machine: an embedded moto server, the CDK app's synthesized templates deployed
+into it through moto's CloudFormation (every stack, in dependency order), and a local runtime in place of
+Lambda's event source mappings.
 
 No AWS account, no Docker, no network: the server listens on 127.0.0.1 unless told otherwise. moto keeps
 its state in this process, so run one local cloud per process at a time.
@@ -25,7 +26,7 @@ import boto3
 from botocore.config import Config
 
 from birthnotify_cli.localcloud import speedups
-from birthnotify_cli.localcloud.deploy import Deployment, deploy, load_functions, load_mappings, load_schedules
+from birthnotify_cli.localcloud.deploy import Deployment, deploy_app, load_functions, load_mappings, load_schedules
 from birthnotify_cli.localcloud.report import DeployReport
 from birthnotify_cli.localcloud.runtime import LocalFunction, LocalRuntime, RunStats, ScheduleRun, SqsMapping
 from birthnotify_cli.localcloud.synth import CACHE, ROOT, synthesize_cached
@@ -40,6 +41,7 @@ class Resources:
     """Physical ids of what users and tests touch, read from the deployed stack (not from naming rules)."""
 
     stack_name: str
+    """The core stack (the functions, buckets and shared queues)."""
     inbound_bucket: str
     reports_bucket: str
     state_table: str
@@ -49,6 +51,8 @@ class Resources:
     authority_queue_prefix: str
     authority_queues: dict[str, str]
     """GSS code -> the authority's FIFO queue URL, for every authority in the deployed registry."""
+    authority_stacks: dict[str, str]
+    """GSS code -> the stack that holds the authority's queue."""
     dead_letter_queues: dict[str, str]
     """Queue URL -> its dead-letter queue URL, for every queue with a redrive policy."""
     trust_upload_roles: dict[str, str]
@@ -66,15 +70,18 @@ class LocalCloud:
     """``LocalCloud.start()`` synthesizes (cached), starts moto and deploys; ``run_until_idle()`` plays Lambda
     until every mapped queue is drained; ``stop()`` (or a ``with`` block) ends it."""
 
-    def __init__(self, server: Any, endpoint_url: str, workdir: Path, deployment: Deployment,
-                 runtime: LocalRuntime, resources: Resources, template_path: Path) -> None:
+    def __init__(self, server: Any, endpoint_url: str, workdir: Path, deployments: list[Deployment],
+                 runtime: LocalRuntime, resources: Resources, template_paths: tuple[Path, ...]) -> None:
         self.server = server
         self.endpoint_url = endpoint_url
         self.workdir = workdir
-        self.deployment = deployment
+        self.deployments = deployments
+        """Every stack, in the order deployed (the core stack first)."""
+        self.deployment = deployments[0]
         self.runtime = runtime
         self.resources = resources
-        self.template_path = template_path
+        self.template_paths = template_paths
+        self.template_path = template_paths[0]
         self._email_ids_before: set[str] = {m.id for m in _ses_messages()}
         self._stopped = False
 
@@ -84,16 +91,16 @@ class LocalCloud:
     def start(cls, workdir: Path | None = None, progress: Progress | None = None, *, host: str = "127.0.0.1",
               port: int = 0, retry_delay_seconds: int = 1, synth_cache: Path = CACHE) -> LocalCloud:
         """Synthesize the CDK app (cached by its sources), start moto on ``host:port`` (0: any free port),
-        deploy the template and load the functions. ``workdir`` holds the functions' logs (``logs/``); the
-        synthesis and the asset zips are cached under ``synth_cache``. A failed message is retried after
-        ``retry_delay_seconds`` (Lambda: the queue's visibility timeout)."""
+        deploy every stack's template (in dependency order) and load the functions. ``workdir`` holds the
+        functions' logs (``logs/``); the synthesis and the asset zips are cached under ``synth_cache``. A
+        failed message is retried after ``retry_delay_seconds`` (Lambda: the queue's visibility timeout)."""
         say = progress or (lambda message: None)
         started = time.monotonic()
         workdir = Path(workdir) if workdir is not None else DEFAULT_WORKDIR
         workdir.mkdir(parents=True, exist_ok=True)
         synthesized = synthesize_cached(synth_cache, progress=say)
-        say(f"template {synthesized.template_path.name} ({'cached' if synthesized.cached else 'synthesized'} "
-            f"in {time.monotonic() - started:.1f} s)")
+        say(f"{len(synthesized.template_paths)} templates, {synthesized.template_path.name} first "
+            f"({'cached' if synthesized.cached else 'synthesized'} in {time.monotonic() - started:.1f} s)")
 
         from moto.server import ThreadedMotoServer
 
@@ -112,22 +119,26 @@ class LocalCloud:
             # cloud or a mock_aws test in this process would otherwise still be there).
             urllib.request.urlopen(urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST"),  # noqa: S310
                                    timeout=30).close()
-            say(f"moto listening on {endpoint_url}; deploying the stack ...")
+            say(f"moto listening on {endpoint_url}; deploying the stacks ...")
             report = DeployReport(synthesis_cached=synthesized.cached)
             clients = _client_factory(endpoint_url)
-            deployment = deploy(clients, synthesized.template_path, synth_cache / "zips", report)
-            functions = load_functions(deployment, workdir / "logs")
+            deployments = deploy_app(clients, synthesized.template_paths, synth_cache / "zips", report)
+            # Functions, mappings and schedules of every stack: a mapping or rule may name a function of
+            # another stack, as the templates wire them.
+            functions = {k: f for d in deployments for k, f in load_functions(d, workdir / "logs").items()}
             sqs = clients("sqs")
-            runtime = LocalRuntime(endpoint_url, functions, load_mappings(deployment, functions, sqs),
-                                   load_schedules(deployment, functions), retry_delay_seconds=retry_delay_seconds)
+            runtime = LocalRuntime(endpoint_url, functions,
+                                   [m for d in deployments for m in load_mappings(d, functions, sqs)],
+                                   [s for d in deployments for s in load_schedules(d, functions)],
+                                   retry_delay_seconds=retry_delay_seconds)
             _report_behaviour(report, runtime, slow)
-            resources = _resources(deployment, functions, runtime.mappings, sqs, endpoint_url)
+            resources = _resources(deployments, functions, runtime.mappings, sqs, endpoint_url)
             report.seconds = time.monotonic() - deploy_started
         except BaseException:
             server.stop()
             raise
-        say(f"deployed {deployment.stack_name} in {report.seconds:.1f} s")
-        return cls(server, endpoint_url, workdir, deployment, runtime, resources, synthesized.template_path)
+        say(f"deployed {', '.join(report.stacks)} in {report.seconds:.1f} s")
+        return cls(server, endpoint_url, workdir, deployments, runtime, resources, synthesized.template_paths)
 
     def stop(self) -> None:
         if self._stopped:
@@ -150,11 +161,13 @@ class LocalCloud:
 
     @property
     def outputs(self) -> dict[str, str]:
-        return self.deployment.outputs
+        """Every stack's outputs (their keys are unique across the app)."""
+        return {k: v for d in self.deployments for k, v in d.outputs.items()}
 
     @property
     def physical(self) -> dict[str, str]:
-        return self.deployment.physical
+        """Logical id -> physical id, for every stack's resources."""
+        return {k: v for d in self.deployments for k, v in d.physical.items()}
 
     @property
     def functions(self) -> dict[str, LocalFunction]:
@@ -300,7 +313,7 @@ def _report_behaviour(report: DeployReport, runtime: LocalRuntime, slow: str | N
         report.add("", "", NOT_EMULATED, slow)
 
 
-def _resources(deployment: Deployment, functions: dict[str, LocalFunction], mappings: list[SqsMapping],
+def _resources(deployments: list[Deployment], functions: dict[str, LocalFunction], mappings: list[SqsMapping],
                sqs: Any, endpoint_url: str) -> Resources:
     import json
 
@@ -311,15 +324,20 @@ def _resources(deployment: Deployment, functions: dict[str, LocalFunction], mapp
     env: dict[str, str] = {}
     for function in functions.values():  # the stack sets these from the same settings module
         env.update({k: v for k, v in function.environment.items() if v})
-    outputs = deployment.outputs
+    outputs = {k: v for d in deployments for k, v in d.outputs.items()}
 
     def local(queue_url: str) -> str:
         """moto's physical id is the queue's AWS URL; the local one is what get_queue_url answers here."""
         return f"{endpoint_url}/{ACCOUNT}/{queue_url.rsplit('/', 1)[-1]}" if queue_url else ""
 
     prefix = env.get(Env.AUTHORITY_QUEUE_PREFIX, outputs.get("AuthorityQueuePrefix", ""))
-    by_name = {url.rsplit("/", 1)[-1]: local(url) for logical, url in deployment.physical.items()
-               if deployment.template["Resources"].get(logical, {}).get("Type") == "AWS::SQS::Queue"}
+    stack_of: dict[str, str] = {}  # queue name -> its stack
+    by_name: dict[str, str] = {}
+    for deployment in deployments:
+        for logical, url in deployment.physical.items():
+            if deployment.template["Resources"].get(logical, {}).get("Type") == "AWS::SQS::Queue":
+                by_name[url.rsplit("/", 1)[-1]] = local(url)
+                stack_of[url.rsplit("/", 1)[-1]] = deployment.stack_name
     dead_letters = {}
     for url in by_name.values():
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
@@ -327,21 +345,23 @@ def _resources(deployment: Deployment, functions: dict[str, LocalFunction], mapp
             target = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"].rsplit(":", 1)[-1]
             dead_letters[url] = by_name.get(target, "")
     registry_path = env.get(Env.REGISTRY_PATH, "")
-    authority_queues, trust_roles, consumer_roles = {}, {}, {}
+    authority_queues, authority_stacks, trust_roles, consumer_roles = {}, {}, {}, {}
     if registry_path and Path(registry_path).exists():
         registry = load_registry(registry_path)
         authority_queues = {a.gss_code: by_name[name] for a in registry.authorities
                             if (name := authority_queue_name(prefix, a.gss_code)) in by_name}
+        authority_stacks = {gss: stack_of[url.rsplit("/", 1)[-1]] for gss, url in authority_queues.items()}
         trust_roles = {t.ods_code: value for t in registry.trusts for key, value in outputs.items()
                        if key.startswith(f"Trusts{t.ods_code}UploadRoleArn")}
         consumer_roles = {a.gss_code: value for a in registry.authorities for key, value in outputs.items()
                           if key.startswith(f"Authorities{a.gss_code}ConsumerRoleArn")}
     ingest = next((m.queue_url for m in mappings if Env.INBOUND_BUCKET in m.function.environment), "")
     return Resources(
-        stack_name=deployment.stack_name, inbound_bucket=env.get(Env.INBOUND_BUCKET, ""),
+        stack_name=deployments[0].stack_name, inbound_bucket=env.get(Env.INBOUND_BUCKET, ""),
         reports_bucket=env.get(Env.REPORTS_BUCKET, ""), state_table=env.get(Env.STATE_TABLE, ""),
         ingest_queue_url=local(ingest), file_events_queue_url=local(env.get(Env.FILE_EVENTS_QUEUE_URL, "")),
         held_queue_url=local(env.get(Env.HELD_QUEUE_URL, "")), authority_queue_prefix=prefix,
-        authority_queues=authority_queues, dead_letter_queues=dead_letters, trust_upload_roles=trust_roles,
+        authority_queues=authority_queues, authority_stacks=authority_stacks, dead_letter_queues=dead_letters,
+        trust_upload_roles=trust_roles,
         authority_consumer_roles=consumer_roles, functions={f.name: logical for logical, f in functions.items()},
         registry_path=registry_path, outputs=dict(outputs))

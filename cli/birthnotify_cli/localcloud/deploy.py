@@ -1,6 +1,9 @@
-"""Deploy the synthesized template into the moto server as the CDK CLI deploys it into an account: the
-bootstrap version parameter and the asset bucket with the zipped assets, then CloudFormation CreateStack
-with the adapted template, then by hand what moto's CloudFormation cannot do, with the template's values."""
+"""Deploy the synthesized templates into the moto server as the CDK CLI deploys them into an account: the
+bootstrap version parameter and the asset bucket with the zipped assets, then, stack by stack in dependency
+order (``cdk deploy --all``), CloudFormation CreateStack with the adapted template and by hand what moto's
+CloudFormation cannot do, with the template's values. The app's stacks refer to each other only by
+predictable names, which resolve in moto as in AWS; a cross-stack reference the local cloud cannot
+resolve (``Fn::ImportValue`` in a resource applied by hand) fails the deployment with its name."""
 
 from __future__ import annotations
 
@@ -49,17 +52,32 @@ class Deployment:
     resolve: Resolver | None = None
 
 
+def deploy_app(clients: Clients, template_paths: list[Path] | tuple[Path, ...], zip_cache: Path,
+               report: DeployReport | None = None) -> list[Deployment]:
+    """Every stack, in the order given (``synth.deployment_order``: each after the stacks it depends on), into
+    one report; the assets of the cloud assembly are published once."""
+    report = report or DeployReport()
+    deployments: list[Deployment] = []
+    for template_path in template_paths:
+        assets = deployments[0].assets if deployments else None
+        deployments.append(deploy(clients, template_path, zip_cache, report, assets=assets))
+    return deployments
+
+
 def deploy(clients: Clients, template_path: Path, zip_cache: Path, report: DeployReport | None = None,
-           stack_name: str | None = None) -> Deployment:
+           stack_name: str | None = None, assets: dict[str, Path] | None = None) -> Deployment:
+    """One stack; its cloud assembly's assets are published unless ``assets`` says they already are."""
     outdir = template_path.parent
     template = json.loads(template_path.read_text(encoding="utf-8"))
     stack_name = stack_name or template_path.name.removesuffix(".template.json")
     report = report or DeployReport()
-    report.stack_name = stack_name
+    report.stack_name = report.stack_name or stack_name
+    report.stacks.append(stack_name)
 
-    clients("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION, Type="String",
-                                 Overwrite=True)
-    assets = publish_assets(clients("s3"), outdir, zip_cache)
+    if assets is None:
+        clients("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION,
+                                     Type="String", Overwrite=True)
+        assets = publish_assets(clients("s3"), outdir, zip_cache)
     adapted = adapt(template)
     report.notes += adapted.notes
     _create_before_the_stack(clients, adapted, report)
@@ -73,7 +91,7 @@ def deploy(clients: Clients, template_path: Path, zip_cache: Path, report: Deplo
     resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
     physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
     physical.update(adapted.names)
-    report.created = len(resources)
+    report.created += len(resources)
     stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 

@@ -23,8 +23,11 @@ class DeployItem:
 @dataclass
 class DeployReport:
     stack_name: str = ""
+    """The first stack deployed (the core stack)."""
+    stacks: list[str] = field(default_factory=list)
+    """Every stack deployed, in order."""
     created: int = 0
-    """Resources moto's CloudFormation created from the adapted template."""
+    """Resources moto's CloudFormation created from the adapted templates."""
     items: list[DeployItem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Changes made to the template itself (a rule removed, references to skipped resources replaced)."""
@@ -56,7 +59,9 @@ class DeployReport:
 
     def lines(self) -> list[str]:
         """A readable summary: one line per action, type and reason, naming the resources when few."""
-        lines = [f"{self.created} resources created by moto's CloudFormation from the synthesized template "
+        templates = "the synthesized template" if len(self.stacks) <= 1 else \
+            f"{len(self.stacks)} synthesized templates (stacks {', '.join(self.stacks)}, in that order)"
+        lines = [f"{self.created} resources created by moto's CloudFormation from {templates} "
                  f"({'cached ' if self.synthesis_cached else ''}synthesis, deployed in {self.seconds:.1f} s)"]
         for action in (APPLIED, LOCAL_RUNTIME, SKIPPED, NOT_EMULATED):
             groups: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -71,5 +76,5 @@ class DeployReport:
                 else:
                     what = f"{len(named)} {resource_type}"
                 lines.append(f"{action}: {what}: {why}")
-        lines += [f"template: {note}" for note in self.notes]
+        lines += [f"template: {note}" for note in dict.fromkeys(self.notes)]  # each stack's: once
         return lines

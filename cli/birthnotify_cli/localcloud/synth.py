@@ -31,9 +31,15 @@ KEEP = 3
 
 @dataclass(frozen=True)
 class Synthesized:
-    template_path: Path
+    template_paths: tuple[Path, ...]
+    """Every stack's template, in deployment order (a stack after those it depends on)."""
     cached: bool
     key: str
+
+    @property
+    def template_path(self) -> Path:
+        """The first stack's template (the core stack: every other one depends on it)."""
+        return self.template_paths[0]
 
     @property
     def outdir(self) -> Path:
@@ -67,20 +73,20 @@ def sources_key(root: Path = ROOT, sources: tuple[str, ...] = SOURCES) -> str:
 
 
 def synthesize_cached(cache: Path = CACHE, progress: Callable[[str], None] | None = None,
-                      synthesize: Callable[[Path], Path] | None = None) -> Synthesized:
-    """The local stage's template (and its cdk.out with the asset directories), synthesized if no cached
+                      synthesize: Callable[[Path], object] | None = None) -> Synthesized:
+    """The local stage's templates (and their cdk.out with the asset directories), synthesized if no cached
     synthesis matches the current sources."""
     say = progress or (lambda message: None)
     key = sources_key()
     target = cache / key[:20]
-    template = _template_in(target)
-    if template is not None:
-        return Synthesized(template, True, key)
+    templates = _templates_in(target)
+    if templates:
+        return Synthesized(templates, True, key)
     cache.mkdir(parents=True, exist_ok=True)
     with _locked(cache / ".lock"):
-        template = _template_in(target)  # another process may have made it while we waited
-        if template is not None:
-            return Synthesized(template, True, key)
+        templates = _templates_in(target)  # another process may have made it while we waited
+        if templates:
+            return Synthesized(templates, True, key)
         say("synthesizing the CDK app (the sources changed since the last synthesis) ...")
         partial = cache / f".partial-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
@@ -88,9 +94,9 @@ def synthesize_cached(cache: Path = CACHE, progress: Callable[[str], None] | Non
         (partial / "key").write_text(key)
         partial.rename(target)
         _prune(cache, keep=target)
-    template = _template_in(target)
-    assert template is not None
-    return Synthesized(template, False, key)
+    templates = _templates_in(target)
+    assert templates
+    return Synthesized(templates, False, key)
 
 
 def zipped(directory: Path, cache: Path) -> Path:
@@ -107,7 +113,7 @@ def zipped(directory: Path, cache: Path) -> Path:
     return target
 
 
-def _synthesize_infra(outdir: Path) -> Path:
+def _synthesize_infra(outdir: Path) -> None:
     if not (ROOT / "infra" / "app.py").exists():
         raise RuntimeError(f"the local cloud deploys the CDK app in {ROOT / 'infra'}, which is not there")
     # Before aws_cdk is imported: jsii starts node then, and an end-of-life node prints a banner unless its
@@ -118,17 +124,44 @@ def _synthesize_infra(outdir: Path) -> Path:
         sys.path.insert(0, str(ROOT))
     from infra.app import synthesize
 
-    return Path(synthesize(STAGE, outdir))
+    synthesize(STAGE, outdir)  # the templates are read back in deployment order (deployment_order)
 
 
-def _template_in(directory: Path) -> Path | None:
+def deployment_order(outdir: Path) -> tuple[Path, ...]:
+    """The stack templates of a cloud assembly, each after the stacks it depends on (manifest.json's
+    ``dependencies``, as ``cdk deploy --all`` orders them); by name when there is no manifest."""
+    templates = {path.name: path for path in outdir.glob("*.template.json")}
+    manifest = outdir / "manifest.json"
+    if not manifest.exists():
+        return tuple(templates[name] for name in sorted(templates))
+    artifacts = json.loads(manifest.read_text(encoding="utf-8"))["artifacts"]
+    stacks = {artifact_id: artifact for artifact_id, artifact in artifacts.items()
+              if artifact.get("type") == "aws:cloudformation:stack"}
+    ordered: list[str] = []
+
+    def visit(artifact_id: str, path: tuple[str, ...]) -> None:
+        if artifact_id in ordered:
+            return
+        if artifact_id in path:
+            raise RuntimeError(f"stacks depend on each other in a cycle: {' -> '.join((*path, artifact_id))}")
+        for dependency in stacks[artifact_id].get("dependencies", []):
+            if dependency in stacks:
+                visit(dependency, (*path, artifact_id))
+        ordered.append(artifact_id)
+
+    for artifact_id in sorted(stacks):
+        visit(artifact_id, ())
+    return tuple(templates[stacks[a]["properties"]["templateFile"]] for a in ordered)
+
+
+def _templates_in(directory: Path) -> tuple[Path, ...]:
     outdir = directory / "cdk.out"
     if not (directory / "key").exists():
-        return None
-    templates = list(outdir.glob("*.template.json"))
-    if len(templates) != 1:
-        raise RuntimeError(f"expected one stack template in {outdir}, found {[t.name for t in templates]}")
-    return templates[0]
+        return ()
+    templates = deployment_order(outdir)
+    if not templates:
+        raise RuntimeError(f"no stack template in {outdir}")
+    return templates
 
 
 def _prune(cache: Path, keep: Path) -> None:
