@@ -17,8 +17,9 @@ STAGE ?= dev
 help:
 	@echo "make demo       run the whole pipeline on the embedded local cloud"
 	@echo "make test       create the venv, install everything, run every test"
-	@echo "make bench      ingest throughput, batching and memory figures"
+	@echo "make bench      ingest throughput, batching and memory figures; national synthesis time and sizes"
 	@echo "make synth      synthesize the CDK app (STAGE=$(STAGE)) with cdk-nag, then cfn-lint and checkov"
+	@echo "make diff       cdk diff of every stack (STAGE=$(STAGE)) against the deployed ones"
 	@echo "make deploy     deploy to the AWS account in your credentials (STAGE=$(STAGE))"
 	@echo "make serve      leave the local cloud running for the AWS CLI and boto3"
 	@echo "make contracts  regenerate docs/ contracts from the pydantic models"
@@ -51,8 +52,9 @@ test-fast: $(BIN)/.installed
 lint: install
 	$(BIN)/ruff check layers functions infra cli tests bench
 
-bench: $(BIN)/.installed
+bench: install
 	$(BIN)/python -m bench.ingest_bench
+	$(BIN)/python -m bench.synth_bench
 
 demo: install
 	$(BIN)/birthnotify demo

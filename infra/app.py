@@ -1,7 +1,8 @@
 """The CDK app: ``cdk synth --context stage=dev`` runs this file (cdk.json "app").
 
-Other code synthesizes without the CDK CLI through ``synthesize`` (the local cloud deploys the resulting
-template into moto) or ``synth_app`` (tests; it also returns the construct tree).
+One core stack and one stack per shard of authorities (infra.shards). Other code synthesizes without the
+CDK CLI through ``synthesize`` (the local cloud deploys the resulting templates into moto) or
+``synth_app`` (tests; it also returns the construct tree).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ for _path in (ROOT / "layers" / "domain" / "python", ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from aws_cdk import App  # noqa: E402
+from aws_cdk import App, Stack  # noqa: E402
 
 from infra.config import StageConfig  # noqa: E402
 from infra.nag import (  # noqa: E402
@@ -35,7 +36,8 @@ from infra.nag import (  # noqa: E402
     collect,
     read_findings,
 )
-from infra.stack import BirthNotificationsStack  # noqa: E402
+from infra.shards import by_shard  # noqa: E402
+from infra.stack import AuthorityStack, BirthNotificationsStack  # noqa: E402
 
 CDK_JSON = ROOT / "cdk.json"
 
@@ -57,9 +59,9 @@ def _context(context: dict[str, Any]) -> dict[str, Any]:
 
 def build_app(
     context: dict[str, Any] | None = None, outdir: str | Path | None = None
-) -> tuple[App, BirthNotificationsStack]:
-    """The app with its one stack and every compliance check attached. Context given here overrides
-    cdk.json; under the CDK CLI, ``--context`` overrides both."""
+) -> tuple[App, BirthNotificationsStack, list[AuthorityStack]]:
+    """The app (core stack, authority stacks) with every compliance check attached. Context given here
+    overrides cdk.json; under the CDK CLI, ``--context`` overrides both."""
     app = App(
         context=_context({**cdk_json_context(), **(context or {})}),
         outdir=str(outdir) if outdir is not None else None,
@@ -67,28 +69,66 @@ def build_app(
         stack_traces=False,
     )
     config = StageConfig.from_context(app.node.try_get_context)
-    stack = BirthNotificationsStack(app, config.stack_name, config=config, registry=config.registry())
+    registry = config.registry()
+    core = BirthNotificationsStack(app, config.stack_name, config=config, registry=registry)
+    authority_stacks = [
+        AuthorityStack(
+            app, config.authority_stack_name(shard), config=config, shard=shard, authorities=members, core=core
+        )
+        for shard, members in by_shard(registry.authorities).items()
+    ]
     attach_checks(app)
-    return app, stack
+    return app, core, authority_stacks
 
 
 @dataclass
 class Synthesis:
     app: App
     stack: BirthNotificationsStack
+    """The core stack."""
+    authority_stacks: list[AuthorityStack]
     outdir: Path
     audit: bool = False
-    _template: dict[str, Any] | None = field(default=None, repr=False)
+    _templates: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def stacks(self) -> list[Stack]:
+        """Every stack, the core first (deployment order)."""
+        return [self.stack, *self.authority_stacks]
+
+    def path_of(self, stack: Stack) -> Path:
+        return self.outdir / stack.template_file
+
+    def template_of(self, stack: Stack) -> dict[str, Any]:
+        if stack.stack_name not in self._templates:
+            self._templates[stack.stack_name] = json.loads(self.path_of(stack).read_text(encoding="utf-8"))
+        return self._templates[stack.stack_name]
 
     @property
     def template_path(self) -> Path:
-        return self.outdir / self.stack.template_file
+        """The core stack's template."""
+        return self.path_of(self.stack)
+
+    @property
+    def template_paths(self) -> list[Path]:
+        return [self.path_of(stack) for stack in self.stacks]
 
     @property
     def template(self) -> dict[str, Any]:
-        if self._template is None:
-            self._template = json.loads(self.template_path.read_text(encoding="utf-8"))
-        return self._template
+        """The core stack's template."""
+        return self.template_of(self.stack)
+
+    @property
+    def templates(self) -> dict[str, dict[str, Any]]:
+        """Stack name -> template, for every stack."""
+        return {stack.stack_name: self.template_of(stack) for stack in self.stacks}
+
+    def authority_stack_of(self, gss_code: str) -> AuthorityStack:
+        return next(s for s in self.authority_stacks if gss_code in s.authorities.by_gss)
+
+    def authority_template(self, gss_code: str) -> dict[str, Any]:
+        """The template of the authority stack that holds ``gss_code``."""
+        return self.template_of(self.authority_stack_of(gss_code))
 
     @property
     def assets_manifest(self) -> Path:
@@ -103,10 +143,10 @@ class Synthesis:
         return read_findings(self.validation_report)
 
     def acknowledgements(self) -> list[Acknowledgement]:
-        return collect(self.stack)
+        return sorted({a for stack in self.stacks for a in collect(stack)})
 
     def checkov_skips(self) -> list[CheckovSkip]:
-        return checkov_skips(self.template)
+        return sorted({s for template in self.templates.values() for s in checkov_skips(template)})
 
 
 def synth_app(
@@ -123,23 +163,24 @@ def synth_app(
     acknowledgement and each acknowledgement to a finding.
     """
     outdir = Path(outdir)
-    app, stack = build_app(
+    app, core, authority_stacks = build_app(
         {**(context or {}), "stage": stage, **({AUDIT_CONTEXT: True} if audit else {})}, outdir
     )
     app.synth()
-    return Synthesis(app, stack, outdir, audit)
+    return Synthesis(app, core, authority_stacks, outdir, audit)
 
 
 def synthesize(
     stage: str = "dev", outdir: str | Path = ROOT / "cdk.out", context: dict[str, Any] | None = None
-) -> Path:
-    """Synthesize the app into ``outdir`` (template, asset directories, assets manifest) and return the
-    template's path."""
-    return synth_app(stage, outdir, context).template_path
+) -> list[Path]:
+    """Synthesize the app into ``outdir`` (templates, asset directories, assets manifest) and return the
+    templates' paths in deployment order (the core stack first; ``manifest.json`` records the
+    dependencies too)."""
+    return synth_app(stage, outdir, context).template_paths
 
 
 def main() -> None:
-    app, _ = build_app()
+    app, _, _ = build_app()
     app.synth()
 
 

@@ -78,6 +78,10 @@ class StageConfig:
     def stack_name(self) -> str:
         return f"BirthNotifications-{self.stage}"
 
+    def authority_stack_name(self, shard: str) -> str:
+        """The stack holding one shard of the authorities (infra.shards)."""
+        return f"{self.stack_name}-Authorities-{shard}"
+
     @property
     def authority_queue_prefix(self) -> str:
         return f"{self.prefix}-authority"
@@ -86,7 +90,14 @@ class StageConfig:
         return f"{self.prefix}-{name}"
 
     def function_role_name(self, name: str) -> str:
+        """The execution role of a function: named, so that other stacks can name it in a key policy without
+        a CloudFormation export."""
         return f"{self.function_name(name)}-function"
+
+    @property
+    def alarm_topic_name(self) -> str:
+        """The operators' topic: named, so that authority stacks can send their alarms to it by ARN."""
+        return f"{self.prefix}-alarms"
 
     @property
     def retain_data(self) -> bool:

@@ -1,6 +1,7 @@
 """A registry of every children's services authority in England and Wales, generated from the councils data
-(config/authorities-england-wales.csv), to size a national deployment. The contacts, principals and
-agreements in it are invented; it is never committed, only written where a test or benchmark asks.
+(config/authorities-england-wales.csv), to size a national deployment: tests/infra synthesizes it and
+``make bench`` times that synthesis. The contacts, principals and agreements in it are invented; it is never
+committed, only written where a test or benchmark asks.
 
     write_national_registry(directory, trusts=6)  # -> directory/registry.toml (+ postcodes.csv)
 """

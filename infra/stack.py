@@ -1,28 +1,41 @@
-"""The whole birth-notifications system as one stack, wired from the registry the functions read."""
+"""The birth-notifications system as a core stack and authority stacks, wired from the registry the
+functions read.
+
+The core stack holds everything shared (keys, buckets, state, layers, ingest, notify, trusts, the held
+queue, monitoring); its size does not depend on the number of authorities. Each authority stack holds the
+authorities of one shard (infra.shards): queue, DLQ, key, consumer role, alarms. Nothing crosses between
+them by CloudFormation reference (no exports, no imports): an authority stack names the ingest role and
+the alarm topic by their predictable ARNs, and the ingest function finds each authority queue by name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from aws_cdk import CfnOutput, Stack
-from birthnotify.domain.registry import Registry
+from birthnotify.domain.registry import Authority, Registry
 from birthnotify.shared.settings import INGEST_ENV, NOTIFY_ENV, Env
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.authorities import Authorities
+from infra.constructs.authorities import AuthorityQueues, Held
 from infra.constructs.function import POWERTOOLS_NAMESPACE, environment_for
 from infra.constructs.ingest import Ingest
 from infra.constructs.keys import Keys
 from infra.constructs.layers import Layers
-from infra.constructs.monitoring import INGEST_BACKLOG_HOURS, Monitoring
+from infra.constructs.monitoring import INGEST_BACKLOG_HOURS, Alarms, Monitoring
 from infra.constructs.notifier import Email, FileEvents, Notifier
 from infra.constructs.state import State
 from infra.constructs.storage import Storage
 from infra.constructs.trusts import Trusts
+from infra.shards import shard_range
+
+PROJECT_TAGS = "birth-notifications"
 
 
 class BirthNotificationsStack(Stack):
+    """The core stack, ``BirthNotifications-<stage>``."""
+
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StageConfig, registry: Registry, **kwargs
     ) -> None:
@@ -33,7 +46,7 @@ class BirthNotificationsStack(Stack):
             description=f"Birth notifications from NHS trusts to local authorities ({config.stage})",
             # Stack tags (@aws-cdk/core:explicitStackTags): CloudFormation applies them to every resource at
             # deployment, and the template itself carries none.
-            tags={"Project": "birth-notifications", "Stage": config.stage},
+            tags={"Project": PROJECT_TAGS, "Stage": config.stage},
             **kwargs,
         )
         self.config, self.registry = config, registry
@@ -44,9 +57,8 @@ class BirthNotificationsStack(Stack):
         )
         self.state = State(self, "State", config=config, key=self.keys.pipeline)
         self.layers = Layers(self, "Layers", config=config, registry=registry)
-        self.authorities = Authorities(
-            self, "Authorities", config=config, registry=registry, held_key=self.keys.held
-        )
+        # Construct id from the single-stack layout: the held queue keeps its logical ids.
+        self.held = Held(self, "Authorities", config=config, held_key=self.keys.held)
         self.file_events = FileEvents(self, "FileEvents", config=config, keys=self.keys)
         self.email = Email(self, "Email", config=config, keys=self.keys)
 
@@ -56,7 +68,7 @@ class BirthNotificationsStack(Stack):
             Env.INBOUND_BUCKET: self.storage.inbound.bucket_name,
             Env.REPORTS_BUCKET: self.storage.reports.bucket_name,
             Env.AUTHORITY_QUEUE_PREFIX: config.authority_queue_prefix,
-            Env.HELD_QUEUE_URL: self.authorities.held_queue.queue_url,
+            Env.HELD_QUEUE_URL: self.held.held_queue.queue_url,
             Env.FILE_EVENTS_QUEUE_URL: self.file_events.queue.queue_url,
             Env.STATE_TABLE: self.state.table.table_name,
             Env.MAX_FILE_BYTES: str(config.max_file_bytes),
@@ -78,7 +90,7 @@ class BirthNotificationsStack(Stack):
             keys=self.keys,
             storage=self.storage,
             layers=self.layers,
-            authorities=self.authorities,
+            held=self.held,
             file_events=self.file_events.queue,
             table=self.state.table,
             environment=environment_for("ingest", INGEST_ENV, shared),
@@ -108,26 +120,16 @@ class BirthNotificationsStack(Stack):
         dlqs = [
             ("ingest", self.ingest.dlq),
             ("file-events", self.file_events.dlq),
-            ("held", self.authorities.held_dlq),
+            ("held", self.held.held_dlq),
             ("notify-async", self.notifier.async_dlq),
         ]
-        dlqs += [(f"authority-{gss}", resources.dlq) for gss, resources in self.authorities.by_gss.items()]
         monitoring.dead_letter_queues(dlqs)
         monitoring.function_errors("ingest", self.ingest.function.function)
         monitoring.function_errors("notify", self.notifier.function.function)
         monitoring.unprocessable_rows(self.ingest.function.function_name, POWERTOOLS_NAMESPACE)
-        for gss, resources in self.authorities.by_gss.items():
-            monitoring.oldest_message(
-                f"authority-{gss}",
-                resources.queue,
-                config.authority_max_message_age_hours,
-                f"{resources.authority.name} ({gss}) has not consumed its queue for "
-                f"{config.authority_max_message_age_hours} hours: records expire after 14 days. Contact "
-                f"{', '.join(resources.authority.contact_emails)}.",
-            )
         monitoring.oldest_message(
             "held",
-            self.authorities.held_queue,
+            self.held.held_queue,
             config.held_max_message_age_hours,
             "Held records have waited for review for too long: records expire after 14 days.",
         )
@@ -146,10 +148,60 @@ class BirthNotificationsStack(Stack):
             "AccessLogBucketName": self.storage.access_logs.bucket_name,
             "IngestQueueUrl": self.ingest.queue.queue_url,
             "FileEventsQueueUrl": self.file_events.queue.queue_url,
-            "HeldQueueUrl": self.authorities.held_queue.queue_url,
+            "HeldQueueUrl": self.held.held_queue.queue_url,
             "StateTableName": self.state.table.table_name,
             "AuthorityQueuePrefix": self.config.authority_queue_prefix,
             "IngestFunctionName": self.ingest.function.function.function_name,
             "NotifyFunctionName": self.notifier.function.function.function_name,
         }.items():
             CfnOutput(self, name, value=value)
+
+
+class AuthorityStack(Stack):
+    """``BirthNotifications-<stage>-Authorities-<shard>``: the authorities of one shard (infra.shards), each
+    with its queue, DLQ, key, consumer role and alarms. Deployed after the core stack, whose ingest role each
+    key policy names (KMS refuses a key policy naming a role that does not exist yet)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        shard: str,
+        authorities: list[Authority],
+        core: BirthNotificationsStack,
+        **kwargs,
+    ) -> None:
+        first, last = shard_range(shard)
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=config.authority_stack_name(shard),
+            description=f"Birth notifications ({config.stage}): authority queues {first}-{last}",
+            tags={"Project": PROJECT_TAGS, "Stage": config.stage},
+            **kwargs,
+        )
+        self.config, self.shard = config, shard
+        self.add_stack_dependency(core, "key policies name the core stack's ingest role, which must exist first")
+        # Construct ids from the single-stack layout: each authority's resources keep their logical ids.
+        self.authorities = AuthorityQueues(
+            self,
+            "Authorities",
+            config=config,
+            authorities=authorities,
+            sender_role_name=config.function_role_name("ingest"),
+        )
+        alarms = Alarms.to_operators(self, "Monitoring", config=config)
+        alarms.dead_letter_queues(
+            (f"authority-{gss}", resources.dlq) for gss, resources in self.authorities.by_gss.items()
+        )
+        for gss, resources in self.authorities.by_gss.items():
+            alarms.oldest_message(
+                f"authority-{gss}",
+                resources.queue,
+                config.authority_max_message_age_hours,
+                f"{resources.authority.name} ({gss}) has not consumed its queue for "
+                f"{config.authority_max_message_age_hours} hours: records expire after 14 days. Contact "
+                f"{', '.join(resources.authority.contact_emails)}.",
+            )

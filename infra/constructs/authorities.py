@@ -1,6 +1,7 @@
-"""Per registered authority: its FIFO queue (named by birthnotify.shared.settings.authority_queue_name), a FIFO
-dead-letter queue, its own KMS key, and a consumer role that its principals assume to drain the queue.
-Also the held queue, where records wait for a person to find their council or agreement.
+"""Per registered authority: its FIFO queue (named by birthnotify.shared.names.authority_queue_name), a FIFO
+dead-letter queue, its own KMS key, and a consumer role that its principals assume to drain the queue; these
+live in the authority stacks (infra.shards). Also the held queue, in the core stack, where records wait for
+a person to find their council or agreement.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
-from birthnotify.domain.registry import Authority, Registry
+from birthnotify.domain.registry import Authority
 from birthnotify.shared.names import authority_queue_name
 from constructs import Construct
 
@@ -36,42 +37,45 @@ class AuthorityResources:
     policy: LeastPrivilegePolicy | None
 
 
-class Authorities(Construct):
+class AuthorityQueues(Construct):
+    """Every authority of one shard (infra.shards), in that shard's stack. Nothing here refers to the core
+    stack by reference: the ingest role and the alarm topic are named by their predictable ARNs, so the core
+    stack exports nothing and either stack can be updated on its own."""
+
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
         config: StageConfig,
-        registry: Registry,
-        held_key: kms.IKey,
+        authorities: list[Authority],
+        sender_role_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
-        self.by_gss: dict[str, AuthorityResources] = {}
-        for authority in registry.authorities:
-            self.by_gss[authority.gss_code] = self._authority(authority)
-        held = queue_with_dlq(
-            self,
-            "Held",
-            config=config,
-            name=f"{config.prefix}-held",
-            key=held_key,
-            visibility_timeout=CONSUMER_VISIBILITY,
-            max_receive_count=CONSUMER_MAX_RECEIVES,
+        stack = Stack.of(self)
+        self.sender = iam.ArnPrincipal(
+            stack.format_arn(service="iam", region="", resource="role", resource_name=sender_role_name)
         )
-        self.held_queue, self.held_dlq, self.held_key = held.queue, held.dlq, held_key
-        self.reviewer_role = self._reviewer(config) if config.held_reviewer_principals else None
-
-    @property
-    def queue_arn_pattern(self) -> str:
-        """Every authority queue of this stage, and no other queue (their DLQs are named differently)."""
-        return Stack.of(self).format_arn(service="sqs", resource=f"{self.config.authority_queue_prefix}-*")
+        self.by_gss: dict[str, AuthorityResources] = {
+            authority.gss_code: self._authority(authority) for authority in authorities
+        }
 
     def _authority(self, authority: Authority) -> AuthorityResources:
         config, gss = self.config, authority.gss_code
         scope = Construct(self, gss)
         key = customer_key(scope, "Key", config, f"authority/{gss}", f"queue of {authority.name} ({gss})")
+        # The ingest function encrypts for this authority through this grant, in the key policy, so that its
+        # own policy names no authority key and does not grow with the registry.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="IngestSendsToThisAuthority",
+                principals=[self.sender],
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=["*"],
+                conditions=kms_via("sqs"),
+            )
+        )
         pair = queue_with_dlq(
             scope,
             "Queue",
@@ -115,19 +119,33 @@ class Authorities(Construct):
             )
         return AuthorityResources(authority, key, pair.queue, pair.dlq, role, policy)
 
-    def allow_sender(self, role: iam.IRole) -> None:
-        """Let ``role`` (ingest) encrypt messages for every authority queue. Granted in each authority's key
-        policy, so the sender's own policy does not grow with the registry."""
-        for resources in self.by_gss.values():
-            resources.key.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid="IngestSendsToThisAuthority",
-                    principals=[iam.ArnPrincipal(role.role_arn)],
-                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=["*"],
-                    conditions=kms_via("sqs"),
-                )
-            )
+
+def authority_queues_arn_pattern(scope: Construct, config: StageConfig) -> str:
+    """Every authority queue of this stage and nothing else: ``<prefix>-`` and a nine-character GSS code,
+    FIFO. ``?`` matches one character, so neither the DLQs (named ``...-dlq-authority-...``), nor another
+    stage's queues, nor a longer name someone might create under the prefix, match."""
+    sample = authority_queue_name(config.authority_queue_prefix, "?" * 9)
+    return Stack.of(scope).format_arn(service="sqs", resource=sample)
+
+
+class Held(Construct):
+    """The held queue, where records wait for a person to find their council or agreement, and the optional
+    reviewer role. In the core stack, under the construct id ``Authorities`` that held every authority when
+    the app was one stack, so that these resources keep their logical ids."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, held_key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        held = queue_with_dlq(
+            self,
+            "Held",
+            config=config,
+            name=f"{config.prefix}-held",
+            key=held_key,
+            visibility_timeout=CONSUMER_VISIBILITY,
+            max_receive_count=CONSUMER_MAX_RECEIVES,
+        )
+        self.held_queue, self.held_dlq, self.held_key = held.queue, held.dlq, held_key
+        self.reviewer_role = self._reviewer(config) if config.held_reviewer_principals else None
 
     def _reviewer(self, config: StageConfig) -> iam.Role:
         role = iam.Role(

@@ -14,7 +14,7 @@ from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.authorities import Authorities
+from infra.constructs.authorities import Held, authority_queues_arn_pattern
 from infra.constructs.function import PipelineFunction
 from infra.constructs.keys import Keys, kms_via
 from infra.constructs.layers import Layers
@@ -55,7 +55,7 @@ class Ingest(Construct):
         keys: Keys,
         storage: Storage,
         layers: Layers,
-        authorities: Authorities,
+        held: Held,
         file_events: sqs.IQueue,
         table: dynamodb.ITable,
         environment: Mapping[str, str],
@@ -96,13 +96,14 @@ class Ingest(Construct):
         )
         acknowledge_packs(self.function.function, "LambdaDLQ", SQS_TRIGGERED_NO_LAMBDA_DLQ)
         skip_checkov(self.function.function, "CKV_AWS_116", SQS_TRIGGERED_NO_LAMBDA_DLQ)
-        self._permissions(keys, storage, authorities, file_events, table)
+        self._permissions(config, keys, storage, held, file_events, table)
 
     def _permissions(
         self,
+        config: StageConfig,
         keys: Keys,
         storage: Storage,
-        authorities: Authorities,
+        held: Held,
         file_events: sqs.IQueue,
         table: dynamodb.ITable,
     ) -> None:
@@ -131,19 +132,19 @@ class Ingest(Construct):
             [keys.reports.key_arn],
             conditions=kms_via("s3"),
         )
+        # One statement for every authority queue, in whichever authority stack: the function finds each queue by
+        # name (authority_queue_name), the pattern admits exactly those names, and the policy stays the same
+        # size however many authorities the registry lists. Each authority key's own policy lets this role
+        # encrypt for it, so no statement here names an authority key.
         policy.allow(
             "SendToAuthorityQueues",
             ["sqs:SendMessage", "sqs:GetQueueUrl"],
-            [authorities.queue_arn_pattern],
-            wildcard_reason="The function finds each authority's queue by name (authority_queue_name); the "
-            "pattern matches this stage's authority queues only (their DLQs are named "
-            "differently), and keeps the policy the same size however many authorities "
-            "the registry lists. Each authority key's policy grants the encryption.",
+            [authority_queues_arn_pattern(self, config)],
         )
         policy.allow(
             "SendHeldAndFileEvents",
             ["sqs:SendMessage"],
-            [authorities.held_queue.queue_arn, file_events.queue_arn],
+            [held.held_queue.queue_arn, file_events.queue_arn],
         )
         policy.allow(
             "UseHeldKey",
@@ -158,4 +159,3 @@ class Ingest(Construct):
             conditions=kms_via("sqs", "dynamodb"),
         )
         policy.allow("ReadWriteState", STATE_ACTIONS, [table.table_arn])
-        authorities.allow_sender(self.function.role)

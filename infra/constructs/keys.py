@@ -7,7 +7,8 @@
 - held: the held queue, which carries whole records for review.
 - ops: log groups, the operators' alarm topic, the GOV.UK Notify API key secret and the functions'
   environment variables.
-- one per authority (authorities.py): its queue and dead-letter queue, usable only by it and ingest.
+- one per authority (authorities.py, in its authority stack): its queue and dead-letter queue, usable only
+  by it and ingest.
 
 Every key rotates yearly and is retained when the stack is deleted unless the stage is disposable.
 """

@@ -1,12 +1,13 @@
 """Alarms that page the operators (the registry's operator_emails) through a KMS-encrypted SNS topic:
 any dead-letter queue not empty, function errors, an authority that stopped consuming, held records
-nobody reviews, and an ingest backlog."""
+nobody reviews, and an ingest backlog. The topic is in the core stack; each authority stack's alarms reach
+it by its name."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import CfnOutput, Duration
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_kms as kms
@@ -23,24 +24,23 @@ PERIOD = Duration.minutes(5)
 INGEST_BACKLOG_HOURS = 1
 
 
-class Monitoring(Construct):
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: StageConfig, registry: Registry, key: kms.IKey
-    ) -> None:
+class Alarms(Construct):
+    """Alarms that notify ``topic`` (the operators' topic) when they fire and when they clear."""
+
+    topic: sns.ITopic
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
         super().__init__(scope, construct_id)
         self.config = config
-        self.topic = sns.Topic(
-            self,
-            "Alarms",
-            topic_name=f"{config.prefix}-alarms",
-            display_name="Birth notifications alarms",
-            master_key=key,
-            enforce_ssl=True,
-        )
-        for email in registry.operator_emails:
-            self.topic.add_subscription(subscriptions.EmailSubscription(email))
         self.alarms: list[cloudwatch.Alarm] = []
-        CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)
+
+    @classmethod
+    def to_operators(cls, scope: Construct, construct_id: str, *, config: StageConfig) -> Alarms:
+        """In an authority stack: alarms to the core stack's topic, named by its predictable ARN (no export)."""
+        alarms = cls(scope, construct_id, config=config)
+        arn = Stack.of(scope).format_arn(service="sns", resource=config.alarm_topic_name)
+        alarms.topic = sns.Topic.from_topic_arn(alarms, "OperatorsTopic", arn)
+        return alarms
 
     def _alarm(
         self, construct_id: str, *, name: str, description: str, metric: cloudwatch.IMetric, threshold: float
@@ -92,6 +92,26 @@ class Monitoring(Construct):
             threshold=hours * 3600,
         )
 
+
+class Monitoring(Alarms):
+    """The operators' KMS-encrypted topic, with an email subscription per registry operator, and the core
+    stack's alarms."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, registry: Registry, key: kms.IKey
+    ) -> None:
+        super().__init__(scope, construct_id, config=config)
+        self.topic = sns.Topic(
+            self,
+            "Alarms",
+            topic_name=config.alarm_topic_name,
+            display_name="Birth notifications alarms",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        for email in registry.operator_emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)
 
     def unprocessable_rows(self, function_name: str, namespace: str) -> None:
         """Rows the ingest function could not process because of a fault of its own (ROW_UNPROCESSABLE):

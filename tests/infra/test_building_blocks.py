@@ -1,6 +1,6 @@
-"""The pieces the stack is built from, without synthesizing it: context, environment mapping, the
-dependency layer, the rules that keep every wildcard and acknowledgement reasoned, the generated national
-registry and the rule that will assign authorities to stacks."""
+"""The pieces the app is built from, without synthesizing it: context, environment mapping, the
+dependency layer, the rules that keep every wildcard, acknowledgement and checkov suppression reasoned, the
+generated national registry and the rule that assigns authorities to stacks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The dev stack as ``make synth`` produces it: every resource, its encryption, and who may touch it."""
+"""The dev app as ``make synth`` produces it (the core stack and one stack per shard of authorities): every
+resource, its encryption, and who may touch it."""
 
 from __future__ import annotations
 
@@ -155,8 +156,13 @@ def test_uploads_under_inbound_notify_the_ingest_queue_through_the_only_custom_r
 # -- queues, keys ----------------------------------------------------------------------------------------
 
 
-def test_every_queue_is_kms_encrypted_tls_only_and_has_a_dlq_or_is_one(dev):
-    t = dev.template
+@pytest.mark.parametrize("which", ["core", "authorities"])
+def test_every_queue_is_kms_encrypted_tls_only_and_has_a_dlq_or_is_one(dev, which):
+    for t in [dev.template] if which == "core" else [dev.template_of(s) for s in dev.authority_stacks]:
+        _queues_are_encrypted_tls_only_with_dlqs(t)
+
+
+def _queues_are_encrypted_tls_only_with_dlqs(t: dict) -> None:
     queues = resources(t, "AWS::SQS::Queue")
     dlq_ids = {
         q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
@@ -183,7 +189,8 @@ def test_every_queue_is_kms_encrypted_tls_only_and_has_a_dlq_or_is_one(dev):
 
 
 def test_every_key_is_customer_managed_and_rotates(dev):
-    keys = resources(dev.template, "AWS::KMS::Key")
+    keys = {k: v for t in dev.templates.values() for k, v in resources(t, "AWS::KMS::Key").items()}
+    assert len(resources(dev.template, "AWS::KMS::Key")) == 5
     assert len(keys) == 5 + len(REGISTRY.authorities)
     for value in keys.values():
         assert value["Properties"]["EnableKeyRotation"] is True
@@ -191,10 +198,10 @@ def test_every_key_is_customer_managed_and_rotates(dev):
 
 
 def test_each_authority_has_a_fifo_queue_named_as_ingest_derives_it_with_its_own_key_and_dlq(dev):
-    t = dev.template
-    prefix = function(t, "birthnotify-dev-ingest")["Environment"]["Variables"]["AUTHORITY_QUEUE_PREFIX"]
+    prefix = function(dev.template, "birthnotify-dev-ingest")["Environment"]["Variables"]["AUTHORITY_QUEUE_PREFIX"]
     keys_used = set()
     for authority in REGISTRY.authorities:
+        t = dev.authority_template(authority.gss_code)
         logical_id, value = queue(t, authority_queue_name(prefix, authority.gss_code))
         props = value["Properties"]
         assert props["FifoQueue"] is True and props["ContentBasedDeduplication"] is False
@@ -208,10 +215,10 @@ def test_each_authority_has_a_fifo_queue_named_as_ingest_derives_it_with_its_own
 
 
 def test_each_authority_consumer_role_is_limited_to_its_own_queue_and_key(dev):
-    t = dev.template
     with_consumers = [a for a in REGISTRY.authorities if a.consumer_principals]
     assert with_consumers, "the shipped registry should exercise consumer roles"
     for authority in REGISTRY.authorities:
+        t = dev.authority_template(authority.gss_code)
         name = f"birthnotify-dev-consumer-{authority.gss_code}"
         roles = [
             k for k, v in resources(t, "AWS::IAM::Role").items() if v["Properties"].get("RoleName") == name
@@ -235,12 +242,18 @@ def test_each_authority_consumer_role_is_limited_to_its_own_queue_and_key(dev):
 
 
 def test_ingest_may_encrypt_for_every_authority_and_nobody_else_is_named_in_authority_keys(dev):
-    t = dev.template
-    ingest_role, _ = role_of(t, "birthnotify-dev-ingest-function")
+    role_of(dev.template, "birthnotify-dev-ingest-function")  # the core stack names the role ...
+    ingest_role = {  # ... so that each authority stack can name it by ARN, without an export
+        "Fn::Join": [
+            "",
+            ["arn:", ref("AWS::Partition"), ":iam::", ref("AWS::AccountId"), ":role/birthnotify-dev-ingest-function"],
+        ]
+    }
     for authority in REGISTRY.authorities:
+        t = dev.authority_template(authority.gss_code)
         policy = t["Resources"][key_id(t, f"Authorities{authority.gss_code}Key")]["Properties"]["KeyPolicy"]
         grants = [s for s in policy["Statement"] if s.get("Sid") == "IngestSendsToThisAuthority"]
-        assert len(grants) == 1 and grants[0]["Principal"] == {"AWS": arn(ingest_role)}
+        assert len(grants) == 1 and grants[0]["Principal"] == {"AWS": ingest_role}
         assert sorted(grants[0]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
         others = [s for s in policy["Statement"] if s.get("Sid") != "IngestSendsToThisAuthority"]
         assert [s["Principal"] for s in others] == [
@@ -395,9 +408,13 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     assert by_sid["WriteReports"]["Resource"] == {
         "Fn::Join": ["", [arn(bucket_ids(t)["Reports"]), "/reports/*"]]
     }
+    # Exactly the names authority_queue_name gives (a nine-character GSS code, FIFO): no DLQ, no other stage.
     assert json.dumps(by_sid["SendToAuthorityQueues"]["Resource"]).endswith(
-        ':birthnotify-dev-authority-*"]]}'
+        ':birthnotify-dev-authority-?????????.fifo"]]}'
     )
+    kms = [s["Resource"] for s in by_sid.values() if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+    core_keys = [arn(k) for k in resources(t, "AWS::KMS::Key")]
+    assert all(r in core_keys for r in kms)  # no authority key here: each one's key policy names the role
     held, _ = queue(t, "birthnotify-dev-held")
     events, _ = queue(t, "birthnotify-dev-file-events")
     assert by_sid["SendHeldAndFileEvents"]["Resource"] == [arn(held), arn(events)]
@@ -461,9 +478,35 @@ def alarms(t: dict) -> dict[str, dict]:
     }
 
 
+OPERATORS_TOPIC_ARN = {
+    "Fn::Join": [
+        "",
+        ["arn:", ref("AWS::Partition"), ":sns:", ref("AWS::Region"), ":", ref("AWS::AccountId"),
+         ":birthnotify-dev-alarms"],
+    ]
+}
+
+
+def dlqs_of(t: dict) -> set[str]:
+    return {
+        v["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for v in resources(t, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in v["Properties"]
+    }
+
+
+def watched_queues(by_name: dict[str, dict]) -> set[str]:
+    return {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in by_name.values()
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+
+
 def test_every_dlq_and_both_functions_alarm_to_the_encrypted_operators_topic(dev):
     t = dev.template
     topic_id, topic = one(t, "AWS::SNS::Topic")
+    assert topic["Properties"]["TopicName"] == "birthnotify-dev-alarms"  # authority stacks name it
     assert topic["Properties"]["KmsMasterKeyId"] == arn(key_id(t, "KeysOps"))
     emails = sorted(
         s["Properties"]["Endpoint"]
@@ -474,18 +517,8 @@ def test_every_dlq_and_both_functions_alarm_to_the_encrypted_operators_topic(dev
     by_name = alarms(t)
     for alarm in by_name.values():
         assert alarm["AlarmActions"] == [ref(topic_id)] and alarm["OKActions"] == [ref(topic_id)]
-    dlqs = {
-        v["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
-        for v in resources(t, "AWS::SQS::Queue").values()
-        if "RedrivePolicy" in v["Properties"]
-    }
-    dlqs.add(queue(t, "birthnotify-dev-dlq-notify-async")[0])
-    watched = {
-        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        for a in by_name.values()
-        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    }
-    assert watched == dlqs
+    dlqs = dlqs_of(t) | {queue(t, "birthnotify-dev-dlq-notify-async")[0]}
+    assert watched_queues(by_name) == dlqs
     for alarm in by_name.values():
         if alarm["MetricName"] == "ApproximateNumberOfMessagesVisible":
             assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
@@ -495,9 +528,18 @@ def test_every_dlq_and_both_functions_alarm_to_the_encrypted_operators_topic(dev
     }
 
 
+def test_each_authority_stack_alarms_on_its_dlqs_to_the_core_stacks_topic_by_name(dev):
+    for stack in dev.authority_stacks:
+        t = dev.template_of(stack)
+        by_name = alarms(t)
+        assert watched_queues(by_name) == dlqs_of(t) and dlqs_of(t)
+        for alarm in by_name.values():
+            assert alarm["AlarmActions"] == [OPERATORS_TOPIC_ARN] and alarm["OKActions"] == [OPERATORS_TOPIC_ARN]
+
+
 def test_an_authority_that_stops_consuming_raises_an_alarm(dev):
-    by_name = alarms(dev.template)
     for authority in REGISTRY.authorities:
+        by_name = alarms(dev.authority_template(authority.gss_code))
         alarm = by_name[f"birthnotify-dev-age-authority-{authority.gss_code}"]
         assert alarm["MetricName"] == "ApproximateAgeOfOldestMessage"
         assert alarm["Threshold"] == 72 * 3600
@@ -510,8 +552,36 @@ def test_dev_synthesis_leaves_no_unacknowledged_finding(dev):
     assert len(dev.acknowledgements()) >= 30
 
 
-def test_the_dev_template_passes_cfn_lint_without_warnings(dev):
-    assert cfn_lint(dev.template_path) == []
+def test_the_dev_templates_pass_cfn_lint_without_warnings(dev):
+    for path in dev.template_paths:
+        assert cfn_lint(path) == [], path.name
+
+
+# -- the split -------------------------------------------------------------------------------------------
+
+
+def test_each_registry_authority_is_in_the_stack_of_its_code_block_and_nowhere_else(dev):
+    assert [s.stack_name for s in dev.authority_stacks] == [
+        "BirthNotifications-dev-Authorities-E06-0",  # York, E06000014
+        "BirthNotifications-dev-Authorities-E08-1",  # Leeds, E08000035
+        "BirthNotifications-dev-Authorities-E09-0",  # Camden, E09000007
+        "BirthNotifications-dev-Authorities-E10-0",  # Kent, E10000016
+    ]
+    for authority in REGISTRY.authorities:
+        name = authority_queue_name("birthnotify-dev-authority", authority.gss_code)
+        holders = [n for n, t in dev.templates.items() if any(
+            v["Properties"].get("QueueName") == name for v in resources(t, "AWS::SQS::Queue").values())]
+        assert holders == [dev.authority_stack_of(authority.gss_code).stack_name]
+
+
+def test_stacks_share_nothing_by_export_and_authority_stacks_deploy_after_the_core(dev):
+    for name, t in dev.templates.items():
+        text = json.dumps(t)
+        assert "Fn::ImportValue" not in text and not [o for o in t.get("Outputs", {}).values() if "Export" in o], name
+    manifest = json.loads((dev.outdir / "manifest.json").read_text())["artifacts"]
+    for stack in dev.authority_stacks:
+        assert dev.stack.artifact_id in manifest[stack.artifact_id]["dependencies"]
+    assert not [d for d in manifest[dev.stack.artifact_id].get("dependencies", []) if "Authorities" in d]
 
 
 def test_function_environments_are_encrypted_with_the_ops_key_only_their_own_role_decrypts(dev):
@@ -538,5 +608,7 @@ def test_the_assets_manifest_names_every_asset_directory(dev):
 def test_tags_are_stack_tags_applied_at_deployment_not_written_on_each_resource(dev):
     # CloudFormation propagates stack tags to the resources; keeping them out of the template also keeps it
     # deployable into moto (which misreads a KMS key's Tags property).
-    assert dev.stack.tags.tag_values() == {"Project": "birth-notifications", "Stage": "dev"}
-    assert not [k for k, v in dev.template["Resources"].items() if "Tags" in v.get("Properties", {})]
+    for stack in dev.stacks:
+        assert stack.tags.tag_values() == {"Project": "birth-notifications", "Stage": "dev"}
+        t = dev.template_of(stack)
+        assert not [k for k, v in t["Resources"].items() if "Tags" in v.get("Properties", {})]
