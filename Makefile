@@ -43,7 +43,7 @@ $(CHECKOV_VENV)/.installed: pyproject.toml
 
 install: $(BIN)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 
-test: install
+test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(BIN)/.installed
@@ -51,6 +51,8 @@ test-fast: $(BIN)/.installed
 
 lint: install
 	$(BIN)/ruff check layers functions infra cli tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/python -m bench.ingest_bench
