@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from birthnotify.application.ingest import IDEMPOTENCY_SECONDS
 from birthnotify.domain.registry import Registry, load_registry
@@ -102,6 +103,11 @@ class StageConfig:
     @property
     def retain_data(self) -> bool:
         return self.stage not in DISPOSABLE_STAGES
+
+    @property
+    def removal_policy(self) -> RemovalPolicy:
+        """What deleting a stack or resource does to data: kept, except in disposable stages."""
+        return RemovalPolicy.RETAIN if self.retain_data else RemovalPolicy.DESTROY
 
     @property
     def log_retention(self) -> logs.RetentionDays:

@@ -18,7 +18,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.keys import customer_key, kms_via
-from infra.constructs.policy import LeastPrivilegePolicy
+from infra.constructs.policy import LeastPrivilegePolicy, assumable_role
 from infra.constructs.queues import queue_with_dlq
 
 CONSUMER_VISIBILITY = Duration.minutes(5)
@@ -92,22 +92,14 @@ class AuthorityQueues(Construct):
         )
         role = policy = None
         if authority.consumer_principals:
-            role = iam.Role(
+            role, policy = assumable_role(
                 scope,
-                "ConsumerRole",
-                role_name=f"{config.prefix}-consumer-{gss}",
-                description=f"{authority.name} ({gss}) reads and deletes its own birth notifications",
-                assumed_by=iam.CompositePrincipal(
-                    *(iam.ArnPrincipal(arn) for arn in authority.consumer_principals)
-                ),
-                max_session_duration=Duration.hours(1),
-            )
-            policy = LeastPrivilegePolicy(
-                scope,
-                "ConsumerPolicy",
-                role=role,
+                role_id="ConsumerRole",
+                policy_id="ConsumerPolicy",
                 name=f"{config.prefix}-consumer-{gss}",
-                description=f"{authority.name}: its own queue and key, nothing else",
+                description=f"{authority.name} ({gss}) reads and deletes its own birth notifications",
+                principals=authority.consumer_principals,
+                policy_description=f"{authority.name}: its own queue and key, nothing else",
             )
             policy.allow("ConsumeOwnQueue", CONSUMER_ACTIONS, [pair.queue.queue_arn])
             policy.allow("DecryptOwnQueue", ["kms:Decrypt"], [key.key_arn], conditions=kms_via("sqs"))
@@ -148,22 +140,14 @@ class Held(Construct):
         self.reviewer_role = self._reviewer(config) if config.held_reviewer_principals else None
 
     def _reviewer(self, config: StageConfig) -> iam.Role:
-        role = iam.Role(
+        role, policy = assumable_role(
             self,
-            "HeldReviewerRole",
-            role_name=f"{config.prefix}-held-reviewer",
-            description="Operators review records held for want of an authority or agreement",
-            assumed_by=iam.CompositePrincipal(
-                *(iam.ArnPrincipal(arn) for arn in config.held_reviewer_principals)
-            ),
-            max_session_duration=Duration.hours(1),
-        )
-        policy = LeastPrivilegePolicy(
-            self,
-            "HeldReviewerPolicy",
-            role=role,
+            role_id="HeldReviewerRole",
+            policy_id="HeldReviewerPolicy",
             name=f"{config.prefix}-held-reviewer",
-            description="The held queue and its key, nothing else",
+            description="Operators review records held for want of an authority or agreement",
+            principals=config.held_reviewer_principals,
+            policy_description="The held queue and its key, nothing else",
         )
         policy.allow(
             "ReviewHeldQueue", [*CONSUMER_ACTIONS, "sqs:ChangeMessageVisibility"], [self.held_queue.queue_arn]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -70,7 +70,7 @@ class PipelineFunction(Construct):
         if not code.is_dir():
             raise FileNotFoundError(f"the {name} function has no code: {code} does not exist")
         self.function_name = config.function_name(name)
-        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        removal = config.removal_policy
         self.log_group = logs.LogGroup(
             self,
             "Logs",

@@ -15,7 +15,7 @@ Every key rotates yearly and is retained when the stack is deleted unless the st
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -40,7 +40,7 @@ def customer_key(
         enable_key_rotation=True,
         rotation_period=Duration.days(365),
         pending_window=Duration.days(30),
-        removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        removal_policy=config.removal_policy,
     )
 
 

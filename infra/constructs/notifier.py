@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -96,7 +96,7 @@ class Email(Construct):
                 description="GOV.UK Notify API key of the notifier: put the real key with "
                 "'aws secretsmanager put-secret-value' after the first deployment",
                 encryption_key=keys.ops,
-                removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+                removal_policy=config.removal_policy,
             )
             acknowledge(
                 self.secret,
@@ -142,7 +142,7 @@ class Notifier(Construct):
             data_key_reuse=Duration.hours(1),
             enforce_ssl=True,
             retention_period=MAX_RETENTION,
-            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+            removal_policy=config.removal_policy,
         )
         self.function = PipelineFunction(
             self,

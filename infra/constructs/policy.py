@@ -11,10 +11,35 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.nag import acknowledge, wildcard_findings
+
+
+def assumable_role(
+    scope: Construct,
+    *,
+    name: str,
+    description: str,
+    principals: Sequence[str],
+    policy_description: str,
+    role_id: str,
+    policy_id: str,
+) -> tuple[iam.Role, LeastPrivilegePolicy]:
+    """A role that the given outside principals assume, for an hour at most, with one least-privilege
+    policy of its own (the caller adds its statements)."""
+    role = iam.Role(
+        scope,
+        role_id,
+        role_name=name,
+        description=description,
+        assumed_by=iam.CompositePrincipal(*(iam.ArnPrincipal(arn) for arn in principals)),
+        max_session_duration=Duration.hours(1),
+    )
+    policy = LeastPrivilegePolicy(scope, policy_id, role=role, name=name, description=policy_description)
+    return role, policy
 
 
 class LeastPrivilegePolicy(Construct):

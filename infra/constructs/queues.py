@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -35,7 +35,7 @@ def queue_with_dlq(
 ) -> QueuePair:
     """``name`` is the full queue name (with ``.fifo`` for a FIFO queue); the DLQ is ``dlq_name`` or
     ``<name>-dlq``."""
-    removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+    removal = config.removal_policy
     base = name.removesuffix(".fifo")
     fifo_props = (
         {

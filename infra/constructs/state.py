@@ -6,7 +6,6 @@ encrypted with the pipeline key, point-in-time recovery on.
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -34,7 +33,7 @@ class State(Construct):
                 point_in_time_recovery_enabled=True
             ),
             deletion_protection=config.retain_data,
-            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+            removal_policy=config.removal_policy,
         )
         acknowledge_packs(
             self.table,

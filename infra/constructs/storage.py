@@ -7,8 +7,10 @@ every request to the access-log bucket. Raw uploads expire after ``raw_upload_re
 
 from __future__ import annotations
 
+from typing import Any
+
 import jsii
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -53,7 +55,7 @@ def _bucket_defaults(config: StageConfig) -> dict:
         "enforce_ssl": True,
         "minimum_tls_version": 1.2,
         "versioned": True,
-        "removal_policy": RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        "removal_policy": config.removal_policy,
     }
 
 
@@ -93,16 +95,10 @@ class Storage(Construct):
             ],
             **_bucket_defaults(config),
         )
-        self.inbound = s3.Bucket(
-            self,
+        self.inbound = self._kms_bucket(
             "Inbound",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=inbound_key,
-            # No S3 Bucket Key: each object's KMS encryption context is then its own ARN, which lets a trust's
-            # role use the key only for objects under its own prefix.
-            bucket_key_enabled=False,
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="inbound/",
+            inbound_key,
+            log_prefix="inbound/",
             notifications_handler_role=iam.Role.from_role_arn(
                 self, "NotificationsHandlerRoleRef", self._notifications_role.role_arn, mutable=False
             ),
@@ -115,16 +111,11 @@ class Storage(Construct):
                 ),
                 s3.LifecycleRule(id="remove-expired-delete-markers", expired_object_delete_marker=True),
             ],
-            **_bucket_defaults(config),
         )
-        self.reports = s3.Bucket(
-            self,
+        self.reports = self._kms_bucket(
             "Reports",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=reports_key,
-            bucket_key_enabled=False,
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="reports/",
+            reports_key,
+            log_prefix="reports/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-reports",
@@ -133,12 +124,27 @@ class Storage(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],
-            **_bucket_defaults(config),
         )
         for bucket, key in ((self.inbound, inbound_key), (self.reports, reports_key)):
             _deny_other_encryption(bucket, key)
         self._acknowledge()
 
+
+    def _kms_bucket(self, construct_id: str, key: kms.IKey, *, log_prefix: str, **options: Any) -> s3.Bucket:
+        """A bucket encrypted with its own customer-managed key, logging to the access-log bucket."""
+        return s3.Bucket(
+            self,
+            construct_id,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            # No S3 Bucket Key: each object's KMS encryption context is then its own ARN, which lets a trust's
+            # role use the key only for objects under its own prefix.
+            bucket_key_enabled=False,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix=log_prefix,
+            **options,
+            **_bucket_defaults(self.config),
+        )
     def notify_queue(self, queue: sqs.Queue, key: kms.Key) -> None:
         """S3 ObjectCreated under inbound/ -> ``queue`` (standard, encrypted with ``key``, which must not be
         the inbound bucket's key: the key policy would then depend on the bucket that depends on it)."""

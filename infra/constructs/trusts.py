@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration
+from aws_cdk import CfnOutput
 from aws_cdk import aws_iam as iam
 from birthnotify.domain.registry import Registry, Trust
 from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
@@ -11,7 +11,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.keys import Keys, kms_via
-from infra.constructs.policy import LeastPrivilegePolicy
+from infra.constructs.policy import LeastPrivilegePolicy, assumable_role
 from infra.constructs.storage import Storage
 
 
@@ -45,20 +45,14 @@ class Trusts(Construct):
     def _trust(self, config: StageConfig, trust: Trust, storage: Storage, keys: Keys) -> None:
         ods = trust.ods_code
         scope = Construct(self, ods)
-        role = iam.Role(
+        role, policy = assumable_role(
             scope,
-            "UploadRole",
-            role_name=f"{config.prefix}-upload-{ods}",
-            description=f"{trust.name} ({ods}) uploads notification files and reads their reports",
-            assumed_by=iam.CompositePrincipal(*(iam.ArnPrincipal(arn) for arn in trust.uploader_principals)),
-            max_session_duration=Duration.hours(1),
-        )
-        policy = LeastPrivilegePolicy(
-            scope,
-            "UploadPolicy",
-            role=role,
+            role_id="UploadRole",
+            policy_id="UploadPolicy",
             name=f"{config.prefix}-upload-{ods}",
-            description=f"{trust.name}: its own upload prefix and reports only",
+            description=f"{trust.name} ({ods}) uploads notification files and reads their reports",
+            principals=trust.uploader_principals,
+            policy_description=f"{trust.name}: its own upload prefix and reports only",
         )
         uploads, reports = storage.inbound_prefix_arn(ods), storage.reports_prefix_arn(ods)
         policy.allow(
