@@ -27,7 +27,7 @@ from birthnotify.shared.settings import IngestSettings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # a failed record is logged with its traceback
 
 STOP_MARGIN_MS = 60_000
 """Stop and checkpoint a file this long before the function would time out."""

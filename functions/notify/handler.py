@@ -24,7 +24,7 @@ from botocore.config import Config
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # a failed record is logged with its traceback
 
 SES_ATTEMPTS = 6
 """SES throttling: botocore's standard retry mode backs off (jittered, exponential) and tries a send this

@@ -202,7 +202,9 @@ class Notifier(Construct):
             [keys.pipeline.key_arn],
             conditions=kms_via("sqs", "dynamodb"),
         )
-        policy.allow("ReadWriteState", STATE_ACTIONS, [table.table_arn])
+        # The digest run reads the day's digest items of every authority with BatchGetItem (the local cloud,
+        # enforcing IAM, showed the daily digest failing with AccessDenied without it).
+        policy.allow("ReadWriteState", [*STATE_ACTIONS, "dynamodb:BatchGetItem"], [table.table_arn])
         policy.allow(
             "SendEmailAsSenderOnly",
             # SES v2 SendEmail with raw (MIME, text + HTML) content is authorised as SendRawEmail.
