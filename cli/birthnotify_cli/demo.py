@@ -1,10 +1,10 @@
-"""`make demo`: a trust's synthetic file through the deployed stack on the local cloud, told as it happens;
-`make serve`: the same local cloud left running for the AWS CLI and boto3."""
+"""`make demo`: a trust's synthetic file through the deployed stack on the local cloud, told as it happens,
+with IAM enforced: the trust uploads through its own role, each function runs as its execution role and the
+council reads its queue through its own role. `make serve` is ``birthnotify_cli.localcloud.serve``."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -41,22 +41,26 @@ def demo_file(path: Path, rows: int, seed: int) -> int:
     return write_file(path, generator.rows(rows))
 
 
-def run_demo(rows: int = 600, output: Path = Path("demo-output")) -> int:
+def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: bool = True) -> int:
     started = time.monotonic()
     output.mkdir(parents=True, exist_ok=True)
-    cloud = LocalCloud.start(progress=_say)
+    cloud = LocalCloud.start(progress=_say, enforce_iam=enforce_iam)
     try:
         _say(f"deployed in {time.monotonic() - started:.1f} s:")
         for line in cloud.report.lines():
             print(f"    {line}")
+        _say("IAM is enforced: the trust uploads through its upload role, each function runs as its execution "
+             "role, the council reads through its consumer role" if enforce_iam else
+             "IAM is NOT enforced (--no-iam-enforcement): any credentials would do")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         upload = output / f"births-{stamp}.csv"
         count = demo_file(upload, rows, seed=int(time.time()))
         _say(f"generated {count} synthetic rows (invented people, NHS numbers from the 999 test range): {upload}")
         inbound = cloud.outputs["InboundBucketName"]
         key = f"inbound/{TRUST}/{upload.name}"
-        cloud.client("s3").upload_file(str(upload), inbound, key)
-        _say(f"trust {TRUST} uploaded s3://{inbound}/{key}; S3 notified the ingest queue")
+        trust_role = cloud.resources.trust_upload_roles[TRUST].rsplit("/", 1)[-1]
+        cloud.client("s3", acting_as=TRUST).upload_file(str(upload), inbound, key)
+        _say(f"trust {TRUST} uploaded s3://{inbound}/{key} as role {trust_role}; S3 notified the ingest queue")
 
         def show(stats) -> None:
             print(f"\r    {stats.invocations} invocations, {stats.messages} messages handled", end="", flush=True)
@@ -65,6 +69,9 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output")) -> int:
         print()
         _say(f"pipeline finished: {stats.invocations} Lambda invocations (ingest, then notify); their logs "
              f"are in {cloud.workdir / 'logs'}")
+        if stats.failed:
+            _say(f"{stats.failed} messages failed and were retried after their queue's visibility timeout "
+                 f"(SQS's clock moved {stats.skipped_seconds:.0f} s instead of waiting); see the logs")
         _summarise(cloud, key, output)
     finally:
         cloud.stop()
@@ -103,36 +110,8 @@ def _summarise(cloud: LocalCloud, key: str, output: Path) -> None:
     for message in emails:
         print(f"    to {', '.join(message['to']):<45} {message['subject']}")
     target = output / f"{CONSUMING_AUTHORITY}-{name}"
-    stats = consume(cloud.client("sqs"), cloud.authority_queue_url(CONSUMING_AUTHORITY), target, "csv",
-                    wait_seconds=0)
-    print(f"\nLeeds City Council consumed its queue: {stats.written} records written to {target}")
+    stats = consume(cloud.client("sqs", acting_as=CONSUMING_AUTHORITY),
+                    cloud.authority_queue_url(CONSUMING_AUTHORITY), target, "csv", wait_seconds=0)
+    role = cloud.resources.authority_consumer_roles[CONSUMING_AUTHORITY].rsplit("/", 1)[-1]
+    print(f"\nLeeds City Council consumed its queue as role {role}: {stats.written} records written to {target}")
     (output / f"emails-{name}.json").write_text(json.dumps(emails, indent=2))
-
-
-def serve(port: int = 4566) -> int:
-    cloud = LocalCloud.start(port=port, progress=_say)
-    inbound, reports = cloud.outputs["InboundBucketName"], cloud.outputs["ReportsBucketName"]
-    leeds = cloud.authority_queue_url(CONSUMING_AUTHORITY)
-    endpoint = cloud.endpoint_url
-    print(f"""
-The local cloud is running at {endpoint} (fake credentials; any key id and secret work).
-
-    export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=eu-west-2
-    .venv/bin/birthnotify generate births.csv --rows 200
-    aws --endpoint-url {endpoint} s3 cp births.csv s3://{inbound}/inbound/{TRUST}/births.csv
-    aws --endpoint-url {endpoint} s3 cp --recursive s3://{reports}/reports/{TRUST}/births.csv/ reports/
-    aws --endpoint-url {endpoint} sqs receive-message --queue-url {leeds} --max-number-of-messages 10
-    .venv/bin/birthnotify consume --endpoint-url {endpoint} --queue-url {leeds} --output leeds.csv
-
-Uploads are ingested and emails sent while this runs. Ctrl-C stops it.""", flush=True)
-    try:
-        while True:
-            stats = cloud.run_until_idle(timeout_seconds=3600)
-            if stats.invocations:
-                _say(f"{stats.invocations} invocations, {stats.messages} messages")
-            time.sleep(1)
-    except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
-    finally:
-        cloud.stop()
-    return 0

@@ -49,11 +49,13 @@ class LambdaContext:
     function_version: str = "$LATEST"
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
+    account_id: str = "000000000000"
+    region: str = "eu-west-2"
     _started: float = field(default_factory=time.monotonic)
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:eu-west-2:000000000000:function:{self.function_name}"
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))

@@ -89,12 +89,19 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded local cloud")
     demo.add_argument("--rows", type=int, default=600)
     demo.add_argument("--output", type=Path, default=Path("demo-output"))
+    demo.add_argument("--no-iam-enforcement", dest="enforce_iam", action="store_false",
+                      help="accept any credentials (IAM is enforced by default, as in AWS)")
     demo.set_defaults(run=_demo)
 
     local = commands.add_parser("local", help="the local cloud (moto)")
     local_commands = local.add_subparsers(metavar="ACTION")
     serve = local_commands.add_parser("serve", help="deploy and leave running for the AWS CLI and boto3")
     serve.add_argument("--port", type=int, default=4566)
+    serve.add_argument("--no-iam-enforcement", dest="enforce_iam", action="store_false",
+                       help="accept any credentials (IAM is enforced by default, as in AWS)")
+    serve.add_argument("--retry-after", type=float, default=None, metavar="SECONDS",
+                       help="retry a failed message after SECONDS instead of its queue's visibility timeout "
+                       "(an hour for ingest, as in Lambda)")
     serve.set_defaults(run=_serve)
     return parser
 
@@ -252,13 +259,13 @@ def _registry_check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from birthnotify_cli.demo import run_demo
 
-    return run_demo(rows=args.rows, output=args.output)
+    return run_demo(rows=args.rows, output=args.output, enforce_iam=args.enforce_iam)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from birthnotify_cli.demo import serve
+    from birthnotify_cli.localcloud import serve
 
-    return serve(port=args.port)
+    return serve(port=args.port, enforce_iam=args.enforce_iam, retry_delay_seconds=args.retry_after)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,25 @@
-"""`make serve`: the local cloud left running, reached as a user reaches it, from what it prints."""
+"""`make serve`: the local cloud left running, with IAM enforced, reached as a user reaches it: the commands it
+prints, run as they are printed (the AWS CLI this project installs, the birthnotify CLI)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import socket
+import subprocess
+import sys
 import threading
 import time
-from datetime import UTC, datetime
+from pathlib import Path
 
-import boto3
 import pytest
-from birthnotify.adapters.reports import latest_report_key
-from birthnotify.shared.clock import london_day
 from birthnotify_cli.localcloud import LocalCloud, serve
-from birthnotify_cli.synthetic import SyntheticRows, load_postcodes_by_district, to_bytes
-from ingest_support import REGISTRY_PATH
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the venv's bin: .venv/bin/aws, .venv/bin/birthnotify
 
 
 def free_port() -> int:
@@ -26,36 +28,78 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_serve_prints_how_to_reach_it_and_processes_uploads_in_the_background(tmp_path):
+def printed_commands(usage: str) -> tuple[dict[str, str], list[str]]:
+    """The exported variables and the commands of the printed usage, continuation lines joined."""
+    lines = usage.replace("\\\n", " ").splitlines()
+    [export] = [line.strip() for line in lines if line.strip().startswith("export ")]
+    variables = dict(word.split("=", 1) for word in shlex.split(export)[1:])
+    commands = [line.strip() for line in lines if re.match(r"\s+(\.venv/bin/|AWS_PROFILE=)", line)]
+    return variables, commands
+
+
+def run(command: str, variables: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    words = shlex.split(command)
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environment.update(variables, HOME=str(cwd))  # the AWS CLI caches assumed roles under ~/.aws/cli/cache
+    while "=" in words[0]:  # NAME=value prefixes
+        name, value = words.pop(0).split("=", 1)
+        environment[name] = value
+    words[0] = str(BIN / Path(words[0]).name) if words[0].startswith(".venv/bin/") else words[0]
+    return subprocess.run(words, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120,  # noqa: S603
+                          check=False)  # the commands the local cloud printed
+
+
+def test_serve_prints_how_to_act_as_a_trust_and_a_council_and_those_commands_work(tmp_path):
     printed: list[str] = []
     stop = threading.Event()
     port = free_port()
-    server = threading.Thread(target=serve, kwargs={"port": port, "workdir": tmp_path, "progress": printed.append,
-                                                    "poll_interval_seconds": 0.1, "until": stop})
+    server = threading.Thread(target=serve, kwargs={"port": port, "workdir": tmp_path / "cloud",
+                                                    "progress": printed.append, "poll_interval_seconds": 0.1,
+                                                    "until": stop})
     server.start()
     try:
         deadline = time.monotonic() + 600  # a hang guard, not a speed limit
-        while not any("s3 cp births.csv" in line for line in printed) and server.is_alive():
+        while not any("consume" in line for line in printed) and server.is_alive():
             assert time.monotonic() < deadline, printed
             time.sleep(0.1)
         usage = "\n".join(printed)
-        assert f"http://127.0.0.1:{port}" in usage
-        inbound, reports = (re.search(rf"s3://([^/\s]+)/{part}", usage).group(1) for part in ("inbound", "reports"))
+        assert f"http://127.0.0.1:{port}" in usage and "IAM is enforced" in usage
+        variables, commands = printed_commands(usage)
+        generate, upload, report, peek, consume = commands
+        work = tmp_path / "user"
+        work.mkdir()
 
-        # What a user would do with the printed commands, here with boto3 and fake keys.
-        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="eu-west-2")
-        postcodes = load_postcodes_by_district(REGISTRY_PATH.parent / "postcodes.csv")
-        rows = list(SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=3).rows(25))
-        s3.put_object(Bucket=inbound, Key="inbound/RX1/births.csv", Body=to_bytes(rows, "births.csv"))
-        while True:  # the background poller runs ingest, which writes the report
-            key = latest_report_key(s3, reports, "RX1", "births.csv")
-            if key is not None:
-                report = json.loads(s3.get_object(Bucket=reports, Key=key)["Body"].read())
-                break
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        assert report["outcome"]["rows_in"] == 25
-        assert any("invocations" in line for line in printed)
+        for command in (generate, upload):
+            done = run(command, variables, work)
+            assert done.returncode == 0, (command, done.stderr)
+        while not list((work / "reports").glob("*.json")):  # until the pipeline wrote the upload's report
+            fetched = run(report, variables, work)
+            assert fetched.returncode == 0 and time.monotonic() < deadline, fetched.stderr
+            time.sleep(0.3)
+        [report_file] = (work / "reports").glob("*.json")
+        outcome = json.loads(report_file.read_text())["outcome"]
+        assert outcome["rows_in"] == 200
+        leeds = next(a for a in outcome["authorities"] if a["gss_code"] == "E08000035")
+
+        # The console named the file with its counts; the function's log has the invocation already.
+        while not any("inbound/RX1/births.csv: PROCESSED, 200 rows in" in line for line in printed):
+            assert time.monotonic() < deadline, printed[-5:]
+            time.sleep(0.1)
+        log = tmp_path / "cloud" / "logs" / "birthnotify-local-ingest.log"
+        assert '"message":"file processed"' in log.read_text()
+
+        looked = run(peek, variables, work)  # looking takes nothing away
+        assert looked.returncode == 0 and len(json.loads(looked.stdout)["Messages"]) == 10, looked.stderr
+        consumed = run(consume, variables, work)
+        assert consumed.returncode == 0, consumed.stderr
+        written = list(work.glob("births-E08000035.csv"))
+        records = written[0].read_text().splitlines()[1:] if written else []
+        assert len(records) == leeds["new"] + leeds["amend"] + leeds["cancel"], consumed.stderr
+
+        # What a trust may not do: upload under another trust's prefix.
+        other = upload.replace("/inbound/RX1/", "/inbound/RX2/")
+        refused = run(other, variables, work)
+        assert refused.returncode != 0 and "AccessDenied" in refused.stderr
     finally:
         stop.set()
         server.join(60)

@@ -95,3 +95,17 @@ def test_consume_survives_an_interruption_without_loss_or_duplicates(ingest_stac
         records = [json.loads(line) for line in output.read_text().splitlines()]
     ids = [record["notification_id"] for record in records]
     assert sorted(ids) == sorted(row["notification_id"] for row in rows)
+
+
+def test_the_local_cloud_commands_enforce_iam_unless_told_not_to(monkeypatch):
+    import birthnotify_cli.demo
+    import birthnotify_cli.localcloud
+
+    calls = []
+    monkeypatch.setattr(birthnotify_cli.localcloud, "serve", lambda **kwargs: calls.append(("serve", kwargs)) or 0)
+    monkeypatch.setattr(birthnotify_cli.demo, "run_demo", lambda **kwargs: calls.append(("demo", kwargs)) or 0)
+    assert main(["local", "serve"]) == main(["local", "serve", "--no-iam-enforcement", "--retry-after", "5"]) == 0
+    assert main(["demo"]) == main(["demo", "--no-iam-enforcement"]) == 0
+    assert [(name, kwargs["enforce_iam"]) for name, kwargs in calls] == [
+        ("serve", True), ("serve", False), ("demo", True), ("demo", False)]
+    assert [kwargs.get("retry_delay_seconds") for name, kwargs in calls if name == "serve"] == [None, 5.0]

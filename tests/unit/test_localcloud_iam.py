@@ -72,6 +72,18 @@ def test_sqs_batch_calls_are_allowed_by_the_single_calls_permission_and_refusals
     assert code(lambda: sender.get_queue_url(QueueName="other")) == "AccessDenied"
 
 
+def test_iam_wildcards_match_one_character_or_any_run_of_them(server, admin):
+    sqs = client(server, admin, "sqs")
+    for name in ("authority-E08000035.fifo", "authority-E0800003.fifo", "authority-E08000035Xfifo"):
+        sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"} if name.endswith(".fifo") else {})
+    reader = client(server, user(server, admin, "wildcards", [
+        {"Effect": "Allow", "Action": "sqs:GetQueueUrl",
+         "Resource": f"arn:aws:sqs:{REGION}:123456789012:authority-?????????.fifo"}]), "sqs")
+    assert reader.get_queue_url(QueueName="authority-E08000035.fifo")["QueueUrl"]
+    assert code(lambda: reader.get_queue_url(QueueName="authority-E0800003.fifo")) == "AccessDenied"  # one short
+    assert code(lambda: reader.get_queue_url(QueueName="authority-E08000035Xfifo")) == "AccessDenied"  # . is a dot
+
+
 def test_dynamodb_calls_are_authorised_against_each_table_they_name(server, admin):
     dynamodb = client(server, admin, "dynamodb")
     for table in ("state", "other"):

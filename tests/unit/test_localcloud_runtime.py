@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import textwrap
 import time
 
@@ -168,3 +170,155 @@ def test_background_polling_handles_messages_until_stopped(server, sqs, function
         local.stop_polling()
     assert local.background_stats.messages == 1 and not local.background_errors
     assert local.pending() == {}
+
+
+LAMBDA_VARIABLES = ("AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+                    "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_EXECUTION_ENV", "_HANDLER", "_X_AMZN_TRACE_ID",
+                    "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
+ENVIRONMENT_HANDLER = textwrap.dedent(f'''
+    import os
+    import boto3
+
+    def handler(event, context):
+        seen = {{name: os.environ.get(name) for name in {LAMBDA_VARIABLES!r}}}
+        seen["session_key"] = boto3.DEFAULT_SESSION.get_credentials().access_key  # what boto3.client() signs with
+        return seen
+''')
+
+
+def test_a_function_sees_the_variables_lambda_sets_and_its_own_credentials(server, sqs, tmp_path):
+    code = tmp_path / "env"
+    code.mkdir()
+    (code / "envapp.py").write_text(ENVIRONMENT_HANDLER)
+    function = LocalFunction("Env", "unit-env", code, "envapp.handler", {}, memory_mb=512)
+    sessions = []
+
+    def session_of(fn):
+        sessions.append(fn.name)
+        return boto3.session.Session(aws_access_key_id="ASIAFUNCTION", aws_secret_access_key="s",  # noqa: S106
+                                     aws_session_token="t", region_name="eu-west-2")  # noqa: S106
+
+    before = {name: os.environ.get(name) for name in LAMBDA_VARIABLES}
+    seen = LocalRuntime(server, {"Env": function}, [], [], sessions=session_of).invoke(function, {})
+    assert seen["AWS_LAMBDA_FUNCTION_NAME"] == "unit-env" and seen["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
+    assert seen["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST" and seen["_HANDLER"] == "envapp.handler"
+    assert seen["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/unit-env"
+    assert seen["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.13"
+    assert seen["_X_AMZN_TRACE_ID"].startswith("Root=1-") and seen["_X_AMZN_TRACE_ID"].endswith(";Sampled=0")
+    assert (seen["AWS_ACCESS_KEY_ID"], seen["AWS_SESSION_TOKEN"], seen["session_key"]) == ("ASIAFUNCTION", "t",
+                                                                                          "ASIAFUNCTION")
+    assert sessions == ["unit-env"]
+    assert {name: os.environ.get(name) for name in LAMBDA_VARIABLES} == before  # restored afterwards
+
+
+def test_each_invocation_is_logged_as_cloudwatch_logs_it_and_an_exception_with_its_traceback(server, sqs, function):
+    url, arn = queue(sqs, "logged", max_receive=1)
+    send(sqs, url, [{"n": 1}])
+    send(sqs, url, [{"n": 2, "raise": True}])
+    runtime(server, function, [SqsMapping("M", function, url, arn, 1, report_batch_item_failures=True)]
+            ).run_until_idle(30)
+    log = function.log.path.read_text()
+    starts = re.findall(r"^START RequestId: (\S+) Version: \$LATEST$", log, re.MULTILINE)
+    ends = re.findall(r"^END RequestId: (\S+)$", log, re.MULTILINE)
+    reports = re.findall(r"^REPORT RequestId: (\S+)\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 128 MB",
+                         log, re.MULTILINE)
+    assert len(starts) == 2 and starts == ends == reports
+    assert "Init Duration" in log.splitlines()[log.splitlines().index(f"END RequestId: {starts[0]}") + 1]
+    error = log.index("[ERROR] ValueError: whole batch fails\nTraceback (most recent call last):\n")
+    assert log.index(f"START RequestId: {starts[1]}") < error < log.index(f"END RequestId: {starts[1]}")
+    assert 'raise ValueError("whole batch fails")' in log[error:]
+
+
+LAYER_MODULE = textwrap.dedent('''
+    import os
+    SERVICE = os.environ["SERVICE"]  # read at import, as Powertools' loggers read theirs
+    CALLS = []
+''')
+LAYER_HANDLER = textwrap.dedent('''
+    import layerpkg
+
+    def handler(event, context):
+        layerpkg.CALLS.append(event)
+        return {"service": layerpkg.SERVICE, "calls": len(layerpkg.CALLS), "module": id(layerpkg)}
+''')
+
+
+def test_each_function_imports_its_layers_packages_for_itself(server, sqs, tmp_path):
+    layer = tmp_path / "layer" / "python"
+    (layer / "layerpkg").mkdir(parents=True)
+    (layer / "layerpkg" / "__init__.py").write_text(LAYER_MODULE)
+    functions = {}
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text(LAYER_HANDLER)
+        functions[name] = LocalFunction(name, f"fn-{name}", tmp_path / name, "app.handler", {"SERVICE": name},
+                                        python_paths=[layer])
+    local = LocalRuntime(server, functions, [], [])
+    first, second, again = (local.invoke(functions["one"], {}), local.invoke(functions["two"], {}),
+                            local.invoke(functions["one"], {}))
+    assert (first["service"], second["service"]) == ("one", "two")  # imported in each one's environment
+    assert first["module"] != second["module"] and again["module"] == first["module"]  # warm: kept
+    assert (first["calls"], second["calls"], again["calls"]) == (1, 1, 2)
+    assert "layerpkg" not in sys.modules  # nothing left behind in this process
+
+
+SLOW_RETRY_HANDLER = textwrap.dedent('''
+    def handler(event, context):
+        raise RuntimeError("always fails")
+''')
+
+
+def test_a_failed_message_returns_after_its_visibility_timeout_which_run_until_idle_does_not_wait_for(
+        server, sqs, tmp_path):
+    from birthnotify_cli.localcloud import behaviour
+
+    code = tmp_path / "slow"
+    code.mkdir()
+    (code / "slowapp.py").write_text(SLOW_RETRY_HANDLER)
+    function = LocalFunction("Slow", "unit-slow", code, "slowapp.handler", {})
+    dlq = sqs.create_queue(QueueName="slow-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName="slow", Attributes={"VisibilityTimeout": "600", "RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    send(sqs, url, [{"n": 1}])
+    mapping = SqsMapping("M", function, url, arn, 1)
+    with behaviour.active():
+        local = LocalRuntime(server, {"Slow": function}, [mapping], [])  # Lambda's timing: no retry_delay_seconds
+        assert local.poll_once()
+        received = time.monotonic()
+        with pytest.raises(TimeoutError):  # really in flight for 600 s, unless time is skipped
+            local.run_until_idle(timeout_seconds=0.5, skip_waits=False)
+        stats = local.run_until_idle(timeout_seconds=300)  # a hang guard: waiting would take 1,200 s
+        waited = time.monotonic() - received  # the machine's time that passed meanwhile, however slow it is
+        assert len(sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]) == 1
+    # The second and third receives fail; when the third's visibility timeout ends, the redrive policy moves it.
+    assert stats.invocations == 2 and stats.errors == 2
+    # Three visibility timeouts passed in SQS's eyes, partly skipped, partly waited; none skipped twice.
+    assert 3 * 600 - 0.1 <= stats.skipped_seconds + waited and stats.skipped_seconds <= 3 * 600 + 0.1
+    assert behaviour.skipped_seconds() == 0  # back to the machine's time once no local cloud is on
+
+
+LOGGING_HANDLER = textwrap.dedent('''
+    from aws_lambda_powertools import Logger
+
+    logger = Logger()  # its service from POWERTOOLS_SERVICE_NAME, its handler on this container's stdout
+
+    def handler(event, context):
+        logger.info("handled", extra={"n": event["n"]})
+''')
+
+
+def test_a_later_local_cloud_s_function_logs_into_its_own_log_not_an_earlier_ones(server, sqs, tmp_path):
+    code = tmp_path / "logging"
+    code.mkdir()
+    (code / "logapp.py").write_text(LOGGING_HANDLER)
+    logs = []
+    for n in (1, 2):  # two local clouds in one process, one after the other (as pytest runs them)
+        log = FunctionLog(tmp_path / f"cloud{n}" / "fn.log")
+        function = LocalFunction("Log", "unit-log", code, "logapp.handler", {"POWERTOOLS_SERVICE_NAME": "unit-log"},
+                                 log=log)
+        LocalRuntime(server, {"Log": function}, [], []).invoke(function, {"n": n})
+        logs.append(log.path.read_text())
+    assert ['"n":1' in text for text in logs] == [True, False]
+    assert ['"n":2' in text for text in logs] == [False, True]

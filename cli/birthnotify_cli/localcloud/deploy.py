@@ -36,6 +36,8 @@ from birthnotify_cli.localcloud.template import (
 Clients = Callable[[str], Any]
 BOOTSTRAP_VERSION = "21"
 ASSET_BUCKET = f"cdk-hnb659fds-assets-{ACCOUNT}-{REGION}"
+BUCKET_PROPERTIES_NOT_APPLIED = ("LifecycleConfiguration", "LoggingConfiguration", "OwnershipControls",
+                                 "PublicAccessBlockConfiguration")
 
 
 @dataclass
@@ -146,6 +148,21 @@ def _create_before_the_stack(clients: Clients, adapted: AdaptedTemplate, report:
 def _apply_after_the_stack(clients: Clients, adapted: AdaptedTemplate, resolve: Resolver,
                            report: DeployReport) -> None:
     s3, sqs, sns = clients("s3"), clients("sqs"), clients("sns")
+    # Before the notifications: every object uploaded from now on has a version, as in AWS.
+    for logical, resource in adapted.body["Resources"].items():
+        if resource["Type"] != "AWS::S3::Bucket":
+            continue
+        properties = resource.get("Properties", {})
+        versioning = properties.get("VersioningConfiguration")
+        if versioning:
+            s3.put_bucket_versioning(Bucket=resolve.ref(logical),
+                                     VersioningConfiguration={"Status": versioning["Status"]})
+            report.add(logical, resource["Type"], APPLIED, "moto's CloudFormation ignores VersioningConfiguration: "
+                       "applied with PutBucketVersioning (events carry each upload's versionId)")
+        ignored = [name for name in BUCKET_PROPERTIES_NOT_APPLIED if name in properties]
+        if ignored:
+            report.add(logical, resource["Type"], NOT_EMULATED, f"{', '.join(ignored)} not applied (moto's "
+                       "CloudFormation skips them): nothing expires and no access log is written locally")
     for logical, resource in adapted.removed_of_type("Custom::S3BucketNotifications").items():
         properties = resolve(resource["Properties"])
         s3.put_bucket_notification_configuration(Bucket=properties["BucketName"],
@@ -250,21 +267,23 @@ def load_functions(deployment: Deployment, logs: Path | None) -> dict[str, Local
             else:
                 python_paths.append(python)
         if "TracingConfig" in properties:
-            report.add(logical, resource["Type"], NOT_EMULATED, "X-Ray tracing is off locally "
-                       "(POWERTOOLS_TRACE_DISABLED=true while it runs)")
+            report.add(logical, resource["Type"], NOT_EMULATED, "X-Ray tracing is off locally (the trace "
+                       "header says not sampled, and POWERTOOLS_TRACE_DISABLED=true while it runs)")
         environment = {}
         for name, value in properties.get("Environment", {}).get("Variables", {}).items():
             resolved = resolve(value)
             environment[name] = _opt_path(str(resolved), [d for _, d in layer_dirs])
         name = str(resolve(properties.get("FunctionName") or {"Ref": logical}))
+        role = properties.get("Role")
         dead_letter = properties.get("DeadLetterConfig", {}).get("TargetArn")
         dead_letter_url = _queue_url_of(resolve(dead_letter), deployment) if dead_letter else None
         functions[logical] = LocalFunction(
             logical_id=logical, name=name, code_dir=deployment.assets[code["S3Key"]], handler=properties["Handler"],
             environment=environment, timeout_seconds=float(properties.get("Timeout", 3)),
             memory_mb=int(properties.get("MemorySize", 128)), python_paths=python_paths,
-            dead_letter_queue_url=dead_letter_url, log=FunctionLog(logs / f"{name}.log") if logs else None)
-    _check_layers(functions, layer_of, report)
+            dead_letter_queue_url=dead_letter_url, log=FunctionLog(logs / f"{name}.log") if logs else None,
+            role_arn=str(resolve(role)) if role else None, runtime=str(properties.get("Runtime", "python3.13")))
+    _report_layers(functions, layer_of, report)
     return functions
 
 
@@ -326,39 +345,16 @@ def load_schedules(deployment: Deployment, functions: dict[str, LocalFunction]) 
     return schedules
 
 
-def _check_layers(functions: dict[str, LocalFunction], layer_of: dict[Path, str], report: DeployReport) -> None:
-    """A layer's package already imported in this process (the domain package, by the CLI itself) is what
-    runs: say whether it is the layer's code, file by file."""
-    import sys
-
-    seen: set[Path] = set()
-    for function in functions.values():
-        for python in function.python_paths:
-            if python in seen:
-                continue
-            seen.add(python)
-            for package in sorted(p for p in python.iterdir() if (p / "__init__.py").exists()):
-                module = sys.modules.get(package.name)
-                if module is None or not getattr(module, "__file__", None):
-                    continue
-                imported = Path(module.__file__).parent
-                if imported.resolve() == package.resolve():
-                    continue
-                differing = _differences(package, imported)
-                why = (f"package {package.name} was already imported from {imported}; identical to the layer's copy, "
-                       "file by file" if not differing else
-                       f"package {package.name} was already imported from {imported} and differs from the layer's "
-                       f"copy ({', '.join(differing[:5])}): the functions run the imported code")
-                report.add(layer_of.get(python, ""), "AWS::Lambda::LayerVersion", NOT_EMULATED, why)
-
-
-def _differences(layer_copy: Path, imported: Path) -> list[str]:
-    def files(root: Path) -> dict[str, bytes]:
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
-
-    ours, theirs = files(layer_copy), files(imported)
-    return sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
+def _report_layers(functions: dict[str, LocalFunction], layer_of: dict[Path, str], report: DeployReport) -> None:
+    """Say, per layer, which packages each function imports from it (anew, for itself)."""
+    for python, logical in layer_of.items():
+        users = [f.name for f in functions.values() if python in f.python_paths]
+        packages = sorted(p.name for p in python.iterdir() if (p / "__init__.py").exists())
+        if users and packages:
+            report.add(logical, "AWS::Lambda::LayerVersion", LOCAL_RUNTIME,
+                       f"{', '.join(packages)} imported from the layer asset by {', '.join(users)}, each in a module "
+                       "namespace of its own (as in its own container): this process's imports are set aside while "
+                       "a function runs")
 
 
 def _opt_path(value: str, layer_dirs: list[Path]) -> str:

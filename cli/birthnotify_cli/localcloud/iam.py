@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import urllib.request
 from collections.abc import Callable
@@ -159,6 +160,13 @@ def _install() -> list[str]:
         return original_check_principal(self, principal)
 
     IAMPolicyStatement._check_principal = check_principal
+
+    def wildcard_match(pattern: str, value: str) -> re.Match[str] | None:
+        # IAM's wildcards: * any run of characters, ? exactly one; everything else literal.
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        return re.fullmatch(regex, value, re.DOTALL)
+
+    IAMPolicyStatement._match = staticmethod(wildcard_match)
     return [
         "SQS batch calls are authorised by the single call's permission (sqs:SendMessage for "
         "SendMessageBatch, sqs:DeleteMessage for DeleteMessageBatch), as in AWS; moto asks for the API's name",
@@ -168,6 +176,8 @@ def _install() -> list[str]:
         "SESv2 SendEmail is authorised against the sender's identity and the configuration set (moto: \"*\")",
         "AssumeRole of a role that trusts only a service principal is refused with AccessDenied (moto raised "
         "an internal error)",
+        "IAM's wildcards in actions and resources match as in AWS (* any characters, ? one; moto read them as "
+        "a regular expression, so a ? answered 500 and a . matched any character)",
         "a refusal reaches a JSON-protocol client (SQS, DynamoDB) as a JSON error with its code (AccessDenied, "
         "InvalidClientTokenId), as AWS sends it (moto sent XML, which the client reads as \"403\")",
     ]
