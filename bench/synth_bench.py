@@ -30,12 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from infra.app import synth_app
+    from infra.docs import PRODUCTION_ADDRESSES, without_placeholders
     from infra.national import write_national_registry
 
     shutil.rmtree(WORK, ignore_errors=True)
-    registry = write_national_registry(WORK / "registry", trusts=args.trusts)
+    generated = write_national_registry(WORK / "generated", trusts=args.trusts)
+    registry = without_placeholders(generated, WORK / "registry")  # prod refuses the generated placeholders
     started = time.monotonic()
-    synthesis = synth_app("prod", WORK / "cdk.out", {"registry_path": str(registry)})
+    synthesis = synth_app("prod", WORK / "cdk.out", {**PRODUCTION_ADDRESSES, "registry_path": str(registry)})
     seconds = time.monotonic() - started
     authorities = sum(len(s.authorities.by_gss) for s in synthesis.authority_stacks)
     print(f"national synthesis: {authorities} authorities, {args.trusts} trusts, {len(synthesis.stacks)} stacks, "

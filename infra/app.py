@@ -23,7 +23,7 @@ for _path in (ROOT / "layers" / "domain" / "python", ROOT):
 
 from aws_cdk import App, Stack  # noqa: E402
 
-from infra.config import StageConfig  # noqa: E402
+from infra.config import ConfigError, StageConfig  # noqa: E402
 from infra.nag import (  # noqa: E402
     AUDIT_CONTEXT,
     STRICT_VALIDATION_CONTEXT,
@@ -180,7 +180,11 @@ def synthesize(
 
 
 def main() -> None:
-    app, _, _ = build_app()
+    try:
+        app, _, _ = build_app()
+    except ConfigError as error:  # one clear message, not a traceback through the CDK CLI
+        print(f"birthnotify: {error}", file=sys.stderr)
+        sys.exit(1)
     app.synth()
 
 

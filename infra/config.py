@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
@@ -31,6 +32,12 @@ LOG_RETENTION_DAYS = frozenset(
 )
 MAX_RAW_UPLOAD_DAYS = IDEMPOTENCY_SECONDS // 86400 - 1
 """Raw uploads must expire before the ingest function forgets a file's content (its idempotency window)."""
+PRODUCTION_STAGES = frozenset({"prod"})
+"""Stages that refuse placeholder values: every address, link and principal they deploy must be real."""
+PLACEHOLDER_TOP_LEVEL = frozenset({"example", "test", "invalid", "localhost"})
+"""Top-level domains reserved for examples and tests (RFC 2606, RFC 6761)."""
+DOCUMENTATION_ACCOUNT = "123456789012"
+"""The account id AWS's documentation uses (and moto's default)."""
 
 
 class ConfigError(ValueError):
@@ -141,7 +148,36 @@ class StageConfig:
         config.validate()
         return config
 
+    def placeholders(self, registry: Registry | None = None) -> list[str]:
+        """Every setting of this stage, in its context or its registry, that holds a placeholder: an address
+        or link in an example domain, a principal in an invented account. One line each."""
+        registry = registry if registry is not None else self.registry()
+        source = f"registry {_shown(self.registry_path)}"
+        settings: list[tuple[str, str]] = [
+            ("context email_sender", self.email_sender), ("context email_identity", self.email_identity),
+            ("context consumer_guide_url", self.consumer_guide_url), ("context notify_base_url", self.notify_base_url),
+            *(("context held_reviewer_principals", arn) for arn in self.held_reviewer_principals),
+            *((f"{source} operator_emails", address) for address in registry.operator_emails),
+        ]
+        for trust in registry.trusts:
+            settings += [(f"{source} trust {trust.ods_code} contact_emails", a) for a in trust.contact_emails]
+            settings += [(f"{source} trust {trust.ods_code} uploader_principals", a) for a in trust.uploader_principals]
+        for authority in registry.authorities:
+            where = f"{source} authority {authority.gss_code}"
+            settings += [(f"{where} contact_emails", a) for a in authority.contact_emails]
+            settings += [(f"{where} consumer_principals", a) for a in authority.consumer_principals]
+        return [f"{setting}={value!r}: {why}" for setting, value in settings
+                if value and (why := placeholder_reason(value))]
+
     def validate(self) -> None:
+        if self.stage in PRODUCTION_STAGES:
+            found = self.placeholders()
+            if found:
+                raise ConfigError(
+                    f"stage {self.stage} refuses placeholder values; give real ones (cdk.json context, --context "
+                    "key=value, or a registry of your own with --context registry_path=...):\n  "
+                    + "\n  ".join(found)
+                )
         if self.email_transport not in EMAIL_TRANSPORTS:
             raise ConfigError(
                 f"context email_transport={self.email_transport!r}: choose one of {EMAIL_TRANSPORTS}"
@@ -190,6 +226,36 @@ class StageConfig:
             raise ConfigError("context authority_max_message_age_hours must be below SQS's 14-day retention")
         if not 1 <= self.held_max_message_age_hours < 14 * 24:
             raise ConfigError("context held_max_message_age_hours must be below SQS's 14-day retention")
+
+
+def placeholder_reason(value: str) -> str | None:
+    """Why a value is a placeholder, or None: an address or URL in an example or test domain (any label
+    ``example``, or a reserved top-level domain), an ARN in an invented account (AWS's documentation account,
+    or one digit repeated)."""
+    text = value.strip().lower()
+    if text.startswith("arn:"):
+        parts = text.split(":")
+        account = parts[4] if len(parts) > 4 else ""
+        if account == DOCUMENTATION_ACCOUNT or (len(account) == 12 and len(set(account)) == 1):
+            return f"account {account} is an invented one"
+        return None
+    if "@" in text:
+        domain = text.rsplit("@", 1)[1]
+    elif "://" in text:
+        domain = urlparse(text).hostname or ""
+    else:
+        domain = text
+    labels = domain.strip(".").split(".")
+    if "example" in labels or labels[-1] in PLACEHOLDER_TOP_LEVEL:
+        return f"{domain} is an example domain"
+    return None
+
+
+def _shown(path: Path) -> str:
+    try:
+        return path.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _retention(days: int) -> logs.RetentionDays:

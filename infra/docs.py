@@ -17,17 +17,41 @@ import sys
 import tempfile
 from pathlib import Path
 
-from infra.config import CONTEXT_KEYS, ROOT, StageConfig
+from infra.config import CONTEXT_KEYS, DEFAULT_REGISTRY, ROOT, StageConfig
 from infra.nag import Acknowledgement, CheckovSkip
 
 DOC = ROOT / "docs" / "infrastructure.md"
 DOCUMENTED_STAGE = "prod"
+PRODUCTION_ADDRESSES = {
+    # prod refuses placeholders: invented values in no example domain, for syntheses that are never deployed
+    "email_sender": "birth-notifications@nhs.net",
+    "consumer_guide_url": "https://digital.nhs.uk/birth-notifications/consumer-guide",
+}
 DOCUMENTED_CONTEXT = {
     "email_transport": "notify",
     "notify_template_id": "f33517ff-2a88-4f6e-b855-c550268ce08a",
-    "held_reviewer_principals": ["arn:aws:iam::123456789012:role/birth-notifications-reviewer"],
+    "held_reviewer_principals": ["arn:aws:iam::210987654321:role/birth-notifications-reviewer"],
+    **PRODUCTION_ADDRESSES,
 }
 """The synthesis whose acknowledgements the document lists: every optional resource present."""
+
+
+def without_placeholders(registry: Path, directory: Path) -> Path:
+    """A copy of ``registry`` in ``directory`` with its placeholders replaced by invented values that are not
+    placeholders (prod refuses them), its postcode directory beside it. For syntheses never deployed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = registry.read_text(encoding="utf-8")
+    text = re.sub(r"([@.])example\.", r"\1", text)  # maternity-data@northgate.example.nhs.uk -> ...@northgate.nhs.uk
+    text = re.sub(r"::(\d)\1{11}:", lambda m: f"::2109876543{m.group(1)}0:", text)  # 111111111111 -> 210987654310
+    (directory / "registry.toml").write_text(text, encoding="utf-8")
+    postcodes = registry.parent / "postcodes.csv"
+    (directory / postcodes.name).write_bytes(postcodes.read_bytes())
+    return directory / "registry.toml"
+
+
+def documented_context(directory: Path) -> dict:
+    """DOCUMENTED_CONTEXT with a registry the documented (prod) stage accepts, written under ``directory``."""
+    return {**DOCUMENTED_CONTEXT, "registry_path": str(without_placeholders(DEFAULT_REGISTRY, directory))}
 
 
 def _cell(text: str) -> str:
@@ -98,8 +122,9 @@ def render(
 def documented(outdir: Path) -> tuple[list[Acknowledgement], list[CheckovSkip]]:
     from infra.app import synth_app
 
-    synthesis = synth_app(DOCUMENTED_STAGE, outdir, DOCUMENTED_CONTEXT, audit=True)
-    return synthesis.acknowledgements(), synthesis.checkov_skips()
+    with tempfile.TemporaryDirectory() as registry:
+        synthesis = synth_app(DOCUMENTED_STAGE, outdir, documented_context(Path(registry)), audit=True)
+        return synthesis.acknowledgements(), synthesis.checkov_skips()
 
 
 def main(argv: list[str] | None = None) -> int:

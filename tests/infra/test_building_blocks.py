@@ -16,10 +16,11 @@ from aws_cdk.assertions import Template
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.settings import INGEST_ENV, Env
 
-from infra.config import CONTEXT_KEYS, ConfigError, StageConfig
+from infra.config import CONTEXT_KEYS, ROOT, ConfigError, StageConfig, placeholder_reason
 from infra.constructs.function import MissingEnvironment, environment_for
 from infra.constructs.layers import PROVIDED_BY_RUNTIME, REQUIREMENTS, dependencies_layer_dir
 from infra.constructs.policy import LeastPrivilegePolicy
+from infra.docs import documented_context
 from infra.nag import acknowledge, collect, skip_checkov, wildcard_findings
 from infra.national import COUNCILS, childrens_services_authorities, write_national_registry
 from infra.shards import SHARD_SPAN, by_shard, shard_of, shard_range
@@ -31,8 +32,8 @@ def config(**context) -> StageConfig:
     return StageConfig.from_context(context.get)
 
 
-def test_context_defaults_to_a_disposable_dev_stage_and_prod_retains():
-    dev, prod = config(), config(stage="prod")
+def test_context_defaults_to_a_disposable_dev_stage_and_prod_retains(tmp_path):
+    dev, prod = config(), config(stage="prod", **documented_context(tmp_path))
     assert (dev.stage, dev.retain_data, dev.prefix) == ("dev", False, "birthnotify-dev")
     assert (prod.retain_data, prod.authority_queue_prefix) == (True, "birthnotify-prod-authority")
     assert config(stage="staging").retain_data  # only dev may lose data
@@ -64,6 +65,56 @@ def test_context_values_from_the_cli_are_converted():
 def test_bad_context_is_refused_with_the_key_named(context, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         config(**context)
+
+
+def test_prod_refuses_placeholders_naming_every_one_and_dev_keeps_them(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        config(stage="prod")
+    message = str(refused.value)
+    assert message.startswith("stage prod refuses placeholder values")
+    for setting in ("context email_sender=", "context consumer_guide_url=", "operator_emails=",
+                    "trust RX1 contact_emails=", "trust RX1 uploader_principals=", "trust RX2 uploader_principals=",
+                    "authority E08000035 consumer_principals=", "authority E10000016 consumer_principals=",
+                    "authority E09000007 contact_emails=", "authority E06000014 contact_emails="):
+        assert f"\n  {setting}" in message or f"config/registry.toml {setting}" in message, setting
+    assert message.count("\n  ") == 14  # one line per offending value, nothing else
+    assert config().email_sender.endswith("@example.nhs.uk")  # dev and the local cloud: placeholders are fine
+    real = documented_context(tmp_path)
+    assert config(stage="prod", **real).stage == "prod"
+    with pytest.raises(ConfigError, match=r"held_reviewer_principals='arn:aws:iam::123456789012:role/r': account"):
+        config(stage="prod", **{**real, "held_reviewer_principals": "arn:aws:iam::123456789012:role/r"})
+
+
+@pytest.mark.parametrize(("value", "placeholder"), [
+    ("birth-notifications@example.nhs.uk", True),
+    ("childrens-centres@leeds.example.gov.uk", True),
+    ("someone@example.com", True),
+    ("https://birth-notifications.example.nhs.uk/guide", True),
+    ("ops@trust.test", True),
+    ("arn:aws:iam::111111111111:role/upload", True),
+    ("arn:aws:iam::123456789012:role/upload", True),
+    ("birth-notifications@nhs.net", False),
+    ("https://www.leeds.gov.uk/birth-notifications", False),
+    ("arn:aws:iam::210987654321:role/upload", False),
+    ("examples@leeds.gov.uk", False),  # a word, not an example domain
+])
+def test_placeholders_are_example_domains_and_invented_accounts(value, placeholder):
+    assert (placeholder_reason(value) is not None) == placeholder
+
+
+def test_make_synth_for_prod_refuses_placeholders_with_one_clear_message(tmp_path):
+    """What `make synth STAGE=prod` runs: the CDK CLI, which runs infra/app.py."""
+    import os
+    import subprocess
+
+    done = subprocess.run(  # noqa: S603
+        [str(ROOT / "node_modules" / ".bin" / "cdk"), "synth", "--context", "stage=prod", "--quiet",
+         "--output", str(tmp_path / "cdk.out")], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "18,20,22"})
+    assert done.returncode != 0
+    assert "birthnotify: stage prod refuses placeholder values" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "trust RX1 uploader_principals='arn:aws:iam::111111111111:role/northgate-maternity-upload'" in done.stderr
 
 
 def test_every_setting_is_a_documented_context_key():

@@ -10,7 +10,7 @@ import json
 import pytest
 from template_query import arn, cfn_lint, key_id, one, policy_of, queue, resources, role_of
 
-from infra.docs import DOC, render
+from infra.docs import DOC, DOCUMENTED_CONTEXT, render
 from infra.nag import PACKS, covers
 
 pytestmark = pytest.mark.infra
@@ -105,7 +105,7 @@ def test_the_held_reviewer_role_is_limited_to_the_held_queue_and_key(full):
     t = full.template
     role_id, role = role_of(t, "birthnotify-prod-held-reviewer")
     principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
-    assert principal == "arn:aws:iam::123456789012:role/birth-notifications-reviewer"
+    assert [principal] == DOCUMENTED_CONTEXT["held_reviewer_principals"]
     held, _ = queue(t, "birthnotify-prod-held")
     assert {s["Sid"]: s["Resource"] for s in policy_of(t, role_id)} == {
         "ReviewHeldQueue": arn(held),
