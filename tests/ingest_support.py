@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from birthnotify.domain.registry import load_registry
 from birthnotify.shared.names import authority_queue_name
 from birthnotify.shared.settings import Env
 from birthnotify_cli import moto_fidelity
-from birthnotify_cli.lambda_shim import LambdaContext, invoke_with_sqs_batch, load_handler_module
+from birthnotify_cli.lambda_shim import LambdaContext, deliver_sqs_batch, load_handler_module
 from birthnotify_cli.moto_fidelity import SqsClock
 from birthnotify_cli.synthetic import SyntheticRows, load_postcodes_by_district, synthetic_nhs_number, to_bytes
 from moto import mock_aws
@@ -74,14 +75,14 @@ class IngestStack:
                                                 ).get("Messages", [])
             if not messages:
                 break
-            response = invoke_with_sqs_batch(self.handler.handler, messages, self.ingest_queue_arn,
-                                             context or LambdaContext(function_name="ingest"))
-            responses.append(response)
-            failed = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
-            for message in messages:
-                if message["MessageId"] not in failed:
-                    self.sqs.delete_message(QueueUrl=self.ingest_queue_url, ReceiptHandle=message["ReceiptHandle"])
+            invoke = partial(self._invoke, context or LambdaContext(function_name="ingest"))
+            delivery = deliver_sqs_batch(self.sqs, queue_url=self.ingest_queue_url, queue_arn=self.ingest_queue_arn,
+                                         messages=messages, invoke=invoke)
+            responses.append(delivery.as_response())
         return responses
+
+    def _invoke(self, context: LambdaContext, event: dict) -> Any:
+        return self.handler.handler(event, context)
 
     def drain(self, queue_url: str) -> list[dict]:
         """Receive and delete every message on a queue; returns the parsed bodies in order. Each body is held

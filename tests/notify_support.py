@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import html
 import json
 import logging
@@ -20,12 +18,12 @@ import boto3
 import pytest
 from birthnotify.shared.settings import Env
 from birthnotify_cli.fake_notify import API_KEY, FakeNotify
-from birthnotify_cli.lambda_shim import LambdaContext, invoke_with_sqs_batch, load_handler_module
+from birthnotify_cli.lambda_shim import LambdaContext, deliver_sqs_batch, load_handler_module
+from birthnotify_cli.moto_mail import ses_sent_mail
 from botocore.awsrequest import AWSResponse
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
-from moto.ses.models import ses_backends
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDER = "birth-notifications@example.nhs.uk"
@@ -103,14 +101,11 @@ class NotifyStack:
         while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
                                               AttributeNames=["All"]).get("Messages", []):
             with self._capturing_logs():
-                response = invoke_with_sqs_batch(self.handler.handler, messages, self.events_queue_arn,
-                                                 LambdaContext(function_name="notify"))
-            responses.append(response)
-            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-            for message in messages:
-                if message["MessageId"] not in failed:
-                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-            if failed:
+                delivery = deliver_sqs_batch(sqs, queue_url=url, queue_arn=self.events_queue_arn, messages=messages,
+                                             invoke=lambda event: self.handler.handler(
+                                                 event, LambdaContext(function_name="notify")))
+            responses.append(delivery.as_response())
+            if delivery.failed:
                 break
         return responses
 
@@ -143,14 +138,8 @@ class NotifyStack:
         if self.fake_notify is not None:
             return [SentEmail([e["email_address"]], e["personalisation"]["subject"], e["personalisation"]["body"],
                               "") for e in self.fake_notify.emails]
-        sent = []
-        for message in ses_backends[DEFAULT_ACCOUNT_ID]["eu-west-2"].sent_messages:
-            parsed = email.message_from_string(message.raw_data, policy=email.policy.default)
-            sent.append(SentEmail(
-                to=[parsed["To"]], subject=str(parsed["Subject"]),
-                text=parsed.get_body(("plain",)).get_content(), html=parsed.get_body(("html",)).get_content(),
-            ))
-        return sent
+        return [SentEmail(mail.to, mail.subject, mail.text, mail.html)
+                for mail in ses_sent_mail(DEFAULT_ACCOUNT_ID, "eu-west-2")]
 
     def to(self, address: str) -> list[SentEmail]:
         return [message for message in self.sent() if address in message.to]

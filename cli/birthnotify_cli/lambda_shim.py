@@ -11,6 +11,7 @@ import importlib.util
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -73,14 +74,47 @@ def load_handler_module(path: str | Path, name: str | None = None) -> ModuleType
     return module
 
 
-def invoke_with_sqs_batch(handler: Any, messages: list[dict[str, Any]], queue_arn: str,
-                          context: Any) -> dict[str, Any]:
-    """Invoke a handler with a batch as the event source mapping does; returns its batchItemFailures.
+@dataclass
+class Delivery:
+    """What one delivery of a batch came to, as Lambda reads it."""
 
-    A handler that raises (Powertools does when every record failed) fails the whole batch, as in Lambda.
-    """
+    response: Any
+    failed: set[str]
+    """Ids of the messages that go back to the queue."""
+    raised: bool = False
+
+    def as_response(self) -> dict[str, Any]:
+        """The handler's response (batchItemFailures), or, when it raised, every message as failed."""
+        if self.raised:
+            return {"batchItemFailures": [{"itemIdentifier": i} for i in sorted(self.failed)], "raised": True}
+        return self.response or {"batchItemFailures": []}
+
+
+def deliver_sqs_batch(sqs: Any, *, queue_url: str, queue_arn: str, messages: list[dict[str, Any]],
+                      invoke: Callable[[dict[str, Any]], Any], report_batch_item_failures: bool = True) -> Delivery:
+    """One delivery by an SQS event source mapping: invoke the function with the batch, read its response as
+    Lambda does, delete the messages that succeeded and leave the failed ones to the queue (its visibility
+    timeout, then its redrive policy). Used by the local runtime and the integration tests alike.
+
+    An invocation that raises (Powertools does when every record failed) fails the whole batch. Without
+    ReportBatchItemFailures the response is ignored; an identifier that is empty or not in the batch fails
+    the whole batch."""
+    ids = [message["MessageId"] for message in messages]
     try:
-        response = handler(sqs_event(messages, queue_arn), context)
+        response = invoke(sqs_event(messages, queue_arn))
+        delivery = Delivery(response, _failed(ids, response, report_batch_item_failures))
     except Exception:  # noqa: BLE001 (an invocation error: every message returns to the queue)
-        return {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages], "raised": True}
-    return response or {"batchItemFailures": []}
+        delivery = Delivery(None, set(ids), raised=True)
+    succeeded = [message for message in messages if message["MessageId"] not in delivery.failed]
+    for start in range(0, len(succeeded), 10):
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(succeeded[start:start + 10])])
+    return delivery
+
+
+def _failed(ids: list[str], response: Any, report_batch_item_failures: bool) -> set[str]:
+    if not report_batch_item_failures or not isinstance(response, dict):
+        return set()
+    failures = response.get("batchItemFailures") or []
+    identifiers = {f.get("itemIdentifier") if isinstance(f, dict) else None for f in failures}
+    return identifiers if identifiers <= set(ids) else set(ids)  # type: ignore[return-value]

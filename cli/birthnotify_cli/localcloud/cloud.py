@@ -12,8 +12,6 @@ otherwise. moto keeps its state in this process, so run one local cloud per proc
 from __future__ import annotations
 
 import configparser
-import email
-import email.policy
 import json
 import logging
 import os
@@ -39,6 +37,7 @@ from birthnotify_cli.localcloud.report import DeployReport
 from birthnotify_cli.localcloud.runtime import LocalFunction, LocalRuntime, RunStats, ScheduleRun, SqsMapping
 from birthnotify_cli.localcloud.synth import CACHE, ROOT, synthesize_cached
 from birthnotify_cli.localcloud.template import ACCOUNT, APPLIED, LOCAL_RUNTIME, NOT_EMULATED, REGION
+from birthnotify_cli.moto_mail import ses_sent_mail
 
 Progress = Callable[[str], None]
 DEFAULT_WORKDIR = ROOT / "build" / "localcloud"
@@ -118,7 +117,7 @@ class LocalCloud:
         self._switched_on = switched_on
         """Holds behaviour.active(), entered by start: the changes to moto act until stop."""
         self._sessions: dict[str, boto3.session.Session] = {}
-        self._email_ids_before: set[str] = {m.id for m in _ses_messages()}
+        self._email_ids_before: set[str] = {m.id for m in ses_sent_mail(ACCOUNT, REGION)}
         self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -292,23 +291,8 @@ class LocalCloud:
     def sent_emails(self) -> list[dict[str, Any]]:
         """Every email SES accepted since this cloud started: id, from, to, subject, text and html parts
         (moto keeps them in this process)."""
-        sent = []
-        for message in _ses_messages():
-            if message.id in self._email_ids_before:
-                continue
-            raw = getattr(message, "raw_data", None)
-            if raw is None:
-                destinations = message.destinations
-                sent.append({"id": message.id, "from": message.source,
-                             "to": [*destinations.get("ToAddresses", []), *destinations.get("CcAddresses", [])],
-                             "subject": message.subject, "text": message.body, "html": ""})
-                continue
-            parsed = email.message_from_string(raw, policy=email.policy.default)
-            text, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
-            sent.append({"id": message.id, "from": str(parsed.get("From", message.source)),
-                         "to": list(dict.fromkeys(message.destinations)), "subject": str(parsed.get("Subject", "")),
-                         "text": text.get_content() if text else "", "html": html.get_content() if html else ""})
-        return sent
+        return [{"id": mail.id, "from": mail.sender, "to": mail.to, "subject": mail.subject, "text": mail.text,
+                 "html": mail.html} for mail in ses_sent_mail(ACCOUNT, REGION) if mail.id not in self._email_ids_before]
 
     # -- for people at a shell -------------------------------------------------------------------------------
 
@@ -473,12 +457,6 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 def _client_factory(endpoint_url: str, key: iam.AccessKey) -> Callable[[str], Any]:
     session = iam.session_for_key(key)
     return lambda service: session.client(service, endpoint_url=endpoint_url, config=CLIENT_CONFIG)
-
-
-def _ses_messages() -> list[Any]:
-    from moto.ses.models import ses_backends
-
-    return list(ses_backends[ACCOUNT][REGION].sent_messages)
 
 
 def _check_free(host: str, port: int) -> None:

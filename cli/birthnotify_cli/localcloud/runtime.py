@@ -43,7 +43,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from birthnotify_cli.lambda_shim import LambdaContext, load_handler_module, sqs_event
+from birthnotify_cli.lambda_shim import LambdaContext, deliver_sqs_batch, load_handler_module
 from birthnotify_cli.localcloud.behaviour import advance_sqs_clock, seconds_until_visible
 from birthnotify_cli.localcloud.template import ACCOUNT, REGION
 
@@ -391,22 +391,16 @@ class LocalRuntime:
         return batch
 
     def _deliver(self, mapping: SqsMapping, batch: list[dict[str, Any]], stats: RunStats) -> None:
-        ids = [m["MessageId"] for m in batch]
         stats.invocations += 1
         stats.messages += len(batch)
         stats.by_function[mapping.function.name] = stats.by_function.get(mapping.function.name, 0) + 1
-        try:
-            response = self.invoke(mapping.function, sqs_event(batch, mapping.queue_arn))
-            failed = self._failed(mapping, ids, response)
-        except Exception:  # noqa: BLE001 (an invocation error: every message goes back to the queue)
-            stats.errors += 1
-            failed = set(ids)
-        stats.failed += len(failed)
         sqs = self._sqs(mapping.function)
-        succeeded = [m for m in batch if m["MessageId"] not in failed]
-        for start in range(0, len(succeeded), 10):
-            sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(succeeded[start:start + 10])])
+        delivery = deliver_sqs_batch(sqs, queue_url=mapping.queue_url, queue_arn=mapping.queue_arn, messages=batch,
+                                     invoke=lambda event: self.invoke(mapping.function, event),
+                                     report_batch_item_failures=mapping.report_batch_item_failures)
+        failed = delivery.failed
+        stats.errors += delivery.raised
+        stats.failed += len(failed)
         if self.retry_delay_seconds is None:
             return  # a failed message stays in flight until its visibility timeout ends; SQS's redrive policy
             # moves it to the dead-letter queue once it has been received maxReceiveCount times
@@ -414,18 +408,6 @@ class LocalRuntime:
             if message["MessageId"] in failed:
                 sqs.change_message_visibility(QueueUrl=mapping.queue_url, ReceiptHandle=message["ReceiptHandle"],
                                               VisibilityTimeout=int(self.retry_delay_seconds))
-
-    @staticmethod
-    def _failed(mapping: SqsMapping, ids: list[str], response: Any) -> set[str]:
-        """Lambda's reading of the response: without ReportBatchItemFailures it is ignored; an identifier
-        that is empty or not in the batch fails the whole batch."""
-        if not mapping.report_batch_item_failures or not isinstance(response, dict):
-            return set()
-        failures = response.get("batchItemFailures") or []
-        identifiers = {f.get("itemIdentifier") if isinstance(f, dict) else None for f in failures}
-        if not identifiers <= set(ids):
-            return set(ids)
-        return identifiers
 
     # -- schedules -------------------------------------------------------------------------------------------
 

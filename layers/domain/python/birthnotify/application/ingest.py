@@ -125,7 +125,7 @@ class IngestService:
                                    f"No trust with ODS code {trust_code} is registered: check the upload folder.")
             kind = FileKind.from_name(file_name)
             head = self.ports.uploads.head(obj)
-            uploaded_at = head.last_modified
+            uploaded_at = obj.event_time or head.last_modified  # the event's has milliseconds
             if head.size > self.settings.max_file_bytes:
                 raise FileRejected(ErrorCode.FILE_TOO_LARGE,
                                    f"The file is over the {self.settings.max_file_bytes // 2**20} MB limit; split it.")
