@@ -44,7 +44,7 @@ $(CHECKOV_VENV)/.installed: pyproject.toml
 install: $(BIN)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --cov=birthnotify --cov-report=term:skip-covered
 
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -m "not infra and not e2e"

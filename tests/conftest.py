@@ -24,6 +24,24 @@ for _name, _value in {
 os.environ.pop("AWS_PROFILE", None)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Coverage of the package is measured over the unit and integration tests. Infra tests (CDK synthesis,
+    cfn-lint, checkov) and e2e tests (an in-process moto server) run no rule of the package that those do
+    not, and under tracing they would cost more than the rest of the suite together, so coverage pauses for
+    them (before their fixtures are set up)."""
+    try:
+        import coverage
+    except ImportError:
+        return
+    current = coverage.Coverage.current()
+    if current is None:
+        return
+    paused = bool(item.get_closest_marker("infra") or item.get_closest_marker("e2e"))
+    if paused != getattr(current, "_birthnotify_paused", False):
+        (current.stop if paused else current.start)()
+        current._birthnotify_paused = paused  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
