@@ -1,5 +1,5 @@
 """`birthnotify`: the command line for trusts (validate), authorities (consume), testers (generate) and
-the team (demo, local serve, contracts, registry check).
+the team (demo, local serve, contracts, registry check, postcodes build).
 
 Exit codes: 0 success; 1 some rows or messages were not accepted; 2 usage error; 3 the file was
 rejected as a whole; 4 configuration error (registry, postcode directory, AWS access).
@@ -86,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     registry.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
     registry.set_defaults(run=_registry_check)
 
+    postcodes = commands.add_parser("postcodes", help="build the postcode index")
+    postcode_commands = postcodes.add_subparsers(metavar="ACTION")
+    build = postcode_commands.add_parser(
+        "build", help="index an ONS postcode directory CSV (NSPL or ONSPD)",
+        description="Turn an ONS postcode directory release (NSPL or ONSPD CSV, any release: column names from "
+        "the registry's [postcode_directory]) into the compact index the ingest function maps into memory.")
+    build.add_argument("source", type=Path, help="the directory CSV")
+    build.add_argument("--output", type=Path, required=True, help="the index to write, e.g. build/postcodes.idx")
+    build.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
+    build.set_defaults(run=_postcodes_build)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded local cloud")
     demo.add_argument("--rows", type=int, default=600)
     demo.add_argument("--output", type=Path, default=Path("demo-output"))
@@ -110,17 +121,27 @@ class ConfigurationError(Exception):
     """The registry or postcode directory cannot be used; the message says which and why."""
 
 
-def _load_registry_and_postcodes(path: Path):
-    from birthnotify.domain.postcodes import PostcodeDirectory
+def _load_registry(path: Path):
     from birthnotify.domain.registry import load_registry
 
     try:
-        registry = load_registry(path)
-        postcodes = PostcodeDirectory.load(path.parent / registry.postcode_directory.file,
-                                           registry.postcode_directory)
-    except (ValueError, OSError) as exc:  # RegistryError and PostcodeDirectoryError are ValueErrors
+        return load_registry(path)
+    except ValueError as exc:  # RegistryError
         raise ConfigurationError(str(exc)) from None
-    return registry, postcodes
+
+
+def _load_postcodes(path: Path, registry):
+    from birthnotify.domain.postcodes import PostcodeDirectory
+
+    try:
+        return PostcodeDirectory.load(path, registry.postcode_directory)
+    except (ValueError, OSError) as exc:  # PostcodeDirectoryError is a ValueError
+        raise ConfigurationError(f"postcode directory {path}: {exc}") from None
+
+
+def _load_registry_and_postcodes(path: Path):
+    registry = _load_registry(path)
+    return registry, _load_postcodes(path.parent / registry.postcode_directory.file, registry)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -253,6 +274,21 @@ def _registry_check(args: argparse.Namespace) -> int:
         agreement = authority.agreement_on(today)
         print(f"  {authority.gss_code} {authority.name}: "
               + (f"agreement {agreement.id} in force" if agreement else "NO agreement in force today: records held"))
+    return EXIT_OK
+
+
+def _postcodes_build(args: argparse.Namespace) -> int:
+    from birthnotify_cli.postcodes import build
+
+    registry = _load_registry(args.registry)
+    if not args.source.is_file():
+        print(f"{args.source}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        lines = build(args.source, args.output, registry)
+    except ValueError as exc:  # PostcodeDirectoryError: a column the registry does not name, an unreadable CSV
+        raise ConfigurationError(str(exc)) from None
+    print("\n".join(lines))
     return EXIT_OK
 
 

@@ -21,6 +21,11 @@ NO_COUNTY = "E99999999"
 """Pseudo county code ONS uses for areas without a county council."""
 
 
+def is_no_county(gss_code: str) -> bool:
+    """True for the pseudo county code ONS gives areas without a county council (E99999999, W99999999...)."""
+    return gss_code[1:] == "99999999"
+
+
 def is_upper_tier(gss_code: str) -> bool:
     """True when the council with this code runs children's services itself."""
     return gss_code[:3] in UPPER_TIER_ENTITIES

@@ -125,13 +125,16 @@ class Trust(_Strict):
 
 
 class PostcodeDirectoryColumns(_Strict):
-    """Column names of an ONS postcode directory (NSPL/ONSPD) release; the first present one is used,
-    because ONS renames them between releases (laua, lad25cd, lad26cd ...)."""
+    """The postcode directory, and the column names of its ONS (NSPL/ONSPD) release; the first present one is
+    used, because ONS renames them between releases (laua, lad25cd, lad26cd ...)."""
 
-    file: str = "postcodes.csv"
+    file: str = Field("postcodes.csv", description="Relative to the registry: a directory CSV (a small extract, "
+                      "indexed in memory when loaded) or an index built by `birthnotify postcodes build`.")
     postcode: list[str] = ["pcds", "pcd", "pcd7", "pcd8", "postcode"]
     district: list[str] = ["lad26cd", "lad25cd", "lad24cd", "lad23cd", "laua", "oslaua"]
     county: list[str] = ["cty26cd", "cty25cd", "cty24cd", "cty23cd", "cty"]
+    terminated: list[str] = ["doterm"]
+    """Date of termination (empty for a live postcode): counted only, since terminated postcodes still route."""
 
 
 class Registry(_Strict):
