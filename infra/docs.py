@@ -38,14 +38,15 @@ DOCUMENTED_CONTEXT = {
 
 def without_placeholders(registry: Path, directory: Path) -> Path:
     """A copy of ``registry`` in ``directory`` with its placeholders replaced by invented values that are not
-    placeholders (prod refuses them), its postcode directory beside it. For syntheses never deployed."""
+    placeholders (prod refuses them), its postcode directory and councils data beside it. For syntheses never
+    deployed."""
     directory.mkdir(parents=True, exist_ok=True)
     text = registry.read_text(encoding="utf-8")
     text = re.sub(r"([@.])example\.", r"\1", text)  # maternity-data@northgate.example.nhs.uk -> ...@northgate.nhs.uk
     text = re.sub(r"::(\d)\1{11}:", lambda m: f"::2109876543{m.group(1)}0:", text)  # 111111111111 -> 210987654310
     (directory / "registry.toml").write_text(text, encoding="utf-8")
-    postcodes = registry.parent / "postcodes.csv"
-    (directory / postcodes.name).write_bytes(postcodes.read_bytes())
+    for data in ("postcodes.csv", "authorities-england-wales.csv"):  # the files it names, beside it
+        (directory / data).write_bytes((registry.parent / data).read_bytes())
     return directory / "registry.toml"
 
 

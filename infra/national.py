@@ -116,10 +116,12 @@ def national_registry_toml(
 
 
 def write_registry(directory: Path, text: str) -> Path:
-    """Write ``text`` as ``directory/registry.toml`` beside a copy of the postcode directory it names (the
-    config layer ships both); returns the registry's path, for the ``registry_path`` context key."""
+    """Write ``text`` as ``directory/registry.toml`` beside copies of the postcode directory and the councils
+    data it names (the config layer ships them); returns the registry's path, for the ``registry_path``
+    context key."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(DEFAULT_REGISTRY.parent / "postcodes.csv", directory / "postcodes.csv")
+    shutil.copyfile(COUNCILS, directory / COUNCILS.name)
     path = directory / "registry.toml"
     path.write_text(text, encoding="utf-8")
     return path

@@ -239,6 +239,7 @@ def edit_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
             assert count, f"{pattern!r} matched nothing in the registry"
         (folder / "registry.toml").write_text(text, encoding="utf-8")
         shutil.copy(ROOT / "config" / "postcodes.csv", folder / "postcodes.csv")
+        shutil.copy(ROOT / "config" / "authorities-england-wales.csv", folder)
         monkeypatch.setenv(Env.REGISTRY_PATH, str(folder / "registry.toml"))
         return folder / "registry.toml"
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from birthnotify.domain.messages import (
+    HELD_HELP,
     AuthorityMessage,
     FileProcessedEvent,
     FileReport,
@@ -75,8 +76,7 @@ def upload_contract_markdown() -> str:
         "",
         "- **withheld** (counted, never forwarded) when " + "; ".join(
             f"`{reason.value}`" for reason in WithheldReason) + ";",
-        "- **held** for review (counted, parked on the held queue) when " + "; ".join(
-            f"`{reason.value}`" for reason in HeldReason) + ";",
+        "- **held** for review (counted, parked on the held queue) for one of the reasons below;",
         "- otherwise **forwarded** to the authority where the baby lives, carrying only the fields its",
         "  sharing agreement allows (see [the message schema](schemas/authority-message.schema.json)).",
         "",
@@ -86,6 +86,17 @@ def upload_contract_markdown() -> str:
         "`<upload time>-<upload id>.rejected.csv` (row, notification_id, field, code, message). Neither repeats",
         "any personal data. rows in = forwarded + rejected + withheld + held, always. The trust's email names",
         "the report; `aws s3 ls s3://<reports bucket>/reports/<ODS>/<file name>/` lists every upload's.",
+        "",
+        "The council is found from `residence_la_code` and from the postcode (through the ONS postcode",
+        "directory), and both must agree: a district goes to its county, and an ended council (e.g. a former",
+        "Cumbria district) to its successor, using the councils data of England and Wales. Records for a council",
+        "that runs children's services but has no sharing agreement are held, naming that council.",
+        "",
+        "## Held reasons",
+        "",
+        "| Reason | Meaning and what to do |",
+        "|---|---|",
+        *(f"| `{reason.value}` | {HELD_HELP[reason]} |" for reason in HeldReason),
         "",
         "## Error codes",
         "",

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     registry.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
     registry.set_defaults(run=_registry_check)
 
-    postcodes = commands.add_parser("postcodes", help="build the postcode index")
+    postcodes = commands.add_parser("postcodes", help="build or query the postcode index")
     postcode_commands = postcodes.add_subparsers(metavar="ACTION")
     build = postcode_commands.add_parser(
         "build", help="index an ONS postcode directory CSV (NSPL or ONSPD)",
@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--output", type=Path, required=True, help="the index to write, e.g. build/postcodes.idx")
     build.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
     build.set_defaults(run=_postcodes_build)
+    lookup = postcode_commands.add_parser("lookup", help="where postcodes route, by the registry's directory")
+    lookup.add_argument("postcode", nargs="+")
+    lookup.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY)
+    lookup.add_argument("--directory", type=Path, default=None,
+                        help="a directory CSV or index (default: the one the registry names)")
+    lookup.set_defaults(run=_postcodes_lookup)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded local cloud")
     demo.add_argument("--rows", type=int, default=600)
@@ -238,10 +244,9 @@ def _generate(args: argparse.Namespace) -> int:
 
     from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
 
-    registry, _ = _load_registry_and_postcodes(args.registry)
+    registry = _load_registry(args.registry)
     postcodes = load_postcodes_by_district(args.registry.parent / registry.postcode_directory.file)
-    served = {d for a in registry.authorities for d in (a.gss_code, *a.districts)}
-    unserved = tuple(d for d in postcodes if d not in served)
+    unserved = tuple(d for d in postcodes if registry.authority(d) is None)
     generator = SyntheticRows(
         postcodes, args.upload_day or london_day(datetime.now(UTC)), seed=args.seed,
         mix=Mix(invalid=args.invalid, withheld=args.withheld, held=args.held, amend_cancel=args.amend_cancel),
@@ -268,8 +273,10 @@ def _contracts(args: argparse.Namespace) -> int:
 def _registry_check(args: argparse.Namespace) -> int:
     registry, postcodes = _load_registry_and_postcodes(args.registry)
     today = date.today()
-    print(f"{args.registry}: {len(registry.trusts)} trusts, {len(registry.authorities)} authorities, "
-          f"{len(postcodes)} postcodes")
+    councils = registry.councils_data
+    print(f"{args.registry}: {len(registry.trusts)} trusts, {len(registry.authorities)} authorities of "
+          f"{len(councils.childrens_services_councils)} children's services councils in {councils.source}; "
+          f"{len(postcodes):,} postcodes in {postcodes.source}")
     for authority in registry.authorities:
         agreement = authority.agreement_on(today)
         print(f"  {authority.gss_code} {authority.name}: "
@@ -289,6 +296,15 @@ def _postcodes_build(args: argparse.Namespace) -> int:
     except ValueError as exc:  # PostcodeDirectoryError: a column the registry does not name, an unreadable CSV
         raise ConfigurationError(str(exc)) from None
     print("\n".join(lines))
+    return EXIT_OK
+
+
+def _postcodes_lookup(args: argparse.Namespace) -> int:
+    from birthnotify_cli.postcodes import lookup
+
+    registry = _load_registry(args.registry)
+    directory = _load_postcodes(args.directory or args.registry.parent / registry.postcode_directory.file, registry)
+    print("\n".join(lookup(args.postcode, directory, registry)))
     return EXIT_OK
 
 

@@ -45,6 +45,7 @@ def bad_checksum(number: str) -> str:
 
 
 def load_postcodes_by_district(path: str | Path) -> dict[str, list[str]]:
+    """Council code (as the directory gives it) -> its postcodes, from a directory CSV."""
     by_district: dict[str, list[str]] = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -109,9 +110,13 @@ class SyntheticRows:
                 self._issued.append(row)
         return row
 
-    def _valid_row(self, index: int) -> dict[str, str]:
+    def valid_row(self, index: int, district: str) -> dict[str, str]:
+        """A valid, shareable row for a baby living in ``district`` (a council code the directory lists)."""
+        return self._valid_row(index, district)
+
+    def _valid_row(self, index: int, district: str | None = None) -> dict[str, str]:
         rng = self.rng
-        district = rng.choices(self._districts, self._weights)[0]
+        district = district or rng.choices(self._districts, self._weights)[0]
         babies = 1 if rng.random() < 0.97 else 2
         dob = self.upload_day - timedelta(days=rng.randint(1, 60))
         mother_dob = dob - timedelta(days=rng.randint(18 * 365, 42 * 365))

@@ -4,7 +4,7 @@
   wheels for the Lambda platform (manylinux2014 aarch64, CPython 3.13) into build/layers/, keyed by a
   hash of requirements.txt and of this recipe, so a repeated synthesis reuses it and never needs Docker.
 - domain: layers/domain/python, so the package lands at /opt/python/birthnotify.
-- config: the registry and the postcode directory it names, at /opt/config/.
+- config: the registry, and the councils data and postcode directory it names, at /opt/config/.
 """
 
 from __future__ import annotations
@@ -116,9 +116,10 @@ def _prune(site: Path) -> None:
 
 
 def config_layer_dir(config: StageConfig, registry: Registry, cache: Path = BUILD_DIR) -> Path:
-    """Stage config/ as the layer lays it out (/opt/config/<registry>, /opt/config/<postcodes>)."""
+    """Stage config/ as the layer lays it out (/opt/config/<registry>, <councils>, <postcodes>)."""
     files = {
         "registry.toml": config.registry_path,
+        registry.councils.file: config.registry_path.parent / registry.councils.file,
         registry.postcode_directory.file: config.registry_path.parent / registry.postcode_directory.file,
     }
     digest = hashlib.sha256()
@@ -173,7 +174,7 @@ class Layers(Construct):
             self,
             "Config",
             layer_version_name=f"{config.prefix}-config",
-            description="registry and postcode directory (/opt/config)",
+            description="registry, councils data and postcode directory (/opt/config)",
             code=lambda_.Code.from_asset(str(config_layer_dir(config, registry))),
             **common,
         )

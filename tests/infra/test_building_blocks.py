@@ -75,9 +75,10 @@ def test_prod_refuses_placeholders_naming_every_one_and_dev_keeps_them(tmp_path)
     for setting in ("context email_sender=", "context consumer_guide_url=", "operator_emails=",
                     "trust RX1 contact_emails=", "trust RX1 uploader_principals=", "trust RX2 uploader_principals=",
                     "authority E08000035 consumer_principals=", "authority E10000016 consumer_principals=",
-                    "authority E09000007 contact_emails=", "authority E06000014 contact_emails="):
+                    "authority E09000007 contact_emails=", "authority E06000014 contact_emails=",
+                    "authority W06000015 contact_emails=", "authority W06000015 consumer_principals="):
         assert f"\n  {setting}" in message or f"config/registry.toml {setting}" in message, setting
-    assert message.count("\n  ") == 14  # one line per offending value, nothing else
+    assert message.count("\n  ") == 16  # one line per offending value, nothing else
     assert config().email_sender.endswith("@example.nhs.uk")  # dev and the local cloud: placeholders are fine
     real = documented_context(tmp_path)
     assert config(stage="prod", **real).stage == "prod"

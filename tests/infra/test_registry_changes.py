@@ -15,16 +15,16 @@ pytestmark = pytest.mark.infra
 
 HULL = ChildrensServicesAuthority("E06000010", "Kingston upon Hull City Council", "England")
 """Shard E06-0, where York (E06000014) already is: it comes before York in code order."""
-CARDIFF = ChildrensServicesAuthority("W06000015", "Cardiff Council", "Wales")
-"""Shard W06-0, which the shipped registry does not use: a new stack."""
+BOLTON = ChildrensServicesAuthority("E08000001", "Bolton Metropolitan Borough Council", "England")
+"""Shard E08-0, which the shipped registry does not use (Leeds, E08000035, is in E08-1): a new stack."""
 
 
 @pytest.fixture(scope="module")
 def grown(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     text = DEFAULT_REGISTRY.read_text(encoding="utf-8")
-    text += "\n" + authority_toml(HULL, 1) + "\n" + authority_toml(CARDIFF, 2)
+    text += "\n" + authority_toml(HULL, 1) + "\n" + authority_toml(BOLTON, 2)
     registry = write_registry(tmp_path_factory.mktemp("grown-registry"), text)
-    assert {a.gss_code for a in load_registry(registry).authorities} >= {HULL.gss_code, CARDIFF.gss_code}
+    assert {a.gss_code for a in load_registry(registry).authorities} >= {HULL.gss_code, BOLTON.gss_code}
     return synth_app("dev", tmp_path_factory.mktemp("cdk-grown"), {"registry_path": str(registry)})
 
 
@@ -36,15 +36,15 @@ def differing(before: dict, after: dict) -> set[str]:
 
 def test_only_the_new_authorities_stacks_differ(dev, grown):
     before, after = dev.templates, grown.templates
-    assert set(after) - set(before) == {"BirthNotifications-dev-Authorities-W06-0"}  # Cardiff's, new
+    assert set(after) - set(before) == {"BirthNotifications-dev-Authorities-E08-0"}  # Bolton's, new
     assert set(before) - set(after) == set()
     changed = {name for name in before if name != dev.stack.stack_name and before[name] != after[name]}
     assert changed == {"BirthNotifications-dev-Authorities-E06-0"}  # Hull's, beside York
     york_and_hull = differing(before["BirthNotifications-dev-Authorities-E06-0"],
                               after["BirthNotifications-dev-Authorities-E06-0"])
     assert york_and_hull and all(HULL.gss_code in logical_id for logical_id in york_and_hull)  # York untouched
-    assert all(CARDIFF.gss_code in logical_id
-               for logical_id in after["BirthNotifications-dev-Authorities-W06-0"]["Resources"]
+    assert all(BOLTON.gss_code in logical_id
+               for logical_id in after["BirthNotifications-dev-Authorities-E08-0"]["Resources"]
                if logical_id.startswith("Authorities"))
 
 

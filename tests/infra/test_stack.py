@@ -566,6 +566,7 @@ def test_each_registry_authority_is_in_the_stack_of_its_code_block_and_nowhere_e
         "BirthNotifications-dev-Authorities-E08-1",  # Leeds, E08000035
         "BirthNotifications-dev-Authorities-E09-0",  # Camden, E09000007
         "BirthNotifications-dev-Authorities-E10-0",  # Kent, E10000016
+        "BirthNotifications-dev-Authorities-W06-0",  # Cardiff, W06000015
     ]
     for authority in REGISTRY.authorities:
         name = authority_queue_name("birthnotify-dev-authority", authority.gss_code)

@@ -266,6 +266,28 @@ def test_only_the_documented_forms_are_accepted(ingest_stack, rows_factory, tmp_
     assert errors_by_row(report) == {2: [(field, code)]}
 
 
+def test_places_outside_the_service_and_ended_councils_are_held_with_their_reason_never_rejected(
+        ingest_stack, rows_factory, tmp_path):
+    """Scottish, Northern Irish, Channel Islands and Isle of Man codes and postcodes, an ended council split in
+    two, and a council without an agreement: each row held with its own reason, the same offline."""
+    places = [("S12000036", "ZZ99 3VZ"), ("", POSTCODES["S12000036"][0]), ("N09000003", "BT1 1AA"),
+              ("L99999999", "GY1 1AA"), ("", "JE2 3AB"), ("M99999999", "IM1 1AA"), ("E10000006", "ZZ99 3VZ"),
+              ("E10000006", POSTCODES["E07000028"][0]), ("", POSTCODES["E08000003"][0]),
+              ("W06000015", POSTCODES["W06000015"][0])]
+    rows = rows_factory(len(places), today(), districts={LEEDS: 1}, seed=35)
+    for row, (code, postcode) in zip(rows, places, strict=True):
+        row["residence_la_code"], row["postcode"] = code, postcode.lower()
+    report = run_both(ingest_stack, tmp_path, "RX1", "places.csv", csv_bytes(rows))
+    assert report["errors"] == []
+    held = {(h["reason"], h["authority_gss_code"], h["authority_name"]): h["count"]
+            for h in report["outcome"]["held_by_reason"]}
+    assert held == {("OUTSIDE_SERVICE", None, None): 6,
+                    ("AMBIGUOUS_SUCCESSOR", "E10000006", "Cumbria County Council"): 1,
+                    ("NO_AGREEMENT", "E06000063", "Cumberland Council"): 1,  # the postcode decided
+                    ("NO_AGREEMENT", "E08000003", "Manchester City Council"): 1}
+    assert [a["gss_code"] for a in report["outcome"]["authorities"]] == ["W06000015"]  # a Welsh birth
+
+
 def test_a_bad_number_on_the_first_json_line_is_that_rows_error_not_the_files(ingest_stack, rows_factory, tmp_path):
     rows = rows_factory(5, today(), districts={LEEDS: 1}, seed=32)
     lines = [json.dumps({k: v for k, v in row.items() if v}) for row in rows]

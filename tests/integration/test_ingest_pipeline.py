@@ -16,6 +16,7 @@ from ingest_support import REGISTRY_PATH
 
 LEEDS, KENT, CAMDEN, YORK = "E08000035", "E10000016", "E09000007", "E06000014"
 MAIDSTONE = "E07000110"  # a district: its births go to Kent County Council
+MANCHESTER = "E08000003"  # runs children's services, not in the registry
 REGISTRY = load_registry(REGISTRY_PATH)
 PERSONAL_FIELDS = ("baby_nhs_number", "mother_nhs_number", "mother_given_name", "mother_family_name",
                    "baby_date_of_birth", "mother_date_of_birth", "address_line_1", "postcode")
@@ -44,8 +45,10 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
     rows[6]["postcode"], rows[6]["residence_la_code"] = "ZZ99 3VZ", ""
     postcodes = load_postcodes_by_district(REGISTRY_PATH.parent / "postcodes.csv")
     rows[7]["residence_la_code"], rows[7]["postcode"] = YORK, postcodes[YORK][0]  # agreement lapsed: held
-    rows[8]["residence_la_code"], rows[8]["postcode"] = "E08000003", postcodes["E08000003"][0]  # no authority
+    # Manchester runs children's services but is not in the registry: held, naming it (not NO_AUTHORITY).
+    rows[8]["residence_la_code"], rows[8]["postcode"] = MANCHESTER, postcodes[MANCHESTER][0]
     rows[9]["notification_id"] = rows[10]["notification_id"]
+    rows[12]["residence_la_code"], rows[12]["postcode"] = "E06000999", "ZZ99 3VZ"  # no such council: no authority
     ingest_stack.upload("RX1", "births 2026-11.csv", to_bytes(rows, "x.csv"))
 
     responses = ingest_stack.run()
@@ -54,10 +57,12 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
     report = ingest_stack.report("RX1", "births 2026-11.csv")
     outcome = report["outcome"]
     assert_balanced(outcome)
-    assert (outcome["rows_in"], outcome["rejected"], outcome["withheld"], outcome["held"]) == (60, 4, 3, 3)
+    assert (outcome["rows_in"], outcome["rejected"], outcome["withheld"], outcome["held"]) == (60, 4, 3, 4)
     assert outcome["withheld_by_reason"] == {"STILLBIRTH": 1, "RESTRICTED": 1, "SHARING_OBJECTION": 1}
-    held = {(h["reason"], h["authority_gss_code"]): h["count"] for h in outcome["held_by_reason"]}
-    assert held == {("PSEUDO_POSTCODE", None): 1, ("NO_AGREEMENT", YORK): 1, ("NO_AUTHORITY", None): 1}
+    held = {(h["reason"], h["authority_gss_code"], h["authority_name"]): h["count"]
+            for h in outcome["held_by_reason"]}
+    assert held == {("PSEUDO_POSTCODE", None, None): 1, ("NO_AGREEMENT", YORK, "City of York Council"): 1,
+                    ("NO_AGREEMENT", MANCHESTER, "Manchester City Council"): 1, ("NO_AUTHORITY", None, None): 1}
     codes = {(e["row"], e["field"], e["code"]) for e in report["errors"]}
     assert codes == {(1, "baby_nhs_number", "NHS_NUMBER_CHECKSUM"), (2, "postcode", "POSTCODE_INVALID"),
                      (3, "birth_order", "BIRTH_ORDER_EXCEEDS_BABIES"), (11, "notification_id",
@@ -65,7 +70,7 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
 
     queues = bodies_by_queue(ingest_stack)
     forwarded = [body for bodies in queues.values() for body in bodies]
-    assert len(forwarded) == outcome["forwarded"] == 60 - 4 - 3 - 3
+    assert len(forwarded) == outcome["forwarded"] == 60 - 4 - 3 - 4
     assert {a["gss_code"]: a["new"] for a in outcome["authorities"]} == {
         gss: len(bodies) for gss, bodies in queues.items() if bodies}
     assert queues[YORK] == []
@@ -81,7 +86,8 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
     kent_fields = set().union(*(b["record"] for b in queues[KENT]))
     assert "baby_nhs_number" not in kent_fields and "mother_given_name" in kent_fields
     held_bodies = ingest_stack.drain(ingest_stack.held_queue_url)
-    assert sorted(b["reason"] for b in held_bodies) == ["NO_AGREEMENT", "NO_AUTHORITY", "PSEUDO_POSTCODE"]
+    assert sorted((b["reason"], b["authority_gss_code"] or "") for b in held_bodies) == [
+        ("NO_AGREEMENT", YORK), ("NO_AGREEMENT", MANCHESTER), ("NO_AUTHORITY", ""), ("PSEUDO_POSTCODE", "")]
 
     [event] = ingest_stack.drain(ingest_stack.events_queue_url)
     assert event["status"] == "PROCESSED" and event["outcome"]["rows_in"] == 60

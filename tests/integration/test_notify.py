@@ -20,7 +20,8 @@ from notify_support import (
 )
 
 REGISTRY = load_registry(REGISTRY_PATH)
-LEEDS, KENT, CAMDEN, YORK, MAIDSTONE = "E08000035", "E10000016", "E09000007", "E06000014", "E07000110"
+LEEDS, KENT, CAMDEN, YORK, MAIDSTONE, MANCHESTER = ("E08000035", "E10000016", "E09000007", "E06000014", "E07000110",
+                                                "E08000003")
 OPERATORS = REGISTRY.operator_emails[0]
 RX1_CONTACT = REGISTRY.trust("RX1").contact_emails[0]
 
@@ -35,12 +36,13 @@ def contacts(gss: str) -> list[str]:
 
 def rich_rows(count: int = 150, seed: int = 21) -> list[dict[str, str]]:
     """A file with every outcome: forwarded NEW, AMEND and CANCEL rows to per-file and digest councils,
-    rejected, withheld and held rows (lapsed agreement, no council, no fixed abode), every address line."""
+    rejected, withheld and held rows (lapsed agreement, a council without one, no fixed abode), every address
+    line."""
     rows = list(SyntheticRows(
         load_postcodes_by_district(ROOT / "config" / "postcodes.csv"), today(), seed=seed,
         mix=Mix(invalid=0.08, withheld=0.08, held=0.08, amend_cancel=0.2,
                 districts={LEEDS: 3, MAIDSTONE: 2, CAMDEN: 1, YORK: 1}),
-        held_districts=("E08000003",),
+        held_districts=(MANCHESTER,),
     ).rows(count))
     for index, row in enumerate(rows):
         row["address_line_2"] = f"Flat {index + 3} Quarry Mount House"
@@ -67,7 +69,9 @@ def test_each_party_is_told_what_it_needs_once(notify_stack, ingest_stack):
     report = upload(ingest_stack, rich_rows())
     outcome = report["outcome"]
     held_reasons = {h["reason"] for h in outcome["held_by_reason"]}
-    assert {"NO_AGREEMENT", "NO_AUTHORITY", "PSEUDO_POSTCODE"} <= held_reasons  # the file exercises them all
+    assert {"NO_AGREEMENT", "PSEUDO_POSTCODE"} <= held_reasons  # the file exercises them all
+    held_for = {h["authority_gss_code"] for h in outcome["held_by_reason"] if h["reason"] == "NO_AGREEMENT"}
+    assert held_for == {YORK, MANCHESTER}  # York's agreement lapsed; Manchester is not in the registry
     assert outcome["rejected"] and outcome["withheld"]
     assert notify_stack.run() == [{"batchItemFailures": []}]
     mail = by_recipient(notify_stack.sent())
@@ -104,7 +108,7 @@ def test_each_party_is_told_what_it_needs_once(notify_stack, ingest_stack):
     assert not any(address in mail for address in contacts(CAMDEN))  # Camden takes a daily digest
 
     [lapsed] = mail[contacts(YORK)[0]]  # York's agreement lapsed: York is told its records are held
-    york = next(h for h in outcome["held_by_reason"] if h["reason"] == "NO_AGREEMENT")
+    york = next(h for h in outcome["held_by_reason"] if h["authority_gss_code"] == YORK)
     assert lapsed.subject == "Birth notifications held: no sharing agreement in force"
     assert f"{york['count']} birth notifications for City of York Council held" in lapsed.text
     [operators] = mail[OPERATORS]
@@ -112,6 +116,7 @@ def test_each_party_is_told_what_it_needs_once(notify_stack, ingest_stack):
     for held in outcome["held_by_reason"]:
         assert f"{held['count']}: " in operators.text
     assert "pseudo-postcode" in operators.text and "(City of York Council)" in operators.text
+    assert "(Manchester City Council)" in operators.text  # whom to approach for an agreement
     assert len(notify_stack.sent()) == 1 + len(contacts(LEEDS)) + len(contacts(KENT)) + 1 + 1
 
 

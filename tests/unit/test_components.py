@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import tomllib
 from datetime import date
 
 import pytest
@@ -13,7 +15,7 @@ from birthnotify.domain.messages import HeldReason, RowError, WithheldReason
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.reader import FileKind, RowReader, scan_file
 from birthnotify.domain.record import BirthNotification, ErrorCode, NotificationType
-from birthnotify.domain.registry import load_registry
+from birthnotify.domain.registry import Registry, load_registry
 from birthnotify.domain.routing import Forward, Hold, Router, Withhold
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district
 from botocore.exceptions import ClientError
@@ -23,8 +25,12 @@ REGISTRY = load_registry(REGISTRY_PATH)
 POSTCODES = PostcodeDirectory.load(REGISTRY_PATH.parent / "postcodes.csv", REGISTRY.postcode_directory)
 BY_DISTRICT = load_postcodes_by_district(REGISTRY_PATH.parent / "postcodes.csv")
 DAY = date(2026, 11, 20)
-LEEDS, KENT, MAIDSTONE, CAMDEN, YORK, MANCHESTER = ("E08000035", "E10000016", "E07000110", "E09000007",
-                                                     "E06000014", "E08000003")
+LEEDS, KENT, MAIDSTONE, SEVENOAKS, CAMDEN, YORK, MANCHESTER = (
+    "E08000035", "E10000016", "E07000110", "E07000111", "E09000007", "E06000014", "E08000003")
+CARDIFF, EDINBURGH, SCOTTISH_BORDERS, NORTHUMBERLAND = "W06000015", "S12000036", "S12000026", "E06000057"
+CUMBRIA, CARLISLE, SOUTH_LAKELAND, CUMBERLAND, WESTMORLAND = (
+    "E10000006", "E07000028", "E07000031", "E06000063", "E06000064")
+NOT_LISTED = "LS99 9ZZ"  # an English postcode the directory does not have
 
 
 def record(**changes: str) -> BirthNotification:
@@ -48,21 +54,62 @@ def decided(router: Router, **changes: str) -> tuple[str, str | None]:
     if isinstance(decision, Forward):
         return "forward", decision.authority.gss_code
     if isinstance(decision, Hold):
-        return decision.reason.value, decision.authority.gss_code if decision.authority else None
+        return decision.reason.value, decision.gss_code
     assert isinstance(decision, Withhold)
     return decision.reason.value, None
+
+
+def terminated(district: str) -> str:
+    rows = csv.DictReader((REGISTRY_PATH.parent / "postcodes.csv").open(newline=""))
+    return next(row["pcds"] for row in rows if row["lad25cd"] == district and row["doterm"])
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
     ({}, ("forward", LEEDS)),
     ({"postcode": BY_DISTRICT[MAIDSTONE][0]}, ("forward", KENT)),  # a district's postcode: its county
     ({"residence_la_code": MAIDSTONE, "postcode": BY_DISTRICT[MAIDSTONE][0]}, ("forward", KENT)),
+    ({"residence_la_code": MAIDSTONE, "postcode": BY_DISTRICT[SEVENOAKS][0]}, ("forward", KENT)),  # one county
     ({"residence_la_code": CAMDEN, "postcode": BY_DISTRICT[CAMDEN][0]}, ("forward", CAMDEN)),
-    ({"postcode": BY_DISTRICT[YORK][0]}, ("NO_AGREEMENT", YORK)),
-    ({"postcode": BY_DISTRICT[MANCHESTER][0]}, ("NO_AUTHORITY", None)),
+    ({"postcode": BY_DISTRICT[CARDIFF][0]}, ("forward", CARDIFF)),  # Wales
+    ({"residence_la_code": CARDIFF, "postcode": BY_DISTRICT[CARDIFF][5]}, ("forward", CARDIFF)),
+    ({"postcode": terminated(LEEDS)}, ("forward", LEEDS)),  # a terminated postcode still routes
+    ({"postcode": BY_DISTRICT[YORK][0]}, ("NO_AGREEMENT", YORK)),  # its agreement lapsed
+    # Councils that run children's services but are not in the registry: held, naming them.
+    ({"postcode": BY_DISTRICT[MANCHESTER][0]}, ("NO_AGREEMENT", MANCHESTER)),
+    ({"residence_la_code": MANCHESTER, "postcode": "ZZ99 3VZ"}, ("NO_AGREEMENT", MANCHESTER)),
+    ({"postcode": BY_DISTRICT[NORTHUMBERLAND][0]}, ("NO_AGREEMENT", NORTHUMBERLAND)),  # TD15: Berwick, England
+    # Ended councils: a former Cumbria district's code goes to its one successor; Cumbria's own code (split
+    # in two) is decided by the postcode, and held, naming Cumbria, when the postcode cannot decide.
+    ({"postcode": BY_DISTRICT[CARLISLE][0]}, ("NO_AGREEMENT", CUMBERLAND)),
+    ({"residence_la_code": SOUTH_LAKELAND, "postcode": "ZZ99 3VZ"}, ("NO_AGREEMENT", WESTMORLAND)),
+    ({"residence_la_code": CUMBRIA, "postcode": BY_DISTRICT[CARLISLE][1]}, ("NO_AGREEMENT", CUMBERLAND)),
+    ({"residence_la_code": CUMBRIA, "postcode": BY_DISTRICT[SOUTH_LAKELAND][0]}, ("NO_AGREEMENT", WESTMORLAND)),
+    ({"residence_la_code": CUMBRIA, "postcode": NOT_LISTED}, ("AMBIGUOUS_SUCCESSOR", CUMBRIA)),
+    ({"residence_la_code": CUMBRIA, "postcode": "ZZ99 3VZ"}, ("AMBIGUOUS_SUCCESSOR", CUMBRIA)),
+    ({"residence_la_code": CUMBRIA}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
+    ({"residence_la_code": CARLISLE, "postcode": BY_DISTRICT[SOUTH_LAKELAND][0]}, ("RESIDENCE_CONFLICT", None)),
+    # Outside this service, by code or postcode: held, never rejected.
+    ({"postcode": BY_DISTRICT[EDINBURGH][0]}, ("OUTSIDE_SERVICE", None)),  # in the directory
+    ({"postcode": BY_DISTRICT[SCOTTISH_BORDERS][0]}, ("OUTSIDE_SERVICE", None)),  # TD1: only the directory knows
+    ({"postcode": "AB1 0AA"}, ("OUTSIDE_SERVICE", None)),  # Aberdeen, not in the directory: by its area
+    ({"postcode": "BT1 1AA"}, ("OUTSIDE_SERVICE", None)),
+    ({"postcode": "GY1 1AA"}, ("OUTSIDE_SERVICE", None)),
+    ({"postcode": "JE2 3AB"}, ("OUTSIDE_SERVICE", None)),
+    ({"postcode": "IM1 1AA"}, ("OUTSIDE_SERVICE", None)),
+    ({"postcode": "G1 1AA"}, ("OUTSIDE_SERVICE", None)),
+    ({"postcode": "TD9 9ZZ"}, ("POSTCODE_NOT_FOUND", None)),  # TD crosses the border: the area cannot say
+    ({"residence_la_code": EDINBURGH, "postcode": BY_DISTRICT[EDINBURGH][1]}, ("OUTSIDE_SERVICE", None)),
+    ({"residence_la_code": "N09000003", "postcode": "BT1 1AA"}, ("OUTSIDE_SERVICE", None)),
+    ({"residence_la_code": "L99999999", "postcode": "ZZ99 3VZ"}, ("OUTSIDE_SERVICE", None)),
+    ({"residence_la_code": "M99999999", "postcode": NOT_LISTED}, ("OUTSIDE_SERVICE", None)),
+    ({"residence_la_code": EDINBURGH}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
+    ({"residence_la_code": LEEDS, "postcode": "EH1 1AA"}, ("RESIDENCE_CONFLICT", None)),
+    # Codes and postcodes nobody knows.
     ({"postcode": "ZZ99 3VZ"}, ("PSEUDO_POSTCODE", None)),
     ({"postcode": "ZZ99 3VZ", "residence_la_code": LEEDS}, ("forward", LEEDS)),  # the trust named the council
-    ({"postcode": "AB1 0AA"}, ("POSTCODE_NOT_FOUND", None)),
+    ({"postcode": NOT_LISTED}, ("POSTCODE_NOT_FOUND", None)),
+    ({"postcode": NOT_LISTED, "residence_la_code": "E07999999"}, ("NO_AUTHORITY", None)),
+    ({"residence_la_code": "E07999999"}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
     ({"residence_la_code": KENT}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
     ({"live_birth": "N", "restricted": "Y", "sharing_objection": "Y"}, ("STILLBIRTH", None)),
     ({"restricted": "Y", "sharing_objection": "Y"}, ("RESTRICTED", None)),
@@ -70,6 +117,30 @@ def decided(router: Router, **changes: str) -> tuple[str, str | None]:
 ])
 def test_the_router_decides_by_council_code_postcode_and_flags(router, changes, expected):
     assert decided(router, **changes) == expected
+
+
+def test_a_held_record_names_the_council_by_the_registry_or_the_councils_data(router):
+    manchester = router.decide(record(postcode=BY_DISTRICT[MANCHESTER][0]))
+    assert isinstance(manchester, Hold) and manchester.name == "Manchester City Council"
+    cumbria = router.decide(record(residence_la_code=CUMBRIA, postcode="ZZ99 3VZ"))
+    assert isinstance(cumbria, Hold) and cumbria.name == "Cumbria County Council"
+    york = router.decide(record(postcode=BY_DISTRICT[YORK][0]))
+    assert isinstance(york, Hold) and york.name == REGISTRY.authority(YORK).name
+
+
+def test_an_ended_councils_code_reaches_its_registered_successor():
+    raw = tomllib.loads(REGISTRY_PATH.read_text())
+    cardiff = next(a for a in raw["authorities"] if a["gss_code"] == CARDIFF)
+    raw["authorities"] = [*raw["authorities"], {**cardiff, "gss_code": CUMBERLAND, "agreements": [
+        {**cardiff["agreements"][0], "id": "CUMBERLAND-2026"}]}]
+    registry = Registry.model_validate(raw, context={"councils": REGISTRY.councils_data})
+    router = Router(registry, POSTCODES, DAY)
+    assert registry.authority(CUMBERLAND).name == "Cumberland Council"  # from the councils data
+    assert decided(router, postcode=BY_DISTRICT[CARLISLE][0]) == ("forward", CUMBERLAND)
+    assert decided(router, residence_la_code=CARLISLE, postcode="ZZ99 3VZ") == ("forward", CUMBERLAND)
+    assert decided(router, residence_la_code=CUMBRIA, postcode=BY_DISTRICT[CARLISLE][0]) == ("forward", CUMBERLAND)
+    assert decided(router, residence_la_code=CUMBRIA, postcode=BY_DISTRICT[SOUTH_LAKELAND][0]) == (
+        "NO_AGREEMENT", WESTMORLAND)
 
 
 def test_an_agreement_is_judged_on_the_processing_day():

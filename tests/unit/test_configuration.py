@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -18,6 +19,7 @@ REGISTRY_TEXT = (ROOT / "config" / "registry.toml").read_text()
 def registry_with(tmp_path: Path, text: str):
     path = tmp_path / "registry.toml"
     path.write_text(text)
+    shutil.copy(ROOT / "config" / "authorities-england-wales.csv", tmp_path)
     return load_registry(path)
 
 
@@ -32,7 +34,7 @@ def test_the_shipped_registry_loads_and_routes_districts_to_their_county():
     ('"baby_nhs_number", "baby_date_of_birth", "baby_sex"', '"baby_nhs_number", "restricted", "baby_sex"',
      "unknown or unshareable fields ['restricted']"),
     ('valid_from = 2026-04-01', 'valid_from = 2026-03-01', "KENT-FH-2025 and KENT-FH-2026 overlap"),
-    ('gss_code = "E08000035"', 'gss_code = "E07000035"', "only upper-tier councils"),
+    ('gss_code = "E08000035"', 'gss_code = "E07000035"', "is a district: Derbyshire County Council (E10000007) runs"),
     ('ods_code = "RX2"', 'ods_code = "RX1"', "duplicate trust ods_code: ['RX1']"),
     ('contact_emails = ["childrens-centres@leeds.example.gov.uk"]', 'contact_emails = ["leeds"]',
      "'leeds' is not a valid email address"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from birthnotify.application.notify.compose import Composer, EmailKind
+from birthnotify.domain.councils import Councils
 from birthnotify.domain.messages import (
     AuthorityCounts,
     FileError,
@@ -15,6 +16,7 @@ from birthnotify.domain.messages import (
     FileProcessedEvent,
     FileStatus,
     HeldCount,
+    HeldReason,
 )
 from birthnotify.domain.record import ErrorCode
 from birthnotify.domain.registry import Registry
@@ -22,6 +24,7 @@ from birthnotify.domain.registry import Registry
 ROOT = Path(__file__).resolve().parents[2]
 RAW = tomllib.loads((ROOT / "config" / "registry.toml").read_text(encoding="utf-8"))
 OPERATORS = RAW["operator_emails"]
+COUNCILS = Councils.load(ROOT / "config" / "authorities-england-wales.csv")
 SHA = "ab12cd34ef56" + "0" * 52
 
 
@@ -29,7 +32,7 @@ def registry(trust_name: str | None = None) -> Registry:
     raw = {**RAW, "trusts": [dict(t) for t in RAW["trusts"]]}
     if trust_name:
         raw["trusts"][0]["name"] = trust_name
-    return Registry.model_validate(raw)
+    return Registry.model_validate(raw, context={"councils": COUNCILS})
 
 
 def composer(reg: Registry | None = None, guide: str = "https://example.nhs.uk/guide") -> Composer:
@@ -100,6 +103,20 @@ def test_held_records_alert_the_operators_and_a_lapsed_authority_only():
     assert "2: the council has no sharing agreement in force" in alerts[0].text
     assert "postcode is not in the postcode directory" in alerts[0].text
     assert alerts[1].subject == "Birth notifications held: no sharing agreement in force"
+
+
+def test_every_held_reason_is_explained_and_a_council_outside_the_registry_is_named_to_operators_only():
+    # Manchester runs children's services but is not in the registry: operators learn whom to approach.
+    held = [HeldCount(reason=reason, count=1) for reason in HeldReason if reason is not HeldReason.NO_AGREEMENT]
+    held.append(HeldCount(reason="NO_AGREEMENT", authority_gss_code="E08000003",
+                          authority_name="Manchester City Council", count=3))
+    emails = composer().for_event(event(rows_in=len(held) + 2, held=len(held) + 2, held_by_reason=held))
+    [receipt, alert] = emails
+    assert alert.kind is EmailKind.HELD_ALERT and alert.recipients == tuple(OPERATORS)
+    assert "3: the council has no sharing agreement in force (it may have lapsed, or never been made) " \
+        "(Manchester City Council)" in alert.text
+    assert "outside this service" in alert.text and "does not say which successor" in alert.text
+    assert "held, the council code and the postcode lead to different councils: 1" in receipt.text
 
 
 def test_a_rejected_file_s_receipt_says_why_and_how_to_fix_it():

@@ -102,12 +102,14 @@ def test_rows_without_a_council_or_a_postcode_are_left_out_and_a_live_row_beats_
         "LS1 4AQ,,LS1 4AQ,199001,,0,,,",  # non-geographic: no council
         "NOT A PC,,NOT A PC,199001,,0,E99999999,E08000035,E92000001",
         "LS1 4AR,,LS1 4AR",  # a short row
+        "GY1 1AA,,GY1 1AA,199001,,0,L99999999,L99999999,L93000001",  # the Channel Islands' pseudo-code
     ]) + "\n")
     builder = IndexBuilder.from_csv(source, COLUMNS)
     directory = PostcodeDirectory(builder.to_bytes())
     stats = builder.stats
-    assert (stats.rows, stats.postcodes, stats.duplicates, stats.without_council, stats.malformed) == (5, 1, 1, 1, 2)
+    assert (stats.rows, stats.postcodes, stats.duplicates, stats.without_council, stats.malformed) == (6, 2, 1, 1, 2)
     assert directory.lookup("LS1 4AP") == PostcodeArea("E08000035", None)
+    assert directory.lookup("GY1 1AA") == PostcodeArea("L99999999", None)
     assert directory.lookup("LS1 4AQ") is None
 
 
@@ -132,20 +134,29 @@ def test_a_directory_csv_must_name_its_columns(tmp_path):
     assert not (tmp_path / "pd.idx").exists()
 
 
-# -- birthnotify postcodes build ------------------------------------------------------------------------
+# -- birthnotify postcodes build | lookup ----------------------------------------------------------------
 
 
-def test_devops_build_the_index_from_a_release(tmp_path, capsys):
+def test_devops_build_the_index_from_a_release_and_look_postcodes_up(tmp_path, capsys):
     release = tmp_path / "NSPL_NOV_2026_UK.csv"
     with EXTRACT.open(newline="") as handle:
         text = handle.read()
-    release.write_text(text.replace("lad25cd", "lad26cd").replace("cty25cd", "cty26cd"))  # a newer release
+    release.write_text(text.replace("lad25cd", "lad26cd").replace("cty25cd", "cty26cd")  # a newer release
+                       + "NE1 1ZZ,NE1  1ZZ,NE1 1ZZ,202601,,0,E99999999,E06000099,E92000001\n")
     output = tmp_path / "build" / "postcodes.idx"
     assert main(["postcodes", "build", str(release), "--output", str(output)]) == EXIT_OK
     out = capsys.readouterr().out
-    assert f"{output}: 288 postcodes" in out and "columns used: postcode pcds, district lad26cd" in out
-    directory = PostcodeDirectory.load(output, COLUMNS)
-    assert all(directory.lookup(postcode) == area for postcode, area in expected_areas(EXTRACT).items())
+    assert f"{output}: 409 postcodes" in out and "columns used: postcode pcds, district lad26cd" in out
+    assert "ended councils (routed to their successors): E07000028, E07000031, E10000006" in out
+    assert "(2 in Scotland: outside this service" in out
+    assert "WARNING" in out and "E06000099" in out  # a council newer than the councils data
+
+    assert main(["postcodes", "lookup", "ca1 1dA", "NE1 1ZZ", "EH1 9ZZ", "--directory", str(output)]) == EXIT_OK
+    assert capsys.readouterr().out.splitlines() == [
+        "ca1 1dA: district E07000028, county E10000006 -> E06000063 Cumberland Council (not in the registry)",
+        "NE1 1ZZ: district E06000099, county - -> a council the councils data does not know",
+        "EH1 9ZZ: not in the postcode directory",
+    ]
 
 
 def test_a_build_without_the_columns_is_a_configuration_error(tmp_path, capsys):

@@ -127,13 +127,11 @@ class Tally:
         else:
             hold = decision
             self.held += 1
-            authority = hold.authority
-            key = (hold.reason, authority.gss_code if authority else None)
+            key = (hold.reason, hold.gss_code)
             held = self.held_by.get(key)
             if held is None:
                 held = self.held_by[key] = HeldCount(
-                    reason=hold.reason, authority_gss_code=key[1], authority_name=authority.name if authority else None,
-                    count=0,
+                    reason=hold.reason, authority_gss_code=hold.gss_code, authority_name=hold.name, count=0,
                 )
             held.count += 1
 
@@ -177,7 +175,7 @@ def held_message_body(record: BirthNotification, hold: Hold, source: Source, row
         {
             "schema_version": MESSAGE_SCHEMA_VERSION,
             "reason": hold.reason.value,
-            "authority_gss_code": hold.authority.gss_code if hold.authority else None,
+            "authority_gss_code": hold.gss_code,
             "source": source.as_json(row),
             "record": record.model_dump(mode="json", exclude_none=True),
         },

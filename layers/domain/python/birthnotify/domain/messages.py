@@ -68,16 +68,45 @@ class HeldReason(StrEnum):
     """Why a valid record was parked in the held queue for a person to review."""
 
     NO_AUTHORITY = "NO_AUTHORITY"
-    """Neither residence_la_code nor the postcode leads to a registered authority."""
+    """The council code (residence_la_code, or the postcode directory's) is not an English or Welsh council
+    the councils data knows."""
     POSTCODE_NOT_FOUND = "POSTCODE_NOT_FOUND"
     """The postcode is not in the postcode directory and no residence_la_code was given."""
     PSEUDO_POSTCODE = "PSEUDO_POSTCODE"
     """A ZZ99 pseudo-postcode (no fixed abode, not known): a person must find the family's council."""
     NO_AGREEMENT = "NO_AGREEMENT"
-    """The authority has no sharing agreement in force on the processing date."""
+    """The council that runs children's services there has no sharing agreement in force on the processing
+    date, or no entry in the registry at all; the held count names the council."""
     RESIDENCE_CONFLICT = "RESIDENCE_CONFLICT"
     """residence_la_code and the postcode lead to different children's services councils: sending to either
     could be sending to the wrong one, so a person decides."""
+    AMBIGUOUS_SUCCESSOR = "AMBIGUOUS_SUCCESSOR"
+    """residence_la_code is a council that has ended and was split between several (Cumbria: Cumberland,
+    Westmorland and Furness), and the postcode cannot say which; the held count names the ended council."""
+    OUTSIDE_SERVICE = "OUTSIDE_SERVICE"
+    """The family lives in Scotland, Northern Ireland, the Channel Islands or the Isle of Man (by the council
+    code or the postcode): outside this service, which serves councils in England and Wales."""
+
+
+HELD_HELP: dict[HeldReason, str] = {
+    HeldReason.NO_AUTHORITY: "The council code is not an English or Welsh council: check residence_la_code (or "
+    "the postcode directory's code for the postcode).",
+    HeldReason.POSTCODE_NOT_FOUND: "The postcode is not in the postcode directory and no council code was given: "
+    "check the postcode, or give residence_la_code.",
+    HeldReason.PSEUDO_POSTCODE: "A ZZ99 pseudo-postcode (no fixed abode or not known): a person must find the "
+    "family's council.",
+    HeldReason.NO_AGREEMENT: "The council runs children's services but has no sharing agreement in force with "
+    "this service (it may have lapsed, or never been made): the council is named so operators know whom to "
+    "approach.",
+    HeldReason.RESIDENCE_CONFLICT: "residence_la_code and the postcode lead to different councils: a person "
+    "decides which is right.",
+    HeldReason.AMBIGUOUS_SUCCESSOR: "residence_la_code is a council that has ended and was split between "
+    "several, and the postcode does not say which: give the current council's code, or a postcode the "
+    "directory knows.",
+    HeldReason.OUTSIDE_SERVICE: "The address is in Scotland, Northern Ireland, the Channel Islands or the Isle "
+    "of Man, outside this service (England and Wales): a person passes it on to the services there.",
+}
+"""What each held reason means and what to do: the upload contract and the operators' emails say this."""
 
 
 class WithheldReason(StrEnum):
@@ -125,8 +154,12 @@ class AuthorityCounts(BaseModel):
 
 
 class HeldCount(BaseModel):
+    """Records held for one reason (and, where the reason concerns one council, that council) from one file."""
+
     reason: HeldReason
-    authority_gss_code: str | None = None
+    authority_gss_code: str | None = Field(
+        None, description="The council the records are held for (NO_AGREEMENT: it runs children's services but "
+        "has no agreement in force) or about (AMBIGUOUS_SUCCESSOR: the ended council).")
     authority_name: str | None = None
     count: int
 

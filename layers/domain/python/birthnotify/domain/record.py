@@ -356,7 +356,9 @@ class BirthNotification(BaseModel):
                                  "normalised to 'LS1 4AP'.")
     residence_la_code: GssCode | None = Field(
         None, description="ONS GSS code of the council where the baby lives, e.g. E08000035; optional when "
-        "the postcode resolves. A district (E07) routes to its county."
+        "the postcode resolves. A district (E07) routes to its county, an ended council's code to its successor. "
+        "Codes of Scotland (S...), Northern Ireland (N...), the Channel Islands (L99999999) and the Isle of Man "
+        "(M99999999) are accepted, and such records held as outside this service."
     )
     gp_practice_code: GpPracticeCode | None = Field(None, description="ODS code of the registered GP practice: a "
                                                         "letter and five digits.")

@@ -25,11 +25,17 @@ TEXT_TEMPLATE = Template((_TEMPLATES / "email.txt").read_text(encoding="utf-8"))
 HTML_TEMPLATE = Template((_TEMPLATES / "email.html").read_text(encoding="utf-8"))
 
 HELD_REASON_TEXT = {
-    HeldReason.NO_AUTHORITY: "the residence council is not one this service serves",
+    HeldReason.NO_AUTHORITY: "the council code is not an English or Welsh council",
     HeldReason.POSTCODE_NOT_FOUND: "the postcode is not in the postcode directory and no council code was given",
     HeldReason.PSEUDO_POSTCODE: "a ZZ99 pseudo-postcode (no fixed abode or not known): a person must find the "
     "family's council",
-    HeldReason.NO_AGREEMENT: "the council has no sharing agreement in force (it may have lapsed)",
+    HeldReason.NO_AGREEMENT: "the council has no sharing agreement in force (it may have lapsed, or never been "
+    "made)",
+    HeldReason.RESIDENCE_CONFLICT: "the council code and the postcode lead to different councils",
+    HeldReason.AMBIGUOUS_SUCCESSOR: "the council code is of a council that has ended and was split, and the "
+    "postcode does not say which successor",
+    HeldReason.OUTSIDE_SERVICE: "the address is in Scotland, Northern Ireland, the Channel Islands or the Isle of "
+    "Man, outside this service",
 }
 WITHHELD_REASON_TEXT = {
     WithheldReason.STILLBIRTH: "stillbirths",
