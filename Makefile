@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export AWS_DEFAULT_REGION ?= eu-west-2
 STAGE ?= dev
 
-.PHONY: help install test test-fast lint bench demo serve synth deploy diff contracts clean
+.PHONY: help install test test-fast lint bench demo serve synth deploy diff contracts postcodes clean
 
 help:
 	@echo "make demo       run the whole pipeline on the embedded local cloud"
@@ -23,6 +23,7 @@ help:
 	@echo "make deploy     deploy to the AWS account in your credentials (STAGE=$(STAGE))"
 	@echo "make serve      leave the local cloud running for the AWS CLI and boto3"
 	@echo "make contracts  regenerate docs/ contracts from the pydantic models"
+	@echo "make postcodes  build the postcode index (POSTCODES_CSV=<NSPL or ONSPD CSV>, default the dev extract)"
 
 $(BIN)/.installed: pyproject.toml layers/dependencies/requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +67,10 @@ serve: install
 
 contracts: $(BIN)/.installed
 	$(BIN)/birthnotify contracts --write docs
+
+POSTCODES_CSV ?= config/postcodes.csv
+postcodes: $(BIN)/.installed
+	$(BIN)/birthnotify postcodes build $(POSTCODES_CSV) --output build/postcodes.idx
 
 synth: install
 	rm -rf cdk.out

@@ -8,6 +8,7 @@ import json
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 from birthnotify.adapters.reports import latest_report_key
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ROOT / "config" / "registry.toml"
 TRUST = "RX1"
 CONSUMING_AUTHORITY = "E08000035"  # Leeds
+YORK, CARDIFF, MANCHESTER = "E06000014", "W06000015", "E08000003"
 
 
 def _say(message: str) -> None:
@@ -29,16 +31,20 @@ def _say(message: str) -> None:
 
 
 def demo_file(path: Path, rows: int, seed: int) -> int:
-    """Several authorities incl. a two-tier county, and some invalid, withheld and held rows."""
+    """Several authorities incl. a two-tier county and a Welsh council, some invalid, withheld and held rows
+    (among them councils outside the registry, and Scotland), and always at least one Welsh birth and one
+    birth in a council without an agreement."""
     registry = load_registry(REGISTRY)
     postcodes = load_postcodes_by_district(REGISTRY.parent / registry.postcode_directory.file)
-    served = {d for a in registry.authorities for d in (a.gss_code, *a.districts)}
+    served = {district for district in postcodes if registry.authority(district) is not None}
     # York's agreement has lapsed in the registry: a few of its births show what "held" means.
-    weights = {district: 0.15 if district == "E06000014" else 1.0 for district in postcodes if district in served}
+    weights = {district: 0.15 if district == YORK else 1.0 for district in served}
     mix = Mix(invalid=0.06, withheld=0.04, held=0.03, amend_cancel=0.04, districts=weights)
     generator = SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=seed, mix=mix,
                               held_districts=tuple(d for d in postcodes if d not in served))
-    return write_file(path, generator.rows(rows))
+    # Manchester runs children's services but is not in the registry: held as NO_AGREEMENT, naming it.
+    last = [generator.valid_row(rows - 1, CARDIFF), generator.valid_row(rows, MANCHESTER)]
+    return write_file(path, chain(generator.rows(max(rows - len(last), 0)), last))
 
 
 def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: bool = True) -> int:

@@ -4,21 +4,26 @@
   wheels for the Lambda platform (manylinux2014 aarch64, CPython 3.13) into build/layers/, keyed by a
   hash of requirements.txt and of this recipe, so a repeated synthesis reuses it and never needs Docker.
 - domain: layers/domain/python, so the package lands at /opt/python/birthnotify.
-- config: the registry, and the councils data and postcode directory it names, at /opt/config/.
+- config: the registry, the councils data it names and the postcode index built from the postcode directory
+  it names (`birthnotify postcodes build`), at /opt/config/. The layer's copy of the registry names the index,
+  so the function maps the index into memory instead of reading a CSV.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import uuid
 from pathlib import Path
 
 from aws_cdk import AssetHashType
 from aws_cdk import aws_lambda as lambda_
+from birthnotify.domain.postcodes import FORMAT_VERSION, MAGIC, build_index
 from birthnotify.domain.registry import Registry
 from constructs import Construct
 
@@ -116,25 +121,40 @@ def _prune(site: Path) -> None:
 
 
 def config_layer_dir(config: StageConfig, registry: Registry, cache: Path = BUILD_DIR) -> Path:
-    """Stage config/ as the layer lays it out (/opt/config/<registry>, <councils>, <postcodes>)."""
-    files = {
+    """Stage config/ as the layer lays it out: /opt/config/registry.toml (naming the index), the councils
+    data, and the postcode index, built from the directory CSV the registry names (or copied, if it names an
+    index already). Cached by content, so a repeated synthesis reuses it."""
+    folder = config.registry_path.parent
+    postcodes_name = _relative(registry.postcode_directory.file)
+    index_name = postcodes_name.with_suffix(".idx")
+    sources = {
         "registry.toml": config.registry_path,
-        registry.councils.file: config.registry_path.parent / registry.councils.file,
-        registry.postcode_directory.file: config.registry_path.parent / registry.postcode_directory.file,
+        _relative(registry.councils.file).as_posix(): folder / registry.councils.file,
+        "postcodes": folder / postcodes_name,
     }
-    digest = hashlib.sha256()
-    for name, path in sorted(files.items()):
+    digest = hashlib.sha256(f"index format {FORMAT_VERSION}".encode())
+    for name, path in sorted(sources.items()):
         if not path.is_file():
             raise LayerBuildError(f"the config layer needs {path}, which does not exist")
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     target = cache / f"config-{digest.hexdigest()[:20]}"
     if not target.is_dir():
         work = cache / f".building-config-{uuid.uuid4().hex[:8]}"
-        (work / "config").mkdir(parents=True)
-        for name, path in files.items():
-            destination = work / "config" / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, destination)
+        staged = work / "config"
+        (staged / index_name).parent.mkdir(parents=True)
+        for name, path in sources.items():
+            if name not in ("registry.toml", "postcodes"):
+                (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, staged / name)
+        directory = sources["postcodes"]
+        with directory.open("rb") as handle:
+            is_index = handle.read(len(MAGIC)) == MAGIC
+        if is_index:
+            shutil.copyfile(directory, staged / index_name)
+        else:
+            build_index(directory, staged / index_name, registry.postcode_directory)
+        text = config.registry_path.read_text(encoding="utf-8")
+        (staged / "registry.toml").write_text(_naming_postcodes(text, index_name.as_posix()), encoding="utf-8")
         try:
             os.rename(work, target)
         except OSError:
@@ -142,6 +162,40 @@ def config_layer_dir(config: StageConfig, registry: Registry, cache: Path = BUIL
                 raise
             shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _relative(file: str) -> Path:
+    path = Path(file)
+    if path.is_absolute() or ".." in path.parts:
+        raise LayerBuildError(f"the config layer ships files beside the registry: {file!r} must be a path below "
+                              "the registry's folder")
+    return path
+
+
+def _naming_postcodes(text: str, index_file: str) -> str:
+    """The registry's text with ``[postcode_directory] file`` naming ``index_file`` (the line replaced, or added
+    with the table where the registry relies on the default), checked by parsing both: nothing else may
+    change."""
+    expected = tomllib.loads(text)
+    expected.setdefault("postcode_directory", {})["file"] = index_file
+    line = f'file = "{index_file}"'
+    table = re.search(r"^\[postcode_directory\][^\n]*\n(?:(?![ \t]*\[).*\n?)*", text, flags=re.MULTILINE)
+    if table is None:
+        rewritten = f"{text.rstrip()}\n\n[postcode_directory]\n{line}\n"
+    else:
+        header, _, body = table.group().partition("\n")
+        body, found = re.subn(r"^([ \t]*)file[ \t]*=.*$", lambda m: m.group(1) + line, body, count=1,
+                              flags=re.MULTILINE)
+        rewritten = text[:table.start()] + header + "\n" + (body if found else f"{line}\n{body}") + \
+            text[table.end():]
+    try:
+        same = tomllib.loads(rewritten) == expected
+    except tomllib.TOMLDecodeError:
+        same = False
+    if not same:
+        raise LayerBuildError("the config layer ships a copy of the registry that names the postcode index, and "
+                              'could not write it: give [postcode_directory] a line file = "..." of its own')
+    return rewritten
 
 
 class Layers(Construct):
@@ -174,7 +228,7 @@ class Layers(Construct):
             self,
             "Config",
             layer_version_name=f"{config.prefix}-config",
-            description="registry, councils data and postcode directory (/opt/config)",
+            description="registry, councils data and postcode index (/opt/config)",
             code=lambda_.Code.from_asset(str(config_layer_dir(config, registry))),
             **common,
         )

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from birthnotify.adapters.reports import latest_report_key
 from birthnotify.application.offline import check_file
 from birthnotify.domain.messages import FileProcessedEvent
-from birthnotify.domain.postcodes import PostcodeDirectory
+from birthnotify.domain.postcodes import MAGIC, PostcodeDirectory
 from birthnotify.domain.registry import NotificationMode, load_registry
 from birthnotify.shared.clock import london_day
 from birthnotify_cli.localcloud import LocalCloud
@@ -147,6 +148,10 @@ def test_the_functions_get_the_templates_environment_and_their_execution_roles(c
     assert ingest.environment["REPORTS_BUCKET"] == resources.reports_bucket
     assert ingest.environment["HELD_QUEUE_URL"].endswith("/birthnotify-local-held")
     assert ingest.environment["REGISTRY_PATH"].endswith("config/registry.toml")  # /opt/config -> config layer
+    # The production code path: the layer's registry names the postcode index built from the CSV, mapped.
+    shipped = load_registry(ingest.environment["REGISTRY_PATH"])
+    index = Path(ingest.environment["REGISTRY_PATH"]).parent / shipped.postcode_directory.file
+    assert shipped.postcode_directory.file == "postcodes.idx" and index.read_bytes()[:len(MAGIC)] == MAGIC
     assert ingest.timeout_seconds == 600 and any(p.name == "python" for p in ingest.python_paths)
     assert set(resources.authority_queues) == {a.gss_code for a in REGISTRY.authorities}
     assert len(set(resources.authority_stacks.values())) >= 2  # the registry spans several authority stacks

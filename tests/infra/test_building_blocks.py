@@ -7,18 +7,26 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
+import shutil
 
 import pytest
 from aws_cdk import App, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
+from birthnotify.domain.postcodes import MAGIC, PostcodeDirectory
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.settings import INGEST_ENV, Env
 
-from infra.config import CONTEXT_KEYS, ROOT, ConfigError, StageConfig, placeholder_reason
+from infra.config import CONTEXT_KEYS, DEFAULT_REGISTRY, ROOT, ConfigError, StageConfig, placeholder_reason
 from infra.constructs.function import MissingEnvironment, environment_for
-from infra.constructs.layers import PROVIDED_BY_RUNTIME, REQUIREMENTS, dependencies_layer_dir
+from infra.constructs.layers import (
+    PROVIDED_BY_RUNTIME,
+    REQUIREMENTS,
+    LayerBuildError,
+    config_layer_dir,
+    dependencies_layer_dir,
+)
 from infra.constructs.policy import LeastPrivilegePolicy
 from infra.docs import documented_context
 from infra.nag import acknowledge, collect, skip_checkov, wildcard_findings
@@ -229,3 +237,49 @@ def test_shards_are_bounded_and_an_authority_never_moves_when_others_come_or_go(
         rest = by_shard(a for a in national if a is not removed)
         assert all(where[a.gss_code] == shard for shard, members in rest.items() for a in members)
         assert {s for s in shards if shards[s] != rest.get(s)} == {where[removed.gss_code]}
+
+
+def test_the_config_layer_ships_the_postcode_index_built_from_the_registrys_csv_and_a_registry_naming_it(tmp_path):
+    registry = load_registry(DEFAULT_REGISTRY)
+    staged = config_layer_dir(config(), registry, cache=tmp_path)
+    assert config_layer_dir(config(), registry, cache=tmp_path) == staged  # built once, then reused
+    files = staged / "config"
+    assert sorted(p.name for p in files.iterdir()) == ["authorities-england-wales.csv", "postcodes.idx",
+                                                       "registry.toml"]
+    shipped = load_registry(files / "registry.toml")
+    assert shipped.postcode_directory.file == "postcodes.idx"
+    assert shipped.model_dump() == {**registry.model_dump(), "postcode_directory": {
+        **registry.postcode_directory.model_dump(), "file": "postcodes.idx"}}
+    assert (files / "postcodes.idx").read_bytes()[:len(MAGIC)] == MAGIC
+    index = PostcodeDirectory.load(files / "postcodes.idx", shipped.postcode_directory)
+    extract = DEFAULT_REGISTRY.parent / "postcodes.csv"
+    from_csv = PostcodeDirectory.load(extract, registry.postcode_directory)
+    postcodes = [row["pcds"] for row in csv.DictReader(extract.open(newline=""))]
+    assert len(index) == len(postcodes) and all(index.lookup(p) == from_csv.lookup(p) for p in postcodes)
+
+
+@pytest.mark.parametrize(("old", "new", "refused"), [
+    ('file = "postcodes.csv"\n', "", False),  # relying on the default: the shipped copy gains the line
+    ("[postcode_directory]\n", "", False),  # no table at all: the shipped copy gains one
+    ('file = "postcodes.csv"\n', 'file = """\npostcodes.csv"""\n', True),  # over two lines: not rewritten
+])
+def test_the_shipped_registry_names_the_index_however_the_registry_names_its_directory(tmp_path, old, new, refused):
+    folder = tmp_path / "config"
+    shutil.copytree(DEFAULT_REGISTRY.parent, folder)
+    text = (folder / "registry.toml").read_text()
+    assert old in text
+    if old.startswith("[postcode_directory]"):  # drop the whole table
+        start = text.index(old)
+        text = text[:start] + text[text.index("\n\n", start):]
+    else:
+        text = text.replace(old, new, 1)
+    (folder / "registry.toml").write_text(text)
+    registry = load_registry(folder / "registry.toml")
+    stage = config(registry_path=str(folder / "registry.toml"))
+    if refused:
+        with pytest.raises(LayerBuildError, match=r'give \[postcode_directory\] a line file = "..."'):
+            config_layer_dir(stage, registry, cache=tmp_path / "cache")
+        return
+    shipped = load_registry(config_layer_dir(stage, registry, cache=tmp_path / "cache") / "config" / "registry.toml")
+    assert shipped.postcode_directory.file == "postcodes.idx"
+    assert shipped.model_dump(exclude={"postcode_directory"}) == registry.model_dump(exclude={"postcode_directory"})
