@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from birthnotify.domain.csvsafe import spreadsheet_safe
 from birthnotify.domain.postcodes import PostcodeDirectory, PostcodeDirectoryError
-from birthnotify.domain.registry import PostcodeDirectoryColumns, RegistryError, load_registry
+from birthnotify.domain.registry import PostcodeDirectoryColumns, Registry, RegistryError, load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_TEXT = (ROOT / "config" / "registry.toml").read_text()
@@ -34,7 +34,16 @@ def test_the_shipped_registry_loads_and_routes_districts_to_their_county():
     ('"baby_nhs_number", "baby_date_of_birth", "baby_sex"', '"baby_nhs_number", "restricted", "baby_sex"',
      "unknown or unshareable fields ['restricted']"),
     ('valid_from = 2026-04-01', 'valid_from = 2026-03-01', "KENT-FH-2025 and KENT-FH-2026 overlap"),
-    ('gss_code = "E08000035"', 'gss_code = "E07000035"', "is a district: Derbyshire County Council (E10000007) runs"),
+    # An authority must be a current council that runs children's services, by the councils data.
+    ('gss_code = "E08000035"', 'gss_code = "E07000035"',
+     "E07000035 (Derbyshire Dales District Council) is a district: Derbyshire County Council (E10000007) runs"),
+    ('gss_code = "E08000035"', 'gss_code = "E10000006"',
+     "E10000006 (Cumbria County Council) ended on 2023-04-01; its area is now served by E06000063 (Cumberland "
+     "Council), E06000064 (Westmorland and Furness Council)"),
+    ('gss_code = "E08000035"', 'gss_code = "S12000036"', "S12000036 is in Scotland, outside this service"),
+    ('gss_code = "E08000035"', 'gss_code = "E06000999"', "E06000999 is not a council in the councils data"),
+    ('name = "Kent County Council"', 'name = "Kent County Council"\ndistricts = ["E07000008"]',
+     "places districts ['E07000008 (Cambridge City Council: E10000003)'] under another council"),
     ('ods_code = "RX2"', 'ods_code = "RX1"', "duplicate trust ods_code: ['RX1']"),
     ('contact_emails = ["childrens-centres@leeds.example.gov.uk"]', 'contact_emails = ["leeds"]',
      "'leeds' is not a valid email address"),
@@ -44,6 +53,33 @@ def test_a_bad_registry_is_refused_with_a_message_that_says_what_to_fix(tmp_path
     with pytest.raises(RegistryError) as caught:
         registry_with(tmp_path, REGISTRY_TEXT.replace(old, new, 1))
     assert message in str(caught.value)
+
+
+def test_an_authority_takes_its_name_type_and_districts_from_the_councils_data_unless_the_registry_gives_them(
+        tmp_path):
+    registry = registry_with(tmp_path, REGISTRY_TEXT.replace('name = "Kent County Council"', 'name = "Kent"'))
+    kent, cardiff = registry.authority("E10000016"), registry.authority("W06000015")
+    assert (kent.name, kent.type, kent.districts) == ("Kent", "county", list(
+        registry.councils_data.districts("E10000016")))
+    assert len(kent.districts) == 12 and "E07000110" in kent.districts  # Maidstone, no longer listed by hand
+    assert (cardiff.name, cardiff.type) == ("City of Cardiff Council", "welsh principal area")
+    assert registry.council_name("E10000016") == "Kent"
+    assert registry.council_name("E08000003") == "Manchester City Council"  # not in the registry
+
+
+def test_a_district_the_councils_data_does_not_know_yet_may_be_listed_and_routes_to_its_county(tmp_path):
+    text = REGISTRY_TEXT.replace('name = "Kent County Council"', 'name = "Kent County Council"\n'
+                                 'districts = ["E07000110", "E07000999"]')
+    registry = registry_with(tmp_path, text)
+    assert registry.authority("E07000999").gss_code == "E10000016"
+    assert "E07000999" in registry.authority("E10000016").districts
+
+
+def test_the_registry_needs_the_councils_data(tmp_path):
+    with pytest.raises(RegistryError, match="councils data .* does not exist"):
+        registry_with(tmp_path, REGISTRY_TEXT.replace('file = "authorities-england-wales.csv"', 'file = "no.csv"'))
+    with pytest.raises(ValueError, match="needs the councils data"):
+        Registry.model_validate(tomllib.loads(REGISTRY_TEXT))
 
 
 def test_a_missing_or_malformed_registry_file_is_named(tmp_path):

@@ -1,17 +1,15 @@
-"""The councils data (config/authorities-england-wales.csv) and what the registry takes from it: every current
-council resolves to the council that runs its children's services, every district to its county, every
-ended council to its successor(s)."""
+"""The councils data (config/authorities-england-wales.csv): every current council resolves to the council that
+runs its children's services, every district to its county, every ended council to its successor(s). What the
+registry takes from it is tested with the registry (test_configuration)."""
 
 from __future__ import annotations
 
 import csv
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
 from birthnotify.domain.councils import Councils, CouncilsDataError
-from birthnotify.domain.registry import Registry, RegistryError, load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "config" / "authorities-england-wales.csv"
@@ -19,7 +17,6 @@ COUNCILS = Councils.load(DATA)
 ROWS = list(csv.DictReader(DATA.open(newline="", encoding="utf-8")))
 CURRENT = [row for row in ROWS if row["current"] == "True"]
 ENDED = [row for row in ROWS if row["current"] == "False"]
-REGISTRY_TEXT = (ROOT / "config" / "registry.toml").read_text()
 
 # By GSS entity: who runs children's services for the council with that code prefix (E07: its county).
 SELF_SERVING = {"E06": "unitary", "E08": "metropolitan district", "E09": "london borough", "E10": "county",
@@ -143,54 +140,3 @@ def test_a_councils_file_without_its_columns_is_refused(tmp_path):
     path.write_text("code,name\nE06000001,A\n")
     with pytest.raises(CouncilsDataError, match="lacks the columns"):
         Councils.load(path)
-
-
-# -- the registry over the councils data ---------------------------------------------------------------
-
-
-def registry_with(tmp_path: Path, text: str) -> Registry:
-    path = tmp_path / "registry.toml"
-    path.write_text(text.replace('file = "authorities-england-wales.csv"', f'file = "{DATA}"'))
-    return load_registry(path)
-
-
-def test_an_authority_takes_its_name_type_and_districts_from_the_data_unless_the_registry_gives_them(tmp_path):
-    registry = registry_with(tmp_path, REGISTRY_TEXT.replace('name = "Kent County Council"', 'name = "Kent"'))
-    kent, cardiff = registry.authority("E10000016"), registry.authority("W06000015")
-    assert (kent.name, kent.type, kent.districts) == ("Kent", "county", list(COUNCILS.districts("E10000016")))
-    assert (cardiff.name, cardiff.type) == ("City of Cardiff Council", "welsh principal area")
-    assert registry.council_name("E10000016") == "Kent" and registry.council_name("E08000003") == \
-        "Manchester City Council"
-
-
-def test_a_district_the_data_does_not_know_yet_may_be_listed_and_routes_to_its_county(tmp_path):
-    text = REGISTRY_TEXT.replace('name = "Kent County Council"', 'name = "Kent County Council"\n'
-                                 'districts = ["E07000110", "E07000999"]')
-    registry = registry_with(tmp_path, text)
-    assert registry.authority("E07000999").gss_code == "E10000016"
-    assert "E07000999" in registry.authority("E10000016").districts
-
-
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ('gss_code = "E08000035"', 'gss_code = "E07000035"',
-     "E07000035 (Derbyshire Dales District Council) is a district: Derbyshire County Council (E10000007) runs"),
-    ('gss_code = "E08000035"', 'gss_code = "E10000006"',
-     "E10000006 (Cumbria County Council) ended on 2023-04-01; its area is now served by E06000063 (Cumberland "
-     "Council), E06000064 (Westmorland and Furness Council)"),
-    ('gss_code = "E08000035"', 'gss_code = "S12000036"', "S12000036 is in Scotland, outside this service"),
-    ('gss_code = "E08000035"', 'gss_code = "E06000999"', "E06000999 is not a council in the councils data"),
-    ('name = "Kent County Council"', 'name = "Kent County Council"\ndistricts = ["E07000008"]',
-     "places districts ['E07000008 (Cambridge City Council: E10000003)'] under another council"),
-])
-def test_a_registry_authority_must_be_a_current_childrens_services_council(tmp_path, old, new, message):
-    assert old in REGISTRY_TEXT
-    with pytest.raises(RegistryError) as caught:
-        registry_with(tmp_path, REGISTRY_TEXT.replace(old, new, 1))
-    assert message in str(caught.value)
-
-
-def test_the_registry_needs_the_councils_data(tmp_path):
-    with pytest.raises(RegistryError, match="councils data .* does not exist"):
-        registry_with(tmp_path, REGISTRY_TEXT.replace('file = "authorities-england-wales.csv"', 'file = "no.csv"'))
-    with pytest.raises(ValueError, match="needs the councils data"):
-        Registry.model_validate(tomllib.loads(REGISTRY_TEXT))
