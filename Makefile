@@ -17,7 +17,7 @@ STAGE ?= dev
 help:
 	@echo "make demo       run the whole pipeline on the embedded local cloud"
 	@echo "make test       create the venv, install everything, run every test"
-	@echo "make bench      ingest throughput, batching and memory figures; national synthesis time and sizes"
+	@echo "make bench      ingest throughput, batching and memory; national synthesis; the postcode index"
 	@echo "make synth      synthesize the CDK app (STAGE=$(STAGE)) with cdk-nag, then cfn-lint and checkov"
 	@echo "make diff       cdk diff of every stack (STAGE=$(STAGE)) against the deployed ones"
 	@echo "make deploy     deploy to the AWS account in your credentials (STAGE=$(STAGE))"
@@ -58,6 +58,7 @@ lint: install
 bench: install
 	$(BIN)/python -m bench.ingest_bench
 	$(BIN)/python -m bench.synth_bench
+	$(BIN)/python -m bench.postcode_bench
 
 demo: install
 	$(BIN)/birthnotify demo
