@@ -44,6 +44,8 @@ def test_the_shipped_registry_loads_and_routes_districts_to_their_county():
     ('gss_code = "E08000035"', 'gss_code = "E06000999"', "E06000999 is not a council in the councils data"),
     ('name = "Kent County Council"', 'name = "Kent County Council"\ndistricts = ["E07000008"]',
      "places districts ['E07000008 (Cambridge City Council: E10000003)'] under another council"),
+    ('name = "Kent County Council"', 'name = "Kent County Council"\ndistricts = [7000110]',
+     "authorities.1.districts.0\n  Input should be a valid string"),
     ('ods_code = "RX2"', 'ods_code = "RX1"', "duplicate trust ods_code: ['RX1']"),
     ('contact_emails = ["childrens-centres@leeds.example.gov.uk"]', 'contact_emails = ["leeds"]',
      "'leeds' is not a valid email address"),

@@ -189,7 +189,9 @@ class Registry(_Strict):
             council = councils.council(code)
             assert council is not None  # _not_childrens_services says so otherwise
             listed = entry.get("districts", [])
-            listed = listed if isinstance(listed, list) else []
+            if not isinstance(listed, list) or not all(isinstance(d, str) for d in listed):
+                authorities.append(entry)  # the districts field's own validation says what is wrong
+                continue
             elsewhere = [f"{d} ({councils.name(d)}: {', '.join(councils.childrens_services(d))})" for d in listed
                          if isinstance(d, str) and councils.childrens_services(d) not in ((), (code,))]
             if elsewhere:
