@@ -19,7 +19,14 @@ from birthnotify.domain.messages import (
     WithheldReason,
 )
 from birthnotify.domain.reader import MAX_FIELD_CHARS, MAX_LINE_CHARS
-from birthnotify.domain.record import ERROR_HELP, REQUIRED_FIELDS, BirthNotification, ErrorCode
+from birthnotify.domain.record import (
+    DROPPABLE_FIELDS,
+    DROPPABLE_RULE,
+    ERROR_HELP,
+    REQUIRED_FIELDS,
+    BirthNotification,
+    ErrorCode,
+)
 from birthnotify.shared.settings import DEFAULT_MAX_FILE_BYTES
 from pydantic.fields import FieldInfo
 
@@ -68,8 +75,18 @@ def upload_contract_markdown() -> str:
         "|---|---|---|",
     ]
     for name, info in BirthNotification.model_fields.items():
-        required = "yes" if name in REQUIRED_FIELDS else "no"
+        required = "yes" if name in REQUIRED_FIELDS else "no; left out if invalid" if name in DROPPABLE_FIELDS else "no"
         lines.append(f"| `{name}` | {required} | {_range(info)}{info.description or ''} |")
+    lines += [
+        "",
+        "### An optional detail that is present but invalid",
+        "",
+        *_droppable(),
+        "",
+        "Any other problem rejects the row, listing every problem it has (an invalid detail included), so one",
+        "correction fixes it. A warning, like an error, names the row, the trust's notification id, the field and",
+        "the code, never the value.",
+    ]
     lines += [
         "",
         "Every record is then:",
@@ -82,10 +99,11 @@ def upload_contract_markdown() -> str:
         "",
         "Every upload gets its own report, never overwritten by another upload's:",
         "`reports/<TRUST_ODS_CODE>/<file name>/<upload time>-<upload id>.json`",
-        "([schema](schemas/file-report.schema.json)) and, when rows were rejected, beside it",
-        "`<upload time>-<upload id>.rejected.csv` (row, notification_id, field, code, message). Neither repeats",
-        "any personal data. rows in = forwarded + rejected + withheld + held, always. The trust's email names",
-        "the report; `aws s3 ls s3://<reports bucket>/reports/<ODS>/<file name>/` lists every upload's.",
+        "([schema](schemas/file-report.schema.json)), its `errors` and `warnings` included, and, when rows were",
+        "rejected, beside it `<upload time>-<upload id>.rejected.csv` (row, notification_id, field, code,",
+        "message). Neither repeats any personal data. rows in = forwarded + rejected + withheld + held, always",
+        "(a row with warnings is counted where it went). The trust's email names the report and counts the",
+        "warnings by code; `aws s3 ls s3://<reports bucket>/reports/<ODS>/<file name>/` lists every upload's.",
         "",
         "The council is found from `residence_la_code` and from the postcode (through the ONS postcode",
         "directory), and both must agree: a district goes to its county, and an ended council (e.g. a former",
@@ -107,6 +125,11 @@ def upload_contract_markdown() -> str:
         level = "file" if code.value.startswith("FILE_") else "row"
         lines.append(f"| `{code.value}` | {level} | {ERROR_HELP[code]} |")
     return "\n".join(lines) + "\n"
+
+
+def _droppable() -> list[str]:
+    fields = ", ".join(f"`{name}`" for name in BirthNotification.model_fields if name in DROPPABLE_FIELDS)
+    return [f"Applies to {fields}, in every format. {DROPPABLE_RULE}"]
 
 
 def _forms() -> list[str]:

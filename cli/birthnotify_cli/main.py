@@ -173,6 +173,7 @@ def _validate(args: argparse.Namespace) -> int:
             if result.rejection else None,
             "outcome": result.outcome.model_dump(mode="json"),
             "errors": [error.model_dump(mode="json") for error in result.errors],
+            "warnings": [warning.model_dump(mode="json") for warning in result.warnings],
             "ignored_columns": result.ignored_columns,
             "ignored_names_not_listed": result.ignored_names_not_listed,
         }, indent=2))
@@ -193,6 +194,8 @@ def _print_outcome(path: Path, result) -> None:
     outcome = result.outcome
     print(f"{path}: {outcome.rows_in} rows: {outcome.forwarded} to forward, {outcome.rejected} rejected, "
           f"{outcome.withheld} withheld, {outcome.held} held")
+    if outcome.rows_with_warnings:
+        print(f"  {outcome.rows_with_warnings} accepted with an invalid optional field left out (warnings below)")
     for authority in outcome.authorities:
         print(f"  {authority.name} ({authority.gss_code}, agreement {authority.agreement_id}): "
               f"{authority.new} new, {authority.amend} amended, {authority.cancel} cancelled")
@@ -203,11 +206,14 @@ def _print_outcome(path: Path, result) -> None:
               f"{held.count}")
     if result.ignored_columns:
         print(f"  columns not in the contract (ignored): {', '.join(result.ignored_columns)}")
-    if result.errors:
-        print("\nrow  notification_id       field                     code                        message")
-        for error in result.errors:
-            print(f"{error.row:<4} {error.notification_id or '':<21} {error.field or '':<25} "
-                  f"{error.code.value:<27} {error.message}")
+    for title, problems in (("rejected rows", result.errors), ("warnings (the row is accepted without the field)",
+                                                                 result.warnings)):
+        if problems:
+            print(f"\n{title}:\nrow  notification_id       field                     code                        "
+                  "message")
+            for problem in problems:
+                print(f"{problem.row:<4} {problem.notification_id or '':<21} {problem.field or '':<25} "
+                      f"{problem.code.value:<27} {problem.message}")
 
 
 def _consume(args: argparse.Namespace) -> int:

@@ -56,6 +56,7 @@ def run_both(stack, tmp_path, trust: str, name: str, body: bytes) -> dict:
     else:
         assert offline.rejection is None
         assert [e.model_dump(mode="json") for e in offline.errors] == report["errors"]
+        assert [w.model_dump(mode="json") for w in offline.warnings] == report["warnings"]
         assert offline.outcome.model_dump(mode="json") == report["outcome"]
         assert offline.ignored_columns == report["ignored_columns"]
     return report
@@ -256,7 +257,6 @@ def test_a_correction_before_its_original_is_rejected_naming_where_the_original_
     ("gestation_weeks", "\u0663\u0668", "NUMBER_INVALID"),  # Arabic-Indic digits
     ("live_birth", "yes", "FLAG_INVALID"),
     ("restricted", "no", "FLAG_INVALID"),
-    ("baby_time_of_birth", "0930", "TIME_INVALID"),
     ("residence_la_code", "E0800003\u0665", "GSS_CODE_INVALID"),
 ])
 def test_only_the_documented_forms_are_accepted(ingest_stack, rows_factory, tmp_path, field, value, code):
@@ -286,6 +286,31 @@ def test_places_outside_the_service_and_ended_councils_are_held_with_their_reaso
                     ("NO_AGREEMENT", "E06000063", "Cumberland Council"): 1,  # the postcode decided
                     ("NO_AGREEMENT", "E08000003", "Manchester City Council"): 1}
     assert [a["gss_code"] for a in report["outcome"]["authorities"]] == ["W06000015"]  # a Welsh birth
+
+
+def test_an_invalid_optional_detail_is_left_out_and_the_row_forwarded_with_a_warning(ingest_stack, rows_factory,
+                                                                                       tmp_path):
+    # Until issue 14, each of these rejected its row (baby_time_of_birth "0930" was a TIME_INVALID row error).
+    rows = rows_factory(4, today(), districts={LEEDS: 1}, seed=38)
+    rows[1]["baby_time_of_birth"] = "0930"
+    rows[2]["mother_nhs_number"], rows[2]["gp_practice_code"] = "1112223330", "B8605"
+    rows[3]["mother_date_of_birth"] = rows[3]["baby_date_of_birth"]  # a mother aged 0 at the birth
+    report = run_both(ingest_stack, tmp_path, "RX1", "details.csv", csv_bytes(rows))
+
+    outcome = report["outcome"]
+    assert (outcome["forwarded"], outcome["rejected"], outcome["rows_with_warnings"]) == (4, 0, 3)
+    assert outcome["warnings_by_code"] == {"TIME_INVALID": 1, "NHS_NUMBER_CHECKSUM": 1, "ODS_CODE_INVALID": 1,
+                                           "MOTHER_AGE_IMPLAUSIBLE": 1}
+    assert [(w["row"], w["notification_id"], w["field"], w["code"]) for w in report["warnings"]] == [
+        (2, rows[1]["notification_id"], "baby_time_of_birth", "TIME_INVALID"),
+        (3, rows[2]["notification_id"], "mother_nhs_number", "NHS_NUMBER_CHECKSUM"),
+        (3, rows[2]["notification_id"], "gp_practice_code", "ODS_CODE_INVALID"),
+        (4, rows[3]["notification_id"], "mother_date_of_birth", "MOTHER_AGE_IMPLAUSIBLE")]
+    assert "1112223330" not in json.dumps(report) and "B8605" not in json.dumps(report)
+    leeds = {m["notification_id"]: m["record"] for m in ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])}
+    assert "mother_nhs_number" not in leeds[rows[2]["notification_id"]]
+    assert "gp_practice_code" not in leeds[rows[2]["notification_id"]]
+    assert leeds[rows[0]["notification_id"]]["gp_practice_code"] == rows[0]["gp_practice_code"]
 
 
 def test_a_bad_number_on_the_first_json_line_is_that_rows_error_not_the_files(ingest_stack, rows_factory, tmp_path):

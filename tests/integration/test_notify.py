@@ -223,3 +223,18 @@ def test_govuk_notify_sends_the_same_emails_through_its_api(notify_via_govuk_not
     personal = personal_values(rows)
     for message in fake.emails:
         assert find_personal(json.dumps(message), personal) == []
+
+
+def test_the_trusts_receipt_counts_warnings_by_code_without_personal_data(notify_stack, ingest_stack, rows_factory):
+    rows = rows_factory(5, today(), districts={LEEDS: 1}, seed=61)
+    rows[1]["mother_nhs_number"] = "1112223330"  # fails modulus 11: left out, the row forwarded
+    rows[3]["gp_practice_code"] = "B8605"
+    report = upload(ingest_stack, rows, name="warned.csv")
+    assert report["outcome"]["forwarded"] == 5 and report["outcome"]["rows_with_warnings"] == 2
+    assert notify_stack.run() == [{"batchItemFailures": []}]
+
+    [receipt] = by_recipient(notify_stack.sent())[RX1_CONTACT]
+    assert "2 rows were forwarded or counted without an optional field that was invalid" in receipt.text
+    assert "NHS_NUMBER_CHECKSUM: 1" in receipt.text and "ODS_CODE_INVALID: 1" in receipt.text
+    assert '"warnings"' in receipt.text and report["report_key"] in receipt.text
+    assert find_personal(receipt.everything, personal_values(rows) | {"1112223330", "B8605"}) == []

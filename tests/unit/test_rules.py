@@ -8,8 +8,8 @@ from datetime import date, timedelta
 import nhs_number
 import pytest
 from birthnotify.domain.reader import RawRow
-from birthnotify.domain.record import ErrorCode, nhs_number_checksum_ok
-from birthnotify.domain.validation import RowRules, RowValidator
+from birthnotify.domain.record import BirthNotification, ErrorCode, nhs_number_checksum_ok
+from birthnotify.domain.validation import RowRules, RowValidator, ValidRow
 from birthnotify_cli.synthetic import bad_checksum, synthetic_nhs_number
 
 UPLOAD_DAY = date(2026, 11, 20)
@@ -37,6 +37,13 @@ def codes(**changes: str) -> list[tuple[str | None, str]]:
     return [(error.field, error.code.value) for error in result]
 
 
+def warnings(**changes: str) -> tuple[BirthNotification, list[tuple[str | None, str]]]:
+    result = RowValidator(RowRules(UPLOAD_DAY, 366)).validate(RawRow(7, valid_row(**changes)))
+    assert isinstance(result, ValidRow), result
+    assert all(warning.row == 7 and warning.notification_id == "BN-1" for warning in result.warnings)
+    return result.record, [(warning.field, warning.code.value) for warning in result.warnings]
+
+
 def test_checksum_agrees_with_the_nhs_number_library_on_random_numbers():
     rng = random.Random(11)
     checked = 0
@@ -58,10 +65,11 @@ def test_synthetic_numbers_are_in_the_test_range_and_valid():
 
 def test_a_valid_row_is_accepted_and_normalised():
     number = valid_row()["baby_nhs_number"]
-    record = RowValidator(RowRules(UPLOAD_DAY, 366)).validate(
+    valid = RowValidator(RowRules(UPLOAD_DAY, 366)).validate(
         RawRow(1, valid_row(baby_nhs_number=f"{number[:3]}-{number[3:6]}-{number[6:]}", postcode=" ls14ap ",
                             mother_given_name="  Ada  ")))
-    assert not isinstance(record, list)
+    assert isinstance(valid, ValidRow) and valid.warnings == ()
+    record = valid.record
     assert (record.baby_nhs_number, record.postcode, record.mother_given_name) == (number, "LS1 4AP", "Ada")
 
 
@@ -72,8 +80,6 @@ def test_a_valid_row_is_accepted_and_normalised():
     ({"baby_date_of_birth": "2026-11-21"}, [("baby_date_of_birth", "DATE_IN_FUTURE")]),
     ({"baby_date_of_birth": (UPLOAD_DAY - timedelta(days=400)).isoformat()},
      [("baby_date_of_birth", "BABY_TOO_OLD")]),
-    ({"mother_date_of_birth": "2020-01-01"}, [("mother_date_of_birth", "MOTHER_AGE_IMPLAUSIBLE")]),
-    ({"baby_time_of_birth": "25:10"}, [("baby_time_of_birth", "TIME_INVALID")]),
     ({"baby_sex": "F"}, [("baby_sex", "SEX_CODE_INVALID")]),
     ({"birth_weight_grams": "3.4kg"}, [("birth_weight_grams", "NUMBER_INVALID")]),
     ({"birth_weight_grams": "90000"}, [("birth_weight_grams", "OUT_OF_RANGE")]),
@@ -84,13 +90,50 @@ def test_a_valid_row_is_accepted_and_normalised():
     ({"address_line_1": "1 Test\x00Street"}, [("address_line_1", "TEXT_CONTROL_CHARACTERS")]),
     ({"postcode": "NOT A POSTCODE"}, [("postcode", "POSTCODE_INVALID")]),
     ({"residence_la_code": "LEEDS"}, [("residence_la_code", "GSS_CODE_INVALID")]),
-    ({"gp_practice_code": "??"}, [("gp_practice_code", "ODS_CODE_INVALID")]),
     ({"notification_type": "UPDATE"}, [("notification_type", "NOTIFICATION_TYPE_INVALID")]),
     ({"notification_type": "AMEND"}, [("original_notification_id", "ORIGINAL_ID_REQUIRED")]),
     ({"original_notification_id": "BN-0"}, [("original_notification_id", "ORIGINAL_ID_UNEXPECTED")]),
 ])
 def test_each_rule_rejects_with_its_own_code(changes, expected):
     assert codes(**changes) == expected
+
+
+# Until issue 14 these rejected the row; an optional field that only describes the family is now left out.
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"mother_date_of_birth": "2020-01-01"}, [("mother_date_of_birth", "MOTHER_AGE_IMPLAUSIBLE")]),
+    ({"mother_date_of_birth": "2027-01-01"}, [("mother_date_of_birth", "DATE_IN_FUTURE")]),
+    ({"mother_date_of_birth": "1995-02-30"}, [("mother_date_of_birth", "DATE_INVALID")]),
+    ({"baby_time_of_birth": "25:10"}, [("baby_time_of_birth", "TIME_INVALID")]),
+    ({"gp_practice_code": "??"}, [("gp_practice_code", "ODS_CODE_INVALID")]),
+    ({"mother_nhs_number": "1112223330"}, [("mother_nhs_number", "NHS_NUMBER_CHECKSUM")]),
+    ({"mother_nhs_number": "12345", "gp_practice_code": "B8605"},
+     [("mother_nhs_number", "NHS_NUMBER_FORMAT"), ("gp_practice_code", "ODS_CODE_INVALID")]),
+])
+def test_an_invalid_optional_detail_is_left_out_with_a_warning_and_the_row_accepted(changes, expected):
+    record, found = warnings(**changes)
+    assert sorted(found) == sorted(expected)
+    assert all(getattr(record, field) is None for field, _ in expected)
+    assert record.baby_nhs_number == valid_row()["baby_nhs_number"] and record.postcode == "LS1 4AP"
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"address_line_2": "Flat 2\x07"}, [("address_line_2", "TEXT_CONTROL_CHARACTERS")]),
+    ({"residence_la_code": "LEEDS"}, [("residence_la_code", "GSS_CODE_INVALID")]),
+])
+def test_optional_fields_that_find_the_family_or_route_the_record_still_reject_it(changes, expected):
+    assert codes(**changes) == expected
+
+
+def test_a_rejected_row_lists_its_invalid_optional_details_too_so_one_correction_fixes_it():
+    assert sorted(codes(baby_sex="F", gp_practice_code="??")) == [("baby_sex", "SEX_CODE_INVALID"),
+                                                                   ("gp_practice_code", "ODS_CODE_INVALID")]
+
+
+def test_a_warning_never_echoes_the_value():
+    secret = "Zebedee-Quixote"  # noqa: S105 (a made-up value, not a password)
+    result = RowValidator(RowRules(UPLOAD_DAY, 366)).validate(RawRow(1, valid_row(gp_practice_code=secret)))
+    assert isinstance(result, ValidRow) and len(result.warnings) == 1
+    assert secret not in result.warnings[0].model_dump_json()
 
 
 def test_every_problem_in_a_row_is_reported_not_just_the_first():

@@ -24,15 +24,16 @@ def latest_report_key(s3: Any, bucket: str, trust: str, file_name: str) -> str |
     return max(keys, default=None)
 
 
-def write_report(s3: Any, bucket: str, report: FileReport, row_errors: Iterable[str]) -> None:
-    """Upload the JSON report (``report`` plus every row error) and, when rows failed, the CSV.
+def write_report(s3: Any, bucket: str, report: FileReport, row_errors: Iterable[str],
+                 row_warnings: Iterable[str] = ()) -> None:
+    """Upload the JSON report (``report`` plus every row error and warning) and, when rows failed, the CSV.
 
     Both are spooled to temporary files first, so a file with many errors does not fill memory.
     """
     with tempfile.TemporaryFile("w+b") as report_file, tempfile.TemporaryFile("w+") as rejected_text:
         writer = csv.writer(rejected_text, lineterminator="\r\n")
         writer.writerow(REJECTED_COLUMNS)
-        head = report.model_dump_json(exclude={"errors"})
+        head = report.model_dump_json(exclude={"errors", "warnings"})
         report_file.write(head[:-1].encode() + b',"errors":[')
         count = 0
         for line in row_errors:
@@ -42,6 +43,9 @@ def write_report(s3: Any, bucket: str, report: FileReport, row_errors: Iterable[
             error = json.loads(line)
             writer.writerow([spreadsheet_safe(error.get(column)) for column in REJECTED_COLUMNS])
             count += 1
+        report_file.write(b'],"warnings":[')
+        for index, line in enumerate(row_warnings):
+            report_file.write(b"," + line.encode() if index else line.encode())
         report_file.write(b"]}")
         report_file.seek(0)
         s3.upload_fileobj(report_file, bucket, report.report_key, ExtraArgs={"ContentType": "application/json"})

@@ -38,5 +38,5 @@ class S3Reports:
         self.client = s3
         self.bucket = bucket
 
-    def write(self, report: FileReport, row_errors: Iterable[str]) -> None:
-        write_report(self.client, self.bucket, report, row_errors)
+    def write(self, report: FileReport, row_errors: Iterable[str], row_warnings: Iterable[str]) -> None:
+        write_report(self.client, self.bucket, report, row_errors, row_warnings)

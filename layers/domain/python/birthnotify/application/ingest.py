@@ -195,7 +195,7 @@ class IngestService:
                 rejected_rows_key=rejected_key if outcome.rejected else None, ignored_columns=reader.ignored_columns,
                 ignored_names_not_listed=reader.ignored_names_not_listed,
             )
-            self.ports.reports.write(report, tally.row_errors())
+            self.ports.reports.write(report, tally.row_errors(), tally.row_warnings())
             self._emit(report)
         except FileIncomplete:
             raise  # checkpointed where it stopped
@@ -250,13 +250,13 @@ class IngestService:
             bucket=obj.bucket, key=obj.key, sha256=sha256, processed_at=self._clock(), outcome=FileOutcome(),
             report_key=report_key, **details,
         )
-        self.ports.reports.write(report, ())
+        self.ports.reports.write(report, (), ())
         self._emit(report)
         return report
 
     def _emit(self, report: FileReport) -> None:
         event = FileProcessedEvent.model_validate(report.model_dump(
-            exclude={"errors", "ignored_columns", "ignored_names_not_listed"}))
+            exclude={"errors", "warnings", "ignored_columns", "ignored_names_not_listed"}))
         self.ports.events.publish(event)
 
     def _log_unexpected_row(self, row: int, notification_id: str | None, exc: Exception) -> None:

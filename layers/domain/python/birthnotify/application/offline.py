@@ -14,7 +14,7 @@ from typing import Any
 
 from birthnotify.application.pipeline import FilePipeline, Source
 from birthnotify.application.ports import Outgoing, SenderStats
-from birthnotify.domain.messages import FileOutcome, RowError
+from birthnotify.domain.messages import FileOutcome, RowError, RowWarning
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.reader import FileKind, FileRejected, RowReader, scan_file
 from birthnotify.domain.registry import Registry
@@ -30,6 +30,7 @@ class OfflineCheck:
     rejection: FileRejected | None = None
     outcome: FileOutcome = field(default_factory=FileOutcome)
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowWarning] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     ignored_names_not_listed: int = 0
     unexpected: list[tuple[int, str]] = field(default_factory=list)
@@ -76,6 +77,7 @@ def check_file(path: str | Path, *, trust_ods_code: str, registry: Registry, pos
     return OfflineCheck(
         outcome=tally.outcome(),
         errors=[RowError.model_validate_json(line) for line in tally.row_errors()],
+        warnings=[RowWarning.model_validate_json(line) for line in tally.row_warnings()],
         ignored_columns=reader.ignored_columns,
         ignored_names_not_listed=reader.ignored_names_not_listed,
         unexpected=unexpected,

@@ -28,6 +28,7 @@ from birthnotify.domain.messages import (
     HeldCount,
     HeldReason,
     RowError,
+    RowWarning,
     WithheldReason,
 )
 from birthnotify.domain.reader import RawRow
@@ -40,7 +41,7 @@ from birthnotify.domain.record import (
     NotificationType,
 )
 from birthnotify.domain.routing import Forward, Hold, Router, Withhold
-from birthnotify.domain.validation import RowValidator
+from birthnotify.domain.validation import RowValidator, ValidRow
 
 CHECKPOINT_EVERY_ROWS = 5_000
 STOP_CHECK_EVERY_ROWS = 200
@@ -93,7 +94,11 @@ class Tally:
     held_by: dict[tuple[HeldReason, str | None], HeldCount] = field(default_factory=dict)
     withheld_by: dict[WithheldReason, int] = field(default_factory=dict)
     rejected_by: dict[ErrorCode, int] = field(default_factory=dict)
+    rows_with_warnings: int = 0
+    warnings_by: dict[ErrorCode, int] = field(default_factory=dict)
     errors: IO[str] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(2**20, mode="w+", encoding="utf-8"))
+    warnings: IO[str] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(2**20, mode="w+",
+                                                                                    encoding="utf-8"))
 
     def reject(self, errors: list[RowError]) -> None:
         self.rejected += 1
@@ -101,6 +106,14 @@ class Tally:
             self.rejected_by[error.code] = self.rejected_by.get(error.code, 0) + 1
             self.errors.write(error.model_dump_json())
             self.errors.write("\n")
+
+    def warn(self, warnings: tuple[RowWarning, ...]) -> None:
+        """An accepted row had optional fields left out."""
+        self.rows_with_warnings += 1
+        for warning in warnings:
+            self.warnings_by[warning.code] = self.warnings_by.get(warning.code, 0) + 1
+            self.warnings.write(warning.model_dump_json())
+            self.warnings.write("\n")
 
     def withhold(self, reason: WithheldReason) -> None:
         self.withheld += 1
@@ -140,15 +153,24 @@ class Tally:
             rows_in=self.rows_in, forwarded=self.forwarded, rejected=self.rejected, withheld=self.withheld,
             held=self.held, authorities=sorted(self.by_authority.values(), key=lambda a: a.gss_code),
             held_by_reason=list(self.held_by.values()), withheld_by_reason=dict(self.withheld_by),
-            rejected_by_code=dict(self.rejected_by),
+            rejected_by_code=dict(self.rejected_by), rows_with_warnings=self.rows_with_warnings,
+            warnings_by_code=dict(self.warnings_by),
         )
 
     def row_errors(self) -> Iterable[str]:
         """Every row error as a JSON object, in row order."""
-        self.errors.flush()
-        self.errors.seek(0)
-        for line in self.errors:
-            yield line.rstrip("\n")
+        return _spooled(self.errors)
+
+    def row_warnings(self) -> Iterable[str]:
+        """Every warning as a JSON object, in row order."""
+        return _spooled(self.warnings)
+
+
+def _spooled(spool: IO[str]) -> Iterable[str]:
+    spool.flush()
+    spool.seek(0)
+    for line in spool:
+        yield line.rstrip("\n")
 
 
 def authority_message_body(record: BirthNotification, forward: Forward, source: Source, row: int) -> str:
@@ -252,10 +274,12 @@ class FilePipeline:
 
     def _handle(self, raw: RawRow, replaying: bool) -> None:
         try:
-            result = self._decide(raw, replaying)
+            result, warnings = self._decide(raw, replaying)
         except Exception as exc:  # noqa: BLE001 (one row's fault must never cost the others)
             self._unexpected(raw, exc)
             return
+        if warnings:
+            self.tally.warn(warnings)
         if isinstance(result, list):
             self.tally.reject(result)
         elif isinstance(result, Withhold):
@@ -270,11 +294,16 @@ class FilePipeline:
                          if isinstance(result.tag.decision, Forward) else self._held_queue_url)
             self.sender.add(queue_url, result)
 
-    def _decide(self, raw: RawRow, replaying: bool) -> list[RowError] | Withhold | Sent | Outgoing[Sent]:
-        """Everything that depends on the row's content, without side effects on the tally or SQS."""
-        record = self._validator.validate(raw)
-        if isinstance(record, list):
-            return record
+    def _decide(self, raw: RawRow, replaying: bool) -> tuple[list[RowError] | Withhold | Sent | Outgoing[Sent],
+                                                             tuple[RowWarning, ...]]:
+        """Everything that depends on the row's content, without side effects on the tally or SQS; and the
+        optional fields left out of an accepted row."""
+        valid = self._validator.validate(raw)
+        if not isinstance(valid, ValidRow):
+            return valid, ()
+        return self._route(raw, valid.record, replaying), valid.warnings
+
+    def _route(self, raw: RawRow, record: BirthNotification, replaying: bool) -> Withhold | Sent | Outgoing[Sent]:
         decision = self._router.decide(record)
         if isinstance(decision, Withhold):
             return decision

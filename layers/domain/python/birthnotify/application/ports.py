@@ -108,7 +108,8 @@ class UploadStore(Protocol):
 
 
 class ReportStore(Protocol):
-    def write(self, report: FileReport, row_errors: Iterable[str]) -> None: ...
+    def write(self, report: FileReport, row_errors: Iterable[str], row_warnings: Iterable[str]) -> None:
+        """Store the report with every row error and warning (each a JSON object), streamed."""
 
 
 class EventPublisher(Protocol):

@@ -138,6 +138,11 @@ class RowError(BaseModel):
     message: str
 
 
+class RowWarning(RowError):
+    """An optional field that was present but invalid: it was left out and the row accepted without it (the
+    upload contract lists which fields this applies to). Like an error, it never holds the value."""
+
+
 class AuthorityCounts(BaseModel):
     """Records forwarded to one authority from one file, by notification type."""
 
@@ -191,6 +196,8 @@ class FileOutcome(BaseModel):
     held_by_reason: list[HeldCount] = []
     withheld_by_reason: dict[WithheldReason, int] = {}
     rejected_by_code: dict[ErrorCode, int] = {}
+    rows_with_warnings: int = Field(0, description="Rows accepted with an invalid optional field left out.")
+    warnings_by_code: dict[ErrorCode, int] = Field({}, description="Those left-out fields, by error code.")
 
     @property
     def balanced(self) -> bool:
@@ -230,3 +237,4 @@ class FileReport(FileProcessedEvent):
     ignored_names_not_listed: int = Field(
         0, description="Other unknown names, counted but not listed: a key that is not a column name may be data.")
     errors: list[RowError] = []
+    warnings: list[RowWarning] = Field([], description="Optional fields left out of accepted rows, one per field.")

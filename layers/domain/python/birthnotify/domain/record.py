@@ -404,3 +404,15 @@ CONTROL_FIELDS: frozenset[str] = frozenset(
 """Fields that steer the pipeline; the identifiers travel in every message's envelope, the flags never."""
 SHAREABLE_FIELDS: frozenset[str] = frozenset(RECORD_FIELDS) - CONTROL_FIELDS
 """Fields a sharing agreement may allow."""
+DROPPABLE_FIELDS: frozenset[str] = frozenset(
+    {"baby_time_of_birth", "mother_nhs_number", "mother_date_of_birth", "gp_practice_code"}
+)
+"""Optional fields left out, with a warning, when present but invalid (``DROPPABLE_RULE``)."""
+DROPPABLE_RULE = (
+    "These optional fields describe the family but neither find it nor steer the record. One that is present but "
+    "invalid (its format, or a check such as the mother's age at the birth) is left out and the row accepted, with "
+    "a warning in the trust's report: a family must not lose support over a detail the receiving council's "
+    "agreement may not even include. The other optional fields are never left out silently: address lines say "
+    "where the family is (a partial address can send a visitor to the wrong door), residence_la_code routes the "
+    "record and original_notification_id says what it corrects; a problem with one of them rejects the row."
+)

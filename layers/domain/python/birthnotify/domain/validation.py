@@ -1,16 +1,24 @@
-"""Turns a raw row into a validated notification or a list of row errors (no values echoed)."""
+"""Turns a raw row into a validated notification or a list of row errors (no values echoed).
+
+An optional field that only describes the family (``DROPPABLE_FIELDS``) and is present but invalid does
+not cost the row: the field is left out, the trust is warned, and the row goes on without it. Every other
+problem rejects the row, and a rejected row lists every problem it has, warnings' fields included, so one
+correction fixes it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from birthnotify.domain.messages import RowError
-from birthnotify.domain.reader import RawRow
+from birthnotify.domain.messages import RowError, RowWarning
+from birthnotify.domain.reader import RawRow, RowProblem
 from birthnotify.domain.record import (
+    DROPPABLE_FIELDS,
     ERROR_HELP,
     NOTIFICATION_ID_PATTERN,
     BirthNotification,
@@ -32,6 +40,7 @@ _PYDANTIC_CODES = {
 # pydantic's messages for these say what is allowed ("greater than or equal to 200"), never the input.
 _PYDANTIC_MESSAGE_KEPT = frozenset({"greater_than_equal", "less_than_equal"})
 _KNOWN_CODES = frozenset(code.value for code in ErrorCode)
+LEFT_OUT = "The value was left out and the row accepted without it."
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,14 @@ class RowRules:
     max_baby_age_days: int
 
 
+@dataclass(frozen=True, slots=True)
+class ValidRow:
+    """An accepted row: the notification, and the optional fields left out of it (as warnings)."""
+
+    record: BirthNotification
+    warnings: tuple[RowWarning, ...] = ()
+
+
 class RowValidator:
     """Validates rows of one file, rejecting repeated notification ids within it."""
 
@@ -49,32 +66,60 @@ class RowValidator:
         self._rules = rules
         self._seen_ids = SeenIds()
 
-    def validate(self, raw: RawRow) -> BirthNotification | list[RowError]:
-        """The notification, or every error found in the row."""
+    def validate(self, raw: RawRow) -> ValidRow | list[RowError]:
+        """The notification (with any warnings), or every error found in the row."""
         notification_id = _safe_id(raw.values.get("notification_id"))
-        errors: list[RowError] = []
+        issues: list[RowProblem] = []
         if notification_id is not None:
             # Every well-formed id counts, valid row or not: a later row reusing it is still a duplicate.
             if self._seen_ids.add(notification_id):
-                errors.append(self._error(raw.row, notification_id, "notification_id",
-                                          ErrorCode.NOTIFICATION_ID_DUPLICATE, None))
-        if raw.problems:  # what the reader found makes the values unreliable: report that, not their checks
-            errors.extend(RowError(row=raw.row, notification_id=notification_id, field=problem.field,
-                                   code=problem.code, message=problem.message) for problem in raw.problems)
-            return errors
+                issues.append(_problem("notification_id", ErrorCode.NOTIFICATION_ID_DUPLICATE, None))
+        issues += raw.problems
+        if any(problem.field not in DROPPABLE_FIELDS for problem in raw.problems):
+            # What the reader found makes the values unreliable: report that, not their checks.
+            return self._rejected(raw, notification_id, issues)
+        unread = {problem.field for problem in raw.problems}
+        values = _without(raw.values, unread)
         try:
-            record = BirthNotification.model_validate(raw.values)
+            record = BirthNotification.model_validate(values)
         except ValidationError as exc:
-            errors.extend(_row_error(raw.row, notification_id, error) for error in exc.errors(include_input=False))
-            return errors
+            found = [_issue(error) for error in exc.errors(include_input=False)]
+            issues += [issue for issue in found if issue.field not in unread]  # already reported as unreadable
+            if _blocking(issues):
+                return self._rejected(raw, notification_id, issues)
+            try:  # only optional fields that can be left out are wrong: leave them out
+                record = BirthNotification.model_validate(_without(values, {issue.field for issue in found}))
+            except ValidationError:  # cannot happen (the other fields passed), but never accept unchecked
+                return self._rejected(raw, notification_id, issues)
+        if _blocking(issues):
+            return self._rejected(raw, notification_id, issues)
         for field, code, detail in cross_field_errors(record, self._rules.upload_day, self._rules.max_baby_age_days):
-            errors.append(self._error(raw.row, notification_id, field, code, detail))
-        return errors or record
+            issues.append(_problem(field, code, detail))
+        if _blocking(issues):
+            return self._rejected(raw, notification_id, issues)
+        left_out = {issue.field for issue in issues if issue.field and getattr(record, issue.field) is not None}
+        if left_out:  # a value that passed alone but not with the rest (a mother's implausible age)
+            record = record.model_copy(update=dict.fromkeys(left_out))
+        return ValidRow(record, tuple(
+            RowWarning(row=raw.row, notification_id=notification_id, field=issue.field, code=issue.code,
+                       message=f"{issue.message} {LEFT_OUT}") for issue in issues))
 
     @staticmethod
-    def _error(row: int, notification_id: str | None, field: str, code: ErrorCode, detail: str | None) -> RowError:
-        return RowError(row=row, notification_id=notification_id, field=field, code=code,
-                        message=detail or ERROR_HELP[code])
+    def _rejected(raw: RawRow, notification_id: str | None, issues: Iterable[RowProblem]) -> list[RowError]:
+        return [RowError(row=raw.row, notification_id=notification_id, field=issue.field, code=issue.code,
+                         message=issue.message) for issue in issues]
+
+
+def _blocking(issues: list[RowProblem]) -> bool:
+    return any(issue.field not in DROPPABLE_FIELDS for issue in issues)
+
+
+def _without(values: dict[str, object], fields: set[str | None]) -> dict[str, object]:
+    return {name: value for name, value in values.items() if name not in fields} if fields else values
+
+
+def _problem(field: str, code: ErrorCode, detail: str | None) -> RowProblem:
+    return RowProblem(code, detail or ERROR_HELP[code], field)
 
 
 def _safe_id(value: object) -> str | None:
@@ -84,9 +129,9 @@ def _safe_id(value: object) -> str | None:
     return None
 
 
-def _row_error(row: int, notification_id: str | None, error: ErrorDetails) -> RowError:
+def _issue(error: ErrorDetails) -> RowProblem:
     kind = error["type"]
     code = ErrorCode(kind) if kind in _KNOWN_CODES else _PYDANTIC_CODES.get(kind, ErrorCode.TEXT_INVALID)
     field = str(error["loc"][0]) if error["loc"] else None
     message = error["msg"] if kind in _KNOWN_CODES or kind in _PYDANTIC_MESSAGE_KEPT else ERROR_HELP[code]
-    return RowError(row=row, notification_id=notification_id, field=field, code=code, message=message)
+    return RowProblem(code, message, field)

@@ -199,6 +199,15 @@ class Composer:
                 document.para(f"The rows and how to fix each are in s3://{self.reports_bucket}/"
                               f"{event.rejected_rows_key} (row numbers and notification ids only). Send the "
                               "corrected rows in a new file.")
+            if outcome.rows_with_warnings:
+                rows = outcome.rows_with_warnings
+                document.para(f"{rows} row{'s were' if rows != 1 else ' was'} forwarded or counted without an optional "
+                              "field that was invalid (the field was left out, so the family still gets support). "
+                              "Warnings, by error code:")
+                document.bullets([f"{code.value}: {count}" for code, count in outcome.warnings_by_code.items()])
+                document.para("Each warning's row, notification id and field are under \"warnings\" in the full "
+                              "report below. Correct the field in your system; an AMEND row sends the corrected "
+                              "record on.")
             subject = f"File processed: {name}: {outcome.forwarded} forwarded, {outcome.rejected} rejected"
         document.para(f"Full report: s3://{self.reports_bucket}/{event.report_key}")
         return self.render(EmailKind.TRUST_RECEIPT, f"{event.event_id}:{EmailKind.TRUST_RECEIPT}",
