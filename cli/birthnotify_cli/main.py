@@ -62,10 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     consume.add_argument("--endpoint-url", default=None, help="e.g. the local cloud's URL")
     consume.set_defaults(run=_consume)
 
-    generate = commands.add_parser("generate", help="write a synthetic notification file",
-                                   description="Invented people, NHS numbers from the 999 test range.")
-    generate.add_argument("output", type=Path, help=".csv, .jsonl, optionally .gz")
-    generate.add_argument("--rows", type=int, default=1000)
+    generate = commands.add_parser("generate", help="write a synthetic notification file (or bundles)",
+                                   description="Invented people, NHS numbers from the 999 test range. As FHIR "
+                                   "bundles (one birth notification per file): with --rows 1 and an OUTPUT named "
+                                   ".xml or .json (optionally .gz), that file; otherwise OUTPUT is a directory of "
+                                   "<notification id>.xml|.json files.")
+    generate.add_argument("output", type=Path, help=".csv, .jsonl, .xml, .json (optionally .gz), or a directory")
+    generate.add_argument("--format", choices=("csv", "jsonl", "fhir-xml", "fhir-json"), default=None,
+                          help="default: from OUTPUT's name")
+    generate.add_argument("--rows", type=int, default=None, help="default 1000 rows, or 1 bundle")
     generate.add_argument("--seed", type=int, default=1)
     generate.add_argument("--upload-day", type=date.fromisoformat, default=None)
     generate.add_argument("--invalid", type=float, default=0.05, help="share of rows with an error")
@@ -248,19 +253,49 @@ def _generate(args: argparse.Namespace) -> int:
 
     from birthnotify.shared.clock import london_day
 
-    from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
+    from birthnotify_cli.synthetic import (
+        BUNDLE_FORMATS,
+        Mix,
+        SyntheticRows,
+        load_postcodes_by_district,
+        write_bundles,
+        write_file,
+    )
 
+    fmt = args.format or _format_of(args.output)
+    if fmt is None:
+        print(f"{args.output}: name it .csv, .jsonl, .xml or .json (optionally .gz), or give --format",
+              file=sys.stderr)
+        return EXIT_USAGE
+    bundles = fmt in BUNDLE_FORMATS
+    rows = args.rows if args.rows is not None else 1 if bundles else 1000
+    if not bundles and _format_of(args.output) != fmt:
+        print(f"{args.output}: a {fmt} file's name ends in .{fmt} (optionally .gz)", file=sys.stderr)
+        return EXIT_USAGE
     registry = _load_registry(args.registry)
     postcodes = load_postcodes_by_district(args.registry.parent / registry.postcode_directory.file)
     unserved = tuple(d for d in postcodes if registry.authority(d) is None)
     generator = SyntheticRows(
         postcodes, args.upload_day or london_day(datetime.now(UTC)), seed=args.seed,
         mix=Mix(invalid=args.invalid, withheld=args.withheld, held=args.held, amend_cancel=args.amend_cancel),
-        held_districts=unserved,
+        held_districts=unserved, bundles=bundles,
     )
-    count = write_file(args.output, generator.rows(args.rows))
+    if bundles:
+        written = write_bundles(args.output, generator.rows(rows), fmt)
+        where = written[0] if len(written) == 1 and written[0] == args.output else f"{args.output}/"
+        print(f"wrote {len(written)} synthetic birth notification bundle{'s' if len(written) != 1 else ''} "
+              f"({fmt}) to {where}")
+        return EXIT_OK
+    count = write_file(args.output, generator.rows(rows))
     print(f"wrote {count} synthetic rows to {args.output}")
     return EXIT_OK
+
+
+def _format_of(path: Path) -> str | None:
+    """The format a file's name says: .csv, .jsonl, .xml (FHIR XML) or .json (FHIR JSON), optionally .gz."""
+    stem = path.name.lower().removesuffix(".gz")
+    formats = {".csv": "csv", ".jsonl": "jsonl", ".xml": "fhir-xml", ".json": "fhir-json"}
+    return next((fmt for suffix, fmt in formats.items() if stem.endswith(suffix)), None)
 
 
 def _contracts(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Synthetic upload files: invented people, NHS numbers from the 999 test range, real-shaped rows.
+"""Synthetic upload files: invented people, NHS numbers from the 999 test range, real-shaped rows; and
+the same rows as NEMS PDS Birth Notification bundles (FHIR STU3, XML or JSON, one per file).
 
 Used by `birthnotify generate`, the demo, the benchmarks and the tests, so all exercise the same data.
 """
@@ -10,13 +11,18 @@ import gzip
 import io
 import json
 import random
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+from xml.etree import ElementTree
 
+from birthnotify.domain import nems
+from birthnotify.domain.fhir import FHIR_NAMESPACE
 from birthnotify.domain.record import RECORD_FIELDS
+from birthnotify.shared.clock import LONDON
 
 GIVEN_NAMES = ["Amara", "Bethan", "Chloe", "Dalia", "Esme", "Fatima", "Grace", "Hana", "Isla", "Jade", "Kezia",
                "Lena", "Maya", "Niamh", "Orla", "Priya", "Rosa", "Sana", "Tegan", "Uma", "Yara", "Zofia"]
@@ -69,14 +75,21 @@ class Mix:
 
 INVALID_KINDS = ("nhs_checksum", "future_dob", "postcode", "birth_order", "duplicate_id", "sex_code", "weight")
 WITHHELD_KINDS = ("stillbirth", "restricted", "objection")
+BUNDLE_INVALID_KINDS = tuple(kind for kind in INVALID_KINDS if kind != "duplicate_id")  # one bundle per file
+BUNDLE_WITHHELD_KINDS = ("stillbirth", "restricted")  # a bundle cannot carry a sharing objection
+BABY_NAMES = ["Alfie", "Bea", "Cai", "Dara", "Elio", "Freya", "Gus", "Ivo", "Juno", "Kit", "Luca", "Mabli", "Nico"]
 
 
 class SyntheticRows:
     """Generates rows as the trust's system would export them (strings, some optional fields empty)."""
 
     def __init__(self, postcodes_by_district: dict[str, list[str]], upload_day: date, seed: int = 1,
-                 mix: Mix | None = None, held_districts: tuple[str, ...] = ()) -> None:
+                 mix: Mix | None = None, held_districts: tuple[str, ...] = (), bundles: bool = False) -> None:
         self.rng = random.Random(seed)
+        self.bundles = bundles
+        """Rows a bundle can carry: NEW notifications with UUID ids, no sharing objections."""
+        self._invalid_kinds = BUNDLE_INVALID_KINDS if bundles else INVALID_KINDS
+        self._withheld_kinds = BUNDLE_WITHHELD_KINDS if bundles else WITHHELD_KINDS
         self.postcodes = postcodes_by_district
         self.upload_day = upload_day
         self.mix = mix or Mix()
@@ -93,14 +106,16 @@ class SyntheticRows:
     def row(self, index: int) -> dict[str, str]:
         rng, mix = self.rng, self.mix
         roll = rng.random()
-        if self._issued and roll < mix.amend_cancel:
+        if self._issued and roll < mix.amend_cancel and not self.bundles:
             return self._follow_up(index)
         row = self._valid_row(index)
+        if self.bundles:
+            row["notification_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         roll = rng.random()
         if roll < mix.invalid:
-            self._spoil(row, rng.choice(INVALID_KINDS))
+            self._spoil(row, rng.choice(self._invalid_kinds))
         elif roll < mix.invalid + mix.withheld:
-            kind = rng.choice(WITHHELD_KINDS)
+            kind = rng.choice(self._withheld_kinds)
             row["live_birth" if kind == "stillbirth" else "restricted" if kind == "restricted"
                 else "sharing_objection"] = "N" if kind == "stillbirth" else "Y"
         elif roll < mix.invalid + mix.withheld + mix.held:
@@ -221,3 +236,154 @@ def to_bytes(rows: list[dict[str, str]], name: str) -> bytes:
     write_rows(text, iter(rows), fmt)
     data = text.getvalue().encode("utf-8")
     return gzip.compress(data, mtime=0) if name.lower().endswith(".gz") else data
+
+
+# -- NEMS PDS Birth Notification bundles ------------------------------------------------------------------
+
+BUNDLE_FORMATS = {"fhir-xml": ".xml", "fhir-json": ".json"}
+_SEX_TO_GENDER = {sex: gender for gender, sex in nems.GENDER_TO_SEX.items()}
+_STU3_CONFIDENTIALITY = "http://hl7.org/fhir/v3/Confidentiality"
+
+
+def birth_notification_bundle(row: dict[str, str]) -> dict[str, Any]:
+    """A row as the FHIR JSON of a PDS Birth Notification message, shaped as NHS Digital's published example
+    (resources linked by urn:uuid references). Only NEW rows without a sharing objection have a bundle form."""
+    if row.get("notification_type", "NEW") != "NEW" or row.get("sharing_objection") == "Y":
+        raise ValueError("a bundle is a NEW notification and cannot carry a sharing objection")
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:birthnotify:synthetic:{row['notification_id']}")
+    url = {name: f"urn:uuid:{uuid.uuid5(namespace, name)}" for name in
+           ("header", "communication", "mother", "relation", "baby", "sender", "weight", "gestation", "births",
+            "stillborn")}
+    baby_dob = date.fromisoformat(row["baby_date_of_birth"]) if _is_iso_date(row["baby_date_of_birth"]) else None
+
+    def resource(key: str, resource_type: str, **content: Any) -> dict[str, Any]:
+        return {"fullUrl": url[key], "resource": {"resourceType": resource_type, "id": url[key][9:], **content}}
+
+    def observation(key: str, code: str, display: str, subject: str, **value: Any) -> dict[str, Any]:
+        return resource(key, "Observation", status="final",
+                        code={"coding": [{"system": nems.SNOMED_CT, "code": code, "display": display}]},
+                        subject={"reference": url[subject]}, **value)
+
+    mother: dict[str, Any] = {}
+    if row.get("mother_nhs_number"):
+        mother["identifier"] = [{"system": nems.NHS_NUMBER_SYSTEM, "value": row["mother_nhs_number"]}]
+    mother["name"] = [{"use": "official", "family": row["mother_family_name"], "given": [row["mother_given_name"]]}]
+    if row.get("mother_date_of_birth"):
+        mother["birthDate"] = row["mother_date_of_birth"]
+    if row.get("gp_practice_code"):
+        mother["generalPractitioner"] = [
+            {"reference": f"https://directory.spineservices.nhs.uk/STU3/Organization/{row['gp_practice_code']}"}]
+    mother["link"] = [{"other": {"reference": url["relation"]}, "type": "seealso"}]
+
+    baby: dict[str, Any] = {
+        "identifier": [{"system": nems.NHS_NUMBER_SYSTEM, "value": row["baby_nhs_number"]}],
+        "name": [{"use": "official", "family": row["mother_family_name"],
+                  "given": [BABY_NAMES[int(row["baby_nhs_number"][-3:]) % len(BABY_NAMES)]]}],
+        "gender": _SEX_TO_GENDER.get(row["baby_sex"], row["baby_sex"]),
+        "birthDate": row["baby_date_of_birth"],
+    }
+    if row.get("baby_time_of_birth") and baby_dob is not None:
+        moment = datetime.combine(baby_dob, time.fromisoformat(row["baby_time_of_birth"]), tzinfo=LONDON)
+        baby["_birthDate"] = {"extension": [{"url": nems.BIRTH_TIME_URL, "valueDateTime": moment.isoformat()}]}
+    lines = [row[name] for name in ("address_line_1", "address_line_2", "address_line_3", "address_line_4")
+             if row.get(name)]
+    baby["address"] = [{"use": "home", "line": lines, "postalCode": row["postcode"]}]
+    baby["multipleBirthInteger"] = _number(row["birth_order"])
+    if row.get("restricted") == "Y":
+        baby["meta"] = {"security": [{"system": _STU3_CONFIDENTIALITY, "code": "R", "display": "restricted"}]}
+
+    entries = [
+        resource("header", "MessageHeader",
+                 extension=[{"url": nems.MESSAGE_EVENT_TYPE_URL, "valueCodeableConcept": {"coding": [
+                     {"system": "https://fhir.nhs.uk/STU3/CodeSystem/MessageEventType-1", "code": "new",
+                      "display": "New event message"}]}}],
+                 event={"system": "https://fhir.nhs.uk/STU3/CodeSystem/EventType-1", "code": nems.EVENT_CODE,
+                        "display": "PDS Birth Notification"},
+                 timestamp=f"{row['baby_date_of_birth']}T23:00:00+00:00",
+                 source={"endpoint": "urn:nhs:addressing:asid:999999999999"},
+                 responsible={"reference": url["sender"]}, focus={"reference": url["communication"]}),
+        resource("communication", "Communication", status="completed", subject={"reference": url["mother"]}),
+        resource("mother", "Patient", **mother),
+        resource("relation", "RelatedPerson", patient={"reference": url["baby"]}, relationship={"coding": [
+            {"system": "http://hl7.org/fhir/v3/RoleCode", "code": "NMTH", "display": "natural mother"}]}),
+        resource("baby", "Patient", **baby),
+        resource("sender", "Organization",
+                 identifier=[{"system": nems.ODS_SYSTEM, "value": "X26"}]),  # NHS Digital's test ODS code
+        observation("weight", nems.BIRTH_WEIGHT, "Birth weight", "baby", valueQuantity={
+            "value": _number(row["birth_weight_grams"]), "unit": "gram", "system": "http://unitsofmeasure.org",
+            "code": "g"}),
+        observation("gestation", nems.GESTATION, "Length of gestation at birth", "baby", valueQuantity={
+            "value": _number(row["gestation_weeks"]), "unit": "week", "system": "http://unitsofmeasure.org",
+            "code": "wk"}),
+        observation("births", nems.NUMBER_OF_BIRTHS, "Total number of registerable births at delivery", "mother",
+                    valueQuantity={"value": _number(row["number_of_babies"])}),
+        observation("stillborn", nems.STILLBIRTH, "Stillbirth", "baby", valueCodeableConcept={"coding": [
+            {"system": nems.STILLBORN_INDICATOR_SYSTEM, "code": "1" if row["live_birth"] == "Y" else "2"}]}),
+    ]
+    return {"resourceType": "Bundle", "id": row["notification_id"], "type": "message", "entry": entries}
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10
+
+
+def _number(text: str) -> int | str:
+    """A JSON number where the row has digits; a spoiled value stays text (and is then invalid FHIR)."""
+    return int(text) if text.isascii() and text.isdigit() else text
+
+
+def bundle_xml(bundle: dict[str, Any]) -> str:
+    """FHIR JSON as FHIR XML: properties become elements in order, primitives ``value`` attributes, a
+    ``_name`` companion the primitive's children, an extension's ``url`` an attribute."""
+    root = ElementTree.Element(bundle["resourceType"], xmlns=FHIR_NAMESPACE)
+    _xml_children(root, bundle)
+    ElementTree.indent(root, space="  ")
+    return ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def _xml_children(parent: ElementTree.Element, content: dict[str, Any]) -> None:
+    for name, value in content.items():
+        if name in ("resourceType", "url") or name.startswith("_"):
+            continue
+        companions = content.get(f"_{name}")
+        for index, item in enumerate(value if isinstance(value, list) else [value]):
+            child = ElementTree.SubElement(parent, name)
+            if isinstance(item, dict) and "resourceType" in item:  # an entry's resource
+                inner = ElementTree.SubElement(child, item["resourceType"])
+                _xml_children(inner, item)
+            elif isinstance(item, dict):
+                if "url" in item:
+                    child.set("url", item["url"])
+                _xml_children(child, item)
+            else:
+                child.set("value", str(item).lower() if isinstance(item, bool) else str(item))
+                companion = companions[index] if isinstance(companions, list) else companions
+                if isinstance(companion, dict):
+                    _xml_children(child, companion)
+
+
+def bundle_bytes(row: dict[str, str], fmt: str) -> bytes:
+    """One row as a bundle file's content, ``fhir-xml`` or ``fhir-json``."""
+    bundle = birth_notification_bundle(row)
+    text = bundle_xml(bundle) if fmt == "fhir-xml" else json.dumps(bundle, indent=2) + "\n"
+    return text.encode("utf-8")
+
+
+def write_bundles(output: Path, rows: Iterator[dict[str, str]], fmt: str) -> list[Path]:
+    """One bundle file per row: ``output`` itself when it names a file (.xml, .json, optionally .gz) and
+    there is one row, else ``output/<notification id>.xml|.json``."""
+    rows = list(rows)
+    suffix = BUNDLE_FORMATS[fmt]
+    if output.name.lower().removesuffix(".gz").endswith(suffix) and len(rows) == 1:
+        targets = [output]
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        targets = [output / f"{row['notification_id']}{suffix}" for row in rows]
+    for target, row in zip(targets, rows, strict=True):
+        data = bundle_bytes(row, fmt)
+        target.write_bytes(gzip.compress(data, mtime=0) if target.name.lower().endswith(".gz") else data)
+    return targets

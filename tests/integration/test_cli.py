@@ -45,6 +45,48 @@ def test_validate_names_a_whole_file_problem_and_exits_3(tmp_path, capsys):
     assert "FILE_MISSING_COLUMNS" in out and "baby_nhs_number" in out
 
 
+@pytest.mark.parametrize(("output", "fmt"), [("birth.xml", None), ("birth.json.gz", None),
+                                            ("bundles", "fhir-xml"), ("bundles", "fhir-json")])
+def test_generate_writes_bundles_that_validate_and_the_pipeline_reads_alike(ingest_stack, tmp_path, capsys, output,
+                                                                           fmt):
+    path = tmp_path / output
+    rows = ["--rows", "3"] if fmt else []
+    assert main(["generate", str(path), *(["--format", fmt] if fmt else []), *rows, "--seed", "5",
+                 "--invalid", "0.3", "--withheld", "0.3"]) == EXIT_OK
+    capsys.readouterr()
+    files = sorted(path.iterdir()) if fmt else [path]
+    assert len(files) == (3 if fmt else 1)
+    for file in files:
+        assert main(["validate", str(file), "--trust", "RX1", "--json"]) in (EXIT_OK, EXIT_ROWS)
+        offline = json.loads(capsys.readouterr().out)
+        assert offline["outcome"]["rows_in"] == 1 and offline["file_error"] is None
+        ingest_stack.upload("RX1", file.name, file.read_bytes())
+        ingest_stack.run()
+        capsys.readouterr()  # the handler's own log lines
+        report = ingest_stack.report("RX1", file.name)
+        assert (offline["errors"], offline["warnings"], offline["outcome"]) == (
+            report["errors"], report["warnings"], report["outcome"])
+        for error in offline["errors"]:  # named by element, never by a CSV column
+            assert error["field"] is None or " " in error["field"] or "." in error["field"]
+
+
+def test_validate_prints_a_bundles_warning_by_element(tmp_path, capsys):
+    example = (ROOT / "docs" / "examples" / "nems" / "BirthNotificationWithMother.xml").read_text()
+    path = tmp_path / "example.xml"
+    path.write_text(example.replace("2017-10-02", today().isoformat()))
+    assert main(["validate", str(path), "--trust", "RX1"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "1 rows: 1 to forward, 0 rejected" in out and "Leeds City Council" in out
+    assert "mother Patient.identifier" in out and "NHS_NUMBER_CHECKSUM" in out and "1112223330" not in out
+
+
+def test_validate_names_a_refused_bundle_and_exits_3(tmp_path, capsys):
+    path = tmp_path / "laughs.xml"
+    path.write_text('<!DOCTYPE Bundle [<!ENTITY a "a">]><Bundle xmlns="http://hl7.org/fhir">&a;</Bundle>')
+    assert main(["validate", str(path), "--trust", "RX1"]) == EXIT_FILE
+    assert "FILE_XML_DTD_FORBIDDEN" in capsys.readouterr().out
+
+
 def test_contracts_in_docs_are_generated_from_the_models():
     assert contracts.stale(ROOT / "docs") == [], "run `make contracts` and commit docs/"
     schema = json.loads((ROOT / "docs" / "schemas" / "authority-message.schema.json").read_text())

@@ -146,7 +146,7 @@ def test_devops_build_the_index_from_a_release_and_look_postcodes_up(tmp_path, c
     output = tmp_path / "build" / "postcodes.idx"
     assert main(["postcodes", "build", str(release), "--output", str(output)]) == EXIT_OK
     out = capsys.readouterr().out
-    assert f"{output}: 409 postcodes" in out and "columns used: postcode pcds, district lad26cd" in out
+    assert f"{output}: 410 postcodes" in out and "columns used: postcode pcds, district lad26cd" in out
     assert "ended councils (routed to their successors): E07000028, E07000031, E10000006" in out
     assert "(2 in Scotland: outside this service" in out
     assert "WARNING" in out and "E06000099" in out  # a council newer than the councils data

@@ -1,5 +1,5 @@
 """Streaming readers for upload files: CSV or JSON Lines, optionally gzipped, read in two passes that
-share one parser.
+share one parser; and FHIR birth notification bundles (XML or JSON, one per file: one record).
 
 ``scan_file`` is the first pass, made before anything is sent. It hashes the bytes as uploaded, proves
 they decompress (every step bounded, so a gzip bomb costs neither memory nor minutes) and decode as
@@ -9,6 +9,10 @@ rest of the file, an over-long line, a repeated column) rejects the file with th
 counts the records, and the report's ``rows_in`` must equal that count.
 
 ``RowReader`` is the second pass: one ``RawRow`` per record, without holding the file in memory.
+
+A bundle is small by nature (one birth, tens of kilobytes): it is read whole, up to ``MAX_BUNDLE_BYTES``
+once decompressed, parsed (``fhir``: no DTD, so nothing is expanded or fetched), checked to be a birth
+notification in the first pass, and mapped to the contract's fields (``nems``) in the second.
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any
 
+from birthnotify.domain.fhir import Bundle, parse_json_bundle, parse_xml_bundle
+from birthnotify.domain.nems import LOCATIONS, check_is_birth_notification, read_birth_notification
+from birthnotify.domain.problems import FileRejected, RowProblem
 from birthnotify.domain.record import RECORD_FIELDS, REQUIRED_FIELDS, ErrorCode, NotificationType
 from birthnotify.domain.seen import SeenIds
+
+__all__ = ["FileFacts", "FileFormat", "FileKind", "FileRejected", "RawRow", "RowProblem", "RowReader", "scan_file"]
 
 CHUNK_BYTES = 1024 * 1024
 MAX_LINE_CHARS = 16 * 1024 * 1024
@@ -35,6 +44,9 @@ MAX_FIELD_CHARS = 1_000
 """A value longer than this is rejected before validation; the contract's longest field is 100."""
 MAX_IGNORED_NAMES = 50
 """At most this many unknown column names are listed in a report (the rest are counted)."""
+MAX_BUNDLE_BYTES = 1024 * 1024
+"""A bundle file holds one birth notification (NHS Digital's published example is 20 kB): it may be at most
+this large, as uploaded and once decompressed, and is parsed whole within that bound."""
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -52,15 +64,17 @@ csv.field_size_limit(MAX_LINE_CHARS)
 class FileFormat(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
+    FHIR_XML = "xml"
+    FHIR_JSON = "json"
+
+    @property
+    def is_bundle(self) -> bool:
+        """One FHIR bundle per file, one record."""
+        return self in (FileFormat.FHIR_XML, FileFormat.FHIR_JSON)
 
 
-class FileRejected(Exception):
-    """A problem with the whole file. The message is safe to show the trust (no file content)."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+UNSUPPORTED_NAME = ("The file name must end in .csv or .jsonl (rows), or .xml or .json (one FHIR birth notification "
+                    "bundle), each optionally followed by .gz.")
 
 
 @dataclass(frozen=True)
@@ -76,10 +90,7 @@ class FileKind:
         for fmt in FileFormat:
             if stem.endswith(f".{fmt.value}"):
                 return cls(fmt, gzipped)
-        raise FileRejected(
-            ErrorCode.FILE_UNSUPPORTED_TYPE,
-            "The file name must end in .csv, .jsonl, .csv.gz or .jsonl.gz.",
-        )
+        raise FileRejected(ErrorCode.FILE_UNSUPPORTED_TYPE, UNSUPPORTED_NAME)
 
 
 @dataclass(frozen=True)
@@ -95,15 +106,6 @@ class FileFacts:
     """Row of an AMEND or CANCEL -> the later row of the NEW notification it corrects."""
 
 
-@dataclass(frozen=True, slots=True)
-class RowProblem:
-    """Why a record cannot be validated as it stands; becomes a row error."""
-
-    code: ErrorCode
-    message: str
-    field: str | None = None
-
-
 @dataclass(slots=True)
 class RawRow:
     """One record as read: its 1-based data row number and field values (empty values left out)."""
@@ -111,7 +113,13 @@ class RawRow:
     row: int
     values: dict[str, Any]
     problems: tuple[RowProblem, ...] = ()
-    """Problems found while reading (the row is rejected with these, whatever its values)."""
+    """Problems found while reading (the row is rejected with these, whatever its values), unless a problem
+    is with an optional field that can be left out (see validation)."""
+    field_problems: tuple[RowProblem, ...] = ()
+    """Fields present but unreadable in the file's own terms (a bundle's element): each is that field's
+    error in place of the contract's checks, while the other fields are still checked."""
+    locations: Mapping[str, str] | None = None
+    """How the file names each field, when not by the contract's name (a bundle's elements)."""
 
 
 def _too_large(max_bytes: int, decompressed: bool = False) -> FileRejected:
@@ -163,7 +171,7 @@ class _Content(io.RawIOBase):
         inflating = False  # a gzip member has started and not yet ended
         while chunk := raw.read(CHUNK_BYTES):
             if not self.raw_bytes:
-                _check_magic(chunk, self._kind.gzipped)
+                _check_magic(chunk, self._kind, compressed=self._kind.gzipped)
             self.raw_bytes += len(chunk)
             if self.raw_bytes > self._max_bytes:
                 raise _too_large(self._max_bytes)
@@ -195,7 +203,7 @@ class _Content(io.RawIOBase):
 
     def _checked(self, decoder: codecs.IncrementalDecoder, chunk: bytes) -> bytes:
         if not self.content_bytes and self._kind.gzipped:
-            _check_magic(chunk, gzipped=False)  # what was compressed may itself be a workbook
+            _check_magic(chunk, self._kind, compressed=False)  # what was compressed may be a workbook
         offset = self.content_bytes
         self.content_bytes += len(chunk)
         if self.content_bytes > self._max_bytes:
@@ -204,18 +212,21 @@ class _Content(io.RawIOBase):
         return chunk
 
 
-def _check_magic(head: bytes, gzipped: bool) -> None:
+def _check_magic(head: bytes, kind: FileKind, compressed: bool) -> None:
     """Name the real cause when the bytes are not text at all."""
-    if not gzipped and head.startswith(_GZIP_MAGIC):
+    if not compressed and head.startswith(_GZIP_MAGIC):
         raise FileRejected(ErrorCode.FILE_UNSUPPORTED_TYPE,
                            "The file is gzip-compressed but its name does not end in .gz: add .gz to the name "
-                           "(births.csv.gz) or upload it uncompressed.")
+                           f"(births.{kind.format.value}.gz) or upload it uncompressed.")
+    bundle = kind.format.is_bundle
     if head.startswith(_ZIP_MAGIC):
         raise FileRejected(ErrorCode.FILE_UNSUPPORTED_TYPE,
-                           "The file is a ZIP archive (an Excel .xlsx workbook is one), not text: save it as "
-                           "'CSV UTF-8 (Comma delimited)'.")
+                           "The file is a ZIP archive, not a bundle: upload the bundle's own .xml or .json file."
+                           if bundle else "The file is a ZIP archive (an Excel .xlsx workbook is one), not text: save "
+                           "it as 'CSV UTF-8 (Comma delimited)'.")
     if head.startswith(_UTF16_BOMS):
         raise FileRejected(ErrorCode.FILE_ENCODING,
+                           "The file is UTF-16, not UTF-8: export the bundle as UTF-8." if bundle else
                            "The file is UTF-16 ('Unicode Text'), not UTF-8: save it as 'CSV UTF-8'.")
 
 
@@ -259,6 +270,8 @@ class _Record:
     values: dict[str, Any]
     problems: list[RowProblem]
     unknown: list[str]
+    field_problems: list[RowProblem] = field(default_factory=list)
+    locations: Mapping[str, str] | None = None
 
 
 class _CsvRecords:
@@ -472,6 +485,42 @@ def _records(lines: Iterator[str], kind: FileKind) -> _CsvRecords | _JsonlRecord
     return _CsvRecords(lines) if kind.format is FileFormat.CSV else _JsonlRecords(lines)
 
 
+# -- bundles ------------------------------------------------------------------------------------------------
+
+
+def _read_bundle(stream: IO[bytes], kind: FileKind, max_bytes: int) -> tuple[_Content, Bundle]:
+    """The bundle in a file: its bytes read whole within the bundle bound, then parsed and checked to be a
+    birth notification."""
+    limit = min(max_bytes, MAX_BUNDLE_BYTES)
+    content = _Content(stream, kind, limit)
+    try:
+        data = b"".join(iter(lambda: content.read(CHUNK_BYTES), b""))
+    except FileRejected as rejected:
+        if rejected.code is not ErrorCode.FILE_TOO_LARGE:
+            raise
+        content.close()
+        raise FileRejected(ErrorCode.FILE_TOO_LARGE,
+                           f"A bundle file holds one birth notification and may be at most {limit // 1024:,} kB"
+                           f"{' once decompressed' if kind.gzipped else ''}; this one is larger: is it the right "
+                           "file?") from None
+    bundle = parse_xml_bundle(data) if kind.format is FileFormat.FHIR_XML else parse_json_bundle(data)
+    check_is_birth_notification(bundle)
+    return content, bundle
+
+
+def _bundle_record(bundle: Bundle) -> _Record:
+    """The one record of a bundle, named by its elements."""
+    reading = read_birth_notification(bundle)
+    values: dict[str, Any] = {}
+    problems = list(reading.problems)
+    for name, value in reading.values.items():
+        if len(value) > MAX_FIELD_CHARS:
+            problems.append(_too_long(name, len(value)))
+        else:
+            values[name] = value
+    return _Record(1, values, problems, [], reading.field_problems, LOCATIONS)
+
+
 # -- the two passes ---------------------------------------------------------------------------------------
 
 
@@ -481,6 +530,10 @@ def scan_file(open_stream: Callable[[], IO[bytes]], kind: FileKind, max_bytes: i
 
     A gzipped file is first only inflated (at C speed, bounded, in flat memory), so a bomb is refused as
     too large before a line of it is parsed; an uncompressed one was bounded by its size on upload."""
+    if kind.format.is_bundle:
+        with open_stream() as stream:
+            content, _ = _read_bundle(stream, kind, max_bytes)  # bounded: a bomb stops at the bundle limit
+        return FileFacts(content.digest.hexdigest(), content.raw_bytes, content.content_bytes, 1)
     if kind.gzipped:
         with open_stream() as stream:
             _Content(stream, kind, max_bytes).drain()
@@ -526,9 +579,13 @@ class RowReader:
     ``ignored_names_not_listed`` counts the others, which are not repeated since a key can be data."""
 
     def __init__(self, stream: IO[bytes], kind: FileKind, facts: FileFacts, max_bytes: int) -> None:
-        content, text = _open_text(stream, kind, max_bytes)
         self._facts = facts
-        self._records = _records(_lines(text, content), kind)
+        self._records: _CsvRecords | _JsonlRecords | list[_Record]
+        if kind.format.is_bundle:
+            self._records = [_bundle_record(_read_bundle(stream, kind, max_bytes)[1])]
+        else:
+            content, text = _open_text(stream, kind, max_bytes)
+            self._records = _records(_lines(text, content), kind)
         self._jsonl = kind.format is FileFormat.JSONL
         self._unknown: dict[str, int] = {}
         if isinstance(self._records, _CsvRecords):
@@ -566,6 +623,6 @@ class RowReader:
                     f"This {str(record.values.get('notification_type', '')).upper()} comes before the notification "
                     f"it corrects (row {original_row} of this file): put corrections after the notification they "
                     "change, or send them in a later file.", "original_notification_id")]
-            yield RawRow(record.row, record.values, tuple(problems))
+            yield RawRow(record.row, record.values, tuple(problems), tuple(record.field_problems), record.locations)
         if rows != self._facts.records:  # the content changed between the passes, or a bug: never misreport
             raise RuntimeError(f"the second pass read {rows} records; the first counted {self._facts.records}")

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     ROW_MALFORMED = "ROW_MALFORMED"
     ROW_DUPLICATE_FIELD = "ROW_DUPLICATE_FIELD"
     CORRECTION_BEFORE_ORIGINAL = "CORRECTION_BEFORE_ORIGINAL"
+    REFERENCE_UNRESOLVED = "REFERENCE_UNRESOLVED"
     ROW_UNPROCESSABLE = "ROW_UNPROCESSABLE"
     # file level
     FILE_UNKNOWN_TRUST = "FILE_UNKNOWN_TRUST"
@@ -61,6 +62,10 @@ class ErrorCode(StrEnum):
     FILE_DUPLICATE_COLUMNS = "FILE_DUPLICATE_COLUMNS"
     FILE_LINE_TOO_LONG = "FILE_LINE_TOO_LONG"
     FILE_DUPLICATE = "FILE_DUPLICATE"
+    FILE_NOT_XML = "FILE_NOT_XML"
+    FILE_XML_DTD_FORBIDDEN = "FILE_XML_DTD_FORBIDDEN"
+    FILE_NOT_JSON = "FILE_NOT_JSON"
+    FILE_NOT_BIRTH_NOTIFICATION = "FILE_NOT_BIRTH_NOTIFICATION"
 
 
 ERROR_HELP: dict[ErrorCode, str] = {
@@ -98,12 +103,16 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.ROW_DUPLICATE_FIELD: "The JSON object gives a field more than once: give each field once.",
     ErrorCode.CORRECTION_BEFORE_ORIGINAL: "An AMEND or CANCEL comes before the NEW notification it corrects in "
     "the same file: put corrections after the notification they change.",
+    ErrorCode.REFERENCE_UNRESOLVED: "A reference in the bundle does not lead to a resource of the right kind in it: "
+    "the notification is read by following references (MessageHeader.focus, the Communication's subject, the mother's "
+    "link, the RelatedPerson's patient, each Observation's subject), so each must name an entry's fullUrl.",
     ErrorCode.ROW_UNPROCESSABLE: "The row could not be processed because of a fault on our side; it was not "
     "forwarded and the service's operators have been alerted. Send the row again in a new file once they "
     "confirm it is fixed.",
     ErrorCode.FILE_UNKNOWN_TRUST: "Upload under inbound/<your trust's ODS code>/; this code is not registered.",
     ErrorCode.FILE_BAD_LOCATION: "Upload files to inbound/<your trust's ODS code>/<file name>.",
-    ErrorCode.FILE_UNSUPPORTED_TYPE: "Name the file .csv, .jsonl, .csv.gz or .jsonl.gz.",
+    ErrorCode.FILE_UNSUPPORTED_TYPE: "Name the file .csv or .jsonl (rows), or .xml or .json (one FHIR birth "
+    "notification bundle), each optionally followed by .gz.",
     ErrorCode.FILE_EMPTY: "The file has no records.",
     ErrorCode.FILE_TOO_LARGE: "Split the file: it is over the size limit.",
     ErrorCode.FILE_ENCODING: "Save the file as UTF-8.",
@@ -115,6 +124,12 @@ ERROR_HELP: dict[ErrorCode, str] = {
     ErrorCode.FILE_LINE_TOO_LONG: "A line is longer than any record can be (16 MB): records go one per line.",
     ErrorCode.FILE_DUPLICATE: "The file is identical to one already processed: nothing was forwarded again "
     "(the upload is reported with status DUPLICATE).",
+    ErrorCode.FILE_NOT_XML: "A .xml file must be well-formed XML: one FHIR Bundle.",
+    ErrorCode.FILE_XML_DTD_FORBIDDEN: "The XML declares a document type (<!DOCTYPE ...>), where entities and external "
+    "references live; such files are refused unread. Send the bundle without a DOCTYPE (FHIR never needs one).",
+    ErrorCode.FILE_NOT_JSON: "A .json file must be one JSON object (each key once): one FHIR Bundle.",
+    ErrorCode.FILE_NOT_BIRTH_NOTIFICATION: "A .xml or .json file must be one FHIR message Bundle whose MessageHeader's "
+    "event is pds-birth-notification-1 (a NEMS PDS Birth Notification).",
 }
 
 

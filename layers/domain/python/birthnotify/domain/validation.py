@@ -8,7 +8,7 @@ correction fixes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from birthnotify.domain.messages import RowError, RowWarning
-from birthnotify.domain.reader import RawRow, RowProblem
+from birthnotify.domain.problems import RowProblem
+from birthnotify.domain.reader import RawRow
 from birthnotify.domain.record import (
     DROPPABLE_FIELDS,
     ERROR_HELP,
@@ -78,7 +79,8 @@ class RowValidator:
         if any(problem.field not in DROPPABLE_FIELDS for problem in raw.problems):
             # What the reader found makes the values unreliable: report that, not their checks.
             return self._rejected(raw, notification_id, issues)
-        unread = {problem.field for problem in raw.problems}
+        issues += raw.field_problems
+        unread = {problem.field for problem in (*raw.problems, *raw.field_problems)}
         values = _without(raw.values, unread)
         try:
             record = BirthNotification.model_validate(values)
@@ -100,13 +102,15 @@ class RowValidator:
         left_out = {issue.field for issue in issues if issue.field and getattr(record, issue.field) is not None}
         if left_out:  # a value that passed alone but not with the rest (a mother's implausible age)
             record = record.model_copy(update=dict.fromkeys(left_out))
+        name = _namer(raw)
         return ValidRow(record, tuple(
-            RowWarning(row=raw.row, notification_id=notification_id, field=issue.field, code=issue.code,
+            RowWarning(row=raw.row, notification_id=notification_id, field=name(issue.field), code=issue.code,
                        message=f"{issue.message} {LEFT_OUT}") for issue in issues))
 
     @staticmethod
     def _rejected(raw: RawRow, notification_id: str | None, issues: Iterable[RowProblem]) -> list[RowError]:
-        return [RowError(row=raw.row, notification_id=notification_id, field=issue.field, code=issue.code,
+        name = _namer(raw)
+        return [RowError(row=raw.row, notification_id=notification_id, field=name(issue.field), code=issue.code,
                          message=issue.message) for issue in issues]
 
 
@@ -116,6 +120,14 @@ def _blocking(issues: list[RowProblem]) -> bool:
 
 def _without(values: dict[str, object], fields: set[str | None]) -> dict[str, object]:
     return {name: value for name, value in values.items() if name not in fields} if fields else values
+
+
+def _namer(raw: RawRow) -> Callable[[str | None], str | None]:
+    """How the file names a field: a bundle by its element, a CSV or JSON Lines file by the contract's name."""
+    locations = raw.locations
+    if not locations:
+        return lambda field: field
+    return lambda field: locations.get(field, field) if field else field
 
 
 def _problem(field: str, code: ErrorCode, detail: str | None) -> RowProblem:
