@@ -1,13 +1,14 @@
-"""`make demo`: a trust's synthetic file through the deployed stack on the local cloud, told as it happens,
-with IAM enforced: the trust uploads through its own role, each function runs as its execution role and the
-council reads its queue through its own role. `make serve` is ``birthnotify_cli.localcloud.serve``."""
+"""`make demo`: a trust's synthetic file, and NEMS birth notification bundles (NHS Digital's published example
+and a generated one), through the deployed stack on the local cloud, told as it happens, with IAM enforced:
+the trust uploads through its own role, each function runs as its execution role and the council reads its
+queue through its own role. `make serve` is ``birthnotify_cli.localcloud.serve``."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from pathlib import Path
 
@@ -17,13 +18,15 @@ from birthnotify.shared.clock import london_day
 
 from birthnotify_cli.consume import consume
 from birthnotify_cli.localcloud import LocalCloud
-from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
+from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_bundles, write_file
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ROOT / "config" / "registry.toml"
 TRUST = "RX1"
 CONSUMING_AUTHORITY = "E08000035"  # Leeds
 YORK, CARDIFF, MANCHESTER = "E06000014", "W06000015", "E08000003"
+NEMS_EXAMPLE = ROOT / "docs" / "examples" / "nems" / "BirthNotificationWithMother.xml"
+NEMS_EXAMPLE_BIRTH_DAY = "2017-10-02"
 
 
 def _say(message: str) -> None:
@@ -47,6 +50,22 @@ def demo_file(path: Path, rows: int, seed: int) -> int:
     return write_file(path, chain(generator.rows(max(rows - len(last), 0)), last))
 
 
+def demo_bundles(folder: Path, seed: int) -> list[Path]:
+    """NHS Digital's published PDS Birth Notification (its 2017 dates moved to three days ago, so it is in the
+    notification window; nothing else changed) and a generated one, gzipped FHIR JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    birth_day = london_day(datetime.now(UTC)) - timedelta(days=3)
+    example = folder / NEMS_EXAMPLE.name
+    example.write_text(NEMS_EXAMPLE.read_text(encoding="utf-8").replace(NEMS_EXAMPLE_BIRTH_DAY, birth_day.isoformat()),
+                       encoding="utf-8")
+    registry = load_registry(REGISTRY)
+    postcodes = load_postcodes_by_district(REGISTRY.parent / registry.postcode_directory.file)
+    generator = SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=seed, bundles=True,
+                              mix=Mix(districts={"E07000110": 1.0}))  # Maidstone: Kent runs its children's services
+    [generated] = write_bundles(folder / "nems-birth.json.gz", generator.rows(1), "fhir-json")
+    return [example, generated]
+
+
 def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: bool = True) -> int:
     started = time.monotonic()
     output.mkdir(parents=True, exist_ok=True)
@@ -67,6 +86,12 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
         trust_role = cloud.resources.trust_upload_roles[TRUST].rsplit("/", 1)[-1]
         cloud.client("s3", acting_as=TRUST).upload_file(str(upload), inbound, key)
         _say(f"trust {TRUST} uploaded s3://{inbound}/{key} as role {trust_role}; S3 notified the ingest queue")
+        bundles = demo_bundles(output / f"bundles-{stamp}", seed=int(time.time()))
+        bundle_keys = [f"inbound/{TRUST}/{bundle.name}" for bundle in bundles]
+        for bundle, bundle_key in zip(bundles, bundle_keys, strict=True):
+            cloud.client("s3", acting_as=TRUST).upload_file(str(bundle), inbound, bundle_key)
+        _say(f"trust {TRUST} also uploaded {len(bundles)} NEMS PDS Birth Notification bundles by S3 (one birth each, "
+             f"FHIR XML and gzipped FHIR JSON): {', '.join(bundle.name for bundle in bundles)}")
 
         def show(stats) -> None:
             print(f"\r    {stats.invocations} invocations, {stats.messages} messages handled", end="", flush=True)
@@ -79,6 +104,8 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
             _say(f"{stats.failed} messages failed and were retried after their queue's visibility timeout "
                  f"(SQS's clock moved {stats.skipped_seconds:.0f} s instead of waiting); see the logs")
         _summarise(cloud, key, output)
+        _summarise_bundles(cloud, bundle_keys)
+        _consume(cloud, key, output)
     finally:
         cloud.stop()
     _say(f"done in {time.monotonic() - started:.0f} s; files in {output}/")
@@ -115,9 +142,34 @@ def _summarise(cloud: LocalCloud, key: str, output: Path) -> None:
     print(f"\nEmails sent ({len(emails)}, counts and references only):")
     for message in emails:
         print(f"    to {', '.join(message['to']):<45} {message['subject']}")
+    (output / f"emails-{name}.json").write_text(json.dumps(emails, indent=2))
+
+
+def _summarise_bundles(cloud: LocalCloud, keys: list[str]) -> None:
+    s3 = cloud.client("s3")
+    bucket = cloud.outputs["ReportsBucketName"]
+    print("\nNEMS birth notification bundles (one row each; errors and warnings name the FHIR element):")
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        report_key = latest_report_key(s3, bucket, TRUST, name)
+        report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
+        outcome = report["outcome"]
+        went = [f"forwarded to {a['name']} (agreement {a['agreement_id']})" for a in outcome["authorities"]]
+        went += [f"withheld, {reason}" for reason in outcome["withheld_by_reason"]]
+        went += [f"held, {held['reason']}" for held in outcome["held_by_reason"]]
+        went += [f"rejected, {error['field']}: {error['code']}" for error in report["errors"]]
+        if report["file_error"]:
+            went.append(f"file rejected: {report['file_error']['code']}")
+        print(f"    {name:<40} {report['status']}, {outcome['rows_in']} row: {'; '.join(went)}")
+        for warning in report["warnings"]:
+            print(f"      warning: {warning['field']} {warning['code']}: left out, the row accepted")
+
+
+def _consume(cloud: LocalCloud, key: str, output: Path) -> None:
+    name = key.rsplit("/", 1)[-1]
     target = output / f"{CONSUMING_AUTHORITY}-{name}"
     stats = consume(cloud.client("sqs", acting_as=CONSUMING_AUTHORITY),
                     cloud.authority_queue_url(CONSUMING_AUTHORITY), target, "csv", wait_seconds=0)
     role = cloud.resources.authority_consumer_roles[CONSUMING_AUTHORITY].rsplit("/", 1)[-1]
-    print(f"\nLeeds City Council consumed its queue as role {role}: {stats.written} records written to {target}")
-    (output / f"emails-{name}.json").write_text(json.dumps(emails, indent=2))
+    print(f"\nLeeds City Council consumed its queue as role {role}: {stats.written} records written to {target} "
+          "(the CSV's rows and the published NEMS example's record)")

@@ -449,3 +449,28 @@ def test_a_reupload_of_identical_content_keeps_the_first_report_and_forwards_not
     to_trust = [m["subject"] for m in reupload["emails"] if m["to"] == REGISTRY.trust(TRUST).contact_emails]
     assert to_trust == [f"File processed: {reupload['name']}: 20 forwarded, 0 rejected",
                         f"Already processed: {reupload['name']}"]
+
+
+def test_a_nems_bundle_uploaded_by_the_trust_reaches_leeds_through_the_deployed_stack(cloud, tmp_path):
+    from birthnotify_cli.demo import demo_bundles
+
+    example, generated = demo_bundles(tmp_path, seed=3)  # the published example, dates moved; one for Kent
+    for bundle in (example, generated):
+        cloud.client("s3", acting_as=TRUST).upload_file(str(bundle), cloud.resources.inbound_bucket,
+                                                        f"inbound/{TRUST}/{bundle.name}")
+    stats = cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
+    assert stats.errors == 0 and stats.failed == 0
+
+    report = report_of(cloud, TRUST, example.name, acting_as=TRUST)
+    assert (report["outcome"]["rows_in"], report["outcome"]["forwarded"]) == (1, 1)
+    assert [(w["field"], w["code"]) for w in report["warnings"]] == [("mother Patient.identifier",
+                                                                      "NHS_NUMBER_CHECKSUM")]
+    [message] = [body for body in drain(cloud, cloud.resources.authority_queues[LEEDS], acting_as=LEEDS)
+                 if body["notification_id"] == "85b9d933-b3e2-41a7-a8f2-f5ee7be4ee82"]
+    allowed = REGISTRY.authority(LEEDS).agreement_on(london_day(datetime.now(UTC))).allowed_fields
+    assert set(message["record"]) == allowed - {"mother_nhs_number", "address_line_3", "address_line_4"}
+    assert message["record"]["postcode"] == "LS17 7DF"
+
+    kent = report_of(cloud, TRUST, generated.name, acting_as=TRUST)
+    assert kent["outcome"]["rows_in"] == 1 and [a["gss_code"] for a in kent["outcome"]["authorities"]] == [KENT]
+    assert len(drain(cloud, cloud.resources.authority_queues[KENT], acting_as=KENT)) == 1
