@@ -303,6 +303,10 @@ def test_a_bundle_that_is_not_a_birth_notification_is_rejected(ingest_stack, row
     ("twice.json", b'{"resourceType": "Bundle", "type": "message", "type": "collection"}', "FILE_NOT_JSON",
      "same key twice"),
     ("empty.xml", b"", "FILE_EMPTY", "empty"),
+    ("rows.json", b'{"notification_id": "N1"}\n{"notification_id": "N2"}\n', "FILE_NOT_JSON",
+     "rows as JSON Lines go in a .jsonl file"),
+    ("row.json", b'{"notification_id": "N1", "notification_type": "NEW"}', "FILE_NOT_BIRTH_NOTIFICATION",
+     "rows as JSON Lines go in a .jsonl file"),
 ])
 def test_a_file_that_is_not_a_bundle_is_rejected_naming_why(ingest_stack, tmp_path, name, body, code, says):
     report = run_both(ingest_stack, tmp_path, "RX1", name, body)

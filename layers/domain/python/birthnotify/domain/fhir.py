@@ -249,13 +249,18 @@ def parse_json_bundle(data: bytes) -> Bundle:
         raise FileRejected(ErrorCode.FILE_NOT_JSON, "A JSON object in the file gives the same key twice, so which "
                            "value counts is unclear: export the bundle again.") from None
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            raise FileRejected(ErrorCode.FILE_NOT_JSON, f"The file holds more than one JSON value (the next starts at "
+                               f"line {exc.lineno}): a .json file is one FHIR bundle; rows as JSON Lines go in a "
+                               ".jsonl file.") from None
         raise FileRejected(ErrorCode.FILE_NOT_JSON, f"The file is not valid JSON ({exc.msg} at line {exc.lineno}, "
                            f"column {exc.colno}): export the bundle again.") from None
     except (ValueError, RecursionError):
         raise FileRejected(ErrorCode.FILE_NOT_JSON, "The file is not valid JSON (NaN or Infinity, or nested too "
                            "deeply): export the bundle again.") from None
     if not isinstance(parsed, dict) or parsed.get("resourceType") != "Bundle":
-        raise FileRejected(ErrorCode.FILE_NOT_BIRTH_NOTIFICATION,
-                           "The file is not a FHIR Bundle: a .json file must be one JSON object with "
-                           "\"resourceType\": \"Bundle\".")
+        row = isinstance(parsed, dict) and "notification_id" in parsed
+        hint = " (it looks like a row of the upload contract: rows as JSON Lines go in a .jsonl file)" if row else ""
+        raise FileRejected(ErrorCode.FILE_NOT_BIRTH_NOTIFICATION, "The file is not a FHIR Bundle: a .json file must "
+                           f"be one JSON object with \"resourceType\": \"Bundle\"{hint}.")
     return Bundle(_Json(parsed))
