@@ -38,6 +38,8 @@ PLACEHOLDER_TOP_LEVEL = frozenset({"example", "test", "invalid", "localhost"})
 """Top-level domains reserved for examples and tests (RFC 2606, RFC 6761)."""
 DOCUMENTATION_ACCOUNT = "123456789012"
 """The account id AWS's documentation uses (and moto's default)."""
+MESH_SANDBOX_MAILBOXES = frozenset({"X26ABC1", "X26ABC2", "X26ABC3"})
+"""The mailboxes of NHS England's mesh-sandbox (local runs and tests): never a trust's real mailbox."""
 
 
 class ConfigError(ValueError):
@@ -162,6 +164,8 @@ class StageConfig:
         for trust in registry.trusts:
             settings += [(f"{source} trust {trust.ods_code} contact_emails", a) for a in trust.contact_emails]
             settings += [(f"{source} trust {trust.ods_code} uploader_principals", a) for a in trust.uploader_principals]
+            if trust.mesh_mailbox:
+                settings.append((f"{source} trust {trust.ods_code} mesh_mailbox", trust.mesh_mailbox))
         for authority in registry.authorities:
             where = f"{source} authority {authority.gss_code}"
             settings += [(f"{where} contact_emails", a) for a in authority.contact_emails]
@@ -231,7 +235,9 @@ class StageConfig:
 def placeholder_reason(value: str) -> str | None:
     """Why a value is a placeholder, or None: an address or URL in an example or test domain (any label
     ``example``, or a reserved top-level domain), an ARN in an invented account (AWS's documentation account,
-    or one digit repeated)."""
+    or one digit repeated), a mailbox of the MESH sandbox."""
+    if value.strip().upper() in MESH_SANDBOX_MAILBOXES:
+        return f"{value.strip().upper()} is a mesh-sandbox mailbox"
     text = value.strip().lower()
     if text.startswith("arn:"):
         parts = text.split(":")

@@ -84,9 +84,10 @@ def test_prod_refuses_placeholders_naming_every_one_and_dev_keeps_them(tmp_path)
                     "trust RX1 contact_emails=", "trust RX1 uploader_principals=", "trust RX2 uploader_principals=",
                     "authority E08000035 consumer_principals=", "authority E10000016 consumer_principals=",
                     "authority E09000007 contact_emails=", "authority E06000014 contact_emails=",
-                    "authority W06000015 contact_emails=", "authority W06000015 consumer_principals="):
+                    "authority W06000015 contact_emails=", "authority W06000015 consumer_principals=",
+                    "trust RX2 mesh_mailbox="):
         assert f"\n  {setting}" in message or f"config/registry.toml {setting}" in message, setting
-    assert message.count("\n  ") == 16  # one line per offending value, nothing else
+    assert message.count("\n  ") == 17  # one line per offending value, nothing else
     assert config().email_sender.endswith("@example.nhs.uk")  # dev and the local cloud: placeholders are fine
     real = documented_context(tmp_path)
     assert config(stage="prod", **real).stage == "prod"
@@ -106,6 +107,8 @@ def test_prod_refuses_placeholders_naming_every_one_and_dev_keeps_them(tmp_path)
     ("https://www.leeds.gov.uk/birth-notifications", False),
     ("arn:aws:iam::210987654321:role/upload", False),
     ("examples@leeds.gov.uk", False),  # a word, not an example domain
+    ("X26ABC2", True),  # a mesh-sandbox mailbox
+    ("RX2OT001", False),
 ])
 def test_placeholders_are_example_domains_and_invented_accounts(value, placeholder):
     assert (placeholder_reason(value) is not None) == placeholder

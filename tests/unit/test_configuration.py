@@ -49,6 +49,10 @@ def test_the_shipped_registry_loads_and_routes_districts_to_their_county():
     ('ods_code = "RX2"', 'ods_code = "RX1"', "duplicate trust ods_code: ['RX1']"),
     ('contact_emails = ["childrens-centres@leeds.example.gov.uk"]', 'contact_emails = ["leeds"]',
      "'leeds' is not a valid email address"),
+    ('mesh_mailbox = "X26ABC2"', 'mesh_mailbox = "x26 abc2"', "'x26 abc2' is not a valid MESH mailbox id"),
+    ('uploader_principals = ["arn:aws:iam::111111111111:role/northgate-maternity-upload"]',
+     'uploader_principals = ["arn:aws:iam::111111111111:role/northgate-maternity-upload"]\nmesh_mailbox = "X26ABC2"',
+     "duplicate trust mesh_mailbox: ['X26ABC2']"),
 ])
 def test_a_bad_registry_is_refused_with_a_message_that_says_what_to_fix(tmp_path, old, new, message):
     assert old in REGISTRY_TEXT
@@ -82,6 +86,14 @@ def test_the_registry_needs_the_councils_data(tmp_path):
         registry_with(tmp_path, REGISTRY_TEXT.replace('file = "authorities-england-wales.csv"', 'file = "no.csv"'))
     with pytest.raises(ValueError, match="needs the councils data"):
         Registry.model_validate(tomllib.loads(REGISTRY_TEXT))
+
+
+def test_a_trust_is_found_by_its_mesh_mailbox_whatever_its_case():
+    registry = load_registry(ROOT / "config" / "registry.toml")
+    assert registry.trust_with_mailbox("X26ABC2").ods_code == "RX2"
+    assert registry.trust_with_mailbox("x26abc2").ods_code == "RX2"  # MESH treats mailbox ids upper-case
+    assert registry.trust_with_mailbox("X26ABC3") is None  # a mailbox no trust has
+    assert registry.trust("RX1").mesh_mailbox is None  # uploads by S3 only
 
 
 def test_a_missing_or_malformed_registry_file_is_named(tmp_path):

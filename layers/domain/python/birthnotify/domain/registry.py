@@ -29,6 +29,7 @@ from birthnotify.domain.record import SHAREABLE_FIELDS
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _AGREEMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
+_MESH_MAILBOX = re.compile(r"^[A-Z0-9]{4,20}$")
 _PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$")
 
 
@@ -46,6 +47,7 @@ OdsCode = Annotated[str, _check(ODS_ORGANISATION, "ODS organisation code")]
 Email = Annotated[str, _check(_EMAIL, "email address")]
 AgreementId = Annotated[str, _check(_AGREEMENT_ID, "agreement id (letters, digits, . _ -)")]
 PrincipalArn = Annotated[str, _check(_PRINCIPAL, "IAM principal ARN (account root, role or user)")]
+MeshMailbox = Annotated[str, _check(_MESH_MAILBOX, "MESH mailbox id (upper-case letters and digits, e.g. RX1OT001)")]
 
 
 class NotificationMode(StrEnum):
@@ -121,12 +123,14 @@ class Authority(_Strict):
 
 
 class Trust(_Strict):
-    """An NHS trust allowed to upload under ``inbound/<ods_code>/``."""
+    """An NHS trust allowed to upload under ``inbound/<ods_code>/``, and to send files by MESH from
+    ``mesh_mailbox`` (its reports then go back to that mailbox)."""
 
     ods_code: OdsCode
     name: str = Field(min_length=2)
     contact_emails: list[Email] = Field(min_length=1)
     uploader_principals: list[PrincipalArn] = []
+    mesh_mailbox: MeshMailbox | None = None
 
 
 class PostcodeDirectoryColumns(_Strict):
@@ -210,6 +214,7 @@ class Registry(_Strict):
 
         for what, values in (
             ("trust ods_code", [t.ods_code for t in self.trusts]),
+            ("trust mesh_mailbox", [t.mesh_mailbox for t in self.trusts if t.mesh_mailbox]),
             ("authority gss_code", [a.gss_code for a in self.authorities]),
             ("district (listed under two counties)", [d for a in self.authorities for d in a.districts]),
             ("agreement id", [g.id for a in self.authorities for g in a.agreements]),
@@ -242,6 +247,11 @@ class Registry(_Strict):
         """The councils that run children's services for a council code's area (see Councils); a district
         the registry lists routes to its authority."""
         return self._routes.get(gss_code, ())
+
+    def trust_with_mailbox(self, mailbox: str) -> Trust | None:
+        """The trust whose MESH mailbox this is (mailbox ids compare upper-case, as MESH treats them)."""
+        wanted = mailbox.upper()
+        return next((t for t in self.trusts if t.mesh_mailbox == wanted), None)
 
     def authority(self, gss_code: str) -> Authority | None:
         """The registered authority that runs children's services for a council code (a district's county,
