@@ -17,7 +17,12 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from birthnotify.application.ingest import IDEMPOTENCY_SECONDS
 from birthnotify.domain.registry import Registry, load_registry
-from birthnotify.shared.settings import DEFAULT_MAX_BABY_AGE_DAYS, DEFAULT_MAX_FILE_BYTES, DEFAULT_NOTIFY_BASE_URL
+from birthnotify.shared.settings import (
+    DEFAULT_MAX_BABY_AGE_DAYS,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MESH_MAX_MESSAGES,
+    DEFAULT_NOTIFY_BASE_URL,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = ROOT / "config" / "registry.toml"
@@ -38,6 +43,9 @@ PLACEHOLDER_TOP_LEVEL = frozenset({"example", "test", "invalid", "localhost"})
 """Top-level domains reserved for examples and tests (RFC 2606, RFC 6761)."""
 DOCUMENTATION_ACCOUNT = "123456789012"
 """The account id AWS's documentation uses (and moto's default)."""
+MESH_WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_.-]{2,255}$")
+MESH_LIST_LIMIT = 500
+"""MESH lists at most this many messages a request: a run takes no more."""
 MESH_SANDBOX_MAILBOXES = frozenset({"X26ABC1", "X26ABC2", "X26ABC3"})
 """The mailboxes of NHS England's mesh-sandbox (local runs and tests): never a trust's real mailbox."""
 
@@ -77,6 +85,18 @@ class StageConfig:
     held_max_message_age_hours: int = 48
     held_reviewer_principals: tuple[str, ...] = ()
     """IAM principals (ARNs) that may assume the held-queue reviewer role; no role without them."""
+    mesh_secret_name: str = ""
+    """The Secrets Manager secret the stack creates for the service's MESH mailbox; <prefix>/mesh when empty."""
+    mesh_file_workflow_id: str = "BIRTHNOTIFY_FILES_1"
+    """MESH workflow id trusts send notification files under (registered with NHS England for the service)."""
+    mesh_nems_workflow_id: str = "BIRTHNOTIFICATION_1"
+    """NEMS's workflow id for PDS birth notifications (FHIR bundles)."""
+    mesh_report_workflow_id: str = "BIRTHNOTIFY_REPORTS_1"
+    """MESH workflow id the service sends each trust's report back under."""
+    mesh_schedule: str = "rate(1 minute)"
+    mesh_max_messages: int = DEFAULT_MESH_MAX_MESSAGES
+    mesh_memory_mb: int = 512
+    mesh_timeout_seconds: int = 600
 
     # -- derived names --------------------------------------------------------------------------------
 
@@ -103,6 +123,10 @@ class StageConfig:
         """The execution role of a function: named, so that other stacks can name it in a key policy without
         a CloudFormation export."""
         return f"{self.function_name(name)}-function"
+
+    @property
+    def mesh_secret(self) -> str:
+        return self.mesh_secret_name or f"{self.prefix}/mesh"
 
     @property
     def alarm_topic_name(self) -> str:
@@ -230,6 +254,19 @@ class StageConfig:
             raise ConfigError("context authority_max_message_age_hours must be below SQS's 14-day retention")
         if not 1 <= self.held_max_message_age_hours < 14 * 24:
             raise ConfigError("context held_max_message_age_hours must be below SQS's 14-day retention")
+        for name in ("mesh_file_workflow_id", "mesh_nems_workflow_id", "mesh_report_workflow_id"):
+            if not MESH_WORKFLOW_ID.match(getattr(self, name)):
+                raise ConfigError(f"context {name}={getattr(self, name)!r} is not a MESH workflow id (2-255 letters, "
+                                  "digits, _ . -)")
+        if self.mesh_file_workflow_id == self.mesh_nems_workflow_id:
+            raise ConfigError("context mesh_file_workflow_id and mesh_nems_workflow_id must differ: the workflow "
+                              "says what a message holds")
+        if not 1 <= self.mesh_max_messages <= MESH_LIST_LIMIT:
+            raise ConfigError(f"context mesh_max_messages must be 1..{MESH_LIST_LIMIT} (what MESH lists at once)")
+        if not 128 <= self.mesh_memory_mb <= 10240 or not 60 <= self.mesh_timeout_seconds <= 900:
+            raise ConfigError("context mesh_memory_mb must be 128..10240 and mesh_timeout_seconds 60..900")
+        if self.mesh_secret_name and not re.match(r"^[A-Za-z0-9/_+=.@-]{1,512}$", self.mesh_secret_name):
+            raise ConfigError(f"context mesh_secret_name={self.mesh_secret_name!r} is not a Secrets Manager name")
 
 
 def placeholder_reason(value: str) -> str | None:
@@ -334,6 +371,19 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
         "Comma-separated IAM principal ARNs that may assume the held-queue "
         "reviewer role (no role without them).",
     ),
+    "mesh_secret_name": (
+        str,
+        "Name of the secret the stack creates for the service's MESH mailbox, endpoint and credentials "
+        "(empty: `birthnotify-<stage>/mesh`); DevOps put its value (README, MESH).",
+    ),
+    "mesh_file_workflow_id": (str, "MESH workflow id trusts send notification files under."),
+    "mesh_nems_workflow_id": (str, "MESH workflow id of NEMS PDS birth notifications (FHIR bundles)."),
+    "mesh_report_workflow_id": (str, "MESH workflow id each trust's report goes back under."),
+    "mesh_schedule": (str, "EventBridge schedule of the mesh function (one run at a time, whatever the rate)."),
+    "mesh_max_messages": (int, f"Messages one mesh run takes at most (1..{MESH_LIST_LIMIT}); the rest wait for the "
+                          "next run."),
+    "mesh_memory_mb": (int, "Memory of the mesh function (a message is streamed: it needs about 50 MB)."),
+    "mesh_timeout_seconds": (int, "Timeout of the mesh function; no message is started in its last two minutes."),
 }
 CONTEXT_KEYS: dict[str, str] = {
     "stage": "Stage name (2-12 lowercase letters and digits). Names every resource; only `dev` lets data be "

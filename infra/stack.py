@@ -1,7 +1,7 @@
 """The birth-notifications system as a core stack and authority stacks, wired from the registry the
 functions read.
 
-The core stack holds everything shared (keys, buckets, state, layers, ingest, notify, trusts, the held
+The core stack holds everything shared (keys, buckets, state, layers, ingest, notify, MESH, trusts, the held
 queue, monitoring); its size does not depend on the number of authorities. Each authority stack holds the
 authorities of one shard (infra.shards): queue, DLQ, key, consumer role, alarms. Nothing crosses between
 them by CloudFormation reference (no exports, no imports): an authority stack names the ingest role and
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from aws_cdk import CfnOutput, Stack
 from birthnotify.domain.registry import Authority, Registry
-from birthnotify.shared.settings import INGEST_ENV, NOTIFY_ENV, Env
+from birthnotify.shared.settings import INGEST_ENV, MESH_ENV, NOTIFY_ENV, Env
 from constructs import Construct
 
 from infra.config import StageConfig
@@ -23,6 +23,7 @@ from infra.constructs.function import POWERTOOLS_NAMESPACE, environment_for
 from infra.constructs.ingest import Ingest
 from infra.constructs.keys import Keys
 from infra.constructs.layers import Layers
+from infra.constructs.mesh import MeshReceiver, MeshSecret
 from infra.constructs.monitoring import INGEST_BACKLOG_HOURS, Alarms, Monitoring
 from infra.constructs.notifier import Email, FileEvents, Notifier
 from infra.constructs.state import State
@@ -61,6 +62,7 @@ class BirthNotificationsStack(Stack):
         self.held = Held(self, "Authorities", config=config, held_key=self.keys.held)
         self.file_events = FileEvents(self, "FileEvents", config=config, keys=self.keys)
         self.email = Email(self, "Email", config=config, keys=self.keys)
+        self.mesh_secret = MeshSecret(self, "MeshMailbox", config=config, keys=self.keys)
 
         shared: dict[Env, str] = {
             Env.STAGE: config.stage,
@@ -78,6 +80,11 @@ class BirthNotificationsStack(Stack):
             Env.CONSUMER_GUIDE_URL: config.consumer_guide_url,
             Env.NOTIFY_BASE_URL: config.notify_base_url,
             Env.NOTIFY_TEMPLATE_ID: config.notify_template_id,
+            Env.MESH_SECRET_ID: self.mesh_secret.secret.secret_arn,
+            Env.MESH_FILE_WORKFLOW_ID: config.mesh_file_workflow_id,
+            Env.MESH_NEMS_WORKFLOW_ID: config.mesh_nems_workflow_id,
+            Env.MESH_REPORT_WORKFLOW_ID: config.mesh_report_workflow_id,
+            Env.MESH_MAX_MESSAGES: str(config.mesh_max_messages),
         }
 
         def notify_environment(extra: Mapping[Env, str]) -> Mapping[str, str]:
@@ -104,8 +111,21 @@ class BirthNotificationsStack(Stack):
             layers=self.layers,
             file_events=self.file_events,
             email=self.email,
+            mesh=self.mesh_secret,
             table=self.state.table,
             environment=notify_environment,
+        )
+        self.mesh = MeshReceiver(
+            self,
+            "Mesh",
+            config=config,
+            keys=self.keys,
+            storage=self.storage,
+            layers=self.layers,
+            secret=self.mesh_secret,
+            file_events=self.file_events.queue,
+            table=self.state.table,
+            environment=environment_for("mesh", MESH_ENV, shared),
         )
         self.trusts = Trusts(
             self, "Trusts", config=config, registry=registry, storage=self.storage, keys=self.keys
@@ -126,6 +146,8 @@ class BirthNotificationsStack(Stack):
         monitoring.dead_letter_queues(dlqs)
         monitoring.function_errors("ingest", self.ingest.function.function)
         monitoring.function_errors("notify", self.notifier.function.function)
+        monitoring.function_errors("mesh", self.mesh.function.function)
+        monitoring.mesh_quarantined(self.mesh.function.function_name, POWERTOOLS_NAMESPACE)
         monitoring.unprocessable_rows(self.ingest.function.function_name, POWERTOOLS_NAMESPACE)
         monitoring.oldest_message(
             "held",
@@ -153,6 +175,8 @@ class BirthNotificationsStack(Stack):
             "AuthorityQueuePrefix": self.config.authority_queue_prefix,
             "IngestFunctionName": self.ingest.function.function.function_name,
             "NotifyFunctionName": self.notifier.function.function.function_name,
+            "MeshFunctionName": self.mesh.function.function.function_name,
+            "MeshSecretName": self.config.mesh_secret,
         }.items():
             CfnOutput(self, name, value=value)
 

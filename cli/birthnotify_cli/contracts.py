@@ -17,6 +17,7 @@ from birthnotify.domain.messages import (
     FileReport,
     HeldMessage,
     HeldReason,
+    MeshQuarantinedEvent,
     WithheldReason,
 )
 from birthnotify.domain.reader import MAX_BUNDLE_BYTES, MAX_FIELD_CHARS, MAX_LINE_CHARS
@@ -37,6 +38,7 @@ SCHEMAS = {
     "held-message.schema.json": (HeldMessage, "serialization"),
     "file-processed-event.schema.json": (FileProcessedEvent, "serialization"),
     "file-report.schema.json": (FileReport, "serialization"),
+    "mesh-quarantined-event.schema.json": (MeshQuarantinedEvent, "serialization"),
 }
 
 def upload_contract_markdown() -> str:
@@ -70,6 +72,14 @@ def upload_contract_markdown() -> str:
         "  placed after the notification it corrects (or in a later file).",
         "- Check a file before uploading: `birthnotify validate FILE --trust <ODS code>` prints the same",
         "  row errors the pipeline would report.",
+        "- **By MESH** instead of S3: send the same file from the trust's registered MESH mailbox (the registry's",
+        "  `mesh_mailbox`) to the service's mailbox, under the service's file workflow id (`BIRTHNOTIFY_FILES_1`",
+        "  unless the stage sets `mesh_file_workflow_id`), with a MESH file name ending as above. It is stored as",
+        "  `inbound/<TRUST_ODS_CODE>/mesh-<message id>.<extension>` and processed as an upload; its report (and its",
+        "  rejected rows) come back to the same mailbox under the report workflow id (`BIRTHNOTIFY_REPORTS_1`), named",
+        "  `report-<message id>.json` and `rejected-rows-<message id>.csv`, with the message id as their local id. A",
+        "  message from a mailbox no trust has, or with a name in no format above, is set aside (quarantined) for",
+        "  the operators, not processed.",
         "",
         "## Fields",
         "",

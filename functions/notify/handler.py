@@ -1,4 +1,5 @@
-"""Lambda entry point: file-processed events (SQS) and the daily digest schedule (EventBridge)."""
+"""Lambda entry point: file-processed and MESH-quarantined events (SQS), and the daily digest schedule
+(EventBridge)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from birthnotify.adapters.email import NotifyTransport, SesTransport
 from birthnotify.application.notify.compose import Composer
 from birthnotify.application.notify.service import NotifyService
 from birthnotify.application.ports import EmailTransport
-from birthnotify.domain.messages import FileProcessedEvent
+from birthnotify.domain.messages import MeshQuarantinedEvent, notifier_event
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.settings import EmailTransportKind, NotifySettings
 from botocore.config import Config
@@ -34,6 +35,8 @@ RETRYING = Config(retries={"mode": "standard", "total_max_attempts": SES_ATTEMPT
 
 API_KEY_MAX_AGE_SECONDS = 300
 """How long a read of the GOV.UK Notify API key is reused before Secrets Manager is asked again."""
+MESH_SECRET_MAX_AGE_SECONDS = 60
+"""How long a read of the MESH secret is reused (a rotated password is used within a minute)."""
 
 
 def transport(settings: NotifySettings) -> EmailTransport:
@@ -54,19 +57,34 @@ def service() -> NotifyService:
     settings = NotifySettings.from_env()
     registry = load_registry(settings.registry_path)
     composer = Composer(registry, settings.stage, settings.consumer_guide_url, settings.reports_bucket)
-    ports = notify_ports(settings, dynamodb=boto3.client("dynamodb"), transport=transport(settings))
-    return NotifyService(registry=registry, composer=composer, ports=ports, log=logger)
+    secret_id = settings.mesh_secret_id
+    ports = notify_ports(settings, dynamodb=boto3.client("dynamodb"), transport=transport(settings),
+                         s3=boto3.client("s3"),
+                         read_mesh_secret=lambda: str(parameters.get_secret(secret_id,
+                                                                            max_age=MESH_SECRET_MAX_AGE_SECONDS)))
+    return NotifyService(registry=registry, composer=composer, ports=ports, log=logger,
+                         mesh_report_workflow=settings.mesh_report_workflow_id)
 
 
 def _record_handler(record: SQSRecord) -> None:
     logger.remove_keys(["event_id"])  # not the previous record's
+    notifier = service()
+    reports_before, failures_before = len(notifier.reports_sent), notifier.report_failures
     try:
-        event = FileProcessedEvent.model_validate_json(record.body)
+        event = notifier_event(record.body)
         logger.append_keys(event_id=event.event_id)
-        sent = service().handle_event(event)
+        if isinstance(event, MeshQuarantinedEvent):
+            sent = notifier.handle_notice(event)
+        else:
+            sent = notifier.handle_event(event)
     except Exception:
         metrics.add_metric(name="EmailEventsFailed", unit=MetricUnit.Count, value=1)
         raise
+    finally:
+        metrics.add_metric(name="MeshReportsSent", unit=MetricUnit.Count,
+                           value=len(notifier.reports_sent) - reports_before)
+        metrics.add_metric(name="MeshReportsFailed", unit=MetricUnit.Count,
+                           value=notifier.report_failures - failures_before)
     metrics.add_metric(name="EmailsSent", unit=MetricUnit.Count, value=sent)
 
 

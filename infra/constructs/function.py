@@ -25,6 +25,12 @@ NO_VPC = (
     "The function reaches only AWS APIs (S3, SQS, DynamoDB, KMS, SES) over TLS with IAM authentication; there "
     "is no VPC resource to reach, and every data store denies non-TLS access."
 )
+NO_VPC_WITH_MESH = (
+    "The function reaches AWS APIs over TLS with IAM authentication and NHS England's MESH internet endpoint "
+    "over mutual TLS (the mailbox's client certificate) and MESH's own token authentication (and, for email, "
+    "SES or GOV.UK Notify over TLS); there is no VPC resource to reach, and in a VPC it would need a NAT "
+    "gateway for MESH and GOV.UK Notify."
+)
 NO_RESERVED_CONCURRENCY = (
     "Concurrency is bounded where the work arrives: each function's SQS event source sets a maximum "
     "concurrency (and the digest schedule fires once a day); reserved concurrency would take from the "
@@ -64,6 +70,8 @@ class PipelineFunction(Construct):
         log_key: kms.IKey,
         environment_key: kms.IKey,
         dead_letter_queue: sqs.IQueue | None = None,
+        concurrency_reason: str = NO_RESERVED_CONCURRENCY,
+        vpc_reason: str = NO_VPC,
     ) -> None:
         super().__init__(scope, construct_id)
         code = ROOT / "functions" / name
@@ -147,9 +155,9 @@ class PipelineFunction(Construct):
         # Lambda checks some permissions (a DLQ, an SQS event source) when it creates the function or the
         # mapping: the policy must be attached first.
         self.function.node.add_dependency(self.policy.policy)
-        self._acknowledge_common()
+        self._acknowledge_common(concurrency_reason, vpc_reason)
 
-    def _acknowledge_common(self) -> None:
+    def _acknowledge_common(self, concurrency_reason: str, vpc_reason: str) -> None:
         fn = self.function
         acknowledge(
             fn,
@@ -157,7 +165,7 @@ class PipelineFunction(Construct):
             "python3.13 is deliberate: the dependency layer is built for CPython 3.13 wheels and the "
             "tests run against the same pins; move runtime and layer together.",
         )
-        acknowledge_packs(fn, "LambdaInsideVPC", NO_VPC)
-        skip_checkov(fn, "CKV_AWS_117", NO_VPC)
-        acknowledge_packs(fn, "LambdaConcurrency", NO_RESERVED_CONCURRENCY)
-        skip_checkov(fn, "CKV_AWS_115", NO_RESERVED_CONCURRENCY)
+        acknowledge_packs(fn, "LambdaInsideVPC", vpc_reason)
+        skip_checkov(fn, "CKV_AWS_117", vpc_reason)
+        acknowledge_packs(fn, "LambdaConcurrency", concurrency_reason)
+        skip_checkov(fn, "CKV_AWS_115", concurrency_reason)

@@ -113,6 +113,20 @@ class Monitoring(Alarms):
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)
 
+    def mesh_quarantined(self, function_name: str, namespace: str) -> None:
+        """MESH messages the mesh function set aside (an unknown sender, an unreadable name, a MESH report):
+        each is also emailed to the operators with its message id."""
+        self._alarm(
+            "MeshQuarantined",
+            name="mesh-quarantined",
+            description="The mesh function quarantined MESH messages: they were not passed to the pipeline. Each "
+            "is in the operators' email 'MESH message quarantined: <id>' and at quarantine/mesh-<id> in the "
+            "inbound bucket; the email says what to do.",
+            metric=cloudwatch.Metric(namespace=namespace, metric_name="MeshMessagesQuarantined",
+                                     dimensions_map={"service": function_name}, period=PERIOD, statistic="Sum"),
+            threshold=0,
+        )
+
     def unprocessable_rows(self, function_name: str, namespace: str) -> None:
         """Rows the ingest function could not process because of a fault of its own (ROW_UNPROCESSABLE):
         the trust was told to send them again once the fault is fixed."""

@@ -19,10 +19,11 @@ from birthnotify.shared.settings import Env
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.function import PipelineFunction
+from infra.constructs.function import NO_VPC_WITH_MESH, PipelineFunction
 from infra.constructs.ingest import PIPELINE_KEY_ACTIONS, QUEUE_CONSUMER_ACTIONS, STATE_ACTIONS
 from infra.constructs.keys import Keys, kms_via
 from infra.constructs.layers import Layers
+from infra.constructs.mesh import MeshSecret
 from infra.constructs.queues import MAX_RETENTION, queue_with_dlq
 from infra.constructs.storage import Storage
 from infra.nag import acknowledge, acknowledge_packs
@@ -129,6 +130,7 @@ class Notifier(Construct):
         layers: Layers,
         file_events: FileEvents,
         email: Email,
+        mesh: MeshSecret,
         table: dynamodb.ITable,
         environment: Callable[[Mapping[Env, str]], Mapping[str, str]],
     ) -> None:
@@ -154,15 +156,17 @@ class Notifier(Construct):
                 {
                     Env.SES_CONFIGURATION_SET: email.configuration_set.configuration_set_name,
                     Env.NOTIFY_API_KEY_SECRET_ID: email.secret_id,
+                    Env.MESH_SECRET_ID: mesh.secret.secret_arn,
                 }
             ),
-            description="Tells authorities that records are waiting, trusts that files were processed, and "
-            "operators about held records (counts only)",
+            description="Tells authorities that records are waiting, trusts that files were processed (and "
+            "sends MESH trusts their reports by MESH), and operators about held records (counts only)",
             memory_mb=config.notify_memory_mb,
             timeout=Duration.seconds(config.notify_timeout_seconds),
             log_key=keys.ops,
             environment_key=keys.ops,
             dead_letter_queue=self.async_dlq,
+            vpc_reason=NO_VPC_WITH_MESH,
         )
         fn = self.function.function
         fn.add_event_source(
@@ -181,7 +185,7 @@ class Notifier(Construct):
             schedule=events.Schedule.expression(config.digest_schedule),
             targets=[targets.LambdaFunction(fn, retry_attempts=2, max_event_age=Duration.hours(6))],
         )
-        self._permissions(config, keys, storage, file_events, email, table)
+        self._permissions(config, keys, storage, file_events, email, mesh, table)
         CfnOutput(self, "SesConfigurationSet", value=email.configuration_set.configuration_set_name)
 
     def _permissions(
@@ -191,6 +195,7 @@ class Notifier(Construct):
         storage: Storage,
         file_events: FileEvents,
         email: Email,
+        mesh: MeshSecret,
         table: dynamodb.ITable,
     ) -> None:
         policy = self.function.policy
@@ -212,11 +217,15 @@ class Notifier(Construct):
             [email.identity_arn, email.configuration_set_arn],
             conditions={"StringEquals": {"ses:FromAddress": config.email_sender}},
         )
-        if email.secret is not None:
-            policy.allow("ReadNotifyApiKey", ["secretsmanager:GetSecretValue"], [email.secret.secret_arn])
-            policy.allow(
-                "DecryptNotifyApiKey",
-                ["kms:Decrypt"],
-                [keys.ops.key_arn],
-                conditions=kms_via("secretsmanager"),
-            )
+        secrets = [mesh.secret.secret_arn] + ([email.secret.secret_arn] if email.secret is not None else [])
+        policy.allow("ReadSecrets", ["secretsmanager:GetSecretValue"], secrets)
+        policy.allow("DecryptSecrets", ["kms:Decrypt"], [keys.ops.key_arn], conditions=kms_via("secretsmanager"))
+        # A file that came by MESH gets its report (and rejected rows) sent back: read from the reports bucket.
+        policy.allow(
+            "ReadReportsForMesh",
+            ["s3:GetObject"],
+            [storage.reports_prefix_arn()],
+            wildcard_reason="A report of any trust's file may go back by MESH; reading is confined to the "
+            "reports/ prefix of the reports bucket.",
+        )
+        policy.allow("DecryptReports", ["kms:Decrypt"], [keys.reports.key_arn], conditions=kms_via("s3"))

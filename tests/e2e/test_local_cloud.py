@@ -129,7 +129,8 @@ def test_every_resource_of_every_template_is_created_or_listed_with_a_reason(clo
     applied = {item.resource_type for item in cloud.report.applied}
     assert {"Custom::S3BucketNotifications", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"} <= applied
     assert {m.function.name for m in cloud.runtime.mappings} == {"birthnotify-local-ingest", "birthnotify-local-notify"}
-    assert [s.function.name for s in cloud.runtime.schedules] == ["birthnotify-local-notify"]
+    assert sorted(s.function.name for s in cloud.runtime.schedules) == ["birthnotify-local-mesh",
+                                                                        "birthnotify-local-notify"]
     assert not [i for i in cloud.report.skipped if i.resource_type.startswith("Custom::")]  # none hangs the stack
     lines = "\n".join(cloud.report.lines())
     assert "local-runtime" in lines and "not-emulated" in lines
@@ -256,11 +257,11 @@ def test_the_digest_schedule_sends_yesterdays_digest_once(cloud, upload):
     assert cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS).failed == 0
     before = len(cloud.sent_emails())
 
-    [run] = cloud.fire_schedules()  # as the notify function's role: it needs dynamodb:BatchGetItem
+    [run] = cloud.fire_schedules(function="birthnotify-local-notify")  # as its role: it needs dynamodb:BatchGetItem
     assert run.error is None and run.result == {"digests_sent": 1}
     digest = cloud.sent_emails()[before:]
     assert {to for email in digest for to in email["to"]} == set(REGISTRY.authority(CAMDEN).contact_emails)
-    [again] = cloud.fire_schedules()
+    [again] = cloud.fire_schedules(function="birthnotify-local-notify")
     assert again.result == {"digests_sent": 0}
 
 
@@ -474,3 +475,142 @@ def test_a_nems_bundle_uploaded_by_the_trust_reaches_leeds_through_the_deployed_
     kent = report_of(cloud, TRUST, generated.name, acting_as=TRUST)
     assert kent["outcome"]["rows_in"] == 1 and [a["gss_code"] for a in kent["outcome"]["authorities"]] == [KENT]
     assert len(drain(cloud, cloud.resources.authority_queues[KENT], acting_as=KENT)) == 1
+
+
+# -- MESH ------------------------------------------------------------------------------------------------
+
+MESH_FUNCTION, MESH_POLICY = "birthnotify-local-mesh", "birthnotify-local-mesh-function"
+MESH_TRUST, MESH_TRUST_MAILBOX, STRANGER_MAILBOX = "RX2", "X26ABC2", "X26ABC3"
+FILES_WORKFLOW, REPORTS_WORKFLOW = "BIRTHNOTIFY_FILES_1", "BIRTHNOTIFY_REPORTS_1"
+
+
+def mesh_send(cloud, sender: str, body: bytes, file_name: str, chunk_bytes: int | None = None) -> str:
+    """A trust's (or anyone's) MESH client sends to the service's mailbox on the local cloud's sandbox."""
+    with cloud.mesh.client(sender) as client:
+        return str(client.send_message("X26ABC1", body, workflow_id=FILES_WORKFLOW, filename=file_name,
+                                       max_chunk_size=chunk_bytes))
+
+
+def mesh_inbox(cloud, mailbox: str = "X26ABC1", workflow: str | None = None, read: bool = False) -> list:
+    with cloud.mesh.client(mailbox) as client:
+        ids = [str(i) for i in client.list_messages(workflow_filter=workflow)]
+        if not read:
+            return ids
+        messages = []
+        for message_id in ids:
+            message = client.retrieve_message(message_id)
+            messages.append((message.filename, message.local_id, message.read()))
+            message.close()
+            client.acknowledge_message(message_id)
+        return messages
+
+
+def mesh_run(cloud):
+    [run] = cloud.fire_schedules(function=MESH_FUNCTION)
+    return run
+
+
+@pytest.fixture(scope="module")
+def by_mesh(cloud):
+    """RX2 sends a 40-row file from its mailbox, a stranger's mailbox sends one, and RX2 sends a 17 MiB file in
+    three chunks under a name the pipeline cannot read; one scheduled run, then the pipeline."""
+    resources = cloud.resources
+    cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
+    for queue in (*resources.authority_queues.values(), resources.held_queue_url):
+        drain(cloud, queue)
+    emails_before = len(cloud.sent_emails())
+    rows, body = synthetic_file(40, seed=31, name="births.csv", invalid=0.1, districts={LEEDS: 1.0})
+    sent = mesh_send(cloud, MESH_TRUST_MAILBOX, body, "births.csv")
+    stranger = mesh_send(cloud, STRANGER_MAILBOX, body, "births.csv")
+    large = mesh_send(cloud, MESH_TRUST_MAILBOX, b"x" * (17 * 1024 * 1024), "births.txt", chunk_bytes=6 * 1024 * 1024)
+    run = mesh_run(cloud)
+    stats = cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
+    return {"rows": rows, "body": body, "sent": sent, "stranger": stranger, "large": large, "run": run,
+            "stats": stats, "leeds": drain(cloud, resources.authority_queues[LEEDS], acting_as=LEEDS),
+            "back": mesh_inbox(cloud, MESH_TRUST_MAILBOX, REPORTS_WORKFLOW, read=True),
+            "emails": cloud.sent_emails()[emails_before:]}
+
+
+def test_a_trust_sends_by_mesh_and_its_report_comes_back_to_its_mailbox(cloud, by_mesh):
+    run, sent = by_mesh["run"], by_mesh["sent"]
+    assert run.error is None and run.attempts == 1, run.error
+    assert run.result["stored"] == [sent] and mesh_inbox(cloud) == []  # every message acknowledged
+    report = report_of(cloud, MESH_TRUST, f"mesh-{sent}.csv", acting_as=MESH_TRUST)  # the trust's own role
+    outcome = report["outcome"]
+    assert outcome["rows_in"] == 40 and outcome["rejected"] > 0 and report["mesh"]["mailbox"] == MESH_TRUST_MAILBOX
+    assert len(by_mesh["leeds"]) == outcome["forwarded"] > 0
+    back = {name: body for name, _, body in by_mesh["back"]}
+    assert set(back) == {f"report-{sent}.json", f"rejected-rows-{sent}.csv"}
+    assert json.loads(back[f"report-{sent}.json"]) == report
+    assert by_mesh["stats"].errors == 0 and by_mesh["stats"].failed == 0
+
+
+def test_mesh_messages_the_pipeline_cannot_take_are_quarantined_streamed_whole_and_reported(cloud, by_mesh):
+    run = by_mesh["run"]
+    assert run.result["quarantined"] == {by_mesh["stranger"]: "UNKNOWN_SENDER",
+                                         by_mesh["large"]: "UNREADABLE_FILE_NAME"}
+    s3, inbound = cloud.client("s3"), cloud.resources.inbound_bucket
+    large = s3.head_object(Bucket=inbound, Key=f"quarantine/mesh-{by_mesh['large']}", PartNumber=1)
+    assert large["PartsCount"] == 3 and large["ContentLength"] == 8 * 1024 * 1024  # a multipart upload, as its role
+    alerts = [email for email in by_mesh["emails"] if email["subject"].startswith("MESH message quarantined")]
+    assert sorted(email["subject"].rsplit(" ", 1)[-1] for email in alerts) == sorted(
+        [by_mesh["stranger"], by_mesh["large"]])
+    assert all(email["to"] == REGISTRY.operator_emails for email in alerts)
+    assert not [email for email in alerts if "births" in email["text"] + email["html"]]  # no file name
+    log = log_of(cloud, MESH_FUNCTION)
+    assert "births" not in log and '"message":"MESH message quarantined"' in log
+
+
+EXERCISED_BY_MESH = {
+    # statement id -> the refused call, as the failed run logs it
+    "ReadMeshSecret": r"\(AccessDenied\) when calling the GetSecretValue operation",
+    "TakeRunLease": r"\(AccessDenied\) when calling the PutItem operation",
+    "SeeStoredMessages": r"\(403\) when calling the HeadObject operation",
+    "StoreMessages": r"\(AccessDenied\) when calling the PutObject operation",
+    "SendQuarantineNotices": r"SendMessage operation",
+}
+MESH_NOT_CALLED_LOCALLY = {"WriteOwnLogs", "XRayTracing", "DecryptOwnEnvironment", "EncryptInbound", "UsePipelineKey",
+                           "DecryptMeshSecret"}
+
+
+def mesh_policy_statements(cloud) -> tuple[str, str, list[dict]]:
+    iam = cloud.client("iam")
+    arn = next(p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"] if p["PolicyName"] == MESH_POLICY)
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    return arn, version, (json.loads(document) if isinstance(document, str) else document)["Statement"]
+
+
+def test_the_mesh_policy_has_no_statement_the_test_below_does_not_exercise(cloud):
+    assert {s["Sid"] for s in mesh_policy_statements(cloud)[2]} == set(EXERCISED_BY_MESH) | MESH_NOT_CALLED_LOCALLY
+
+
+@pytest.mark.parametrize("sid", sorted(EXERCISED_BY_MESH))
+def test_without_any_one_statement_of_its_policy_mesh_fails_and_acknowledges_nothing(cloud, by_mesh, sid):
+    iam = cloud.client("iam")
+    arn, original, statements = mesh_policy_statements(cloud)
+    sender = STRANGER_MAILBOX if sid == "SendQuarantineNotices" else MESH_TRUST_MAILBOX
+    _, body = synthetic_file(5, seed=200 + sorted(EXERCISED_BY_MESH).index(sid), name="births.csv",
+                             districts={LEEDS: 1.0})
+    message_id = mesh_send(cloud, sender, body, "births.csv")
+    log_before = len(log_of(cloud, MESH_FUNCTION))
+    reduced = iam.create_policy_version(PolicyArn=arn, SetAsDefault=True, PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [s for s in statements if s["Sid"] != sid]}))["PolicyVersion"]
+    function = cloud.runtime.function(MESH_FUNCTION)
+    function.module, function.modules = None, {}  # a new container: it reads the secret again (else cached)
+    try:
+        failed = mesh_run(cloud)
+    finally:
+        iam.set_default_policy_version(PolicyArn=arn, VersionId=original)
+        iam.delete_policy_version(PolicyArn=arn, VersionId=reduced["VersionId"])
+    assert failed.error and failed.attempts == 1  # not retried by Lambda: the next scheduled run is the retry
+    assert re.search(EXERCISED_BY_MESH[sid], log_of(cloud, MESH_FUNCTION)[log_before:]), failed.error
+    assert mesh_inbox(cloud) == [message_id]  # nothing acknowledged
+
+    again = mesh_run(cloud)
+
+    assert again.error is None and mesh_inbox(cloud) == []
+    assert message_id in again.result["stored"] + again.result["already_stored"] + list(again.result["quarantined"])
+    assert cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS).errors == 0
+    mesh_inbox(cloud, MESH_TRUST_MAILBOX, REPORTS_WORKFLOW, read=True)
+    drain(cloud, cloud.resources.authority_queues[LEEDS])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from template_query import arn, cfn_lint, key_id, one, policy_of, queue, resources, role_of
+from template_query import arn, as_list, cfn_lint, key_id, one, policy_of, queue, resources, role_of
 
 from infra.docs import DOC, DOCUMENTED_CONTEXT, render
 from infra.nag import PACKS, covers
@@ -79,26 +79,29 @@ def test_removing_an_authority_from_a_prod_registry_never_deletes_its_queue_or_k
                 assert (value["DeletionPolicy"], value["UpdateReplacePolicy"]) == ("Retain", "Retain"), logical_id
 
 
-def test_the_notify_api_key_is_readable_by_notify_only(full):
+def test_each_secret_is_readable_by_the_functions_that_use_it_only(full):
     t = full.template
-    secret_id, secret = one(t, "AWS::SecretsManager::Secret")
-    assert secret["Properties"]["Name"] == "birthnotify-prod/govuk-notify-api-key"
-    assert secret["Properties"]["KmsKeyId"] == arn(key_id(t, "KeysOps"))
+    secret_id, secret = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-prod/govuk-notify-api-key")
+    mesh_id, mesh = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-prod/mesh")
+    for value in (secret, mesh):
+        assert value["Properties"]["KmsKeyId"] == arn(key_id(t, "KeysOps"))
     variables = one(t, "AWS::Lambda::Function", FunctionName="birthnotify-prod-notify")[1]["Properties"][
         "Environment"
     ]["Variables"]
     assert variables["NOTIFY_API_KEY_SECRET_ID"] == {"Ref": secret_id}
+    assert variables["MESH_SECRET_ID"] == {"Ref": mesh_id}
     assert variables["EMAIL_TRANSPORT"] == "notify"
     readers = []
     for value in resources(t, "AWS::IAM::ManagedPolicy").values():
         for statement in value["Properties"]["PolicyDocument"]["Statement"]:
             if "secretsmanager" in json.dumps(statement["Action"]):
-                readers.append(
-                    (value["Properties"]["ManagedPolicyName"], statement["Action"], statement["Resource"])
-                )
-    assert readers == [
-        ("birthnotify-prod-notify-function", "secretsmanager:GetSecretValue", {"Ref": secret_id})
-    ]
+                readers.append((value["Properties"]["ManagedPolicyName"], statement["Action"],
+                                sorted(json.dumps(r) for r in as_list(statement["Resource"]))))
+    assert sorted(readers) == sorted([
+        ("birthnotify-prod-notify-function", "secretsmanager:GetSecretValue",
+         sorted(json.dumps({"Ref": i}) for i in (mesh_id, secret_id))),
+        ("birthnotify-prod-mesh-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": mesh_id})]),
+    ])
 
 
 def test_the_held_reviewer_role_is_limited_to_the_held_queue_and_key(full):

@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.names import authority_queue_name
-from birthnotify.shared.settings import INGEST_ENV, NOTIFY_ENV
+from birthnotify.shared.settings import INGEST_ENV, MESH_ENV, NOTIFY_ENV
 from template_query import (
     arn,
     as_list,
@@ -330,7 +330,7 @@ def test_state_table_matches_what_the_code_uses(dev_template, dev):
 # -- functions -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "expected"), [("ingest", INGEST_ENV), ("notify", NOTIFY_ENV)])
+@pytest.mark.parametrize(("name", "expected"), [("ingest", INGEST_ENV), ("notify", NOTIFY_ENV), ("mesh", MESH_ENV)])
 def test_function_environment_is_exactly_what_the_handler_reads(dev, name, expected):
     variables = function(dev.template, f"birthnotify-dev-{name}")["Environment"]["Variables"]
     assert set(variables) - POWERTOOLS == {env.value for env in expected}
@@ -345,7 +345,7 @@ def test_functions_run_python313_on_arm64_with_layers_tracing_and_their_own_log_
     for value in layers.values():
         assert value["Properties"]["CompatibleRuntimes"] == ["python3.13"]
         assert value["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    for name in ("ingest", "notify"):
+    for name in ("ingest", "notify", "mesh"):
         props = function(t, f"birthnotify-dev-{name}")
         assert (props["Runtime"], props["Architectures"], props["Handler"]) == (
             "python3.13",
@@ -454,19 +454,75 @@ def test_notify_sends_email_only_as_the_sender_through_the_tls_required_configur
     assert any(":identity/birth-notifications@example.nhs.uk" in text for text in resources_text)
     assert any(":configuration-set/" in text for text in resources_text)
     assert ses["Condition"] == {"StringEquals": {"ses:FromAddress": "birth-notifications@example.nhs.uk"}}
-    assert not any("secretsmanager" in json.dumps(s) for s in by_sid.values())  # ses transport: no secret
-    assert not resources(t, "AWS::SecretsManager::Secret")
+    # ses transport: no API key secret; the MESH secret only (reports back by MESH).
+    [mesh_secret] = resources(t, "AWS::SecretsManager::Secret")
+    assert as_list(by_sid["ReadSecrets"]["Resource"]) == [ref(mesh_secret)]
     assert function(t, "birthnotify-dev-notify")["Environment"]["Variables"]["NOTIFY_API_KEY_SECRET_ID"] == ""
 
 
 def test_notify_runs_daily_for_digests_and_sends_async_failures_to_a_dlq(dev):
     t = dev.template
     notify_id = one(t, "AWS::Lambda::Function", FunctionName="birthnotify-dev-notify")[0]
-    _, rule = one(t, "AWS::Events::Rule")
+    _, rule = one(t, "AWS::Events::Rule", Name="birthnotify-dev-digest")
     assert rule["Properties"]["ScheduleExpression"] == "cron(0 7 * * ? *)"
     assert rule["Properties"]["Targets"][0]["Arn"] == arn(notify_id)
     dlq, _ = queue(t, "birthnotify-dev-dlq-notify-async")
     assert function(t, "birthnotify-dev-notify")["DeadLetterConfig"] == {"TargetArn": arn(dlq)}
+
+
+def test_notify_reads_reports_to_send_them_back_by_mesh_and_nothing_else_of_the_buckets(dev):
+    t = dev.template
+    role_id, _ = role_of(t, "birthnotify-dev-notify-function")
+    by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
+    assert by_sid["ReadReportsForMesh"]["Action"] == "s3:GetObject"
+    assert by_sid["ReadReportsForMesh"]["Resource"] == {
+        "Fn::Join": ["", [arn(bucket_ids(t)["Reports"]), "/reports/*"]]}
+    assert by_sid["DecryptReports"]["Resource"] == arn(key_id(t, "KeysReports"))
+    s3 = [s for s in by_sid.values() if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    assert s3 == [by_sid["ReadReportsForMesh"]]
+
+
+def test_mesh_runs_every_minute_and_a_failed_run_is_retried_by_the_next_not_by_lambda(dev):
+    t = dev.template
+    mesh_id, resource = one(t, "AWS::Lambda::Function", FunctionName="birthnotify-dev-mesh")
+    props = resource["Properties"]
+    _, rule = one(t, "AWS::Events::Rule", Name="birthnotify-dev-mesh")
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == arn(mesh_id)
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
+    _, invoke = one(t, "AWS::Lambda::EventInvokeConfig")
+    assert invoke["Properties"]["FunctionName"] == ref(mesh_id)
+    assert (invoke["Properties"]["MaximumRetryAttempts"], invoke["Properties"]["MaximumEventAgeInSeconds"]) == (0, 60)
+    assert (props["MemorySize"], props["Timeout"]) == (512, 600)
+    assert "DeadLetterConfig" not in props and "ReservedConcurrentExecutions" not in props  # a lease instead
+    variables = props["Environment"]["Variables"]
+    assert (variables["MESH_FILE_WORKFLOW_ID"], variables["MESH_NEMS_WORKFLOW_ID"],
+            variables["MESH_REPORT_WORKFLOW_ID"]) == ("BIRTHNOTIFY_FILES_1", "BIRTHNOTIFICATION_1",
+                                                      "BIRTHNOTIFY_REPORTS_1")
+    secret_id, secret = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/mesh")
+    assert variables["MESH_SECRET_ID"] == ref(secret_id)
+    assert "SecretString" not in secret["Properties"]  # its value is DevOps' to put, never in the template
+    assert secret["Properties"]["KmsKeyId"] == arn(key_id(t, "KeysOps"))
+
+
+def test_mesh_may_write_only_mesh_objects_and_do_nothing_else(dev):
+    t = dev.template
+    role_id, _ = role_of(t, "birthnotify-dev-mesh-function")
+    by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
+    assert set(by_sid) == {"WriteOwnLogs", "DecryptOwnEnvironment", "XRayTracing", "StoreMessages",
+                           "SeeStoredMessages", "EncryptInbound", "TakeRunLease", "SendQuarantineNotices",
+                           "UsePipelineKey", "ReadMeshSecret", "DecryptMeshSecret"}
+    inbound = arn(bucket_ids(t)["Inbound"])
+    mesh_objects = [{"Fn::Join": ["", [inbound, "/inbound/*/mesh-*"]]},
+                    {"Fn::Join": ["", [inbound, "/quarantine/mesh-*"]]}]
+    assert sorted(as_list(by_sid["StoreMessages"]["Action"])) == ["s3:AbortMultipartUpload", "s3:PutObject"]
+    assert by_sid["StoreMessages"]["Resource"] == mesh_objects == by_sid["SeeStoredMessages"]["Resource"]
+    assert by_sid["SeeStoredMessages"]["Action"] == "s3:GetObject"
+    assert sorted(as_list(by_sid["TakeRunLease"]["Action"])) == ["dynamodb:DeleteItem", "dynamodb:PutItem"]
+    events, _ = queue(t, "birthnotify-dev-file-events")
+    assert by_sid["SendQuarantineNotices"]["Resource"] == arn(events)
+    assert by_sid["EncryptInbound"]["Resource"] == arn(key_id(t, "KeysInbound"))
 
 
 # -- monitoring ------------------------------------------------------------------------------------------
@@ -503,7 +559,7 @@ def watched_queues(by_name: dict[str, dict]) -> set[str]:
     }
 
 
-def test_every_dlq_and_both_functions_alarm_to_the_encrypted_operators_topic(dev):
+def test_every_dlq_and_every_function_alarm_to_the_encrypted_operators_topic(dev):
     t = dev.template
     topic_id, topic = one(t, "AWS::SNS::Topic")
     assert topic["Properties"]["TopicName"] == "birthnotify-dev-alarms"  # authority stacks name it
@@ -524,8 +580,12 @@ def test_every_dlq_and_both_functions_alarm_to_the_encrypted_operators_topic(dev
             assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     errors = {a["Dimensions"][0]["Value"]["Ref"] for a in by_name.values() if a["MetricName"] == "Errors"}
     assert errors == {
-        one(t, "AWS::Lambda::Function", FunctionName=f"birthnotify-dev-{n}")[0] for n in ("ingest", "notify")
+        one(t, "AWS::Lambda::Function", FunctionName=f"birthnotify-dev-{n}")[0] for n in ("ingest", "notify", "mesh")
     }
+    quarantined = by_name["birthnotify-dev-mesh-quarantined"]
+    assert (quarantined["MetricName"], quarantined["Threshold"], quarantined["Namespace"]) == (
+        "MeshMessagesQuarantined", 0, "BirthNotifications")
+    assert quarantined["Dimensions"] == [{"Name": "service", "Value": "birthnotify-dev-mesh"}]
 
 
 def test_each_authority_stack_alarms_on_its_dlqs_to_the_core_stacks_topic_by_name(dev):
@@ -587,7 +647,7 @@ def test_stacks_share_nothing_by_export_and_authority_stacks_deploy_after_the_co
 
 def test_function_environments_are_encrypted_with_the_ops_key_only_their_own_role_decrypts(dev):
     t = dev.template
-    for name in ("ingest", "notify"):
+    for name in ("ingest", "notify", "mesh"):
         assert function(t, f"birthnotify-dev-{name}")["KmsKeyArn"] == arn(key_id(t, "KeysOps"))
         role_id, _ = role_of(t, f"birthnotify-dev-{name}-function")
         [statement] = [s for s in policy_of(t, role_id) if s["Sid"] == "DecryptOwnEnvironment"]
@@ -601,7 +661,7 @@ def test_the_assets_manifest_names_every_asset_directory(dev):
     directories = [
         f["source"]["path"] for f in manifest["files"].values() if f["source"].get("packaging") == "zip"
     ]
-    assert len(directories) == 5  # three layers, two functions (the S3 notifications handler is inline)
+    assert len(directories) == 6  # three layers, three functions (the S3 notifications handler is inline)
     for directory in directories:
         assert (dev.outdir / directory).is_dir()
 

@@ -1,6 +1,7 @@
 """The whole system on one machine: an embedded moto server, the CDK app's synthesized templates deployed
-into it through moto's CloudFormation (every stack, in dependency order), and a local runtime in place of
-Lambda's event source mappings.
+into it through moto's CloudFormation (every stack, in dependency order), a local runtime in place of
+Lambda's event source mappings and schedules, and NHS England's mesh-sandbox as the MESH server (its
+mailbox X26ABC1 is the service's, set in the MESH secret as DevOps would set the real one).
 
 IAM is enforced by default (``iam.py`` says who signs what): the deployer and ``client()`` are an
 administrator, each function runs with its execution role, and each trust and authority acts through its
@@ -37,6 +38,7 @@ from birthnotify_cli.localcloud.report import DeployReport
 from birthnotify_cli.localcloud.runtime import LocalFunction, LocalRuntime, RunStats, ScheduleRun, SqsMapping
 from birthnotify_cli.localcloud.synth import CACHE, ROOT, synthesize_cached
 from birthnotify_cli.localcloud.template import ACCOUNT, APPLIED, LOCAL_RUNTIME, NOT_EMULATED, REGION
+from birthnotify_cli.mesh_sandbox import MeshSandbox
 from birthnotify_cli.moto_mail import ses_sent_mail
 
 Progress = Callable[[str], None]
@@ -98,7 +100,8 @@ class LocalCloud:
     def __init__(self, server: Any, endpoint_url: str, workdir: Path, deployments: list[Deployment],
                  runtime: LocalRuntime, resources: Resources, template_paths: tuple[Path, ...], *,
                  admin: iam.AccessKey, principals: dict[str, Principal], iam_enforced: bool,
-                 previous_enforcement: float, switched_on: ExitStack | None = None) -> None:
+                 previous_enforcement: float, switched_on: ExitStack | None = None,
+                 mesh: MeshSandbox | None = None) -> None:
         self.server = server
         self.endpoint_url = endpoint_url
         self.workdir = workdir
@@ -116,6 +119,8 @@ class LocalCloud:
         self._previous_enforcement = previous_enforcement
         self._switched_on = switched_on
         """Holds behaviour.active(), entered by start: the changes to moto act until stop."""
+        self.mesh = mesh
+        """The MESH server (mesh-sandbox on loopback): trusts' mailboxes send to the service's through it."""
         self._sessions: dict[str, boto3.session.Session] = {}
         self._email_ids_before: set[str] = {m.id for m in ses_sent_mail(ACCOUNT, REGION)}
         self._stopped = False
@@ -148,8 +153,13 @@ class LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         if port:
             _check_free(host, port)
+        mesh = MeshSandbox(log_path=workdir / "mesh-sandbox.log").start()
         server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
-        server.start()
+        try:
+            server.start()
+        except BaseException:
+            mesh.stop()
+            raise
         bound_port = server.get_host_and_port()[1]
         reachable = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host  # noqa: S104
         endpoint_url = f"http://{reachable}:{bound_port}"
@@ -183,6 +193,7 @@ class LocalCloud:
                                    retry_delay_seconds=retry_delay_seconds,
                                    sessions=lambda function: iam.lambda_session(function.role_arn, function.name))
             resources = _resources(deployments, functions, runtime.mappings, sqs, endpoint_url)
+            _set_mesh_secret(clients("secretsmanager"), resources, mesh, report)
             principals = _stand_in_principals(clients("iam"), deployments, resources, report)
             _report_behaviour(report, runtime, slow, changed, iam_fixes if enforce_iam else None)
             report.seconds = time.monotonic() - deploy_started
@@ -190,12 +201,13 @@ class LocalCloud:
             if previous is not None:
                 iam.set_enforced(endpoint_url, previous)
             server.stop()
+            mesh.stop()
             switched_on.close()
             raise
         say(f"deployed {', '.join(report.stacks)} in {report.seconds:.1f} s")
         cloud = cls(server, endpoint_url, workdir, deployments, runtime, resources, synthesized.template_paths,
                     admin=admin, principals=principals, iam_enforced=enforce_iam, previous_enforcement=previous,
-                    switched_on=switched_on)
+                    switched_on=switched_on, mesh=mesh)
         cloud.write_aws_profiles()
         return cloud
 
@@ -209,6 +221,8 @@ class LocalCloud:
             iam.set_enforced(self.endpoint_url, self._previous_enforcement)
         finally:
             self.server.stop()
+            if self.mesh is not None:
+                self.mesh.stop()
             if self._switched_on is not None:
                 self._switched_on.close()
 
@@ -270,9 +284,10 @@ class LocalCloud:
         are forgotten (after 300 s), as if that time had passed. Functions keep the machine's time."""
         behaviour.advance_sqs_clock(seconds)
 
-    def fire_schedules(self, at: datetime | None = None) -> list[ScheduleRun]:
-        """Deliver every scheduled rule's event to its function now (the daily digest)."""
-        return self.runtime.fire_schedules(at)
+    def fire_schedules(self, at: datetime | None = None, function: str | None = None) -> list[ScheduleRun]:
+        """Deliver every scheduled rule's event (only those of ``function``, a name or logical id, if given) to
+        its function now: the daily digest, the mesh function's run."""
+        return self.runtime.fire_schedules(at, function)
 
     def invoke(self, function: str, event: Any) -> Any:
         """Invoke a function (by name or logical id) with any event, synchronously."""
@@ -501,6 +516,19 @@ def _report_behaviour(report: DeployReport, runtime: LocalRuntime, slow: str | N
                "<workdir>/logs)")
     if slow:
         report.add("", "", NOT_EMULATED, slow)
+
+
+def _set_mesh_secret(secrets: Any, resources: Resources, mesh: MeshSandbox, report: DeployReport) -> None:
+    """Put the MESH secret's value, as DevOps would after deploying: here, the sandbox's service mailbox."""
+    name = resources.outputs.get("MeshSecretName")
+    if not name:
+        return
+    secrets.put_secret_value(SecretId=name, SecretString=json.dumps(mesh.credentials()))
+    report.add("", "AWS::SecretsManager::Secret", APPLIED, f"the MESH secret {name} is set to the local "
+               f"mesh-sandbox ({mesh.url}, mailbox {mesh.credentials()['mailbox']}, plain HTTP on loopback), as DevOps "
+               "set the real mailbox's after deploying; the sandbox checks every auth token (AUTH_MODE=full)")
+    report.add("", "", NOT_EMULATED, "MESH over mutual TLS with a client certificate: the sandbox speaks plain "
+               "HTTP, so the certificate half of the MESH secret is not exercised locally")
 
 
 def _check_execution_roles(iam_client: Any, functions: dict[str, LocalFunction]) -> None:

@@ -8,6 +8,7 @@ resolve (``Fn::ImportValue`` in a resource applied by hand) fails the deployment
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from birthnotify_cli.localcloud.report import DeployReport
-from birthnotify_cli.localcloud.runtime import FunctionLog, LocalFunction, Schedule, SqsMapping
+from birthnotify_cli.localcloud.runtime import ASYNC_RETRIES, FunctionLog, LocalFunction, Schedule, SqsMapping
 from birthnotify_cli.localcloud.synth import zipped
 from birthnotify_cli.localcloud.template import (
     ACCOUNT,
@@ -80,7 +81,7 @@ def deploy(clients: Clients, template_path: Path, zip_cache: Path, report: Deplo
         clients("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION,
                                      Type="String", Overwrite=True)
         assets = publish_assets(clients("s3"), outdir, zip_cache)
-    adapted = adapt(template)
+    adapted = adapt(template, created=_create_secrets(clients, template))
     report.notes += adapted.notes
     _create_before_the_stack(clients, adapted, report)
 
@@ -124,8 +125,27 @@ def publish_assets(s3: Any, outdir: Path, zip_cache: Path) -> dict[str, Path]:
     return assets
 
 
+def _create_secrets(clients: Clients, template: dict[str, Any]) -> dict[str, str]:
+    """Secrets Manager secrets (moto's CloudFormation has no model for them), made before the stack: policies
+    and environments refer to them by ARN (a Ref), which moto gives only when a secret is created."""
+    made = {}
+    for logical, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::SecretsManager::Secret":
+            continue
+        properties = resource.get("Properties", {})
+        if "SecretString" in properties:
+            value = properties["SecretString"]
+        else:  # what GenerateSecretString would give: a random password, which the functions refuse as unset
+            value = secrets.token_urlsafe(32)
+        made[logical] = clients("secretsmanager").create_secret(
+            Name=properties["Name"], Description=properties.get("Description", ""), SecretString=value)["ARN"]
+    return made
+
+
 def _create_before_the_stack(clients: Clients, adapted: AdaptedTemplate, report: DeployReport) -> None:
     """The SES configuration set and identity: the function's environment refers to them by Ref."""
+    for logical, resource in adapted.removed_of_type("AWS::SecretsManager::Secret").items():
+        report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
     sesv2 = clients("sesv2")
     for logical, resource in adapted.removed_of_type("AWS::SES::ConfigurationSet").items():
         properties = resource["Properties"]
@@ -319,6 +339,14 @@ def load_schedules(deployment: Deployment, functions: dict[str, LocalFunction]) 
     report, resolve = deployment.report, deployment.resolve
     assert resolve is not None
     by_arn = {f.arn: f for f in functions.values()}
+    retries = {}  # function name -> MaximumRetryAttempts of its EventInvokeConfig
+    for logical, resource in deployment.template["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::EventInvokeConfig":
+            properties = resource["Properties"]
+            retries[str(resolve(properties["FunctionName"]))] = int(properties.get("MaximumRetryAttempts", 2))
+            report.add(logical, resource["Type"], LOCAL_RUNTIME, f"retries of {resolve(properties['FunctionName'])}'s "
+                       f"asynchronous invocations: {retries[str(resolve(properties['FunctionName']))]}, played by "
+                       "fire_schedules (the event's maximum age is not: nothing waits locally)")
     schedules = []
     for logical, resource in deployment.template["Resources"].items():
         properties = resource.get("Properties", {})
@@ -337,7 +365,8 @@ def load_schedules(deployment: Deployment, functions: dict[str, LocalFunction]) 
                 continue
             unsupported = [k for k in ("InputPath", "InputTransformer") if k in target]
             constant = json.loads(target["Input"]) if "Input" in target else None
-            schedules.append(Schedule(logical, rule_name, properties["ScheduleExpression"], function, constant))
+            schedules.append(Schedule(logical, rule_name, properties["ScheduleExpression"], function, constant,
+                                      retries=retries.get(function.name, ASYNC_RETRIES)))
             report.add(logical, resource["Type"], LOCAL_RUNTIME,
                        f"{properties['ScheduleExpression']} -> {function.name}: delivered on demand by "
                        "fire_schedules() (nothing runs on a clock)"

@@ -80,6 +80,7 @@ def _install() -> list[str]:
     from moto.core.responses import ActionAuthenticatorMixin
     from moto.dynamodb.responses import DynamoHandler
     from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
+    from moto.secretsmanager.responses import SecretsManagerResponse
     from moto.sesv2.responses import SESV2Response
     from moto.sqs.responses import SQSResponse
     from werkzeug.exceptions import HTTPException
@@ -151,6 +152,20 @@ def _install() -> list[str]:
 
     SESV2Response._determine_resource = email_resources
 
+    def secret_arn(self: Any) -> str:
+        try:
+            secret_id = str(json.loads(self.body or "{}").get("SecretId") or "")
+        except (ValueError, AttributeError):
+            return "*"
+        if not secret_id:
+            return "*"
+        from moto.secretsmanager.models import secretsmanager_backends
+
+        secret = secretsmanager_backends[self.current_account][self.region].secrets.get(secret_id)
+        return secret.arn if secret is not None else secret_id
+
+    SecretsManagerResponse._determine_resource = secret_arn
+
     original_check_principal = IAMPolicyStatement._check_principal
 
     def check_principal(self: Any, principal: str) -> bool:
@@ -174,6 +189,7 @@ def _install() -> list[str]:
         "SQS GetQueueUrl against the queue's (moto checks them against \"*\", which no resource-scoped policy "
         "allows)",
         "SESv2 SendEmail is authorised against the sender's identity and the configuration set (moto: \"*\")",
+        "Secrets Manager calls are authorised against the secret's ARN, named by name or ARN (moto: \"*\")",
         "AssumeRole of a role that trusts only a service principal is refused with AccessDenied (moto raised "
         "an internal error)",
         "IAM's wildcards in actions and resources match as in AWS (* any characters, ? one; moto read them as "

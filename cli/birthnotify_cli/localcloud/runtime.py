@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import sys
 import threading
@@ -147,7 +148,8 @@ class SqsMapping:
 
 @dataclass
 class Schedule:
-    """A scheduled EventBridge rule's Lambda target: invoked on demand by ``fire_schedules``."""
+    """A scheduled EventBridge rule's Lambda target: invoked on demand by ``fire_schedules``, and by the
+    background poller (``make serve``) every period of a ``rate(...)`` expression."""
 
     logical_id: str
     rule_name: str
@@ -155,10 +157,21 @@ class Schedule:
     function: LocalFunction
     input: Any = None
     """The target's constant Input, sent instead of the scheduled event when the template sets one."""
+    retries: int = ASYNC_RETRIES
+    """Lambda's retries of a failed asynchronous invocation (the function's EventInvokeConfig, else two)."""
+    last_fired: float | None = None
 
     @property
     def rule_arn(self) -> str:
         return f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{self.rule_name}"
+
+    @property
+    def period_seconds(self) -> float | None:
+        """The period of a ``rate(n unit)`` expression; None for a cron expression."""
+        match = _RATE.match(self.expression.strip())
+        if not match:
+            return None
+        return int(match["count"]) * _RATE_UNITS[match["unit"].rstrip("s")]
 
 
 @dataclass
@@ -183,6 +196,10 @@ class RunStats:
     skipped_seconds: float = 0.0
     """SQS time skipped rather than waited for (visibility timeouts of failed messages, delays)."""
     by_function: dict[str, int] = field(default_factory=dict)
+
+
+_RATE = re.compile(r"^rate\((?P<count>[0-9]+) (?P<unit>minutes?|hours?|days?)\)$")
+_RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 class LocalRuntime:
@@ -411,17 +428,21 @@ class LocalRuntime:
 
     # -- schedules -------------------------------------------------------------------------------------------
 
-    def fire_schedules(self, at: datetime | None = None) -> list[ScheduleRun]:
-        """Deliver each scheduled rule's event to its Lambda target now (as EventBridge would at ``at``),
-        invoked asynchronously: retried twice on error, then sent to the function's dead-letter queue."""
+    def fire_schedules(self, at: datetime | None = None, function: str | None = None) -> list[ScheduleRun]:
+        """Deliver each scheduled rule's event (only those targeting ``function``, by name or logical id, if
+        given) to its Lambda target now (as EventBridge would at ``at``), invoked asynchronously: retried as
+        its EventInvokeConfig says (twice by default) on error, then sent to the function's dead-letter queue."""
         runs = []
         moment = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for schedule in self.schedules:
+            if function is not None and function not in (schedule.function.name, schedule.function.logical_id):
+                continue
+            schedule.last_fired = time.monotonic()
             event = schedule.input if schedule.input is not None else {
                 "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
                 "account": ACCOUNT, "time": moment, "region": REGION, "resources": [schedule.rule_arn], "detail": {}}
             run = ScheduleRun(schedule.rule_name, schedule.function.name)
-            for attempt in range(1, ASYNC_RETRIES + 2):
+            for attempt in range(1, schedule.retries + 2):
                 run.attempts = attempt
                 try:
                     run.result, run.error = self.invoke(schedule.function, event), None
@@ -450,6 +471,7 @@ class LocalRuntime:
         def loop() -> None:
             while not self._stop.is_set():
                 try:
+                    self._fire_due_rates()
                     busy = self.poll_once(self.background_stats, on_batch)
                 except Exception as exc:  # noqa: BLE001 (moto stopped, or a bug: keep serving, keep the reason)
                     self.background_errors.append(f"{type(exc).__name__}: {exc}")
@@ -459,6 +481,17 @@ class LocalRuntime:
 
         self._thread = threading.Thread(target=loop, name="localcloud-event-source-mappings", daemon=True)
         self._thread.start()
+
+    def _fire_due_rates(self) -> None:
+        """In the background, a ``rate(...)`` schedule fires every period, the first time at once (the mesh
+        function every minute); a cron one (the daily digest) only through ``fire_schedules``."""
+        for schedule in self.schedules:
+            period = schedule.period_seconds
+            if period is not None and (schedule.last_fired is None or
+                                       time.monotonic() - schedule.last_fired >= period):
+                for run in self.fire_schedules(function=schedule.function.name):
+                    if run.error:
+                        self.background_errors.append(f"{run.rule} -> {run.function}: {run.error}")
 
     def stop_polling(self, timeout_seconds: float = 60) -> None:
         if self._thread is None:

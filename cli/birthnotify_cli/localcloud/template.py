@@ -48,6 +48,10 @@ TREATMENTS: dict[str, tuple[str, str]] = {
     "AWS::SNS::Subscription": (APPLIED, "no moto CloudFormation model: created with Subscribe"),
     "AWS::CloudWatch::Alarm": (APPLIED, "no moto CloudFormation model: created with PutMetricAlarm (moto stores "
                                "alarms but never evaluates metrics, so they do not fire)"),
+    "AWS::SecretsManager::Secret": (APPLIED, "no moto CloudFormation model: created with CreateSecret before the "
+                                    "stack, with the template's name and description and a generated value as "
+                                    "CloudFormation's GenerateSecretString gives (not encrypted with the stack's "
+                                    "key, which does not exist yet: moto does not encrypt); each Ref is its ARN"),
 }
 CREATED_BEFORE = {"AWS::SES::ConfigurationSet": "Name", "AWS::SES::EmailIdentity": "EmailIdentity"}
 """Resources others refer to by Ref: made before the stack, each Ref replaced by the name they are made with."""
@@ -94,8 +98,10 @@ def moto_supported_types() -> set[str]:
     return set(get_model_map()) | set(NULL_MODELS)
 
 
-def adapt(template: dict[str, Any], supported: Iterable[str] | None = None) -> AdaptedTemplate:
-    """Take out of the template what moto's CloudFormation cannot create, and say what happens instead."""
+def adapt(template: dict[str, Any], supported: Iterable[str] | None = None,
+          created: dict[str, str] | None = None) -> AdaptedTemplate:
+    """Take out of the template what moto's CloudFormation cannot create, and say what happens instead.
+    ``created``: logical id -> physical id (what a Ref gives) of resources already made before the stack."""
     supported = set(moto_supported_types() if supported is None else supported)
     body = copy.deepcopy(template)
     resources: dict[str, Any] = body.get("Resources", {})
@@ -114,6 +120,7 @@ def adapt(template: dict[str, Any], supported: Iterable[str] | None = None) -> A
     removed = {logical: resources.pop(logical) for logical in treatments}
     names = {logical: removed[logical]["Properties"][prop] for logical in removed
              if (prop := CREATED_BEFORE.get(removed[logical]["Type"]))}
+    names.update(created or {})
     skipped = {logical for logical, t in treatments.items() if t.action == SKIPPED}
     notes: list[str] = []
 

@@ -9,13 +9,18 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from birthnotify.adapters.digest import DynamoDigestStore
+from birthnotify.adapters.lock import DynamoRunLock
+from birthnotify.adapters.mesh import S3InboundWriter, mesh_connector
 from birthnotify.adapters.progress import DynamoProgressStore
-from birthnotify.adapters.s3 import S3Reports, S3Uploads
+from birthnotify.adapters.s3 import S3ReportReader, S3Reports, S3Uploads
 from birthnotify.adapters.sqs import BatchSender, SqsEvents, SqsQueues
 from birthnotify.application.ingest import IngestPorts
+from birthnotify.application.mesh import MeshPorts
 from birthnotify.application.notify.service import NotifyPorts
 from birthnotify.application.ports import EmailTransport
-from birthnotify.shared.settings import IngestSettings, NotifySettings
+from birthnotify.shared.settings import IngestSettings, MeshSettings, NotifySettings
+
+MESH_LOCK = "mesh-run"
 
 
 def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any,
@@ -32,10 +37,26 @@ def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any,
     )
 
 
-def notify_ports(settings: NotifySettings, *, dynamodb: Any, transport: EmailTransport) -> NotifyPorts:
-    """The notify function's adapters."""
+def notify_ports(settings: NotifySettings, *, dynamodb: Any, transport: EmailTransport, s3: Any = None,
+                 read_mesh_secret: Callable[[], str] | None = None) -> NotifyPorts:
+    """The notify function's adapters; with ``read_mesh_secret`` (the MESH secret's value) and ``s3``, it
+    sends reports of files that came by MESH back by MESH."""
+    mesh = bool(settings.mesh_secret_id) and read_mesh_secret is not None and s3 is not None
     return NotifyPorts(
         transport=transport,
         digests=DynamoDigestStore(dynamodb, settings.state_table),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
+        mesh=mesh_connector(settings.mesh_secret_id, read_mesh_secret) if mesh and read_mesh_secret else None,
+        reports=S3ReportReader(s3, settings.reports_bucket) if mesh else None,
+    )
+
+
+def mesh_ports(settings: MeshSettings, *, s3: Any, sqs: Any, dynamodb: Any,
+               read_secret: Callable[[], str]) -> MeshPorts:
+    """The mesh function's adapters; ``read_secret`` gives the MESH secret's value."""
+    return MeshPorts(
+        connect=mesh_connector(settings.mesh_secret_id, read_secret),
+        inbound=S3InboundWriter(s3, settings.inbound_bucket),
+        lock=DynamoRunLock(dynamodb, settings.state_table, MESH_LOCK),
+        notices=SqsEvents(sqs, settings.file_events_queue_url),
     )

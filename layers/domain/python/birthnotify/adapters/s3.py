@@ -25,10 +25,23 @@ class S3Uploads:
         if upload.version_id:
             args["VersionId"] = upload.version_id
         head = self.client.head_object(**args)
-        return UploadHead(size=head["ContentLength"], last_modified=head["LastModified"])
+        return UploadHead(size=head["ContentLength"], last_modified=head["LastModified"],
+                          metadata=dict(head.get("Metadata", {})))
 
     def open(self, upload: InboundObject) -> IO[bytes]:
         return S3Object(bucket=upload.bucket, key=upload.key, version_id=upload.version_id, boto3_client=self.client)
+
+
+class S3ReportReader:
+    """Reports read back from the reports bucket (to send them to a trust by MESH), as streams."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.client = s3
+        self.bucket = bucket
+
+    def open(self, key: str) -> tuple[IO[bytes], int]:
+        response = self.client.get_object(Bucket=self.bucket, Key=key)
+        return response["Body"], int(response["ContentLength"])
 
 
 class S3Reports:

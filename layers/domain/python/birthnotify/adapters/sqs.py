@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from birthnotify.application.ports import Outgoing, SenderStats
-from birthnotify.domain.messages import FileProcessedEvent
+from birthnotify.domain.messages import FileProcessedEvent, MeshQuarantinedEvent
 from birthnotify.shared.names import authority_queue_name
 
 MAX_BATCH_ENTRIES = 10
@@ -131,11 +131,11 @@ class SqsQueues:
 
 
 class SqsEvents:
-    """The file-events queue the notifier consumes."""
+    """The file-events queue the notifier consumes: files processed, MESH messages quarantined."""
 
     def __init__(self, sqs: Any, queue_url: str) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
 
-    def publish(self, event: FileProcessedEvent) -> None:
+    def publish(self, event: FileProcessedEvent | MeshQuarantinedEvent) -> None:
         self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=event.model_dump_json())

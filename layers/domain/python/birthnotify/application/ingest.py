@@ -27,6 +27,7 @@ from birthnotify.application.ports import (
     SenderFactory,
     UploadStore,
 )
+from birthnotify.domain.mesh import mesh_origin
 from birthnotify.domain.messages import (
     DuplicateOf,
     FileError,
@@ -34,6 +35,7 @@ from birthnotify.domain.messages import (
     FileProcessedEvent,
     FileReport,
     FileStatus,
+    MeshOrigin,
 )
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.reader import FileFacts, FileKind, FileRejected, RowReader, scan_file
@@ -73,6 +75,7 @@ class FileIdentity(BaseModel):
     upload_ref: str = ""
     uploaded_at: datetime
     upload_day: date
+    mesh: MeshOrigin | None = None
 
 
 class IngestSummary(BaseModel):
@@ -117,30 +120,34 @@ class IngestService:
             self.log.info("folder marker ignored")
             return None
         trust_code: str | None = None
+        origin: MeshOrigin | None = None
         uploaded_at = obj.event_time or self._clock()
         try:
             trust_code, file_name = parse_inbound_key(obj.key)
-            if self.registry.trust(trust_code) is None:
+            trust = self.registry.trust(trust_code)
+            if trust is None:
                 raise FileRejected(ErrorCode.FILE_UNKNOWN_TRUST,
                                    f"No trust with ODS code {trust_code} is registered: check the upload folder.")
-            kind = FileKind.from_name(file_name)
             head = self.ports.uploads.head(obj)
             uploaded_at = obj.event_time or head.last_modified  # the event's has milliseconds
+            # Before any check that may reject it: a file that came by MESH is answered by MESH, rejected or not.
+            origin = mesh_origin(head.metadata, trust)
+            kind = FileKind.from_name(file_name)
             if head.size > self.settings.max_file_bytes:
                 raise FileRejected(ErrorCode.FILE_TOO_LARGE,
                                    f"The file is over the {self.settings.max_file_bytes // 2**20} MB limit; split it.")
             facts = scan_file(lambda: self.ports.uploads.open(obj), kind, self.settings.max_file_bytes)
         except FileRejected as rejection:
-            return self._reject(obj, trust_code, rejection, None, uploaded_at)
+            return self._reject(obj, trust_code, rejection, None, uploaded_at, origin)
         identity = FileIdentity(
             trust_ods_code=trust_code, sha256=facts.sha256, bucket=obj.bucket, key=obj.key,
             version_id=obj.version_id, upload_ref=obj.upload_ref, uploaded_at=uploaded_at,
-            upload_day=london_day(uploaded_at),
+            upload_day=london_day(uploaded_at), mesh=origin,
         )
         first: IngestSummary = self._process_once(file=identity, facts=facts, should_stop=should_stop)
         if (first.key, first.upload_ref) != (obj.key, obj.upload_ref):
             # The same content again, under another name or as another upload of this one.
-            return self._duplicate(obj, trust_code, facts, uploaded_at, first)
+            return self._duplicate(obj, trust_code, facts, uploaded_at, first, origin)
         return first
 
     def register_lambda_context(self, context: Any) -> None:
@@ -193,7 +200,7 @@ class IngestService:
                 trust_name=self.registry.trust_name(trust), bucket=obj.bucket, key=obj.key, sha256=identity.sha256,
                 processed_at=self._clock(), outcome=outcome, report_key=report_key,
                 rejected_rows_key=rejected_key if outcome.rejected else None, ignored_columns=reader.ignored_columns,
-                ignored_names_not_listed=reader.ignored_names_not_listed,
+                ignored_names_not_listed=reader.ignored_names_not_listed, mesh=identity.mesh,
             )
             self.ports.reports.write(report, tally.row_errors(), tally.row_warnings())
             self._emit(report)
@@ -221,21 +228,21 @@ class IngestService:
     # -- outcomes without processing ----------------------------------------------------------------
 
     def _reject(self, obj: InboundObject, trust_code: str | None, rejection: FileRejected,
-                sha256: str | None, uploaded_at: datetime) -> IngestSummary:
+                sha256: str | None, uploaded_at: datetime, origin: MeshOrigin | None) -> IngestSummary:
         self.log.warning("file rejected", extra={"code": rejection.code.value})
         stable = f"{obj.bucket}/{obj.key}/{obj.upload_ref}/{sha256}/{rejection.code.value}"
         report = self._report(obj, trust_code, uploaded_at, f"rejected:{hashlib.sha256(stable.encode()).hexdigest()}",
-                              FileStatus.REJECTED, sha256,
+                              FileStatus.REJECTED, sha256, mesh=origin,
                               file_error=FileError(code=rejection.code, message=rejection.message))
         return IngestSummary(key=obj.key, upload_ref=obj.upload_ref, status=report.status,
                              report_key=report.report_key, file_error=rejection.code, outcome=report.outcome)
 
     def _duplicate(self, obj: InboundObject, trust_code: str, facts: FileFacts, uploaded_at: datetime,
-                   first: IngestSummary) -> IngestSummary:
+                   first: IngestSummary, origin: MeshOrigin | None) -> IngestSummary:
         self.log.info("duplicate content", extra={"first_key": first.key})
         stable = f"{obj.bucket}/{obj.key}/{obj.upload_ref}/{facts.sha256}"
         report = self._report(obj, trust_code, uploaded_at, f"duplicate:{hashlib.sha256(stable.encode()).hexdigest()}",
-                              FileStatus.DUPLICATE, facts.sha256,
+                              FileStatus.DUPLICATE, facts.sha256, mesh=origin,
                               duplicate_of=DuplicateOf(key=first.key, report_key=first.report_key))
         return IngestSummary(key=obj.key, upload_ref=obj.upload_ref, status=report.status,
                              report_key=report.report_key, outcome=report.outcome)

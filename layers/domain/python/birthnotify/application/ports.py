@@ -4,6 +4,7 @@ that crosses them. Nothing here calls AWS."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -97,6 +98,8 @@ class ProgressStore(Protocol):
 class UploadHead:
     size: int
     last_modified: datetime
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """The object's user metadata (the mesh function's, for a file that came by MESH)."""
 
 
 class UploadStore(Protocol):
@@ -114,6 +117,28 @@ class ReportStore(Protocol):
 
 class EventPublisher(Protocol):
     def publish(self, event: FileProcessedEvent) -> None: ...
+
+
+# -- reports back by MESH --------------------------------------------------------------------------------
+
+
+class MeshOutbox(Protocol):
+    """The service's MESH mailbox, sending."""
+
+    def send(self, recipient: str, body: IO[bytes], size: int, *, workflow_id: str, file_name: str, local_id: str,
+             subject: str, content_type: str) -> str:
+        """Send ``size`` bytes of ``body`` to the ``recipient`` mailbox; returns MESH's message id."""
+        ...
+
+
+MeshSender = Callable[[], AbstractContextManager[MeshOutbox]]
+"""Opens a session with the service's mailbox (credentials read from the secret when it opens)."""
+
+
+class ReportSource(Protocol):
+    """The reports bucket, read: a report's bytes as a stream, and its size."""
+
+    def open(self, key: str) -> tuple[IO[bytes], int]: ...
 
 
 # -- emails and digests ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Literal
@@ -209,6 +210,46 @@ class FileError(BaseModel):
     message: str
 
 
+class MeshOrigin(BaseModel):
+    """The MESH message a file came in: its report goes back to ``mailbox`` by MESH."""
+
+    message_id: str = Field(description="MESH's id of the message; the file's key is inbound/<ODS>/mesh-<message id>.")
+    mailbox: str = Field(description="The trust's MESH mailbox that sent it (its registered mesh_mailbox).")
+    workflow_id: str
+    local_id: str | None = Field(None, description="The trust's own reference for the message (MESH local id).")
+
+
+class QuarantineReason(StrEnum):
+    """Why a MESH message was set aside in quarantine instead of going to the pipeline."""
+
+    UNKNOWN_SENDER = "UNKNOWN_SENDER"
+    """No registered trust has the sending mailbox."""
+    UNREADABLE_FILE_NAME = "UNREADABLE_FILE_NAME"
+    """Its MESH file name ends in no format the pipeline reads (or it has none)."""
+    UNEXPECTED_WORKFLOW = "UNEXPECTED_WORKFLOW"
+    """MESH delivered it under a workflow id the service does not take."""
+    NOT_A_DATA_MESSAGE = "NOT_A_DATA_MESSAGE"
+    """A MESH report (a message the service sent was not delivered), not a file."""
+
+
+class MeshQuarantinedEvent(BaseModel):
+    """Sent on the file-events queue for the notifier when a MESH message is quarantined: the operators are
+    told. No content and no file name (a trust might name a file after a patient): the message id finds it."""
+
+    schema_version: Literal["1"] = MESSAGE_SCHEMA_VERSION
+    kind: Literal["mesh_quarantined"] = "mesh_quarantined"
+    event_id: str = Field(description="mesh-quarantined:<message id>: the same for a retry.")
+    message_id: str
+    sender_mailbox: str
+    trust_ods_code: str | None = Field(None, description="The trust whose mailbox sent it, if any.")
+    workflow_id: str
+    message_type: str = "DATA"
+    reason: QuarantineReason
+    bucket: str
+    key: str = Field(description="Where it is kept: quarantine/mesh-<message id> in the inbound bucket.")
+    received_at: datetime
+
+
 class FileProcessedEvent(BaseModel):
     """Emitted once per processed (or rejected) file on the file-events queue, for the notifier.
     Holds counts and references only: never personal data."""
@@ -227,6 +268,19 @@ class FileProcessedEvent(BaseModel):
     outcome: FileOutcome
     report_key: str | None = None
     rejected_rows_key: str | None = None
+    mesh: MeshOrigin | None = Field(None, description="Set when the file came by MESH: its report goes back there.")
+
+
+def notifier_event(body: str) -> FileProcessedEvent | MeshQuarantinedEvent:
+    """A message of the file-events queue, as the model its ``kind`` names (a file-processed event has none)."""
+    if '"kind"' in body:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("kind") == "mesh_quarantined":
+            return MeshQuarantinedEvent.model_validate(data)
+    return FileProcessedEvent.model_validate_json(body)
 
 
 class FileReport(FileProcessedEvent):

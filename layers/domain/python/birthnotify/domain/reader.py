@@ -82,6 +82,11 @@ class FileKind:
     format: FileFormat
     gzipped: bool
 
+    @property
+    def suffix(self) -> str:
+        """The ending of the file names this kind is read from (``.csv.gz``)."""
+        return f".{self.format.value}{'.gz' if self.gzipped else ''}"
+
     @classmethod
     def from_name(cls, name: str) -> FileKind:
         lowered = name.lower()

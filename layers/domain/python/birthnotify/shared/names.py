@@ -4,6 +4,10 @@ from __future__ import annotations
 
 INBOUND_PREFIX = "inbound/"
 REPORTS_PREFIX = "reports/"
+QUARANTINE_PREFIX = "quarantine/"
+"""MESH messages the pipeline will not take, in the inbound bucket: outside inbound/, so no S3 event."""
+MESH_KEY_PREFIX = "mesh-"
+"""Objects the mesh function writes are named mesh-<MESH message id>."""
 
 
 def authority_queue_name(prefix: str, gss_code: str) -> str:

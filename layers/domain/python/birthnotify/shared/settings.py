@@ -32,6 +32,12 @@ class Env(StrEnum):
     NOTIFY_BASE_URL = "NOTIFY_BASE_URL"
     NOTIFY_TEMPLATE_ID = "NOTIFY_TEMPLATE_ID"
     CONSUMER_GUIDE_URL = "CONSUMER_GUIDE_URL"
+    # MESH
+    MESH_SECRET_ID = "MESH_SECRET_ID"  # noqa: S105 (a variable name)
+    MESH_FILE_WORKFLOW_ID = "MESH_FILE_WORKFLOW_ID"
+    MESH_NEMS_WORKFLOW_ID = "MESH_NEMS_WORKFLOW_ID"
+    MESH_REPORT_WORKFLOW_ID = "MESH_REPORT_WORKFLOW_ID"
+    MESH_MAX_MESSAGES = "MESH_MAX_MESSAGES"
 
 
 INGEST_ENV: frozenset[Env] = frozenset(
@@ -63,11 +69,30 @@ NOTIFY_ENV: frozenset[Env] = frozenset(
         Env.NOTIFY_BASE_URL,
         Env.NOTIFY_TEMPLATE_ID,
         Env.CONSUMER_GUIDE_URL,
+        Env.MESH_SECRET_ID,
+        Env.MESH_REPORT_WORKFLOW_ID,
     }
 )
 """The variables the notify handler reads (the Notify ones may be empty when the transport is SES)."""
 
+MESH_ENV: frozenset[Env] = frozenset(
+    {
+        Env.STAGE,
+        Env.REGISTRY_PATH,
+        Env.INBOUND_BUCKET,
+        Env.FILE_EVENTS_QUEUE_URL,
+        Env.STATE_TABLE,
+        Env.MESH_SECRET_ID,
+        Env.MESH_FILE_WORKFLOW_ID,
+        Env.MESH_NEMS_WORKFLOW_ID,
+        Env.MESH_REPORT_WORKFLOW_ID,
+        Env.MESH_MAX_MESSAGES,
+    }
+)
+"""The variables the mesh handler reads."""
+
 DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
+DEFAULT_MESH_MAX_MESSAGES = 100
 DEFAULT_MAX_BABY_AGE_DAYS = 366
 
 
@@ -139,6 +164,9 @@ class NotifySettings(_Settings):
     notify_api_key_secret_id: str = Field("", validation_alias=Env.NOTIFY_API_KEY_SECRET_ID.value)
     notify_base_url: str = Field(DEFAULT_NOTIFY_BASE_URL, validation_alias=Env.NOTIFY_BASE_URL.value)
     notify_template_id: str = Field("", validation_alias=Env.NOTIFY_TEMPLATE_ID.value)
+    mesh_secret_id: str = Field("", validation_alias=Env.MESH_SECRET_ID.value)
+    """Where the service's MESH mailbox and credentials are: reports of files that came by MESH go back by it."""
+    mesh_report_workflow_id: str = Field("", validation_alias=Env.MESH_REPORT_WORKFLOW_ID.value)
 
     @model_validator(mode="after")
     def _transport_complete(self) -> NotifySettings:
@@ -150,3 +178,19 @@ class NotifySettings(_Settings):
             raise ValueError(f"missing environment variables: {', '.join(missing)} (needed by the "
                              f"{self.email_transport.value} transport)")
         return self
+
+
+class MeshSettings(_Settings):
+    """What the mesh function needs from its environment (the mailbox and its credentials are in the secret)."""
+
+    _function = "mesh"
+    stage: str = Field("", validation_alias=Env.STAGE.value)
+    registry_path: str = Field(validation_alias=Env.REGISTRY_PATH.value)
+    inbound_bucket: str = Field(validation_alias=Env.INBOUND_BUCKET.value)
+    file_events_queue_url: str = Field(validation_alias=Env.FILE_EVENTS_QUEUE_URL.value)
+    state_table: str = Field(validation_alias=Env.STATE_TABLE.value)
+    mesh_secret_id: str = Field(validation_alias=Env.MESH_SECRET_ID.value)
+    mesh_file_workflow_id: str = Field(validation_alias=Env.MESH_FILE_WORKFLOW_ID.value)
+    mesh_nems_workflow_id: str = Field(validation_alias=Env.MESH_NEMS_WORKFLOW_ID.value)
+    mesh_report_workflow_id: str = Field(validation_alias=Env.MESH_REPORT_WORKFLOW_ID.value)
+    mesh_max_messages: PositiveInt = Field(DEFAULT_MESH_MAX_MESSAGES, validation_alias=Env.MESH_MAX_MESSAGES.value)

@@ -15,7 +15,15 @@ from enum import StrEnum
 from importlib import resources
 from string import Template
 
-from birthnotify.domain.messages import FileProcessedEvent, FileStatus, HeldReason, WithheldReason
+from birthnotify.domain.mesh import QUARANTINE_HELP
+from birthnotify.domain.messages import (
+    FileProcessedEvent,
+    FileStatus,
+    HeldReason,
+    MeshQuarantinedEvent,
+    QuarantineReason,
+    WithheldReason,
+)
 from birthnotify.domain.record import ERROR_HELP, ErrorCode
 from birthnotify.domain.registry import Authority, Registry, Trust
 from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
@@ -37,6 +45,12 @@ HELD_REASON_TEXT = {
     HeldReason.OUTSIDE_SERVICE: "the address is in Scotland, Northern Ireland, the Channel Islands or the Isle of "
     "Man, outside this service",
 }
+QUARANTINE_REASON_TEXT = {
+    QuarantineReason.UNKNOWN_SENDER: "it came from a mailbox no registered trust has",
+    QuarantineReason.UNREADABLE_FILE_NAME: "its file name is not one of the formats the pipeline reads",
+    QuarantineReason.UNEXPECTED_WORKFLOW: "it came under a workflow id the service does not take",
+    QuarantineReason.NOT_A_DATA_MESSAGE: "it is a MESH report, not a file",
+}
 WITHHELD_REASON_TEXT = {
     WithheldReason.STILLBIRTH: "stillbirths",
     WithheldReason.RESTRICTED: "restricted (PDS-flagged) records",
@@ -50,6 +64,7 @@ class EmailKind(StrEnum):
     HELD_ALERT = "held-alert"
     UNATTRIBUTED_FILE = "unattributed-file"
     AUTHORITY_DIGEST = "authority-digest"
+    MESH_QUARANTINED = "mesh-quarantined"
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,10 @@ class Composer:
                               "record on.")
             subject = f"File processed: {name}: {outcome.forwarded} forwarded, {outcome.rejected} rejected"
         document.para(f"Full report: s3://{self.reports_bucket}/{event.report_key}")
+        if event.mesh is not None:
+            local = f" (your local id {event.mesh.local_id})" if event.mesh.local_id else ""
+            document.para(f"The file came by MESH as message {event.mesh.message_id}{local}: its report is also sent "
+                          f"back to your mailbox {event.mesh.mailbox}.")
         return self.render(EmailKind.TRUST_RECEIPT, f"{event.event_id}:{EmailKind.TRUST_RECEIPT}",
                            trust.contact_emails, subject, document)
 
@@ -265,6 +284,22 @@ class Composer:
                                           f"{authority.gss_code}", authority.contact_emails,
                                           "Birth notifications held: no sharing agreement in force", lapsed))
         return emails
+
+    def mesh_quarantined(self, event: MeshQuarantinedEvent) -> Email:
+        """Operators hear of a MESH message set aside, by its message id: never its file name, which a trust
+        may have made from a patient's details."""
+        trust = self.registry.trust(event.trust_ods_code) if event.trust_ods_code else None
+        sender = f"mailbox {event.sender_mailbox}" + (f" ({trust.name}, {trust.ods_code})" if trust else
+                                                      " (no registered trust)")
+        document = Document(f"MESH message {event.message_id} was quarantined")
+        document.para(f"A MESH message from {sender}, workflow {event.workflow_id or '(none)'}, was not passed to "
+                      f"the pipeline: {QUARANTINE_REASON_TEXT[event.reason]} ({event.reason.value}). Nothing in it "
+                      "was read or forwarded.")
+        document.para(f"It is kept, as received, at s3://{event.bucket}/{event.key} (it expires with raw uploads). "
+                      "It was acknowledged, so it no longer waits in the service's MESH inbox.")
+        document.para(f"What to do: {QUARANTINE_HELP[event.reason]}")
+        return self.render(EmailKind.MESH_QUARANTINED, f"{event.event_id}:{EmailKind.MESH_QUARANTINED}",
+                           self.registry.operator_emails, f"MESH message quarantined: {event.message_id}", document)
 
     # -- digests -------------------------------------------------------------------------------------
 

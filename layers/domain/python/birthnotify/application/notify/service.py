@@ -1,4 +1,6 @@
-"""The notifier: turns file-processed events into emails, each sent at most once per recipient."""
+"""The notifier: turns file-processed events into emails, each sent at most once per recipient; sends the
+report of a file that came by MESH back to the trust's mailbox, each document once; tells the operators of
+a MESH message set aside in quarantine."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 from pydantic import BaseModel
 
 from birthnotify.application.notify.compose import Composer, Email
-from birthnotify.application.ports import DigestStore, EmailTransport, Log
-from birthnotify.domain.messages import FileProcessedEvent
+from birthnotify.application.ports import DigestStore, EmailTransport, Log, MeshSender, ReportSource
+from birthnotify.domain.messages import FileProcessedEvent, MeshQuarantinedEvent
 from birthnotify.domain.registry import NotificationMode, Registry
 from birthnotify.shared.clock import london_day, utc_now
 
@@ -32,7 +34,13 @@ class NotifyPorts:
     transport: EmailTransport
     digests: DigestStore
     idempotency_store: BasePersistenceLayer
+    mesh: MeshSender | None = None
+    """The service's MESH mailbox, when the stage has one: reports of files that came by MESH go back by it."""
+    reports: ReportSource | None = None
 
+
+class MeshNotConfigured(RuntimeError):
+    """A file came by MESH but this notifier has no MESH mailbox to answer it with."""
 
 class Delivery(BaseModel):
     """One email to one recipient: sent at most once, remembered by ``key``."""
@@ -45,9 +53,20 @@ class Delivered(BaseModel):
     message_id: str
 
 
+class ReportBack(BaseModel):
+    """One document of a file's report, sent back by MESH at most once, remembered by ``key``."""
+
+    key: str
+    mailbox: str
+    report_key: str
+    file_name: str
+    content_type: str
+
+
 class NotifyService:
     def __init__(self, *, registry: Registry, composer: Composer, ports: NotifyPorts,
-                 clock: Callable[[], datetime] = utc_now, log: Log | None = None) -> None:
+                 clock: Callable[[], datetime] = utc_now, log: Log | None = None,
+                 mesh_report_workflow: str = "") -> None:
         self.registry = registry
         self.log: Log = log or logging.getLogger("birthnotify.notify")
         self.composer = composer
@@ -59,8 +78,16 @@ class NotifyService:
             data_keyword_argument="delivery", persistence_store=ports.idempotency_store, config=self.idempotency,
             output_serializer=PydanticSerializer(model=Delivered),
         )(self._deliver)
+        self._report_back_once = idempotent_function(
+            data_keyword_argument="document", persistence_store=ports.idempotency_store, config=self.idempotency,
+            output_serializer=PydanticSerializer(model=Delivered),
+        )(self._report_back)
+        self.mesh_report_workflow = mesh_report_workflow
         self.sent: list[tuple[Email, str]] = []
         """What this container sent (for metrics and the local demo's summary)."""
+        self.reports_sent: list[tuple[str, str]] = []
+        """(mailbox, MESH message id) of each report document this container sent back by MESH."""
+        self.report_failures = 0
 
     @property
     def transport(self) -> EmailTransport:
@@ -89,9 +116,63 @@ class NotifyService:
                 self.digests.add(authority.gss_code, day, event.event_id, event.trust_name or
                                  event.trust_ods_code or "", counts.agreement_id, counts.new, counts.amend,
                                  counts.cancel)
+        if event.mesh is not None:
+            try:
+                self.report_back(event)
+            except Exception as exc:  # noqa: BLE001 (retried with the emails, each part sent once)
+                failures.append(exc)
         if failures:
             raise failures[0]
         return len(self.sent) - before
+
+    def handle_notice(self, event: MeshQuarantinedEvent) -> int:
+        """Tell the operators of a quarantined MESH message (once); returns emails newly sent."""
+        before = len(self.sent)
+        self.send(self.composer.mesh_quarantined(event))
+        return len(self.sent) - before
+
+    def report_back(self, event: FileProcessedEvent) -> None:
+        """Send the file's report (the JSON, and the rejected rows' CSV when there is one) to the mailbox it
+        came from, each document once: a retry after a failure sends only what was not sent."""
+        origin = event.mesh
+        assert origin is not None
+        if self.ports.mesh is None or self.ports.reports is None or not self.mesh_report_workflow:
+            raise MeshNotConfigured("a file came by MESH but the notifier has no MESH secret or report workflow")
+        documents = [(event.report_key, f"report-{origin.message_id}.json", "application/json"),
+                     (event.rejected_rows_key, f"rejected-rows-{origin.message_id}.csv", "text/csv")]
+        failures: list[Exception] = []
+        for report_key, file_name, content_type in documents:
+            if not report_key:
+                continue
+            document = ReportBack(key=f"{event.event_id}:mesh:{file_name}", mailbox=origin.mailbox,
+                                  report_key=report_key, file_name=file_name, content_type=content_type)
+            try:
+                self._report_back_once(document=document, event=event)
+            except Exception as exc:  # noqa: BLE001 (the other document is still sent)
+                self.report_failures += 1
+                self.log.warning("report not sent back by MESH", extra={"message_id": origin.message_id,
+                                                                       "error": type(exc).__name__})
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    def _report_back(self, document: ReportBack, event: FileProcessedEvent) -> Delivered:
+        assert self.ports.mesh is not None and self.ports.reports is not None and event.mesh is not None
+        outcome = event.outcome
+        subject = (f"Birth notifications report: {event.status.value}, {outcome.forwarded} forwarded, "
+                   f"{outcome.rejected} rejected")
+        body, size = self.ports.reports.open(document.report_key)
+        try:
+            with self.ports.mesh() as mailbox:
+                message_id = mailbox.send(document.mailbox, body, size, workflow_id=self.mesh_report_workflow,
+                                          file_name=document.file_name, local_id=event.mesh.message_id,
+                                          subject=subject, content_type=document.content_type)
+        finally:
+            body.close()
+        self.reports_sent.append((document.mailbox, message_id))
+        self.log.info("report sent back by MESH", extra={"message_id": event.mesh.message_id,
+                                                         "report_message_id": message_id})
+        return Delivered(message_id=message_id)
 
     def send_digests(self) -> int:
         """Send every unsent digest of the last days, today excluded; returns how many digests were sent.
