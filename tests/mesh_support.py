@@ -105,6 +105,17 @@ class MeshStack:
 
         return INBOUND
 
+    def undelivered(self, linked_message_id: str, mailbox: str = SERVICE_MAILBOX) -> None:
+        """MESH's report that a message the service sent was not collected (the sandbox's admin endpoint)."""
+        import urllib.request
+
+        body = json.dumps({"mailbox_id": mailbox, "code": "14", "workflow_id": REPORTS_WORKFLOW,
+                           "description": "Message not collected by recipient after 5 days",
+                           "linked_message_id": linked_message_id}).encode()
+        request = urllib.request.Request(f"{self.sandbox.url}/messageexchange/admin/report", data=body,  # noqa: S310
+                                         method="POST", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=30).close()  # noqa: S310 (loopback)
+
     def point_at(self, url: str) -> None:
         """Change the MESH endpoint in the secret (as DevOps would), and let the next run read it afresh."""
         secrets = boto3.client("secretsmanager")

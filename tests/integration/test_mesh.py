@@ -120,6 +120,20 @@ def test_a_message_from_a_mailbox_no_trust_has_is_quarantined_acknowledged_and_r
     assert mesh_stack.read(STRANGER_MAILBOX) == []  # nothing is sent to a mailbox no trust has
 
 
+def test_mesh_saying_a_report_was_not_collected_is_set_aside_for_the_operators(mesh_stack):
+    mesh_stack.undelivered("9C3B1F0E5A7D4E2B8F6A1C3D5E7F9A0B")
+
+    run = mesh_stack.run()
+
+    [(message_id, reason)] = run["quarantined"].items()
+    assert reason == "NOT_A_DATA_MESSAGE" and mesh_stack.inbox() == []  # it does not wait in the inbox for ever
+    through_the_pipeline(mesh_stack)
+    [alert] = [email for email in mesh_stack.notify.sent() if "quarantined" in email.subject]
+    assert message_id in alert.subject and "a MESH report, not a file" in alert.text
+    assert "from MESH itself" in alert.text
+    assert "Tell the trust its report is waiting" in alert.text
+
+
 @pytest.mark.parametrize("name", ["births.xlsx", None])
 def test_a_file_whose_name_the_pipeline_cannot_read_is_quarantined_not_ingested(mesh_stack, name):
     message_id = mesh_stack.send(b"PK\x03\x04 a workbook", file_name=name)

@@ -289,8 +289,11 @@ class Composer:
         """Operators hear of a MESH message set aside, by its message id: never its file name, which a trust
         may have made from a patient's details."""
         trust = self.registry.trust(event.trust_ods_code) if event.trust_ods_code else None
-        sender = f"mailbox {event.sender_mailbox}" + (f" ({trust.name}, {trust.ods_code})" if trust else
-                                                      " (no registered trust)")
+        if not event.sender_mailbox:
+            sender = "MESH itself (no sending mailbox)"
+        else:
+            sender = f"mailbox {event.sender_mailbox}" + (f" ({trust.name}, {trust.ods_code})" if trust else
+                                                          " (no registered trust)")
         document = Document(f"MESH message {event.message_id} was quarantined")
         document.para(f"A MESH message from {sender}, workflow {event.workflow_id or '(none)'}, was not passed to "
                       f"the pipeline: {QUARANTINE_REASON_TEXT[event.reason]} ({event.reason.value}). Nothing in it "
