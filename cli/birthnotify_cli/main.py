@@ -1,5 +1,5 @@
-"""`birthnotify`: the command line for trusts (validate), authorities (consume), testers (generate) and
-the team (demo, local serve, contracts, registry check, postcodes build).
+"""`birthnotify`: the command line for trusts (validate), authorities (consume), testers (generate, mesh send and
+receive against the local MESH sandbox) and the team (demo, local serve, contracts, registry check, postcodes build).
 
 Exit codes: 0 success; 1 some rows or messages were not accepted; 2 usage error; 3 the file was
 rejected as a whole; 4 configuration error (registry, postcode directory, AWS access).
@@ -114,6 +114,26 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-iam-enforcement", dest="enforce_iam", action="store_false",
                       help="accept any credentials (IAM is enforced by default, as in AWS)")
     demo.set_defaults(run=_demo)
+
+    mesh = commands.add_parser("mesh", help="send a file to, or receive messages from, the local MESH sandbox",
+                               description="A trust's MESH client, for the local cloud's mesh-sandbox (make serve "
+                               "prints its URL): the sandbox's mailboxes and password, its shared key. A real "
+                               "MESH mailbox needs the trust's own MESH client and certificate.")
+    mesh_commands = mesh.add_subparsers(metavar="ACTION")
+    send = mesh_commands.add_parser("send", help="send a file from a mailbox")
+    send.add_argument("file", type=Path)
+    send.add_argument("--url", required=True, help="the sandbox's URL")
+    send.add_argument("--from", dest="sender", default="X26ABC2", help="the sending mailbox (RX2's: X26ABC2)")
+    send.add_argument("--to", dest="recipient", default="X26ABC1", help="the service's mailbox (X26ABC1)")
+    send.add_argument("--workflow", default="BIRTHNOTIFY_FILES_1")
+    send.add_argument("--local-id", default=None, help="your own reference for the message")
+    send.set_defaults(run=_mesh_send)
+    receive = mesh_commands.add_parser("receive", help="save (and acknowledge) a mailbox's messages")
+    receive.add_argument("--url", required=True, help="the sandbox's URL")
+    receive.add_argument("--mailbox", default="X26ABC2")
+    receive.add_argument("--workflow", default="BIRTHNOTIFY_REPORTS_1")
+    receive.add_argument("--output", type=Path, required=True, help="directory to save each message in")
+    receive.set_defaults(run=_mesh_receive)
 
     local = commands.add_parser("local", help="the local cloud (moto)")
     local_commands = local.add_subparsers(metavar="ACTION")
@@ -353,6 +373,33 @@ def _demo(args: argparse.Namespace) -> int:
     from birthnotify_cli.demo import run_demo
 
     return run_demo(rows=args.rows, output=args.output, enforce_iam=args.enforce_iam)
+
+
+def _mesh_send(args: argparse.Namespace) -> int:
+    from birthnotify_cli.mesh_sandbox import sandbox_client
+
+    with sandbox_client(args.url, args.sender) as client, args.file.open("rb") as body:
+        message_id = client.send_message(args.recipient, body, workflow_id=args.workflow, filename=args.file.name,
+                                         **({"local_id": args.local_id} if args.local_id else {}))
+    print(f"sent {args.file.name} from {args.sender} to {args.recipient} as MESH message {message_id}")
+    return EXIT_OK
+
+
+def _mesh_receive(args: argparse.Namespace) -> int:
+    from birthnotify_cli.mesh_sandbox import sandbox_client
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    with sandbox_client(args.url, args.mailbox) as client:
+        for message_id in client.list_messages(workflow_filter=args.workflow):
+            message = client.retrieve_message(message_id)
+            name = Path(message.filename or f"{message_id}.dat").name  # never outside the directory
+            with (args.output / name).open("wb") as target:
+                while block := message.read(1 << 20):
+                    target.write(block)
+            message.close()
+            client.acknowledge_message(message_id)
+            print(f"received MESH message {message_id}: {args.output / name}")
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ def test_serve_prints_how_to_act_as_a_trust_and_a_council_and_those_commands_wor
         usage = "\n".join(printed)
         assert f"http://127.0.0.1:{port}" in usage and "IAM is enforced" in usage
         variables, commands = printed_commands(usage)
-        generate, upload, report, peek, consume = commands
+        generate, upload, report, peek, consume, mesh_send, mesh_receive = commands
         work = tmp_path / "user"
         work.mkdir()
 
@@ -95,6 +95,22 @@ def test_serve_prints_how_to_act_as_a_trust_and_a_council_and_those_commands_wor
         written = list(work.glob("births-E08000035.csv"))
         records = written[0].read_text().splitlines()[1:] if written else []
         assert len(records) == leeds["new"] + leeds["amend"] + leeds["cancel"], consumed.stderr
+
+        # Trust RX2 sends the same file by MESH: the background runtime fires the mesh schedule (every minute,
+        # the first at once), the pipeline processes it, and the report comes back to RX2's mailbox.
+        sent = run(mesh_send, variables, work)
+        assert sent.returncode == 0, sent.stderr
+        message_id = sent.stdout.strip().rsplit(" ", 1)[-1]
+        while not any(f"inbound/RX2/mesh-{message_id}.csv: PROCESSED, 200 rows in" in line for line in printed):
+            assert time.monotonic() < deadline, printed[-5:]
+            time.sleep(0.2)
+        while not list((work / "mesh-reports").glob("*.json")):
+            received = run(mesh_receive, variables, work)
+            assert received.returncode == 0 and time.monotonic() < deadline, received.stderr
+            time.sleep(0.3)
+        [mesh_report] = (work / "mesh-reports").glob("*.json")
+        assert mesh_report.name == f"report-{message_id}.json"
+        assert json.loads(mesh_report.read_text())["outcome"] == outcome  # RX2's own report of the same rows
 
         # What a trust may not do: upload under another trust's prefix.
         other = upload.replace("/inbound/RX1/", "/inbound/RX2/")

@@ -358,6 +358,7 @@ class LocalCloud:
             f"aws_access_key_id={p.stand_in.access_key_id} aws_secret_access_key={p.stand_in.secret_access_key}"
             for p in self.principals.values())
         aws = f".venv/bin/aws --endpoint-url {endpoint}"
+        mesh = self.mesh.url if self.mesh else "<not running>"
         return f"""The local cloud is running at {endpoint}; {enforced}.
 
 Trusts and councils act through their own roles, as in AWS (a local IAM user stands in for each principal
@@ -381,6 +382,14 @@ Roles, with the key of the user that may assume each:
 {roles}
     {iam.ADMIN_USER:<22} the operator, allowed everything (an IAM user):
     {'':<22} aws_access_key_id={self.admin.access_key_id} aws_secret_access_key={self.admin.secret_access_key}
+
+MESH: the mesh-sandbox at {mesh}; the service's mailbox is X26ABC1 and the mesh function takes its
+messages every minute while this runs. Trust RX2 sends from its mailbox X26ABC2 and gets its report back
+there (the sandbox's mailboxes all have the password 'password'):
+
+    .venv/bin/birthnotify mesh send births.csv --url {mesh} --from X26ABC2
+    # once this console lists inbound/RX2/mesh-<message id>.csv: its report, from RX2's mailbox
+    .venv/bin/birthnotify mesh receive --url {mesh} --mailbox X26ABC2 --output mesh-reports
 
 Authority queues: {', '.join(f'{gss} {url}' for gss, url in resources.authority_queues.items())}
 Held queue: {resources.held_queue_url}
