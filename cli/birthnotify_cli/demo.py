@@ -1,7 +1,8 @@
-"""`make demo`: a trust's synthetic file, and NEMS birth notification bundles (NHS Digital's published example
-and a generated one), through the deployed stack on the local cloud, told as it happens, with IAM enforced:
-the trust uploads through its own role, each function runs as its execution role and the council reads its
-queue through its own role. `make serve` is ``birthnotify_cli.localcloud.serve``."""
+"""`make demo`: trusts' synthetic files, and NEMS birth notification bundles (NHS Digital's published example
+and a generated one), through the deployed stack on the local cloud, told as it happens, with IAM enforced: one
+trust uploads through its own role, another sends by MESH (the local mesh-sandbox) and gets its report back in
+its MESH inbox, each function runs as its execution role and the council reads its queue through its own role.
+`make serve` is ``birthnotify_cli.localcloud.serve``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_dist
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ROOT / "config" / "registry.toml"
 TRUST = "RX1"
+MESH_TRUST, MESH_TRUST_MAILBOX = "RX2", "X26ABC2"
+UNKNOWN_MAILBOX = "X26ABC3"  # no trust's: its message is quarantined
+SERVICE_MAILBOX = "X26ABC1"
+FILES_WORKFLOW, REPORTS_WORKFLOW = "BIRTHNOTIFY_FILES_1", "BIRTHNOTIFY_REPORTS_1"
 CONSUMING_AUTHORITY = "E08000035"  # Leeds
 YORK, CARDIFF, MANCHESTER = "E06000014", "W06000015", "E08000003"
 NEMS_EXAMPLE = ROOT / "docs" / "examples" / "nems" / "BirthNotificationWithMother.xml"
@@ -92,6 +97,25 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
             cloud.client("s3", acting_as=TRUST).upload_file(str(bundle), inbound, bundle_key)
         _say(f"trust {TRUST} also uploaded {len(bundles)} NEMS PDS Birth Notification bundles by S3 (one birth each, "
              f"FHIR XML and gzipped FHIR JSON): {', '.join(bundle.name for bundle in bundles)}")
+        mesh_file = output / f"weald-{stamp}.csv"
+        mesh_rows = demo_file(mesh_file, max(rows // 3, 20), seed=int(time.time()) + 1)
+        with cloud.mesh.client(MESH_TRUST_MAILBOX) as client:
+            message_id = str(client.send_message(SERVICE_MAILBOX, mesh_file.read_bytes(), workflow_id=FILES_WORKFLOW,
+                                                 filename=mesh_file.name, local_id=f"weald-{stamp}"))
+        _say(f"trust {MESH_TRUST} sent {mesh_rows} rows by MESH from its mailbox {MESH_TRUST_MAILBOX} to the "
+             f"service's {SERVICE_MAILBOX} (workflow {FILES_WORKFLOW}): message {message_id}")
+        with cloud.mesh.client(UNKNOWN_MAILBOX) as client:
+            stranger = str(client.send_message(SERVICE_MAILBOX, mesh_file.read_bytes(), workflow_id=FILES_WORKFLOW,
+                                               filename=mesh_file.name))
+        _say(f"mailbox {UNKNOWN_MAILBOX}, which no trust has, sent a file too: message {stranger}")
+        [mesh_run] = cloud.fire_schedules(function="birthnotify-local-mesh")
+        if mesh_run.error:
+            raise RuntimeError(f"the mesh function failed: {mesh_run.error}")
+        result = mesh_run.result
+        _say(f"the mesh function's scheduled run (as its role): {len(result['stored'])} stored under "
+             f"inbound/{MESH_TRUST}/, {len(result['quarantined'])} quarantined "
+             f"({', '.join(f'{m}: {r}' for m, r in result['quarantined'].items())}), each acknowledged after S3 "
+             "had it whole")
 
         def show(stats) -> None:
             print(f"\r    {stats.invocations} invocations, {stats.messages} messages handled", end="", flush=True)
@@ -103,23 +127,25 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
         if stats.failed:
             _say(f"{stats.failed} messages failed and were retried after their queue's visibility timeout "
                  f"(SQS's clock moved {stats.skipped_seconds:.0f} s instead of waiting); see the logs")
-        _summarise(cloud, key, output)
+        _summarise(cloud, TRUST, key.rsplit("/", 1)[-1], output)
         _summarise_bundles(cloud, bundle_keys)
+        _summarise_mesh(cloud, message_id, output)
         _consume(cloud, key, output)
+        _summarise_emails(cloud, output)
     finally:
         cloud.stop()
     _say(f"done in {time.monotonic() - started:.0f} s; files in {output}/")
     return 0
 
 
-def _summarise(cloud: LocalCloud, key: str, output: Path) -> None:
+def _summarise(cloud: LocalCloud, trust: str, name: str, output: Path) -> None:
     s3 = cloud.client("s3")
-    name = key.rsplit("/", 1)[-1]
     bucket = cloud.outputs["ReportsBucketName"]
-    report_key = latest_report_key(s3, bucket, TRUST, name)
+    report_key = latest_report_key(s3, bucket, trust, name)
     report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
     outcome = report["outcome"]
-    print(f"\nReconciliation: {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
+    print(f"\n{trust}'s upload {name}")
+    print(f"Reconciliation: {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
           f"{outcome['rejected']} rejected + {outcome['withheld']} withheld + {outcome['held']} held")
     print("\nForwarded, per authority (only the fields each agreement allows):")
     for authority in outcome["authorities"]:
@@ -138,11 +164,6 @@ def _summarise(cloud: LocalCloud, key: str, output: Path) -> None:
     for error in report["errors"][:5]:
         print(f"      row {error['row']:>4} {error['notification_id'] or '':<12} {error['field'] or '':<20} "
               f"{error['message']}")
-    emails = cloud.sent_emails()
-    print(f"\nEmails sent ({len(emails)}, counts and references only):")
-    for message in emails:
-        print(f"    to {', '.join(message['to']):<45} {message['subject']}")
-    (output / f"emails-{name}.json").write_text(json.dumps(emails, indent=2))
 
 
 def _summarise_bundles(cloud: LocalCloud, keys: list[str]) -> None:
@@ -172,4 +193,32 @@ def _consume(cloud: LocalCloud, key: str, output: Path) -> None:
                     cloud.authority_queue_url(CONSUMING_AUTHORITY), target, "csv", wait_seconds=0)
     role = cloud.resources.authority_consumer_roles[CONSUMING_AUTHORITY].rsplit("/", 1)[-1]
     print(f"\nLeeds City Council consumed its queue as role {role}: {stats.written} records written to {target} "
-          "(the CSV's rows and the published NEMS example's record)")
+          "(the rows of RX1's file, of RX2's file sent by MESH, and the published NEMS example's record)")
+
+
+def _summarise_mesh(cloud: LocalCloud, message_id: str, output: Path) -> None:
+    """What RX2 finds in its own MESH inbox: its report, and its rejected rows (saved beside the demo files)."""
+    print(f"\n{MESH_TRUST}'s MESH inbox ({MESH_TRUST_MAILBOX}, workflow {REPORTS_WORKFLOW}):")
+    with cloud.mesh.client(MESH_TRUST_MAILBOX) as client:
+        for report_id in client.list_messages(workflow_filter=REPORTS_WORKFLOW):
+            message = client.retrieve_message(report_id)
+            body = message.read()
+            message.close()
+            client.acknowledge_message(report_id)
+            (output / message.filename).write_bytes(body)
+            line = f"    {message.filename:<52} {len(body):>7} bytes, local id {message.local_id}"
+            if message.filename.endswith(".json"):
+                report = json.loads(body)
+                outcome = report["outcome"]
+                line += (f": {report['status']}, {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
+                         f"{outcome['rejected']} rejected + {outcome['withheld']} withheld + {outcome['held']} held")
+            print(line)
+    print(f"    (the answer to MESH message {message_id}; saved in {output}/)")
+
+
+def _summarise_emails(cloud: LocalCloud, output: Path) -> None:
+    emails = cloud.sent_emails()
+    print(f"\nEmails sent ({len(emails)}, counts and references only):")
+    for message in emails:
+        print(f"    to {', '.join(message['to']):<45} {message['subject']}")
+    (output / "emails.json").write_text(json.dumps(emails, indent=2))
