@@ -23,6 +23,7 @@ from notify_support import find_personal, personal_values
 
 TRUST = "RX2"  # sends from TRUST_MAILBOX
 LEEDS = "E08000035"
+KENT = "E10000016"
 AN_HOUR = 3600
 
 
@@ -147,20 +148,30 @@ def test_a_file_whose_name_the_pipeline_cannot_read_is_quarantined_not_ingested(
     assert "Weald and Medway" in alert.text and "UNREADABLE_FILE_NAME" in alert.text
 
 
-def test_a_nems_bundle_is_stored_as_xml_for_the_pipeline_which_answers_it_by_mesh(mesh_stack, root):
-    bundle = b'<Bundle xmlns="http://hl7.org/fhir"><id value="85b9d933"/></Bundle>'
-    without_name = mesh_stack.send(bundle, workflow_id=NEMS_WORKFLOW, file_name=None)
-    named = mesh_stack.send(bundle + b" ", workflow_id=NEMS_WORKFLOW, file_name="birth-notification.json")
+def test_nems_bundles_sent_under_the_nems_workflow_reach_their_authorities_and_are_answered_by_mesh(
+        mesh_stack, tmp_path):
+    from birthnotify_cli.demo import demo_bundles
+
+    example, generated = demo_bundles(tmp_path, seed=5)  # NHS Digital's published example (Leeds); one for Kent
+    # NEMS names none (MESH then calls it <message id>.dat): XML, as NEMS delivers it. A name gives the extension.
+    unnamed = mesh_stack.send(example.read_bytes(), workflow_id=NEMS_WORKFLOW, file_name=None)
+    named = mesh_stack.send(generated.read_bytes(), workflow_id=NEMS_WORKFLOW, file_name=generated.name)
 
     run = mesh_stack.run()
 
-    assert sorted(run["stored"]) == sorted([without_name, named]) and run["quarantined"] == {}
-    assert set(mesh_stack.objects("inbound/")) == {f"inbound/{TRUST}/mesh-{without_name}.xml",
-                                                   f"inbound/{TRUST}/mesh-{named}.json"}
+    assert sorted(run["stored"]) == sorted([unnamed, named]) and run["quarantined"] == {}
+    assert set(mesh_stack.objects("inbound/")) == {f"inbound/{TRUST}/mesh-{unnamed}.xml",
+                                                   f"inbound/{TRUST}/mesh-{named}.json.gz"}
     through_the_pipeline(mesh_stack)
-    # Whatever ingest makes of the format (FHIR bundles are another issue's), the trust hears back by MESH.
-    back = mesh_stack.read(TRUST_MAILBOX, REPORTS_WORKFLOW)
-    assert {m.file_name for m in back} >= {f"report-{without_name}.json", f"report-{named}.json"}
+    [to_leeds] = forwarded_to_leeds(mesh_stack)
+    assert to_leeds["notification_id"] == "85b9d933-b3e2-41a7-a8f2-f5ee7be4ee82"  # the example's own id
+    assert len(mesh_stack.ingest.drain(mesh_stack.ingest.authority_queue_urls[KENT])) == 1
+    back = {m.file_name: json.loads(m.body) for m in mesh_stack.read(TRUST_MAILBOX, REPORTS_WORKFLOW)}
+    assert set(back) == {f"report-{unnamed}.json", f"report-{named}.json"}  # no rows rejected: no CSV
+    for message_id in (unnamed, named):
+        report = back[f"report-{message_id}.json"]
+        assert report["outcome"]["rows_in"] == report["outcome"]["forwarded"] == 1
+        assert report["mesh"]["message_id"] == message_id and report["mesh"]["workflow_id"] == NEMS_WORKFLOW
 
 
 def test_a_gzip_compressed_message_is_stored_with_gz_added_and_ingested(mesh_stack, rows_factory):
