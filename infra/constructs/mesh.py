@@ -13,7 +13,13 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
-from birthnotify.shared.names import INBOUND_PREFIX, MESH_KEY_PREFIX, QUARANTINE_PREFIX
+from birthnotify.shared.names import (
+    INBOUND_PREFIX,
+    MESH_KEY_PREFIX,
+    MESH_RUN_LEASE,
+    QUARANTINE_PREFIX,
+    lease_item_id,
+)
 from constructs import Construct
 
 from infra.config import StageConfig
@@ -122,7 +128,10 @@ class MeshReceiver(Construct):
         # A multipart upload to a KMS-encrypted bucket needs Decrypt as well as GenerateDataKey.
         policy.allow("EncryptInbound", ["kms:GenerateDataKey", "kms:Decrypt"], [keys.inbound.key_arn],
                      conditions=kms_via("s3"))
-        policy.allow("TakeRunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], [table.table_arn])
+        # Only its own lease item: the table also holds ingest's idempotency and progress records.
+        own_lease = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [lease_item_id(MESH_RUN_LEASE)]}}
+        policy.allow("TakeRunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], [table.table_arn],
+                     conditions=own_lease)
         policy.allow("SendQuarantineNotices", ["sqs:SendMessage"], [file_events.queue_arn])
         policy.allow("UsePipelineKey", PIPELINE_KEY_ACTIONS, [keys.pipeline.key_arn],
                      conditions=kms_via("sqs", "dynamodb"))

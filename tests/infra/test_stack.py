@@ -520,6 +520,11 @@ def test_mesh_may_write_only_mesh_objects_and_do_nothing_else(dev):
     assert by_sid["StoreMessages"]["Resource"] == mesh_objects == by_sid["SeeStoredMessages"]["Resource"]
     assert by_sid["SeeStoredMessages"]["Action"] == "s3:GetObject"
     assert sorted(as_list(by_sid["TakeRunLease"]["Action"])) == ["dynamodb:DeleteItem", "dynamodb:PutItem"]
+    # The state table holds ingest's idempotency and progress records too: only the lease item may be written.
+    state, _ = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-state")
+    assert by_sid["TakeRunLease"]["Resource"] == arn(state)
+    assert by_sid["TakeRunLease"]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["lock#mesh-run"]}}
     events, _ = queue(t, "birthnotify-dev-file-events")
     assert by_sid["SendQuarantineNotices"]["Resource"] == arn(events)
     assert by_sid["EncryptInbound"]["Resource"] == arn(key_id(t, "KeysInbound"))

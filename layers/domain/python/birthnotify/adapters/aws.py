@@ -18,9 +18,10 @@ from birthnotify.application.ingest import IngestPorts
 from birthnotify.application.mesh import MeshPorts
 from birthnotify.application.notify.service import NotifyPorts
 from birthnotify.application.ports import EmailTransport
+from birthnotify.shared.names import MESH_RUN_LEASE
 from birthnotify.shared.settings import IngestSettings, MeshSettings, NotifySettings
 
-MESH_LOCK = "mesh-run"
+MESH_LOCK = MESH_RUN_LEASE
 
 
 def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any,

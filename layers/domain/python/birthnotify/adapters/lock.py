@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from birthnotify.shared.names import lease_item_id
+
 LEASE_TTL_EXTRA_SECONDS = 3600
 """The item outlives its lease by this much before DynamoDB's TTL removes it (TTL deletion is lazy)."""
 
@@ -23,7 +25,7 @@ class DynamoRunLock:
     def __init__(self, dynamodb: Any, table_name: str, name: str, clock: Callable[[], float] = time.time) -> None:
         self._dynamodb = dynamodb
         self._table_name = table_name
-        self._key = {"id": {"S": f"lock#{name}"}}
+        self._key = {"id": {"S": lease_item_id(name)}}
         self._clock = clock
 
     def acquire(self, owner: str, seconds: int) -> bool:

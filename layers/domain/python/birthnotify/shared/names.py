@@ -8,6 +8,13 @@ QUARANTINE_PREFIX = "quarantine/"
 """MESH messages the pipeline will not take, in the inbound bucket: outside inbound/, so no S3 event."""
 MESH_KEY_PREFIX = "mesh-"
 """Objects the mesh function writes are named mesh-<MESH message id>."""
+MESH_RUN_LEASE = "mesh-run"
+"""The mesh function's run lease in the state table (one run at a time)."""
+
+
+def lease_item_id(name: str) -> str:
+    """The state table id of a run lease: the stack lets the mesh function write that item and no other."""
+    return f"lock#{name}"
 
 
 def authority_queue_name(prefix: str, gss_code: str) -> str:
