@@ -122,8 +122,7 @@ class Monitoring(Alarms):
             description="The mesh function quarantined MESH messages: they were not passed to the pipeline. Each "
             "is in the operators' email 'MESH message quarantined: <id>' and at quarantine/mesh-<id> in the "
             "inbound bucket; the email says what to do.",
-            metric=cloudwatch.Metric(namespace=namespace, metric_name="MeshMessagesQuarantined",
-                                     dimensions_map={"service": function_name}, period=PERIOD, statistic="Sum"),
+            metric=_function_count(namespace, "MeshMessagesQuarantined", function_name),
             threshold=0,
         )
 
@@ -136,10 +135,15 @@ class Monitoring(Alarms):
             description="The ingest function could not process some rows because of a fault in the service (not "
             "in the trust's data): they were rejected as ROW_UNPROCESSABLE. Find 'row failed unexpectedly' in its "
             "log group (row numbers and notification ids only), fix the cause, and tell the trust to resend them.",
-            metric=cloudwatch.Metric(namespace=namespace, metric_name="RowsUnprocessable",
-                                     dimensions_map={"service": function_name}, period=PERIOD, statistic="Sum"),
+            metric=_function_count(namespace, "RowsUnprocessable", function_name),
             threshold=0,
         )
+
+
+def _function_count(namespace: str, metric_name: str, function_name: str) -> cloudwatch.Metric:
+    """A count one function publishes with Powertools (its ``service`` dimension), summed per period."""
+    return cloudwatch.Metric(namespace=namespace, metric_name=metric_name, dimensions_map={"service": function_name},
+                             period=PERIOD, statistic="Sum")
 
 
 def _id(name: str) -> str:
