@@ -28,6 +28,7 @@ MESH_TRUST, MESH_TRUST_MAILBOX = "RX2", "X26ABC2"
 UNKNOWN_MAILBOX = "X26ABC3"  # no trust's: its message is quarantined
 SERVICE_MAILBOX = "X26ABC1"
 FILES_WORKFLOW, REPORTS_WORKFLOW = "BIRTHNOTIFY_FILES_1", "BIRTHNOTIFY_REPORTS_1"
+NEMS_WORKFLOW = "BIRTHNOTIFICATION_1"  # as NEMS itself sends the PDS Birth Notification
 CONSUMING_AUTHORITY = "E08000035"  # Leeds
 YORK, CARDIFF, MANCHESTER = "E06000014", "W06000015", "E08000003"
 NEMS_EXAMPLE = ROOT / "docs" / "examples" / "nems" / "BirthNotificationWithMother.xml"
@@ -57,7 +58,8 @@ def demo_file(path: Path, rows: int, seed: int) -> int:
 
 def demo_bundles(folder: Path, seed: int) -> list[Path]:
     """NHS Digital's published PDS Birth Notification (its 2017 dates moved to three days ago, so it is in the
-    notification window; nothing else changed) and a generated one, gzipped FHIR JSON."""
+    notification window; nothing else changed), a generated one as gzipped FHIR JSON (both uploaded by S3)
+    and a generated one as FHIR XML (sent by MESH)."""
     folder.mkdir(parents=True, exist_ok=True)
     birth_day = london_day(datetime.now(UTC)) - timedelta(days=3)
     example = folder / NEMS_EXAMPLE.name
@@ -68,7 +70,10 @@ def demo_bundles(folder: Path, seed: int) -> list[Path]:
     generator = SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=seed, bundles=True,
                               mix=Mix(districts={"E07000110": 1.0}))  # Maidstone: Kent runs its children's services
     [generated] = write_bundles(folder / "nems-birth.json.gz", generator.rows(1), "fhir-json")
-    return [example, generated]
+    cardiff = SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=seed + 1, bundles=True,
+                            mix=Mix(districts={CARDIFF: 1.0}))
+    [by_mesh] = write_bundles(folder / "nems-birth-by-mesh.xml", cardiff.rows(1), "fhir-xml")
+    return [example, generated, by_mesh]
 
 
 def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: bool = True) -> int:
@@ -91,7 +96,7 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
         trust_role = cloud.resources.trust_upload_roles[TRUST].rsplit("/", 1)[-1]
         cloud.client("s3", acting_as=TRUST).upload_file(str(upload), inbound, key)
         _say(f"trust {TRUST} uploaded s3://{inbound}/{key} as role {trust_role}; S3 notified the ingest queue")
-        bundles = demo_bundles(output / f"bundles-{stamp}", seed=int(time.time()))
+        *bundles, mesh_bundle = demo_bundles(output / f"bundles-{stamp}", seed=int(time.time()))
         bundle_keys = [f"inbound/{TRUST}/{bundle.name}" for bundle in bundles]
         for bundle, bundle_key in zip(bundles, bundle_keys, strict=True):
             cloud.client("s3", acting_as=TRUST).upload_file(str(bundle), inbound, bundle_key)
@@ -107,6 +112,12 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
         with cloud.mesh.client(UNKNOWN_MAILBOX) as client:
             stranger = str(client.send_message(SERVICE_MAILBOX, mesh_file.read_bytes(), workflow_id=FILES_WORKFLOW,
                                                filename=mesh_file.name))
+        with cloud.mesh.client(MESH_TRUST_MAILBOX) as client:
+            # As NEMS delivers it: the workflow says what it is, and there is no file name.
+            bundle_message = str(client.send_message(SERVICE_MAILBOX, mesh_bundle.read_bytes(),
+                                                     workflow_id=NEMS_WORKFLOW))
+        _say(f"trust {MESH_TRUST} also sent a NEMS bundle (FHIR XML) by MESH (workflow {NEMS_WORKFLOW}, no file "
+             f"name): message {bundle_message}")
         _say(f"mailbox {UNKNOWN_MAILBOX}, which no trust has, sent a file too: message {stranger}")
         [mesh_run] = cloud.fire_schedules(function="birthnotify-local-mesh")
         if mesh_run.error:
@@ -128,8 +139,8 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
             _say(f"{stats.failed} messages failed and were retried after their queue's visibility timeout "
                  f"(SQS's clock moved {stats.skipped_seconds:.0f} s instead of waiting); see the logs")
         _summarise(cloud, TRUST, key.rsplit("/", 1)[-1], output)
-        _summarise_bundles(cloud, bundle_keys)
-        _summarise_mesh(cloud, message_id, output)
+        _summarise_bundles(cloud, bundle_keys + [f"inbound/{MESH_TRUST}/mesh-{bundle_message}.xml"])
+        _summarise_mesh(cloud, [message_id, bundle_message], output)
         _consume(cloud, key, output)
         _summarise_emails(cloud, output)
     finally:
@@ -171,8 +182,8 @@ def _summarise_bundles(cloud: LocalCloud, keys: list[str]) -> None:
     bucket = cloud.outputs["ReportsBucketName"]
     print("\nNEMS birth notification bundles (one row each; errors and warnings name the FHIR element):")
     for key in keys:
-        name = key.rsplit("/", 1)[-1]
-        report_key = latest_report_key(s3, bucket, TRUST, name)
+        trust, name = key.split("/")[-2:]
+        report_key = latest_report_key(s3, bucket, trust, name)
         report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
         outcome = report["outcome"]
         went = [f"forwarded to {a['name']} (agreement {a['agreement_id']})" for a in outcome["authorities"]]
@@ -181,7 +192,7 @@ def _summarise_bundles(cloud: LocalCloud, keys: list[str]) -> None:
         went += [f"rejected, {error['field']}: {error['code']}" for error in report["errors"]]
         if report["file_error"]:
             went.append(f"file rejected: {report['file_error']['code']}")
-        print(f"    {name:<40} {report['status']}, {outcome['rows_in']} row: {'; '.join(went)}")
+        print(f"    {trust} {name:<50} {report['status']}, {outcome['rows_in']} row: {'; '.join(went)}")
         for warning in report["warnings"]:
             print(f"      warning: {warning['field']} {warning['code']}: left out, the row accepted")
 
@@ -196,7 +207,7 @@ def _consume(cloud: LocalCloud, key: str, output: Path) -> None:
           "(the rows of RX1's file, of RX2's file sent by MESH, and the published NEMS example's record)")
 
 
-def _summarise_mesh(cloud: LocalCloud, message_id: str, output: Path) -> None:
+def _summarise_mesh(cloud: LocalCloud, message_ids: list[str], output: Path) -> None:
     """What RX2 finds in its own MESH inbox: its report, and its rejected rows (saved beside the demo files)."""
     print(f"\n{MESH_TRUST}'s MESH inbox ({MESH_TRUST_MAILBOX}, workflow {REPORTS_WORKFLOW}):")
     with cloud.mesh.client(MESH_TRUST_MAILBOX) as client:
@@ -213,7 +224,7 @@ def _summarise_mesh(cloud: LocalCloud, message_id: str, output: Path) -> None:
                 line += (f": {report['status']}, {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
                          f"{outcome['rejected']} rejected + {outcome['withheld']} withheld + {outcome['held']} held")
             print(line)
-    print(f"    (the answer to MESH message {message_id}; saved in {output}/)")
+    print(f"    (the answers to MESH messages {', '.join(message_ids)}; saved in {output}/)")
 
 
 def _summarise_emails(cloud: LocalCloud, output: Path) -> None:

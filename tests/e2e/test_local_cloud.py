@@ -455,7 +455,7 @@ def test_a_reupload_of_identical_content_keeps_the_first_report_and_forwards_not
 def test_a_nems_bundle_uploaded_by_the_trust_reaches_leeds_through_the_deployed_stack(cloud, tmp_path):
     from birthnotify_cli.demo import demo_bundles
 
-    example, generated = demo_bundles(tmp_path, seed=3)  # the published example, dates moved; one for Kent
+    example, generated, _by_mesh = demo_bundles(tmp_path, seed=3)  # the published example, dates moved; one for Kent
     for bundle in (example, generated):
         cloud.client("s3", acting_as=TRUST).upload_file(str(bundle), cloud.resources.inbound_bucket,
                                                         f"inbound/{TRUST}/{bundle.name}")

@@ -152,7 +152,7 @@ def test_nems_bundles_sent_under_the_nems_workflow_reach_their_authorities_and_a
         mesh_stack, tmp_path):
     from birthnotify_cli.demo import demo_bundles
 
-    example, generated = demo_bundles(tmp_path, seed=5)  # NHS Digital's published example (Leeds); one for Kent
+    example, generated, _ = demo_bundles(tmp_path, seed=5)  # NHS Digital's published example (Leeds); one for Kent
     # NEMS names none (MESH then calls it <message id>.dat): XML, as NEMS delivers it. A name gives the extension.
     unnamed = mesh_stack.send(example.read_bytes(), workflow_id=NEMS_WORKFLOW, file_name=None)
     named = mesh_stack.send(generated.read_bytes(), workflow_id=NEMS_WORKFLOW, file_name=generated.name)
