@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,22 +25,29 @@ for _name, _value in {
 os.environ.pop("AWS_PROFILE", None)
 
 
+_paused_coverage: Any = None
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Coverage of the package is measured over the unit and integration tests. Infra tests (CDK synthesis,
     cfn-lint, checkov) and e2e tests (an in-process moto server) run no rule of the package that those do
     not, and under tracing they would cost more than the rest of the suite together, so coverage pauses for
     them (before their fixtures are set up)."""
-    try:
-        import coverage
-    except ImportError:
-        return
-    current = coverage.Coverage.current()
-    if current is None:
-        return
+    global _paused_coverage
     paused = bool(item.get_closest_marker("infra") or item.get_closest_marker("e2e"))
-    if paused != getattr(current, "_birthnotify_paused", False):
-        (current.stop if paused else current.start)()
-        current._birthnotify_paused = paused  # type: ignore[attr-defined]
+    if paused and _paused_coverage is None:
+        try:
+            import coverage
+        except ImportError:
+            return
+        running = coverage.Coverage.current()
+        if running is not None:
+            running.stop()
+            # Once stopped, Coverage.current() answers None: keep the instance to resume it.
+            _paused_coverage = running
+    elif not paused and _paused_coverage is not None:
+        _paused_coverage.start()
+        _paused_coverage = None
 
 
 @pytest.fixture(scope="session")
