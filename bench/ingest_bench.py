@@ -23,6 +23,7 @@ import zlib
 from datetime import date
 from pathlib import Path
 
+from birthnotify.adapters.held import DynamoHeldWriter
 from birthnotify.adapters.sqs import BatchSender
 from birthnotify.application.pipeline import FilePipeline, Source
 from birthnotify.domain.postcodes import PostcodeDirectory
@@ -54,6 +55,19 @@ class AcceptingSqs:
         return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
 
 
+class AcceptingDynamo:
+    """A stand-in DynamoDB client for the held store that stores every item and counts requests."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.items = 0
+
+    def batch_write_item(self, RequestItems: dict) -> dict:  # noqa: N803
+        self.requests += 1
+        self.items += sum(len(requests) for requests in RequestItems.values())
+        return {"UnprocessedItems": {}}
+
+
 def generated_file(rows: int, suffix: str = ".csv") -> Path:
     """A synthetic upload file, cached under build/bench/ (generation is slower than ingest)."""
     path = WORK / f"births-{rows}{suffix}"
@@ -67,12 +81,14 @@ def generated_file(rows: int, suffix: str = ".csv") -> Path:
     return path
 
 
-def run_pipeline(path: Path) -> tuple[int, AcceptingSqs, FilePipeline]:
-    """Ingest a local file exactly as the function does, with SQS stubbed; returns rows and counters."""
+def run_pipeline(path: Path) -> tuple[int, AcceptingSqs, FilePipeline, AcceptingDynamo]:
+    """Ingest a local file exactly as the function does, with SQS and DynamoDB stubbed; returns rows and
+    counters."""
     registry = load_registry(REGISTRY)
     postcodes = PostcodeDirectory.load(REGISTRY.parent / registry.postcode_directory.file,
                                        registry.postcode_directory)
     sqs = AcceptingSqs()
+    held = AcceptingDynamo()
     kind = FileKind.from_name(path.name)
     facts = scan_file(lambda: path.open("rb"), kind, MAX_BYTES)  # the first pass, as the function makes it
     with path.open("rb") as stream:
@@ -82,11 +98,12 @@ def run_pipeline(path: Path) -> tuple[int, AcceptingSqs, FilePipeline]:
             router=Router(registry, postcodes, UPLOAD_DAY),
             sender_factory=lambda on_accepted: BatchSender(sqs, on_accepted),
             queue_url=lambda gss_code: f"https://sqs/{gss_code}.fifo",
-            held_queue_url="https://sqs/held",
+            held_writer_factory=lambda on_stored, conditional: DynamoHeldWriter(
+                held, "held", on_stored, conditional=conditional, retention_days=400),
         )
         tally = pipeline.run(RowReader(stream, kind, facts, MAX_BYTES))
     assert tally.outcome().balanced
-    return tally.rows_in, sqs, pipeline
+    return tally.rows_in, sqs, pipeline, held
 
 
 def bare_csv_seconds(path: Path) -> float:
@@ -112,9 +129,11 @@ def cpu_figures(rows: int) -> dict[str, float]:
         return time.process_time() - started
 
     full = best_of(3, pipeline_seconds)
-    _, sqs, _ = run_pipeline(path)
+    _, sqs, _, held = run_pipeline(path)
     return {"bare_us": bare / rows * 1e6, "pipeline_us": full / rows * 1e6, "ratio": full / bare,
-            "records_per_batch": sqs.entries / sqs.requests, "requests": sqs.requests}
+            "records_per_batch": sqs.entries / sqs.requests, "requests": sqs.requests,
+            "held_per_request": held.items / max(held.requests, 1), "held_requests": held.requests,
+            "held": held.items}
 
 
 def peak_rss_mb(rows: int) -> float:
@@ -178,6 +197,8 @@ def main() -> None:
               f"{cpu['ratio']:.1f}x bare  (target <= 5x)\n")
     out.write(f"  records per SendMessageBatch       {cpu['records_per_batch']:8.2f}          "
               f"({cpu['requests']:,} requests; target >= 9.5)\n")
+    out.write(f"  held records per BatchWriteItem    {cpu['held_per_request']:8.2f}          "
+              f"({cpu['held']:,} held in {cpu['held_requests']:,} requests; at most 25, fewer at checkpoints)\n")
     out.write(f"  peak RSS, {small:>9,} rows (.csv.gz) {rss_small:8.1f} MB\n")
     out.write(f"  peak RSS, {large:>9,} rows (.csv.gz) {rss_large:8.1f} MB   "
               f"(+{rss_large - rss_small:.1f} MB; target flat, <= 256 MB)\n")

@@ -18,6 +18,7 @@ from aws_cdk import aws_logs as logs
 from birthnotify.application.ingest import IDEMPOTENCY_SECONDS
 from birthnotify.domain.registry import Registry, load_registry
 from birthnotify.shared.settings import (
+    DEFAULT_HELD_RETENTION_DAYS,
     DEFAULT_MAX_BABY_AGE_DAYS,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MESH_MAX_MESSAGES,
@@ -68,6 +69,8 @@ class StageConfig:
     notify_template_id: str = ""
     """The GOV.UK Notify email template (subject ((subject)), body ((body))) when email_transport=notify."""
     raw_upload_retention_days: int = 30
+    held_retention_days: int = DEFAULT_HELD_RETENTION_DAYS
+    """How long the held store keeps a record nobody released or discarded (and the trace of one acted on)."""
     report_retention_days: int = 400
     access_log_retention_days: int = 400
     log_retention_days: int = 400
@@ -226,6 +229,11 @@ class StageConfig:
                 f"context raw_upload_retention_days must be 1..{MAX_RAW_UPLOAD_DAYS}: uploads must "
                 "expire before the ingest function forgets a file's content (35 days)"
             )
+        if self.held_retention_days < self.max_baby_age_days:
+            raise ConfigError(
+                f"context held_retention_days must be at least max_baby_age_days ({self.max_baby_age_days}): a "
+                "held record must outlive every use an agreement's purpose can make of it"
+            )
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise ConfigError(f"context log_retention_days must be one of {sorted(LOG_RETENTION_DAYS)}")
         for name in (
@@ -343,6 +351,11 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
         int,
         f"Days before raw uploads expire (at most {MAX_RAW_UPLOAD_DAYS}: "
         "uploads must expire before ingest forgets a file's content).",
+    ),
+    "held_retention_days": (
+        int,
+        "Days the held store keeps a record nobody has released or discarded (and the trace of one acted on); "
+        "at least max_baby_age_days.",
     ),
     "report_retention_days": (int, "Days before reports expire."),
     "access_log_retention_days": (int, "Days before S3 server access logs expire."),

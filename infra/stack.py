@@ -2,7 +2,7 @@
 functions read.
 
 The core stack holds everything shared (keys, buckets, state, layers, ingest, notify, MESH, trusts, the held
-queue, monitoring); its size does not depend on the number of authorities. Each authority stack holds the
+store, monitoring); its size does not depend on the number of authorities. Each authority stack holds the
 authorities of one shard (infra.shards): queue, DLQ, key, consumer role, alarms. Nothing crosses between
 them by CloudFormation reference (no exports, no imports): an authority stack names the ingest role and
 the alarm topic by their predictable ARNs, and the ingest function finds each authority queue by name.
@@ -18,8 +18,9 @@ from birthnotify.shared.settings import INGEST_ENV, MESH_ENV, NOTIFY_ENV, Env
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.authorities import AuthorityQueues, Held
+from infra.constructs.authorities import AuthorityQueues
 from infra.constructs.function import POWERTOOLS_NAMESPACE, environment_for
+from infra.constructs.held import Held
 from infra.constructs.ingest import Ingest
 from infra.constructs.keys import Keys
 from infra.constructs.layers import Layers
@@ -58,7 +59,7 @@ class BirthNotificationsStack(Stack):
         )
         self.state = State(self, "State", config=config, key=self.keys.pipeline)
         self.layers = Layers(self, "Layers", config=config, registry=registry)
-        # Construct id from the single-stack layout: the held queue keeps its logical ids.
+        # Construct id from the single-stack layout: the held reviewer role keeps its logical id.
         self.held = Held(self, "Authorities", config=config, held_key=self.keys.held)
         self.file_events = FileEvents(self, "FileEvents", config=config, keys=self.keys)
         self.email = Email(self, "Email", config=config, keys=self.keys)
@@ -70,7 +71,8 @@ class BirthNotificationsStack(Stack):
             Env.INBOUND_BUCKET: self.storage.inbound.bucket_name,
             Env.REPORTS_BUCKET: self.storage.reports.bucket_name,
             Env.AUTHORITY_QUEUE_PREFIX: config.authority_queue_prefix,
-            Env.HELD_QUEUE_URL: self.held.held_queue.queue_url,
+            Env.HELD_TABLE: self.held.table.table_name,
+            Env.HELD_RETENTION_DAYS: str(config.held_retention_days),
             Env.FILE_EVENTS_QUEUE_URL: self.file_events.queue.queue_url,
             Env.STATE_TABLE: self.state.table.table_name,
             Env.MAX_FILE_BYTES: str(config.max_file_bytes),
@@ -140,7 +142,6 @@ class BirthNotificationsStack(Stack):
         dlqs = [
             ("ingest", self.ingest.dlq),
             ("file-events", self.file_events.dlq),
-            ("held", self.held.held_dlq),
             ("notify-async", self.notifier.async_dlq),
         ]
         monitoring.dead_letter_queues(dlqs)
@@ -149,12 +150,6 @@ class BirthNotificationsStack(Stack):
         monitoring.function_errors("mesh", self.mesh.function.function)
         monitoring.mesh_quarantined(self.mesh.function.function_name, POWERTOOLS_NAMESPACE)
         monitoring.unprocessable_rows(self.ingest.function.function_name, POWERTOOLS_NAMESPACE)
-        monitoring.oldest_message(
-            "held",
-            self.held.held_queue,
-            config.held_max_message_age_hours,
-            "Held records have waited for review for too long: records expire after 14 days.",
-        )
         monitoring.oldest_message(
             "ingest",
             self.ingest.queue,
@@ -170,7 +165,7 @@ class BirthNotificationsStack(Stack):
             "AccessLogBucketName": self.storage.access_logs.bucket_name,
             "IngestQueueUrl": self.ingest.queue.queue_url,
             "FileEventsQueueUrl": self.file_events.queue.queue_url,
-            "HeldQueueUrl": self.held.held_queue.queue_url,
+            "HeldTableName": self.held.table.table_name,
             "StateTableName": self.state.table.table_name,
             "AuthorityQueuePrefix": self.config.authority_queue_prefix,
             "IngestFunctionName": self.ingest.function.function.function_name,
@@ -214,7 +209,7 @@ class AuthorityStack(Stack):
             "Authorities",
             config=config,
             authorities=authorities,
-            sender_role_name=config.function_role_name("ingest"),
+            sender_role_names=[config.function_role_name("ingest")],
         )
         alarms = Alarms.to_operators(self, "Monitoring", config=config)
         alarms.dead_letter_queues(

@@ -14,11 +14,19 @@ from typing import Any
 import boto3
 import pytest
 from birthnotify.adapters.aws import ingest_ports
+from birthnotify.adapters.held import DynamoHeldStore
 from birthnotify.adapters.progress import DynamoProgressStore
-from birthnotify.domain.messages import AuthorityMessage, FileProcessedEvent, HeldMessage
+from birthnotify.application.ports import HeldDetail
+from birthnotify.domain.messages import AuthorityMessage, FileProcessedEvent
 from birthnotify.domain.record import BirthNotification
 from birthnotify.domain.registry import load_registry
-from birthnotify.shared.names import authority_queue_name
+from birthnotify.shared.names import (
+    HELD_AT_ATTRIBUTE,
+    HELD_INDEX_PROJECTION,
+    HELD_OPEN_ATTRIBUTE,
+    HELD_OPEN_INDEX,
+    authority_queue_name,
+)
 from birthnotify.shared.settings import Env
 from birthnotify_cli import moto_fidelity
 from birthnotify_cli.lambda_shim import LambdaContext, deliver_sqs_batch, load_handler_module
@@ -30,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_PATH = ROOT / "config" / "registry.toml"
 QUEUE_PREFIX = "birthnotify-test"
 INBOUND, REPORTS = "test-inbound", "test-reports"
+HELD_TABLE = "test-held"
+SQS_RETENTION_SECONDS = 14 * 24 * 3600
+"""Every queue keeps a message 14 days, as the stack's do (moto's default is 4)."""
 
 
 @dataclass
@@ -42,12 +53,12 @@ class IngestStack:
     handler: Any
     ingest_queue_url: str
     ingest_queue_arn: str
-    held_queue_url: str
+    held_table: str
     events_queue_url: str
     authority_queue_urls: dict[str, str]
     invocations: list[dict] = field(default_factory=list)
 
-    def rewire(self, *, sqs: Any = None, progress_dynamodb: Any = None) -> None:
+    def rewire(self, *, sqs: Any = None, progress_dynamodb: Any = None, held_dynamodb: Any = None) -> None:
         """Rebuild the ingest function's adapters around substitute clients (to inject a fault); back-off
         waits are not slept."""
         service = self.handler.service()
@@ -57,7 +68,24 @@ class IngestStack:
         if progress_dynamodb is not None:
             ports = replace(ports, progress=DynamoProgressStore(progress_dynamodb, service.settings.state_table,
                                                                 sleep=no_wait))
+        if held_dynamodb is not None:
+            store = DynamoHeldStore(held_dynamodb, service.settings.held_table, sleep=no_wait)
+            ports = replace(ports, held=lambda on_stored, conditional: store.writer(on_stored, conditional,
+                                                                                     retention_days=400))
         service.ports = ports
+
+    @property
+    def held_store(self) -> DynamoHeldStore:
+        return DynamoHeldStore(boto3.client("dynamodb"), self.held_table)
+
+    def held(self) -> list[HeldDetail]:
+        """Every open held record in the store, with its content, oldest first; each is held to the published
+        model and is still a valid record."""
+        store = self.held_store
+        details = store.details(summary.key for summary in store.open_records())
+        for detail in details:
+            BirthNotification.model_validate(detail.message.record)
+        return details
 
     def upload(self, trust: str, name: str, body: bytes) -> str:
         key = f"inbound/{trust}/{name}"
@@ -101,9 +129,6 @@ class IngestStack:
     def _check_contract(self, queue_url: str, body: str) -> None:
         if queue_url in self.authority_queue_urls.values():
             AuthorityMessage.model_validate_json(body)
-        elif queue_url == self.held_queue_url:
-            held = HeldMessage.model_validate_json(body)
-            BirthNotification.model_validate(held.record)  # every field, still a valid record
         elif queue_url == self.events_queue_url:
             FileProcessedEvent.model_validate_json(body)
 
@@ -175,12 +200,12 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             "QueueConfigurations": [{"QueueArn": ingest_arn, "Events": ["s3:ObjectCreated:*"],
                                      "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbound/"}]}}}]
         })
-        held_url = sqs.create_queue(QueueName="test-held")["QueueUrl"]
-        events_url = sqs.create_queue(QueueName="test-file-events")["QueueUrl"]
+        retention = {"MessageRetentionPeriod": str(SQS_RETENTION_SECONDS)}
+        events_url = sqs.create_queue(QueueName="test-file-events", Attributes=retention)["QueueUrl"]
         authority_urls = {
             authority.gss_code: sqs.create_queue(
                 QueueName=authority_queue_name(QUEUE_PREFIX, authority.gss_code),
-                Attributes={"FifoQueue": "true"},
+                Attributes={"FifoQueue": "true", **retention},
             )["QueueUrl"]
             for authority in load_registry(REGISTRY_PATH).authorities
         }
@@ -188,18 +213,36 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             TableName="test-state", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
         )
+        create_held_table(boto3.client("dynamodb"), HELD_TABLE)
         for name, value in {
             Env.REGISTRY_PATH: str(REGISTRY_PATH), Env.INBOUND_BUCKET: INBOUND, Env.REPORTS_BUCKET: REPORTS,
-            Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX, Env.HELD_QUEUE_URL: held_url,
+            Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX, Env.HELD_TABLE: HELD_TABLE,
             Env.FILE_EVENTS_QUEUE_URL: events_url, Env.STATE_TABLE: "test-state", Env.STAGE: "test",
         }.items():
             monkeypatch.setenv(name, value)
         handler = load_handler_module(ROOT / "functions" / "ingest" / "handler.py")
-        stack = IngestStack(s3, sqs, dynamodb, handler, ingest_url, ingest_arn, held_url, events_url, authority_urls)
+        stack = IngestStack(s3, sqs, dynamodb, handler, ingest_url, ingest_arn, HELD_TABLE, events_url,
+                            authority_urls)
         stack.drain(ingest_url)  # the s3:TestEvent moto sends when notifications are configured
         yield stack
     for step in undo:
         step()
+
+
+def create_held_table(dynamodb: Any, name: str) -> None:
+    """The held store's table as the stack makes it (infra/constructs/held.py): the sparse ``open`` index of
+    open records, projecting no personal data."""
+    dynamodb.create_table(
+        TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": name_, "AttributeType": "S"}
+                              for name_ in ("id", HELD_OPEN_ATTRIBUTE, HELD_AT_ATTRIBUTE)],
+        GlobalSecondaryIndexes=[{
+            "IndexName": HELD_OPEN_INDEX,
+            "KeySchema": [{"AttributeName": HELD_OPEN_ATTRIBUTE, "KeyType": "HASH"},
+                          {"AttributeName": HELD_AT_ATTRIBUTE, "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(HELD_INDEX_PROJECTION)},
+        }],
+    )
 
 
 @pytest.fixture

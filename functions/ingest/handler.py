@@ -90,6 +90,7 @@ def _count(summary: IngestSummary) -> None:
     for name in ("rows_in", "forwarded", "rejected", "withheld", "held"):
         metrics.add_metric(name=f"Rows_{name}", unit=MetricUnit.Count, value=getattr(outcome, name))
     metrics.add_metric(name="SendMessageBatchRequests", unit=MetricUnit.Count, value=summary.send_requests)
+    metrics.add_metric(name="HeldStoreWriteRequests", unit=MetricUnit.Count, value=summary.held_store_requests)
     unprocessable = outcome.rejected_by_code.get(ErrorCode.ROW_UNPROCESSABLE, 0)
     if unprocessable:  # a fault in the service, not the trust's data: operators are alarmed on it
         metrics.add_metric(name="RowsUnprocessable", unit=MetricUnit.Count, value=unprocessable)

@@ -1,7 +1,6 @@
 """Per registered authority: its FIFO queue (named by birthnotify.shared.names.authority_queue_name), a FIFO
 dead-letter queue, its own KMS key, and a consumer role that its principals assume to drain the queue; these
-live in the authority stacks (infra.shards). Also the held queue, in the core stack, where records wait for
-a person to find their council or agreement.
+live in the authority stacks (infra.shards). (The held store is in the core stack: infra/constructs/held.py.)
 """
 
 from __future__ import annotations
@@ -49,14 +48,17 @@ class AuthorityQueues(Construct):
         *,
         config: StageConfig,
         authorities: list[Authority],
-        sender_role_name: str,
+        sender_role_names: list[str],
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
         stack = Stack.of(self)
-        self.sender = iam.ArnPrincipal(
-            stack.format_arn(service="iam", region="", resource="role", resource_name=sender_role_name)
-        )
+        # Ingest, and the roles of the operators' commands that send to a council (a held record's release,
+        # a re-delivery), when the stage has them.
+        self.senders = [
+            iam.ArnPrincipal(stack.format_arn(service="iam", region="", resource="role", resource_name=name))
+            for name in sender_role_names
+        ]
         self.by_gss: dict[str, AuthorityResources] = {
             authority.gss_code: self._authority(authority) for authority in authorities
         }
@@ -65,12 +67,13 @@ class AuthorityQueues(Construct):
         config, gss = self.config, authority.gss_code
         scope = Construct(self, gss)
         key = customer_key(scope, "Key", config, f"authority/{gss}", f"queue of {authority.name} ({gss})")
-        # The ingest function encrypts for this authority through this grant, in the key policy, so that its
-        # own policy names no authority key and does not grow with the registry.
+        # The ingest function (and the operators' release and re-delivery roles) encrypt for this authority
+        # through this grant, in the key policy, so that their own policies name no authority key and do not
+        # grow with the registry.
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="IngestSendsToThisAuthority",
-                principals=[self.sender],
+                principals=self.senders,
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=["*"],
                 conditions=kms_via("sqs"),
@@ -118,40 +121,3 @@ def authority_queues_arn_pattern(scope: Construct, config: StageConfig) -> str:
     stage's queues, nor a longer name someone might create under the prefix, match."""
     sample = authority_queue_name(config.authority_queue_prefix, "?" * 9)
     return Stack.of(scope).format_arn(service="sqs", resource=sample)
-
-
-class Held(Construct):
-    """The held queue, where records wait for a person to find their council or agreement, and the optional
-    reviewer role. In the core stack, under the construct id ``Authorities`` that held every authority when
-    the app was one stack, so that these resources keep their logical ids."""
-
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, held_key: kms.IKey) -> None:
-        super().__init__(scope, construct_id)
-        held = queue_with_dlq(
-            self,
-            "Held",
-            config=config,
-            name=f"{config.prefix}-held",
-            key=held_key,
-            visibility_timeout=CONSUMER_VISIBILITY,
-            max_receive_count=CONSUMER_MAX_RECEIVES,
-        )
-        self.held_queue, self.held_dlq, self.held_key = held.queue, held.dlq, held_key
-        self.reviewer_role = self._reviewer(config) if config.held_reviewer_principals else None
-
-    def _reviewer(self, config: StageConfig) -> iam.Role:
-        role, policy = assumable_role(
-            self,
-            role_id="HeldReviewerRole",
-            policy_id="HeldReviewerPolicy",
-            name=f"{config.prefix}-held-reviewer",
-            description="Operators review records held for want of an authority or agreement",
-            principals=config.held_reviewer_principals,
-            policy_description="The held queue and its key, nothing else",
-        )
-        policy.allow(
-            "ReviewHeldQueue", [*CONSUMER_ACTIONS, "sqs:ChangeMessageVisibility"], [self.held_queue.queue_arn]
-        )
-        policy.allow("DecryptHeldQueue", ["kms:Decrypt"], [self.held_key.key_arn], conditions=kms_via("sqs"))
-        CfnOutput(self, "HeldReviewerRoleArn", value=role.role_arn)
-        return role

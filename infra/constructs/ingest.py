@@ -1,5 +1,5 @@
 """S3 ObjectCreated under inbound/ -> ingest queue (+ DLQ) -> the ingest function, and what it may touch:
-read uploads, write reports, send to authority queues, the held queue and the file-events queue, and
+read uploads, write reports, send to authority queues and the file-events queue, store held records, and
 read/write its state. Nothing more."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.authorities import Held, authority_queues_arn_pattern
+from infra.constructs.authorities import authority_queues_arn_pattern
 from infra.constructs.function import PipelineFunction
+from infra.constructs.held import Held
 from infra.constructs.keys import Keys, kms_via
 from infra.constructs.layers import Layers
 from infra.constructs.queues import queue_with_dlq
@@ -141,17 +142,8 @@ class Ingest(Construct):
             ["sqs:SendMessage", "sqs:GetQueueUrl"],
             [authority_queues_arn_pattern(self, config)],
         )
-        policy.allow(
-            "SendHeldAndFileEvents",
-            ["sqs:SendMessage"],
-            [held.held_queue.queue_arn, file_events.queue_arn],
-        )
-        policy.allow(
-            "UseHeldKey",
-            ["kms:GenerateDataKey", "kms:Decrypt"],
-            [keys.held.key_arn],
-            conditions=kms_via("sqs"),
-        )
+        policy.allow("SendFileEvents", ["sqs:SendMessage"], [file_events.queue_arn])
+        held.allow_write(policy)
         policy.allow(
             "UsePipelineKey",
             PIPELINE_KEY_ACTIONS,

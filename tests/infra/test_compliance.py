@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from template_query import arn, as_list, cfn_lint, key_id, one, policy_of, queue, resources, role_of
+from template_query import arn, as_list, cfn_lint, key_id, one, policy_of, resources, role_of
 
 from infra.docs import DOC, DOCUMENTED_CONTEXT, render
 from infra.nag import PACKS, covers
@@ -64,7 +64,9 @@ def test_prod_retains_every_resource_that_holds_data(full):
         assert found, kind
         for logical_id, value in found.items():
             assert (value["DeletionPolicy"], value["UpdateReplacePolicy"]) == ("Retain", "Retain"), logical_id
-    assert one(t, "AWS::DynamoDB::Table")[1]["Properties"]["DeletionProtectionEnabled"] is True
+    tables = resources(t, "AWS::DynamoDB::Table")
+    assert len(tables) == 2  # the state table and the held store
+    assert all(table["Properties"]["DeletionProtectionEnabled"] is True for table in tables.values())
 
 
 def test_removing_an_authority_from_a_prod_registry_never_deletes_its_queue_or_key(full):
@@ -104,13 +106,13 @@ def test_each_secret_is_readable_by_the_functions_that_use_it_only(full):
     ])
 
 
-def test_the_held_reviewer_role_is_limited_to_the_held_queue_and_key(full):
+def test_the_held_reviewer_role_is_limited_to_the_held_store_and_key(full):
     t = full.template
     role_id, role = role_of(t, "birthnotify-prod-held-reviewer")
     principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
     assert [principal] == DOCUMENTED_CONTEXT["held_reviewer_principals"]
-    held, _ = queue(t, "birthnotify-prod-held")
-    assert {s["Sid"]: s["Resource"] for s in policy_of(t, role_id)} == {
-        "ReviewHeldQueue": arn(held),
-        "DecryptHeldQueue": arn(key_id(t, "KeysHeld")),
-    }
+    held, _ = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-prod-held")
+    statements = {s["Sid"]: s for s in policy_of(t, role_id)}
+    assert statements["ReviewHeldStore"]["Resource"] == [
+        arn(held), {"Fn::Join": ["", [arn(held), "/index/open"]]}]
+    assert statements["UseHeldKey"]["Resource"] == arn(key_id(t, "KeysHeld"))

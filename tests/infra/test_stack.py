@@ -327,6 +327,27 @@ def test_state_table_matches_what_the_code_uses(dev_template, dev):
     )
 
 
+def test_the_held_store_is_a_table_of_its_own_under_the_held_key_with_an_index_free_of_personal_data(dev):
+    t = dev.template
+    table_id, table = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-held")
+    props = table["Properties"]
+    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS",
+                                         "KMSMasterKeyId": arn(key_id(t, "KeysHeld"))}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    [index] = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "open"
+    assert index["KeySchema"] == [{"AttributeName": "open", "KeyType": "HASH"},
+                                  {"AttributeName": "held_at", "KeyType": "RANGE"}]
+    # What the age check (which may read only the index) can see: names of files and councils, no record.
+    projected = set(index["Projection"]["NonKeyAttributes"])
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    assert not projected & {"body", "notification_id", "postcode", "record"}
+    # Nothing holds a held record for a limited time any more: no held queue.
+    assert not [q for q in resources(t, "AWS::SQS::Queue").values() if "held" in q["Properties"]["QueueName"]]
+    assert table_id in json.dumps(function(t, "birthnotify-dev-ingest")["Environment"])
+
+
 # -- functions -------------------------------------------------------------------------------------------
 
 
@@ -395,7 +416,8 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
         "WriteReports",
         "EncryptReports",
         "SendToAuthorityQueues",
-        "SendHeldAndFileEvents",
+        "SendFileEvents",
+        "WriteHeldStore",
         "UseHeldKey",
         "UsePipelineKey",
         "ReadWriteState",
@@ -415,10 +437,16 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     kms = [s["Resource"] for s in by_sid.values() if any(a.startswith("kms:") for a in as_list(s["Action"]))]
     core_keys = [arn(k) for k in resources(t, "AWS::KMS::Key")]
     assert all(r in core_keys for r in kms)  # no authority key here: each one's key policy names the role
-    held, _ = queue(t, "birthnotify-dev-held")
     events, _ = queue(t, "birthnotify-dev-file-events")
-    assert by_sid["SendHeldAndFileEvents"]["Resource"] == [arn(held), arn(events)]
-    assert by_sid["ReadWriteState"]["Resource"] == arn(one(t, "AWS::DynamoDB::Table")[0])
+    assert by_sid["SendFileEvents"]["Resource"] == arn(events)
+    held = arn(one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-held")[0])
+    # Ingest only adds held records (a batch, or one that must not overwrite): it never reads or changes one.
+    assert (by_sid["WriteHeldStore"]["Action"], by_sid["WriteHeldStore"]["Resource"]) == (
+        ["dynamodb:BatchWriteItem", "dynamodb:PutItem"], held)
+    assert by_sid["UseHeldKey"]["Resource"] == arn(key_id(t, "KeysHeld"))
+    assert '"dynamodb."' in json.dumps(by_sid["UseHeldKey"]["Condition"]["StringEquals"]["kms:ViaService"])
+    state = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-state")[0]
+    assert by_sid["ReadWriteState"]["Resource"] == arn(state)
 
 
 def test_bounces_and_complaints_reach_the_operators_topic(dev, dev_template):

@@ -95,7 +95,7 @@ def test_a_lone_surrogate_in_json_lines_rejects_only_its_row(ingest_stack, rows_
 def test_a_character_sqs_refuses_rejects_only_its_row(ingest_stack, rows_factory, tmp_path):
     # The emulated rule is AWS's: SQS refuses such a body outright.
     with pytest.raises(ingest_stack.sqs.exceptions.ClientError, match="InvalidMessageContents"):
-        ingest_stack.sqs.send_message(QueueUrl=ingest_stack.held_queue_url, MessageBody="a\uffffb")
+        ingest_stack.sqs.send_message(QueueUrl=ingest_stack.events_queue_url, MessageBody="a\uffffb")
     rows = rows_factory(12, today(), districts={LEEDS: 1, CAMDEN: 1}, seed=22)
     rows[3]["address_line_1"] = "12 Orchard Close\uffff"
     rows[4]["mother_family_name"] = "Smith\ufffe"
@@ -218,9 +218,9 @@ def test_a_council_code_that_contradicts_the_postcode_is_held_not_forwarded(inge
     assert [body["notification_id"] for body in kent] == [rows[2]["notification_id"]]
     leeds = {body["notification_id"] for body in ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])}
     assert rows[0]["notification_id"] not in leeds and rows[1]["notification_id"] not in leeds
-    held_messages = ingest_stack.drain(ingest_stack.held_queue_url)
-    assert sorted(m["source"]["row"] for m in held_messages) == [1, 2]
-    assert {m["reason"] for m in held_messages} == {"RESIDENCE_CONFLICT"}
+    held = ingest_stack.held()
+    assert sorted(h.key.row for h in held) == [1, 2]
+    assert {h.message.reason for h in held} == {"RESIDENCE_CONFLICT"}
 
 
 def test_a_correction_before_its_original_is_rejected_naming_where_the_original_is(ingest_stack, rows_factory,

@@ -85,9 +85,11 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
             assert body["_attributes"]["MessageGroupId"] == f"RX1:{body['notification_id']}"
     kent_fields = set().union(*(b["record"] for b in queues[KENT]))
     assert "baby_nhs_number" not in kent_fields and "mother_given_name" in kent_fields
-    held_bodies = ingest_stack.drain(ingest_stack.held_queue_url)
-    assert sorted((b["reason"], b["authority_gss_code"] or "") for b in held_bodies) == [
+    held = ingest_stack.held()  # in the held store, every field of each record, for the reviewers
+    assert sorted((h.message.reason, h.message.authority_gss_code or "") for h in held) == [
         ("NO_AGREEMENT", YORK), ("NO_AGREEMENT", MANCHESTER), ("NO_AUTHORITY", ""), ("PSEUDO_POSTCODE", "")]
+    assert all(h.summary.report_key == report["report_key"] and h.message.source.key == "inbound/RX1/births 2026-11.csv"
+               for h in held)
 
     [event] = ingest_stack.drain(ingest_stack.events_queue_url)
     assert event["status"] == "PROCESSED" and event["outcome"]["rows_in"] == 60

@@ -1,7 +1,7 @@
 """Retries come late: on AWS a failed file is redelivered after the ingest queue's visibility timeout (an
-hour), long after SQS's 5-minute FIFO deduplication window has forgotten what was sent, and the held queue
-is a standard queue that never deduplicates. Each test fails a file part-way, moves SQS's clock past the
-window, retries, and counts what every queue holds: each record once."""
+hour), long after SQS's 5-minute FIFO deduplication window has forgotten what was sent, and a reviewer may
+have released or discarded a held record in between. Each test fails a file part-way, moves SQS's clock
+past the window, retries, and counts what every queue and the held store hold: each record once."""
 
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ def mixed_rows(rows_factory, count: int, seed: int) -> list[dict]:
 
 
 def everything_sent(stack) -> tuple[Counter, Counter]:
-    """(notification ids on the authority queues, rows on the held queue), counted with repeats."""
+    """(notification ids on the authority queues, rows in the held store), counted with repeats."""
     forwarded = Counter(body["notification_id"] for url in stack.authority_queue_urls.values()
                         for body in stack.drain(url))
-    held = Counter(body["source"]["row"] for body in stack.drain(stack.held_queue_url))
+    held = Counter(detail.message.source.row for detail in stack.held())
     return forwarded, held
 
 

@@ -56,7 +56,8 @@ class Resources:
     state_table: str
     ingest_queue_url: str
     file_events_queue_url: str
-    held_queue_url: str
+    held_table: str
+    """The held store (DynamoDB)."""
     authority_queue_prefix: str
     authority_queues: dict[str, str]
     """GSS code -> the authority's FIFO queue URL, for every authority in the deployed registry."""
@@ -392,7 +393,7 @@ there (the sandbox's mailboxes all have the password 'password'):
     .venv/bin/birthnotify mesh receive --url {mesh} --mailbox X26ABC2 --output mesh-reports
 
 Authority queues: {', '.join(f'{gss} {url}' for gss, url in resources.authority_queues.items())}
-Held queue: {resources.held_queue_url}
+Held store (DynamoDB table): {resources.held_table}
 Function logs: {self.workdir / 'logs'}"""
 
 
@@ -611,7 +612,7 @@ def _resources(deployments: list[Deployment], functions: dict[str, LocalFunction
         stack_name=deployments[0].stack_name, inbound_bucket=env.get(Env.INBOUND_BUCKET, ""),
         reports_bucket=env.get(Env.REPORTS_BUCKET, ""), state_table=env.get(Env.STATE_TABLE, ""),
         ingest_queue_url=local(ingest), file_events_queue_url=local(env.get(Env.FILE_EVENTS_QUEUE_URL, "")),
-        held_queue_url=local(env.get(Env.HELD_QUEUE_URL, "")), authority_queue_prefix=prefix,
+        held_table=env.get(Env.HELD_TABLE, ""), authority_queue_prefix=prefix,
         authority_queues=authority_queues, authority_stacks=authority_stacks, dead_letter_queues=dead_letters,
         trust_upload_roles=trust_roles,
         authority_consumer_roles=consumer_roles, functions={f.name: logical for logical, f in functions.items()},

@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from birthnotify.adapters.digest import DynamoDigestStore
+from birthnotify.adapters.held import DynamoHeldStore
 from birthnotify.adapters.lock import DynamoRunLock
 from birthnotify.adapters.mesh import S3InboundWriter, mesh_connector
 from birthnotify.adapters.progress import DynamoProgressStore
@@ -31,9 +32,11 @@ def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any,
         uploads=S3Uploads(s3),
         reports=S3Reports(s3, settings.reports_bucket),
         events=SqsEvents(sqs, settings.file_events_queue_url),
-        queues=SqsQueues(sqs, settings.authority_queue_prefix, settings.held_queue_url),
+        queues=SqsQueues(sqs, settings.authority_queue_prefix),
         progress=DynamoProgressStore(dynamodb, settings.state_table, sleep=sleep),
         sender=lambda on_accepted: BatchSender(sqs, on_accepted, sleep=sleep),
+        held=lambda on_stored, conditional: DynamoHeldStore(dynamodb, settings.held_table, sleep=sleep).writer(
+            on_stored, conditional, retention_days=settings.held_retention_days),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
     )
 

@@ -110,17 +110,12 @@ def _entry(entry_id: str, message: Outgoing[Any]) -> dict[str, str]:
 
 
 class SqsQueues:
-    """The authority queues (found by their predictable names) and the held queue."""
+    """The authority queues, found by their predictable names."""
 
-    def __init__(self, sqs: Any, authority_queue_prefix: str, held_queue_url: str) -> None:
+    def __init__(self, sqs: Any, authority_queue_prefix: str) -> None:
         self._sqs = sqs
         self._prefix = authority_queue_prefix
-        self._held_queue_url = held_queue_url
         self._urls: dict[str, str] = {}
-
-    @property
-    def held_queue_url(self) -> str:
-        return self._held_queue_url
 
     def authority_queue_url(self, gss_code: str) -> str:
         url = self._urls.get(gss_code)

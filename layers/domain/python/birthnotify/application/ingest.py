@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from birthnotify.application.pipeline import FileIncomplete, FilePipeline, Source
 from birthnotify.application.ports import (
     EventPublisher,
+    HeldWriterFactory,
     Log,
     Progress,
     ProgressStore,
@@ -61,6 +62,7 @@ class IngestPorts:
     queues: QueueDirectory
     progress: ProgressStore
     sender: SenderFactory
+    held: HeldWriterFactory
     idempotency_store: BasePersistenceLayer
 
 
@@ -89,6 +91,7 @@ class IngestSummary(BaseModel):
     file_error: ErrorCode | None = None
     outcome: FileOutcome
     send_requests: int = 0
+    held_store_requests: int = 0
 
 
 class IngestService:
@@ -163,6 +166,7 @@ class IngestService:
         trust = identity.trust_ods_code
         store = self.ports.progress
         progress = store.load(trust, identity.sha256)
+        retrying = progress is not None  # an earlier attempt may have stored some held records
         if progress is None:
             progress = Progress(0, london_day(self._clock()))
             store.save(trust, identity.sha256, progress)
@@ -171,13 +175,16 @@ class IngestService:
                                                 "accepted_after": len(progress.accepted_rows)})
         file_name = obj.file_name
         kind = FileKind.from_name(file_name)
+        report_key, rejected_key = report_keys(trust, file_name, upload_id(identity.uploaded_at, identity.upload_ref))
         pipeline = FilePipeline(
             source=Source(trust, obj.key, identity.sha256),
             validator=RowValidator(RowRules(identity.upload_day, self.settings.max_baby_age_days)),
             router=Router(self.registry, self.postcodes, progress.processing_day),
             sender_factory=self.ports.sender,
             queue_url=self.ports.queues.authority_queue_url,
-            held_queue_url=self.ports.queues.held_queue_url,
+            held_writer_factory=self.ports.held,
+            report_key=report_key,
+            retrying=retrying,
             on_unexpected=self._log_unexpected_row,
         )
         reader = RowReader(self.ports.uploads.open(obj), kind, facts, self.settings.max_file_bytes)
@@ -193,8 +200,6 @@ class IngestService:
             if tally.rows_in != facts.records or not outcome.balanced:  # a bug: never report a file that
                 counts = outcome.model_dump_json(include={"rows_in", "forwarded", "rejected", "withheld", "held"})
                 raise RuntimeError(f"reconciliation failed: {counts}, records {facts.records}")  # doesn't add up
-            report_key, rejected_key = report_keys(trust, file_name, upload_id(identity.uploaded_at,
-                                                                               identity.upload_ref))
             report = FileReport(
                 event_id=f"{trust}:{identity.sha256}", status=FileStatus.PROCESSED, trust_ods_code=trust,
                 trust_name=self.registry.trust_name(trust), bucket=obj.bucket, key=obj.key, sha256=identity.sha256,
@@ -210,10 +215,12 @@ class IngestService:
             self._record_accepted(trust, identity.sha256, pipeline.progress(progress.processing_day))
             raise
         self.log.info("file processed", extra={"outcome": outcome.model_dump(mode="json", exclude={"authorities"}),
-                                             "requests": pipeline.sender.stats.requests})
+                                             "requests": pipeline.sender.stats.requests,
+                                             "held_store_requests": pipeline.held.stats.requests})
         return IngestSummary(key=obj.key, upload_ref=identity.upload_ref, status=report.status,
                              report_key=report.report_key, outcome=outcome,
-                             send_requests=pipeline.sender.stats.requests)
+                             send_requests=pipeline.sender.stats.requests,
+                             held_store_requests=pipeline.held.stats.requests)
 
     def _record_accepted(self, trust: str, sha256: str, progress: Progress) -> None:
         """Before a failed run gives up: remember what SQS accepted, so the retry sends none of it again."""

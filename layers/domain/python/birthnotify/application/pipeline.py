@@ -18,9 +18,9 @@ import json
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from birthnotify.application.ports import Outgoing, Progress, SenderFactory
+from birthnotify.application.ports import HeldEntry, HeldKey, HeldWriterFactory, Outgoing, Progress, SenderFactory
 from birthnotify.domain.messages import (
     MESSAGE_SCHEMA_VERSION,
     AuthorityCounts,
@@ -205,6 +205,27 @@ def held_message_body(record: BirthNotification, hold: Hold, source: Source, row
     )
 
 
+Tag = TypeVar("Tag")
+
+
+def forward_message(record: BirthNotification, forward: Forward, source: Source, row: int, tag: Tag) -> Outgoing[Tag]:
+    """The message an authority receives for a record, with its FIFO group and deduplication id: the one place
+    they are made, so a record released from the held store or re-delivered goes out exactly as a first send
+    would have (same body, same deduplication id)."""
+    body = authority_message_body(record, forward, source, row)
+    return Outgoing(body, tag, group_id=order_group(source.trust_ods_code, record),
+                    deduplication_id=hashlib.sha256(body.encode()).hexdigest())
+
+
+def held_entry(record: BirthNotification, hold: Hold, source: Source, row: int, report_key: str,
+               body: str) -> HeldEntry:
+    return HeldEntry(
+        key=HeldKey(source.trust_ods_code, source.sha256, row), file_key=source.key, report_key=report_key,
+        reason=hold.reason, authority_gss_code=hold.gss_code, authority_name=hold.name,
+        notification_id=record.notification_id, notification_type=record.notification_type, body=body,
+    )
+
+
 def order_group(trust_ods_code: str, record: BirthNotification) -> str:
     """FIFO group of a notification and its amendments and cancellation: ordered among themselves, and
     carrying no personal data (the trust's own ids only)."""
@@ -217,26 +238,30 @@ the exception (whose message may quote the row: never log it)."""
 
 
 class FilePipeline:
-    """Pushes the rows of one file through validation, routing and sending."""
+    """Pushes the rows of one file through validation, routing and sending: forwarded records to their
+    authority's queue, held records to the held store. Each counts only once SQS or the store accepted it."""
 
     def __init__(self, *, source: Source, validator: RowValidator, router: Router, sender_factory: SenderFactory,
-                 queue_url: Callable[[str], str],
-                 held_queue_url: str, on_unexpected: UnexpectedRow = lambda row, notification_id, exc: None) -> None:
+                 queue_url: Callable[[str], str], held_writer_factory: HeldWriterFactory, report_key: str = "",
+                 retrying: bool = False, on_unexpected: UnexpectedRow = lambda row, notification_id, exc: None,
+                 ) -> None:
         self.source = source
         self.tally = Tally()
         self._validator = validator
         self._router = router
         self.sender = sender_factory(self._accepted)
+        # A retried run may find records an earlier attempt stored (and a reviewer has acted on since).
+        self.held = held_writer_factory(self._accepted, retrying)
         self._queue_url = queue_url
-        self._held_queue_url = held_queue_url
+        self._report_key = report_key
         self._on_unexpected = on_unexpected
         self.settled_through = 0
-        """Every row up to this one is settled: accepted by SQS, or never to be sent."""
+        """Every row up to this one is settled: accepted by SQS or the held store, or never to be sent."""
         self.accepted_since: set[int] = set()
-        """Rows after ``settled_through`` that SQS has accepted."""
+        """Rows after ``settled_through`` that SQS or the held store has accepted."""
 
     def progress(self, processing_day: Any) -> Progress:
-        """What a retry must not send again: everything SQS has accepted so far."""
+        """What a retry must not send again: everything SQS and the held store have accepted so far."""
         return Progress(self.settled_through, processing_day, frozenset(self.accepted_since))
 
     def run(self, rows: Iterable[RawRow], *, resume: Progress | None = None,
@@ -260,15 +285,18 @@ class FilePipeline:
                 self._checkpoint(row, checkpoint)
                 raise FileIncomplete(row)
         sender.flush()
+        self.held.flush()
         return tally
 
     def _checkpoint(self, row: int, checkpoint: Callable[[int], None]) -> None:
         self.sender.flush()
+        self.held.flush()
         checkpoint(row)
         self.settled_through = row
         self.accepted_since = {accepted for accepted in self.accepted_since if accepted > row}
 
     def _accepted(self, sent: Sent) -> None:
+        """SQS or the held store accepted a record."""
         self.accepted_since.add(sent.row)
         self.tally.accepted(sent)
 
@@ -284,26 +312,31 @@ class FilePipeline:
             self.tally.reject(result)
         elif isinstance(result, Withhold):
             self.tally.withhold(result.reason)
-        elif isinstance(result, Sent):  # accepted by SQS in an earlier run: counted, not sent again
+        elif isinstance(result, Sent):  # accepted by SQS or the store in an earlier run: counted, not sent again
             if raw.row > self.settled_through:
                 self.accepted_since.add(raw.row)
             self.tally.accepted(result)
-        else:
+        elif isinstance(result, Outgoing):
             # Outside the row's try: a queue that cannot be reached fails the file, which is retried.
-            queue_url = (self._queue_url(result.tag.decision.authority.gss_code)
-                         if isinstance(result.tag.decision, Forward) else self._held_queue_url)
-            self.sender.add(queue_url, result)
+            forward = result.tag.decision
+            assert isinstance(forward, Forward)
+            self.sender.add(self._queue_url(forward.authority.gss_code), result)
+        else:
+            entry, sent = result
+            self.held.add(entry, sent)
 
-    def _decide(self, raw: RawRow, replaying: bool) -> tuple[list[RowError] | Withhold | Sent | Outgoing[Sent],
-                                                             tuple[RowWarning, ...]]:
-        """Everything that depends on the row's content, without side effects on the tally or SQS; and the
-        optional fields left out of an accepted row."""
+    def _decide(self, raw: RawRow, replaying: bool
+                ) -> tuple[list[RowError] | Withhold | Sent | Outgoing[Sent] | tuple[HeldEntry, Sent],
+                           tuple[RowWarning, ...]]:
+        """Everything that depends on the row's content, without side effects on the tally, SQS or the held
+        store; and the optional fields left out of an accepted row."""
         valid = self._validator.validate(raw)
         if not isinstance(valid, ValidRow):
             return valid, ()
         return self._route(raw, valid.record, replaying), valid.warnings
 
-    def _route(self, raw: RawRow, record: BirthNotification, replaying: bool) -> Withhold | Sent | Outgoing[Sent]:
+    def _route(self, raw: RawRow, record: BirthNotification, replaying: bool
+               ) -> Withhold | Sent | Outgoing[Sent] | tuple[HeldEntry, Sent]:
         decision = self._router.decide(record)
         if isinstance(decision, Withhold):
             return decision
@@ -311,12 +344,13 @@ class FilePipeline:
         if replaying:
             return sent
         source, row = self.source, raw.row
-        if isinstance(decision, Forward):
-            body = authority_message_body(record, decision, source, row)
-            outgoing = Outgoing(body, sent, group_id=order_group(source.trust_ods_code, record),
-                                deduplication_id=hashlib.sha256(body.encode()).hexdigest())
-        else:
-            outgoing = Outgoing(held_message_body(record, decision, source, row), sent)
+        if isinstance(decision, Hold):
+            body = held_message_body(record, decision, source, row)
+            # Released one day, it becomes an SQS message: the contract keeps such characters out.
+            if SQS_FORBIDDEN.search(body):
+                raise ValueError("held record holds characters SQS refuses")
+            return held_entry(record, decision, source, row, self._report_key, body), sent
+        outgoing = forward_message(record, decision, source, row, sent)
         if SQS_FORBIDDEN.search(outgoing.body):  # the contract keeps these out; SQS would refuse the batch
             raise ValueError("message body holds characters SQS refuses")
         return outgoing

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from birthnotify.domain.messages import FileProcessedEvent, FileReport
+from birthnotify.domain.held import HeldAction, HeldStatus
+from birthnotify.domain.messages import FileProcessedEvent, FileReport, HeldMessage, HeldReason
+from birthnotify.domain.record import NotificationType
 from birthnotify.domain.uploads import InboundObject
 
 if TYPE_CHECKING:
@@ -64,12 +66,129 @@ SenderFactory = Callable[[Callable[[Any], None]], MessageSender]
 
 
 class QueueDirectory(Protocol):
-    """Where records go: each authority's queue, and the held queue."""
-
-    @property
-    def held_queue_url(self) -> str: ...
+    """Where forwarded records go: each authority's queue."""
 
     def authority_queue_url(self, gss_code: str) -> str: ...
+
+
+# -- the held store ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeldKey:
+    """One held record: the row of a file's content (the same identity the file's progress uses)."""
+
+    trust_ods_code: str
+    sha256: str
+    row: int
+
+    def __str__(self) -> str:
+        return f"{self.trust_ods_code} {self.sha256[:12]} row {self.row}"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEntry:
+    """What ingest stores for one held record: ``body`` is the record itself (messages.HeldMessage, every
+    field); the rest names it without personal data, for listing, counting and telling the trust."""
+
+    key: HeldKey
+    file_key: str
+    report_key: str
+    reason: HeldReason
+    authority_gss_code: str | None
+    authority_name: str | None
+    notification_id: str
+    notification_type: NotificationType
+    body: str
+
+
+@dataclass
+class HeldWriterStats:
+    requests: int = 0
+    stored: int = 0
+    retried_items: int = 0
+
+
+class HeldWriter(Protocol):
+    """Stores held records, in batches where the store allows; reports each record the store accepted
+    through the callback it was made with (a record counts as held only once stored)."""
+
+    stats: HeldWriterStats
+
+    def add(self, entry: HeldEntry, tag: Any) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+HeldWriterFactory = Callable[[Callable[[Any], None], bool], HeldWriter]
+"""Makes a held writer: the callback gets a record's tag once the store accepted it. With the flag set (a
+retried run) the writer never overwrites a record an earlier attempt stored: it may have been released or
+discarded since."""
+
+
+@dataclass(frozen=True)
+class HeldSummary:
+    """A held record without personal data: what listing, counting and alarms need."""
+
+    key: HeldKey
+    file_key: str
+    report_key: str
+    reason: HeldReason
+    authority_gss_code: str | None
+    authority_name: str | None
+    notification_type: NotificationType
+    held_at: datetime
+    expires_at: datetime | None
+    status: HeldStatus
+
+
+@dataclass(frozen=True)
+class HeldDetail:
+    """A held record with what only the held reviewer may see: the record itself."""
+
+    summary: HeldSummary
+    message: HeldMessage
+
+    @property
+    def key(self) -> HeldKey:
+        return self.summary.key
+
+
+class HeldStore(Protocol):
+    """The durable store of held records (adapters.held), independent of any queue's retention.
+
+    A record moves HELD -> RELEASING (claimed by one release) -> RELEASED, or HELD -> DISCARDED; released and
+    discarded records keep no personal data, only who did what, when, and under which action."""
+
+    def open_records(self, reasons: Iterable[HeldReason] | None = None) -> list[HeldSummary]:
+        """Records not yet released or discarded (RELEASING ones included: a release that stopped half-way),
+        oldest first."""
+        ...
+
+    def details(self, keys: Iterable[HeldKey]) -> list[HeldDetail]:
+        """The records themselves (personal data), for those keys that are still open."""
+        ...
+
+    def claim(self, key: HeldKey, action: HeldAction, stale_before: datetime) -> bool:
+        """HELD (or RELEASING since before ``stale_before``) -> RELEASING under ``action``; False when another
+        action has it or it is no longer held."""
+        ...
+
+    def unclaim(self, key: HeldKey, action: HeldAction) -> None: ...
+
+    def mark_released(self, key: HeldKey, action: HeldAction, gss_code: str, agreement_id: str) -> bool:
+        """RELEASING (under ``action``) -> RELEASED, the record itself deleted."""
+        ...
+
+    def discard(self, key: HeldKey, action: HeldAction) -> bool:
+        """HELD -> DISCARDED, the record itself deleted; False when it is no longer held."""
+        ...
+
+    def save_action(self, action: HeldAction) -> None:
+        """Record (or update) an action: who, when, what, why, and which records."""
+        ...
+
+    def actions(self, since: datetime) -> list[HeldAction]: ...
 
 
 # -- a file's progress ---------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ class AuthorityMessage(BaseModel):
 
 
 class HeldReason(StrEnum):
-    """Why a valid record was parked in the held queue for a person to review."""
+    """Why a valid record was kept in the held store for a person to review."""
 
     NO_AUTHORITY = "NO_AUTHORITY"
     """The council code (residence_la_code, or the postcode directory's) is not an English or Welsh council
@@ -119,8 +119,8 @@ class WithheldReason(StrEnum):
 
 
 class HeldMessage(BaseModel):
-    """Body of a message on the held queue: enough for a reviewer to act, the full record included,
-    since the held queue is readable only by the operators' review role."""
+    """A held record as the held store keeps it: enough for a reviewer to act, the full record included,
+    since the held store is readable only by the held reviewer role (and written only by ingest)."""
 
     schema_version: Literal["1"] = MESSAGE_SCHEMA_VERSION
     reason: HeldReason

@@ -20,3 +20,15 @@ def lease_item_id(name: str) -> str:
 def authority_queue_name(prefix: str, gss_code: str) -> str:
     """Name of an authority's FIFO queue; the stack creates it and the ingest function derives it."""
     return f"{prefix}-{gss_code}.fifo"
+
+
+HELD_OPEN_INDEX = "open"
+"""The held store's sparse index of open records: partition key ``open`` (the held reason, present only while a
+record is open), sort key ``held_at``."""
+HELD_OPEN_ATTRIBUTE = "open"
+HELD_AT_ATTRIBUTE = "held_at"
+HELD_TTL_ATTRIBUTE = "expiration"
+HELD_INDEX_PROJECTION = ("trust", "sha256", "row", "file_key", "report_key", "authority_gss_code", "authority_name",
+                         "notification_type", "status", HELD_TTL_ATTRIBUTE)
+"""What the ``open`` index carries besides its keys: no personal data, so whoever may read only the index (the age
+check) sees none."""

@@ -19,7 +19,8 @@ class Env(StrEnum):
     INBOUND_BUCKET = "INBOUND_BUCKET"
     REPORTS_BUCKET = "REPORTS_BUCKET"
     AUTHORITY_QUEUE_PREFIX = "AUTHORITY_QUEUE_PREFIX"
-    HELD_QUEUE_URL = "HELD_QUEUE_URL"
+    HELD_TABLE = "HELD_TABLE"
+    HELD_RETENTION_DAYS = "HELD_RETENTION_DAYS"
     FILE_EVENTS_QUEUE_URL = "FILE_EVENTS_QUEUE_URL"
     STATE_TABLE = "STATE_TABLE"
     MAX_FILE_BYTES = "MAX_FILE_BYTES"
@@ -47,7 +48,8 @@ INGEST_ENV: frozenset[Env] = frozenset(
         Env.INBOUND_BUCKET,
         Env.REPORTS_BUCKET,
         Env.AUTHORITY_QUEUE_PREFIX,
-        Env.HELD_QUEUE_URL,
+        Env.HELD_TABLE,
+        Env.HELD_RETENTION_DAYS,
         Env.FILE_EVENTS_QUEUE_URL,
         Env.STATE_TABLE,
         Env.MAX_FILE_BYTES,
@@ -94,6 +96,9 @@ MESH_ENV: frozenset[Env] = frozenset(
 DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
 DEFAULT_MESH_MAX_MESSAGES = 100
 DEFAULT_MAX_BABY_AGE_DAYS = 366
+DEFAULT_HELD_RETENTION_DAYS = 400
+"""How long the held store keeps a record nobody has acted on (and the trace of one acted on): longer than any
+agreement's purpose can use a notification (a baby up to DEFAULT_MAX_BABY_AGE_DAYS old is accepted)."""
 
 
 class _Settings(BaseModel):
@@ -134,7 +139,9 @@ class IngestSettings(_Settings):
     registry_path: str = Field(validation_alias=Env.REGISTRY_PATH.value)
     reports_bucket: str = Field(validation_alias=Env.REPORTS_BUCKET.value)
     authority_queue_prefix: str = Field(validation_alias=Env.AUTHORITY_QUEUE_PREFIX.value)
-    held_queue_url: str = Field(validation_alias=Env.HELD_QUEUE_URL.value)
+    held_table: str = Field(validation_alias=Env.HELD_TABLE.value)
+    held_retention_days: PositiveInt = Field(DEFAULT_HELD_RETENTION_DAYS,
+                                             validation_alias=Env.HELD_RETENTION_DAYS.value)
     file_events_queue_url: str = Field(validation_alias=Env.FILE_EVENTS_QUEUE_URL.value)
     state_table: str = Field(validation_alias=Env.STATE_TABLE.value)
     max_file_bytes: PositiveInt = Field(DEFAULT_MAX_FILE_BYTES, validation_alias=Env.MAX_FILE_BYTES.value)
