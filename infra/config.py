@@ -17,6 +17,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from birthnotify.application.ingest import IDEMPOTENCY_SECONDS
 from birthnotify.domain.registry import Registry, load_registry
+from birthnotify.shared.names import StageNames
 from birthnotify.shared.settings import (
     DEFAULT_HELD_RETENTION_DAYS,
     DEFAULT_MAX_BABY_AGE_DAYS,
@@ -27,7 +28,6 @@ from birthnotify.shared.settings import (
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REGISTRY = ROOT / "config" / "registry.toml"
-PROJECT = "birthnotify"
 _STAGE = re.compile(r"^[a-z][a-z0-9]{1,11}$")
 DISPOSABLE_STAGES = frozenset({"dev"})
 """Stages whose data may be destroyed with the stack. Every other stage (prod, and any stage not listed
@@ -104,8 +104,13 @@ class StageConfig:
     # -- derived names --------------------------------------------------------------------------------
 
     @property
+    def names(self) -> StageNames:
+        """Names the operators' commands derive from the stage alone (birthnotify.shared.names)."""
+        return StageNames(self.stage)
+
+    @property
     def prefix(self) -> str:
-        return f"{PROJECT}-{self.stage}"
+        return self.names.prefix
 
     @property
     def stack_name(self) -> str:
@@ -117,7 +122,7 @@ class StageConfig:
 
     @property
     def authority_queue_prefix(self) -> str:
-        return f"{self.prefix}-authority"
+        return self.names.authority_queue_prefix
 
     def function_name(self, name: str) -> str:
         return f"{self.prefix}-{name}"

@@ -17,7 +17,7 @@ from birthnotify.adapters.aws import ingest_ports
 from birthnotify.adapters.held import DynamoHeldStore
 from birthnotify.adapters.progress import DynamoProgressStore
 from birthnotify.application.ports import HeldDetail
-from birthnotify.domain.messages import AuthorityMessage, FileProcessedEvent
+from birthnotify.domain.messages import AuthorityMessage, notifier_event
 from birthnotify.domain.record import BirthNotification
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.names import (
@@ -25,6 +25,7 @@ from birthnotify.shared.names import (
     HELD_INDEX_PROJECTION,
     HELD_OPEN_ATTRIBUTE,
     HELD_OPEN_INDEX,
+    StageNames,
     authority_queue_name,
 )
 from birthnotify.shared.settings import Env
@@ -36,9 +37,11 @@ from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_PATH = ROOT / "config" / "registry.toml"
-QUEUE_PREFIX = "birthnotify-test"
+STAGE = StageNames("test")
+"""The resources are named as the stack names a stage's, so the operators' commands find them by --stage test."""
+QUEUE_PREFIX = STAGE.authority_queue_prefix
 INBOUND, REPORTS = "test-inbound", "test-reports"
-HELD_TABLE = "test-held"
+HELD_TABLE, STATE_TABLE = STAGE.held_table, STAGE.state_table
 SQS_RETENTION_SECONDS = 14 * 24 * 3600
 """Every queue keeps a message 14 days, as the stack's do (moto's default is 4)."""
 
@@ -130,7 +133,7 @@ class IngestStack:
         if queue_url in self.authority_queue_urls.values():
             AuthorityMessage.model_validate_json(body)
         elif queue_url == self.events_queue_url:
-            FileProcessedEvent.model_validate_json(body)
+            notifier_event(body)  # a file processed, a MESH message quarantined, or reviewers acting on held records
 
     def reports(self, trust: str, name: str) -> list[dict]:
         """Every report of uploads of this file name, oldest first; each is held to the reconciliation
@@ -201,7 +204,7 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
                                      "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbound/"}]}}}]
         })
         retention = {"MessageRetentionPeriod": str(SQS_RETENTION_SECONDS)}
-        events_url = sqs.create_queue(QueueName="test-file-events", Attributes=retention)["QueueUrl"]
+        events_url = sqs.create_queue(QueueName=STAGE.file_events_queue, Attributes=retention)["QueueUrl"]
         authority_urls = {
             authority.gss_code: sqs.create_queue(
                 QueueName=authority_queue_name(QUEUE_PREFIX, authority.gss_code),
@@ -210,14 +213,14 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             for authority in load_registry(REGISTRY_PATH).authorities
         }
         dynamodb.create_table(
-            TableName="test-state", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            TableName=STATE_TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
         )
         create_held_table(boto3.client("dynamodb"), HELD_TABLE)
         for name, value in {
             Env.REGISTRY_PATH: str(REGISTRY_PATH), Env.INBOUND_BUCKET: INBOUND, Env.REPORTS_BUCKET: REPORTS,
             Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX, Env.HELD_TABLE: HELD_TABLE,
-            Env.FILE_EVENTS_QUEUE_URL: events_url, Env.STATE_TABLE: "test-state", Env.STAGE: "test",
+            Env.FILE_EVENTS_QUEUE_URL: events_url, Env.STATE_TABLE: STATE_TABLE, Env.STAGE: STAGE.stage,
         }.items():
             monkeypatch.setenv(name, value)
         handler = load_handler_module(ROOT / "functions" / "ingest" / "handler.py")

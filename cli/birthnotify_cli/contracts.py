@@ -15,6 +15,7 @@ from birthnotify.domain.messages import (
     AuthorityMessage,
     FileProcessedEvent,
     FileReport,
+    HeldActionEvent,
     HeldMessage,
     HeldReason,
     MeshQuarantinedEvent,
@@ -39,6 +40,7 @@ SCHEMAS = {
     "file-processed-event.schema.json": (FileProcessedEvent, "serialization"),
     "file-report.schema.json": (FileReport, "serialization"),
     "mesh-quarantined-event.schema.json": (MeshQuarantinedEvent, "serialization"),
+    "held-action-event.schema.json": (HeldActionEvent, "serialization"),
 }
 
 def upload_contract_markdown() -> str:

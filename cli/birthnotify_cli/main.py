@@ -1,5 +1,6 @@
 """`birthnotify`: the command line for trusts (validate), authorities (consume), testers (generate, mesh send and
-receive against the local MESH sandbox) and the team (demo, local serve, contracts, registry check, postcodes build).
+receive against the local MESH sandbox), the held reviewers (held) and the team (redeliver, demo, local serve,
+contracts, registry check, postcodes build).
 
 Exit codes: 0 success; 1 some rows or messages were not accepted; 2 usage error; 3 the file was
 rejected as a whole; 4 configuration error (registry, postcode directory, AWS access).
@@ -108,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="a directory CSV or index (default: the one the registry names)")
     lookup.set_defaults(run=_postcodes_lookup)
 
+    _held_parser(commands)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded local cloud")
     demo.add_argument("--rows", type=int, default=600)
     demo.add_argument("--output", type=Path, default=Path("demo-output"))
@@ -146,6 +149,74 @@ def _parser() -> argparse.ArgumentParser:
                        "(an hour for ingest, as in Lambda)")
     serve.set_defaults(run=_serve)
     return parser
+
+
+def _held_parser(commands: argparse._SubParsersAction) -> None:
+    from birthnotify.domain.messages import HeldReason
+
+    reasons = [reason.value for reason in HeldReason]
+    held = commands.add_parser(
+        "held", help="review held records: list, release, discard (the held reviewer role)",
+        description="Records the pipeline could not forward wait in the held store until a reviewer releases or "
+        "discards them. Run with the held reviewer role's credentials; every action is recorded with the caller's "
+        "identity, and the trust and operators are told (counts only).")
+    actions = held.add_subparsers(metavar="ACTION")
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--stage", default=None, help="the deployment's stage (default: $BIRTHNOTIFY_STAGE)")
+        parser.add_argument("--endpoint-url", default=None, help="e.g. the local cloud's URL")
+
+    def selection(parser: argparse.ArgumentParser, reason_flag: str) -> None:
+        parser.add_argument(reason_flag, dest="reasons", action="append", choices=reasons, default=[],
+                            metavar="REASON",
+                            help=f"only records held for this reason (repeatable): {', '.join(reasons)}")
+        parser.add_argument("--file", default=None, metavar="REF",
+                            help="only records of this file: its key, its name, or its content reference (8+ hex "
+                            "digits of its SHA-256, as the emails quote it)")
+        parser.add_argument("--row", dest="rows", action="append", type=int, default=[], metavar="N",
+                            help="only this row of the file (repeatable)")
+
+    listing = actions.add_parser("list", help="count held records by reason, council and age",
+                                 description="Counts only, unless --show.")
+    common(listing)
+    selection(listing, "--reason")
+    listing.add_argument("--authority", default=None, metavar="GSS", help="only records held for this council")
+    listing.add_argument("--show", action="store_true",
+                         help="one line per record: the trust's ids and the postcode (personal data: only what a "
+                         "reviewer needs to find the family's council)")
+    listing.set_defaults(run=_held_list)
+
+    release = actions.add_parser(
+        "release", help="re-route held records with the current registry and forward those that now can go",
+        description="Re-routes the selected records today, with the current registry and postcode directory (after "
+        "an agreement is signed, or a council added), and forwards those that now have a council and an agreement "
+        "in force, with the same message and deduplication ids a first send would have had. The others stay held.")
+    common(release)
+    selection(release, "--reason")
+    release.add_argument("--authority", default=None, metavar="GSS", help="only records that now go to this council")
+    release.add_argument("--why", default="re-routed with the current registry and postcode directory",
+                         help="recorded with the action")
+    release.add_argument("--dry-run", action="store_true", help="say what would be released; change nothing")
+    release.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY,
+                         help="the registry now deployed (its postcode directory beside it)")
+    release.set_defaults(run=_held_release)
+
+    discard = actions.add_parser("discard", help="delete held records that must not be shared",
+                                 description="Deletes the selected records from the held store: they are never "
+                                 "shared. Say which (at least one of --file, --held-reason, --authority, --row) "
+                                 "and why.")
+    common(discard)
+    discard.add_argument("--reason", dest="why", required=True, metavar="TEXT",
+                         help="why they must not be shared (recorded; never emailed)")
+    selection(discard, "--held-reason")
+    discard.add_argument("--authority", default=None, metavar="GSS", help="only records held for this council")
+    discard.add_argument("--dry-run", action="store_true", help="say what would be discarded; change nothing")
+    discard.set_defaults(run=_held_discard)
+
+    history = actions.add_parser("actions", help="what reviewers did: who, when, what, why, which records")
+    common(history)
+    history.add_argument("--since", default=None, metavar="YYYY-MM-DD", help="default: 30 days ago")
+    history.set_defaults(run=_held_actions)
 
 
 class ConfigurationError(Exception):
@@ -366,6 +437,108 @@ def _postcodes_lookup(args: argparse.Namespace) -> int:
     registry = _load_registry(args.registry)
     directory = _load_postcodes(args.directory or args.registry.parent / registry.postcode_directory.file, registry)
     print("\n".join(lookup(args.postcode, directory, registry)))
+    return EXIT_OK
+
+
+def _stage_names(args: argparse.Namespace):
+    import os
+
+    from birthnotify.shared.names import StageNames
+
+    stage = args.stage or os.environ.get("BIRTHNOTIFY_STAGE")
+    if not stage:
+        raise ConfigurationError("say which deployment: --stage (or BIRTHNOTIFY_STAGE), e.g. --stage prod")
+    return StageNames(stage)
+
+
+def _held_clients(args: argparse.Namespace):
+    import boto3
+
+    from birthnotify_cli.held import Clients
+
+    return Clients.from_session(boto3.session.Session(), args.endpoint_url)
+
+
+def _selection(args: argparse.Namespace):
+    from birthnotify.application.held import Selection
+    from birthnotify.domain.messages import HeldReason
+
+    return Selection(reasons=tuple(HeldReason(r) for r in args.reasons), authority=args.authority, file=args.file,
+                     rows=tuple(args.rows))
+
+
+def _aws_errors(run):
+    """AWS refusing or unreachable: a configuration error, with AWS's own words (no personal data)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return run()
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigurationError(f"AWS: {exc}") from None
+
+
+def _held_list(args: argparse.Namespace) -> int:
+    from birthnotify_cli.held import days, overview_lines, review
+
+    names = _stage_names(args)
+    clients = _held_clients(args)
+    reviewer = _aws_errors(lambda: review(clients, names, _load_registry(DEFAULT_REGISTRY), actor="(listing)"))
+    selection = _selection(args)
+    print("\n".join(_aws_errors(lambda: overview_lines(reviewer.overview(selection), names.held_table))))
+    if args.show:
+        views = _aws_errors(lambda: reviewer.show(selection))
+        print("\ntrust file reference  row   notification_id       postcode  age         reason / council")
+        for view in views:
+            print(f"{view.trust_ods_code:<5} {view.file_reference:<14} {view.row:<5} {view.notification_id:<21} "
+                  f"{view.postcode:<9} {days(view.age):<11} {view.reason.value} {view.council}")
+    return EXIT_OK
+
+
+def _held_release(args: argparse.Namespace) -> int:
+    from birthnotify.application.held import ReleaseIncomplete
+
+    from birthnotify_cli.held import outcome_lines, review
+
+    names = _stage_names(args)
+    registry, postcodes = _load_registry_and_postcodes(args.registry)
+    reviewer = _aws_errors(lambda: review(_held_clients(args), names, registry, postcodes))
+    try:
+        outcome = _aws_errors(lambda: reviewer.release(_selection(args), args.why, dry_run=args.dry_run))
+    except ReleaseIncomplete as incomplete:
+        print("\n".join(outcome_lines(incomplete.outcome)))
+        print(f"release incomplete: {incomplete}", file=sys.stderr)
+        return EXIT_ROWS
+    print("\n".join(outcome_lines(outcome)))
+    return EXIT_OK
+
+
+def _held_discard(args: argparse.Namespace) -> int:
+    from birthnotify.application.held import NothingSelected
+
+    from birthnotify_cli.held import outcome_lines, review
+
+    names = _stage_names(args)
+    reviewer = _aws_errors(lambda: review(_held_clients(args), names, _load_registry(DEFAULT_REGISTRY),
+                                          with_events=True))
+    try:
+        outcome = _aws_errors(lambda: reviewer.discard(_selection(args), args.why, dry_run=args.dry_run))
+    except NothingSelected as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(outcome_lines(outcome)))
+    return EXIT_OK
+
+
+def _held_actions(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from birthnotify_cli.held import action_lines, review, since
+
+    names = _stage_names(args)
+    reviewer = _aws_errors(lambda: review(_held_clients(args), names, _load_registry(DEFAULT_REGISTRY),
+                                          actor="(listing)"))
+    start = since(args.since) if args.since else datetime.now(UTC) - timedelta(days=30)
+    print("\n".join(_aws_errors(lambda: action_lines(reviewer.actions(start)))) or "no actions")
     return EXIT_OK
 
 

@@ -47,7 +47,7 @@ class Held(Construct):
         self.table = dynamodb.Table(
             self,
             "HeldStore",
-            table_name=f"{config.prefix}-held",
+            table_name=config.names.held_table,
             partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             time_to_live_attribute=HELD_TTL_ATTRIBUTE,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,

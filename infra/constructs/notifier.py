@@ -42,7 +42,7 @@ class FileEvents(Construct):
             self,
             "Queue",
             config=config,
-            name=f"{config.prefix}-file-events",
+            name=config.names.file_events_queue,
             key=keys.pipeline,
             visibility_timeout=Duration.seconds(config.notify_timeout_seconds * 6),
             max_receive_count=NOTIFY_MAX_RECEIVES,

@@ -23,7 +23,7 @@ class State(Construct):
         self.table = dynamodb.Table(
             self,
             "Table",
-            table_name=f"{config.prefix}-state",
+            table_name=config.names.state_table,
             partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
             time_to_live_attribute=TTL_ATTRIBUTE,
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,

@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from birthnotify.application.ports import Outgoing, SenderStats
-from birthnotify.domain.messages import FileProcessedEvent, MeshQuarantinedEvent
+from birthnotify.domain.messages import FileProcessedEvent, HeldActionEvent, MeshQuarantinedEvent
 from birthnotify.shared.names import authority_queue_name
 
 MAX_BATCH_ENTRIES = 10
@@ -132,5 +132,5 @@ class SqsEvents:
         self._sqs = sqs
         self._queue_url = queue_url
 
-    def publish(self, event: FileProcessedEvent | MeshQuarantinedEvent) -> None:
+    def publish(self, event: FileProcessedEvent | MeshQuarantinedEvent | HeldActionEvent) -> None:
         self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=event.model_dump_json())

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from birthnotify.domain.held import HeldAction, HeldStatus
-from birthnotify.domain.messages import FileProcessedEvent, FileReport, HeldMessage, HeldReason
+from birthnotify.domain.messages import FileProcessedEvent, FileReport, HeldActionEvent, HeldMessage, HeldReason
 from birthnotify.domain.record import NotificationType
 from birthnotify.domain.uploads import InboundObject
 
@@ -235,7 +235,7 @@ class ReportStore(Protocol):
 
 
 class EventPublisher(Protocol):
-    def publish(self, event: FileProcessedEvent) -> None: ...
+    def publish(self, event: FileProcessedEvent | HeldActionEvent) -> None: ...
 
 
 # -- reports back by MESH --------------------------------------------------------------------------------

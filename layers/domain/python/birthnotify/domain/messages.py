@@ -271,8 +271,9 @@ class FileProcessedEvent(BaseModel):
     mesh: MeshOrigin | None = Field(None, description="Set when the file came by MESH: its report goes back there.")
 
 
-def notifier_event(body: str) -> FileProcessedEvent | MeshQuarantinedEvent:
-    """A message of the file-events queue, as the model its ``kind`` names (a file-processed event has none)."""
+def notifier_event(body: str) -> FileProcessedEvent | MeshQuarantinedEvent | HeldActionEvent:
+    """A message of the file-events queue, as the model its ``kind`` names (a file-processed event has none):
+    a MESH message quarantined, or reviewers' action on a file's held records."""
     if '"kind"' in body:
         try:
             data = json.loads(body)
@@ -280,7 +281,37 @@ def notifier_event(body: str) -> FileProcessedEvent | MeshQuarantinedEvent:
             data = None
         if isinstance(data, dict) and data.get("kind") == "mesh_quarantined":
             return MeshQuarantinedEvent.model_validate(data)
+        if isinstance(data, dict) and data.get("kind") == HELD_ACTION_EVENT:
+            return HeldActionEvent.model_validate(data)
     return FileProcessedEvent.model_validate_json(body)
+
+
+HELD_ACTION_EVENT = "held_action"
+
+
+class HeldActionEvent(BaseModel):
+    """Emitted on the file-events queue when reviewers release or discard held records, once per action and
+    file: the trust and operators hear what became of the file's held records, and a council that received
+    some hears they are waiting. Counts and references only: never personal data."""
+
+    schema_version: Literal["1"] = MESSAGE_SCHEMA_VERSION
+    kind: Literal["held_action"] = "held_action"
+    event_id: str = Field(description="Stable per action and file: ``<action id>:<trust>:<sha256>``.")
+    action_id: str
+    action: Literal["release", "discard"]
+    acted_at: datetime
+    trust_ods_code: str
+    trust_name: str | None = None
+    key: str = Field(description="S3 key of the uploaded file the records came from.")
+    sha256: str
+    report_key: str | None = Field(None, description="The report of the upload that held them.")
+    released: list[AuthorityCounts] = Field([], description="Records released, per council and agreement.")
+    discarded: int = 0
+    still_held: int = Field(0, description="Records of this file still held after the action.")
+
+    @property
+    def released_total(self) -> int:
+        return sum(counts.total for counts in self.released)
 
 
 class FileReport(FileProcessedEvent):

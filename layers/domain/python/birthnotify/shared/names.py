@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 INBOUND_PREFIX = "inbound/"
 REPORTS_PREFIX = "reports/"
 QUARANTINE_PREFIX = "quarantine/"
@@ -15,6 +17,36 @@ MESH_RUN_LEASE = "mesh-run"
 def lease_item_id(name: str) -> str:
     """The state table id of a run lease: the stack lets the mesh function write that item and no other."""
     return f"lock#{name}"
+
+
+PROJECT = "birthnotify"
+
+
+@dataclass(frozen=True)
+class StageNames:
+    """The names of a stage's resources that the operators' commands find by name (the stack names them so)."""
+
+    stage: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{PROJECT}-{self.stage}"
+
+    @property
+    def authority_queue_prefix(self) -> str:
+        return f"{self.prefix}-authority"
+
+    @property
+    def held_table(self) -> str:
+        return f"{self.prefix}-held"
+
+    @property
+    def state_table(self) -> str:
+        return f"{self.prefix}-state"
+
+    @property
+    def file_events_queue(self) -> str:
+        return f"{self.prefix}-file-events"
 
 
 def authority_queue_name(prefix: str, gss_code: str) -> str:

@@ -17,8 +17,10 @@ from string import Template
 
 from birthnotify.domain.mesh import QUARANTINE_HELP
 from birthnotify.domain.messages import (
+    AuthorityCounts,
     FileProcessedEvent,
     FileStatus,
+    HeldActionEvent,
     HeldReason,
     MeshQuarantinedEvent,
     QuarantineReason,
@@ -65,6 +67,8 @@ class EmailKind(StrEnum):
     UNATTRIBUTED_FILE = "unattributed-file"
     AUTHORITY_DIGEST = "authority-digest"
     MESH_QUARANTINED = "mesh-quarantined"
+    HELD_UPDATE = "held-update"
+    """Reviewers released or discarded a file's held records: the trust and operators hear what became of them."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ class Composer:
                            f"{authority.gss_code}", authority.contact_emails,
                            f"{_births(total)} waiting from {trust}", document)
 
-    def trust_label(self, event: FileProcessedEvent) -> str:
+    def trust_label(self, event: FileProcessedEvent | HeldActionEvent) -> str:
         """The trust's name as the event or, failing that, the registry gives it."""
         registered = self.registry.trust(event.trust_ods_code) if event.trust_ods_code else None
         return event.trust_name or (registered.name if registered else None) or event.trust_ods_code or "unknown"
@@ -265,10 +269,12 @@ class Composer:
         total = sum(h.count for h in held)
         document = Document(f"{total} record{'s' if total != 1 else ''} from {trust} held for review")
         document.para(f"File reference {_reference(event)} from {trust} ({event.trust_ods_code}). These records "
-                      "were not forwarded; they wait on the held queue, for 14 days, for a person to act:")
+                      "were not forwarded; they wait in the held store until a reviewer releases or discards them "
+                      "(`birthnotify held list`, as the held reviewer role):")
         document.bullets([f"{h.count}: {HELD_REASON_TEXT[h.reason]}"
                           f"{' (' + h.authority_name + ')' if h.authority_name else ''}" for h in held])
-        document.para("Renew or add the sharing agreement in the registry, or route the records by hand.")
+        document.para("Renew or add the sharing agreement in the registry, deploy it, then `birthnotify held "
+                      "release`; or `birthnotify held discard --reason ...` what must not be shared.")
         emails = [self.render(EmailKind.HELD_ALERT, f"{event.event_id}:{EmailKind.HELD_ALERT}:operators",
                               self.registry.operator_emails, f"{_births(total)} held from {trust}",
                               document)]
@@ -304,6 +310,68 @@ class Composer:
         return self.render(EmailKind.MESH_QUARANTINED, f"{event.event_id}:{EmailKind.MESH_QUARANTINED}",
                            self.registry.operator_emails, f"MESH message quarantined: {event.message_id}", document)
 
+    # -- reviewers' actions on held records ----------------------------------------------------------
+
+    def for_held_action(self, event: HeldActionEvent) -> list[Email]:
+        """The trust and operators hear what became of a file's held records; a per-file council that received
+        some hears they are waiting (a digest council counts them in its digest instead)."""
+        trust = self.registry.trust(event.trust_ods_code)
+        emails = [self.held_update_for_trust(event, trust)] if trust else []
+        emails.append(self.held_update_for_operators(event))
+        for counts in event.released:
+            authority = self.registry.authority(counts.gss_code)
+            if authority is not None and authority.notification_mode == "per_file":
+                emails.append(self.released_waiting(event, authority, counts))
+        return emails
+
+    def _held_update(self, event: HeldActionEvent, document: Document) -> None:
+        document.bullets([f"released to {c.name} under sharing agreement {c.agreement_id}: {c.total} ({c.new} new, "
+                          f"{c.amend} amended, {c.cancel} cancelled)" for c in event.released])
+        if event.discarded:
+            document.bullets([f"discarded by the service's operators: {event.discarded} (they will not be shared)"])
+        document.para(f"{event.still_held} record{'s' if event.still_held != 1 else ''} of this file "
+                      f"{'are' if event.still_held != 1 else 'is'} still held for review."
+                      if event.still_held else "No record of this file is held any more.")
+
+    def held_update_for_trust(self, event: HeldActionEvent, trust: Trust) -> Email:
+        name = event.key.rsplit("/", 1)[-1]
+        acted = event.released_total + event.discarded
+        verb = "released" if event.action == "release" else "discarded"
+        document = Document(f"{acted} held record{'s' if acted != 1 else ''} from your file {name} {verb}")
+        document.para(f"When your file {name} was processed, some of its records were held for review. On "
+                      f"{event.acted_at:%d %B %Y} the service's operators acted on them:")
+        self._held_update(event, document)
+        if event.report_key:
+            document.para(f"The file's report (as processed): s3://{self.reports_bucket}/{event.report_key}")
+        return self.render(EmailKind.HELD_UPDATE, f"{event.event_id}:{EmailKind.HELD_UPDATE}:trust",
+                           trust.contact_emails, f"Held records {verb}: {name}", document)
+
+    def held_update_for_operators(self, event: HeldActionEvent) -> Email:
+        trust = self.trust_label(event)
+        acted = event.released_total + event.discarded
+        verb = "released" if event.action == "release" else "discarded"
+        document = Document(f"{acted} held record{'s' if acted != 1 else ''} from {trust} {verb}")
+        document.para(f"File reference {_reference(event)} from {trust} ({event.trust_ods_code}), action "
+                      f"{event.action_id}:")
+        self._held_update(event, document)
+        document.para("Who acted, when and why: `birthnotify held actions` (as the held reviewer role).")
+        return self.render(EmailKind.HELD_UPDATE, f"{event.event_id}:{EmailKind.HELD_UPDATE}:operators",
+                           self.registry.operator_emails, f"{_births(acted)} {verb} from {trust}", document)
+
+    def released_waiting(self, event: HeldActionEvent, authority: Authority, counts: AuthorityCounts) -> Email:
+        trust = self.trust_label(event)
+        document = Document(f"{_births(counts.total)} released to {authority.name}")
+        document.para(f"{trust} ({event.trust_ods_code}) sent these records earlier (file reference "
+                      f"{_reference(event)}); they were held until they could be shared with you, and the service's "
+                      f"operators have now released them under sharing agreement {counts.agreement_id}. On your "
+                      "queue now:")
+        document.bullets([f"{counts.new} new", f"{counts.amend} amended (replace the notification they name)",
+                          f"{counts.cancel} cancelled (withdraw the notification they name)"])
+        document.para(f"Collect them with `birthnotify consume` using your authority's consumer role; records "
+                      f"stay on the queue for 14 days. How to: {self.consumer_guide_url}")
+        return self.render(EmailKind.AUTHORITY_WAITING, f"{event.event_id}:{EmailKind.AUTHORITY_WAITING}:"
+                           f"{authority.gss_code}", authority.contact_emails,
+                           f"{_births(counts.total)} released to you from {trust}", document)
     # -- digests -------------------------------------------------------------------------------------
 
     def digest(self, authority: Authority, day: date, new: int, amend: int, cancel: int, files: int,
@@ -326,7 +394,7 @@ def _births(count: int) -> str:
     return f"{count} birth notification{'s' if count != 1 else ''}"
 
 
-def _reference(event: FileProcessedEvent) -> str:
+def _reference(event: FileProcessedEvent | HeldActionEvent) -> str:
     """A short reference to a file's content (or, for a file refused before it was read, to its event)."""
     return (event.sha256 or event.event_id.rsplit(":", 1)[-1])[:12]
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from birthnotify.application.notify.compose import Composer, Email
 from birthnotify.application.ports import DigestStore, EmailTransport, Log, MeshSender, ReportSource
-from birthnotify.domain.messages import FileProcessedEvent, MeshQuarantinedEvent
+from birthnotify.domain.messages import FileProcessedEvent, HeldActionEvent, MeshQuarantinedEvent
 from birthnotify.domain.registry import NotificationMode, Registry
 from birthnotify.shared.clock import london_day, utc_now
 
@@ -100,23 +100,29 @@ class NotifyService:
     def register_lambda_context(self, context: Any) -> None:
         self.idempotency.register_lambda_context(context)
 
-    def handle_event(self, event: FileProcessedEvent) -> int:
-        """Send the event's emails and count digest authorities' records; returns emails newly sent."""
+    def handle_event(self, event: FileProcessedEvent | HeldActionEvent) -> int:
+        """Send the event's emails and count digest authorities' records; returns emails newly sent. A file
+        processed, or reviewers' action on a file's held records (records released count like records
+        forwarded)."""
         before = len(self.sent)
         failures: list[Exception] = []
-        for email in self.composer.for_event(event):
+        if isinstance(event, HeldActionEvent):
+            emails, day, forwarded = self.composer.for_held_action(event), london_day(event.acted_at), event.released
+        else:
+            emails, day, forwarded = (self.composer.for_event(event), london_day(event.processed_at),
+                                      event.outcome.authorities)
+        for email in emails:
             try:
                 self.send(email)
             except Exception as exc:  # noqa: BLE001 (the others are still sent; the retry finishes the job)
                 failures.append(exc)
-        day = london_day(event.processed_at)
-        for counts in event.outcome.authorities:
+        for counts in forwarded:
             authority = self.registry.authority(counts.gss_code)
             if authority is not None and authority.notification_mode is NotificationMode.DIGEST:
                 self.digests.add(authority.gss_code, day, event.event_id, event.trust_name or
                                  event.trust_ods_code or "", counts.agreement_id, counts.new, counts.amend,
                                  counts.cancel)
-        if event.mesh is not None:
+        if isinstance(event, FileProcessedEvent) and event.mesh is not None:
             try:
                 self.report_back(event)
             except Exception as exc:  # noqa: BLE001 (retried with the emails, each part sent once)
