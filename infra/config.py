@@ -114,7 +114,7 @@ class StageConfig:
 
     @property
     def stack_name(self) -> str:
-        return f"BirthNotifications-{self.stage}"
+        return self.names.stack_name
 
     def authority_stack_name(self, shard: str) -> str:
         """The stack holding one shard of the authorities (infra.shards)."""

@@ -2,7 +2,9 @@
 
 Safe to interrupt and re-run. A message is deleted only after its record is flushed and fsynced, so an
 interruption never loses one; a message received again after an interruption (written, not yet deleted)
-is recognised by its source reference (trust, file hash, row) already in the output and not written twice.
+is recognised by its trust and notification id already in the output and not written twice. So is a record
+the service re-delivered (``birthnotify redeliver``, a held record released twice, a trust's file sent again
+under another name): each notification is written once, across runs.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ class ConsumeStats:
     unreadable: int = 0
 
 
-def source_reference(trust: str, sha256: str, row: int | str) -> str:
-    """What identifies a record across re-deliveries: the file it came from and its row."""
-    return f"{trust}:{sha256}:{row}"
+def notification_key(trust: str, notification_id: str) -> str:
+    """What identifies a notification across re-deliveries: the trust that sent it and its id for it (an
+    amendment or a cancellation has an id of its own)."""
+    return f"{trust}:{notification_id}"
 
 
 class OutputFile:
@@ -67,20 +70,19 @@ class OutputFile:
         with self.path.open(encoding="utf-8", newline="") as handle:
             if self.format == "csv":
                 for row in csv.DictReader(handle):
-                    self.references.add(source_reference(row["source_trust_ods_code"],
-                                                         row["source_sha256"], row["source_row"]))
+                    self.references.add(notification_key(row["source_trust_ods_code"], row["notification_id"]))
             else:
                 for line in handle:
                     if line.strip():
-                        source = json.loads(line)["source"]
-                        self.references.add(source_reference(source["trust_ods_code"], source["sha256"],
-                                                             source["row"]))
+                        written = json.loads(line)
+                        self.references.add(notification_key(written["source"]["trust_ods_code"],
+                                                              written["notification_id"]))
 
     def append(self, messages: list[AuthorityMessage]) -> int:
         """Write the messages not already present, then make them durable. Returns how many were new."""
         written = 0
         for message in messages:
-            reference = source_reference(message.source.trust_ods_code, message.source.sha256, message.source.row)
+            reference = notification_key(message.source.trust_ods_code, message.notification_id)
             if reference in self.references:
                 continue
             self._handle.write(_csv_line(_csv_values(message)) if self.format == "csv"

@@ -12,8 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from birthnotify.adapters.held import DynamoHeldStore
+from birthnotify.adapters.progress import DynamoProgressStore
+from birthnotify.adapters.s3 import S3ProcessedFiles
 from birthnotify.adapters.sqs import BatchSender, SqsEvents, SqsQueues
 from birthnotify.application.held import ActionOutcome, HeldReview, Overview
+from birthnotify.application.redeliver import Redelivery, RedeliveryOutcome
 from birthnotify.domain.held import HeldAction, RecordOutcome
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.registry import Registry
@@ -28,11 +31,23 @@ class Clients:
     sqs: Any
     sts: Any
     s3: Any = None
+    endpoint_url: str | None = None
 
     @classmethod
     def from_session(cls, session: Any, endpoint_url: str | None = None) -> Clients:
         return cls(*(session.client(service, endpoint_url=endpoint_url) for service in ("dynamodb", "sqs", "sts",
-                                                                                          "s3")))
+                                                                                          "s3")), endpoint_url)
+
+    def stack_output(self, names: StageNames, output: str) -> str:
+        """An output of the stage's core stack (e.g. a bucket's generated name)."""
+        import boto3
+
+        cloudformation = boto3.client("cloudformation", endpoint_url=self.endpoint_url)
+        [stack] = cloudformation.describe_stacks(StackName=names.stack_name)["Stacks"]
+        for found in stack.get("Outputs", []):
+            if found["OutputKey"] == output:
+                return str(found["OutputValue"])
+        raise LookupError(f"the stack {names.stack_name} has no output {output}")
 
     def caller(self) -> str:
         """Who is acting, as AWS knows them: recorded with every action."""
@@ -51,6 +66,32 @@ def review(clients: Clients, names: StageNames, registry: Registry, postcodes: P
         actor=actor or clients.caller(), postcodes=postcodes,
         sender=lambda on_accepted: BatchSender(sqs, on_accepted), queues=SqsQueues(sqs, names.authority_queue_prefix),
         events=SqsEvents(sqs, events_url) if events_url else None, **({"clock": clock} if clock else {}))
+
+
+def redelivery(clients: Clients, names: StageNames, registry: Registry, postcodes: PostcodeDirectory,
+               reports_bucket: str | None = None, *, actor: str | None = None) -> Redelivery:
+    """Re-delivery over the stage's reports, uploads, progress and authority queues; the action is recorded in
+    the held store's action log."""
+    sqs = clients.sqs
+    return Redelivery(
+        files=S3ProcessedFiles(clients.s3, reports_bucket or clients.stack_output(names, "ReportsBucketName")),
+        registry=registry, postcodes=postcodes, progress=DynamoProgressStore(clients.dynamodb, names.state_table),
+        sender=lambda on_accepted: BatchSender(sqs, on_accepted), queues=SqsQueues(sqs, names.authority_queue_prefix),
+        actions=DynamoHeldStore(clients.dynamodb, names.held_table), actor=actor or clients.caller())
+
+
+def redelivery_lines(outcome: RedeliveryOutcome) -> list[str]:
+    verb = "would be" if outcome.dry_run else "were"
+    lines = [f"{outcome.sent} record{'s' if outcome.sent != 1 else ''} {verb} re-delivered from "
+             f"{len(outcome.files)} file{'s' if len(outcome.files) != 1 else ''}:"]
+    for file in outcome.files:
+        status = f"not re-delivered: {file.problem}" if file.problem else f"{file.sent} of {file.expected}"
+        lines.append(f"  {file.trust_ods_code} {file.sha256[:12]} {file.key.rsplit('/', 1)[-1]}: {status}")
+    if not outcome.dry_run:
+        action = outcome.action
+        lines.append(f"action {action.action_id} recorded: by {action.actor} at {action.at:%Y-%m-%d %H:%M:%S %Z}, "
+                     f"why: {action.why}")
+    return lines
 
 
 def days(age: timedelta) -> str:

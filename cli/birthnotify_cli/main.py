@@ -111,6 +111,30 @@ def _parser() -> argparse.ArgumentParser:
 
     _held_parser(commands)
 
+    redeliver = commands.add_parser(
+        "redeliver", help="re-forward a council's records from the files still held in the service",
+        description="After a council's queue lost records (unconsumed for 14 days, purged, a broken consumer): "
+        "re-forwards the council's records of the selected processed files whose uploads are still kept (raw "
+        "uploads: 30 days by default), routed as on each file's processing day, under the agreement then in force, "
+        "with the message and deduplication ids of the first send. A file whose routing today differs from its "
+        "report is refused and named. `birthnotify consume` writes each notification once, so a record the "
+        "council already has is harmless. Run as the held reviewer role; the action is recorded.")
+    redeliver.add_argument("--authority", required=True, metavar="GSS", help="the council whose records to re-send")
+    which = redeliver.add_mutually_exclusive_group(required=True)
+    which.add_argument("--file", default=None, metavar="REF",
+                       help="one file: its key, its name, or its content reference (8+ hex digits of its SHA-256)")
+    which.add_argument("--since", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                       help="every file processed on or after this day")
+    redeliver.add_argument("--why", default="the council's queue lost records", help="recorded with the action")
+    redeliver.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY,
+                           help="the registry now deployed (its postcode directory beside it)")
+    redeliver.add_argument("--reports-bucket", default=None,
+                           help="default: the core stack's ReportsBucketName output")
+    redeliver.add_argument("--dry-run", action="store_true", help="say what would be re-sent; send nothing")
+    redeliver.add_argument("--stage", default=None, help="the deployment's stage (default: $BIRTHNOTIFY_STAGE)")
+    redeliver.add_argument("--endpoint-url", default=None, help="e.g. the local cloud's URL")
+    redeliver.set_defaults(run=_redeliver)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded local cloud")
     demo.add_argument("--rows", type=int, default=600)
     demo.add_argument("--output", type=Path, default=Path("demo-output"))
@@ -539,6 +563,29 @@ def _held_actions(args: argparse.Namespace) -> int:
                                           actor="(listing)"))
     start = since(args.since) if args.since else datetime.now(UTC) - timedelta(days=30)
     print("\n".join(_aws_errors(lambda: action_lines(reviewer.actions(start)))) or "no actions")
+    return EXIT_OK
+
+
+def _redeliver(args: argparse.Namespace) -> int:
+    from birthnotify.application.redeliver import RedeliveryIncomplete
+    from birthnotify.application.redeliver import Selection as RedeliverySelection
+
+    from birthnotify_cli.held import redelivery, redelivery_lines
+
+    names = _stage_names(args)
+    registry, postcodes = _load_registry_and_postcodes(args.registry)
+    if registry.authority(args.authority) is None:
+        print(f"{args.authority}: not an authority in {args.registry}", file=sys.stderr)
+        return EXIT_USAGE
+    service = _aws_errors(lambda: redelivery(_held_clients(args), names, registry, postcodes, args.reports_bucket))
+    selection = RedeliverySelection(authority=args.authority, file=args.file, since=args.since)
+    try:
+        outcome = _aws_errors(lambda: service.redeliver(selection, args.why, dry_run=args.dry_run))
+    except RedeliveryIncomplete as incomplete:
+        print("\n".join(redelivery_lines(incomplete.outcome)))
+        print(f"re-delivery incomplete: {incomplete}", file=sys.stderr)
+        return EXIT_ROWS
+    print("\n".join(redelivery_lines(outcome)))
     return EXIT_OK
 
 

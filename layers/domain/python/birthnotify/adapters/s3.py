@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from aws_lambda_powertools.utilities.streaming import S3Object
 
 from birthnotify.adapters.reports import write_report
 from birthnotify.application.ports import UploadHead
+from birthnotify.application.redeliver import StoredUpload
 from birthnotify.domain.messages import FileReport
 from birthnotify.domain.uploads import InboundObject
+from birthnotify.shared.names import REPORTS_PREFIX
 
 
 class S3Uploads:
@@ -53,3 +55,34 @@ class S3Reports:
 
     def write(self, report: FileReport, row_errors: Iterable[str], row_warnings: Iterable[str]) -> None:
         write_report(self.client, self.bucket, report, row_errors, row_warnings)
+
+
+class S3ProcessedFiles:
+    """The reports bucket's reports and the inbound bucket's uploads, for re-delivery (application.redeliver)."""
+
+    def __init__(self, s3: Any, reports_bucket: str) -> None:
+        self.client = s3
+        self.reports_bucket = reports_bucket
+        self._uploads = S3Uploads(s3)
+
+    def reports(self) -> Iterator[FileReport]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.reports_bucket, Prefix=REPORTS_PREFIX):
+            for listed in page.get("Contents", []):
+                if listed["Key"].endswith(".json"):
+                    body = self.client.get_object(Bucket=self.reports_bucket, Key=listed["Key"])["Body"].read()
+                    yield FileReport.model_validate_json(body)
+
+    def versions(self, bucket: str, key: str) -> list[StoredUpload]:
+        found = []
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=bucket, Prefix=key):
+            for version in page.get("Versions", []):
+                if version["Key"] == key:
+                    version_id = version.get("VersionId")
+                    found.append(StoredUpload(InboundObject(bucket, key, None if version_id == "null" else version_id),
+                                              version["LastModified"]))
+        return sorted(found, key=lambda stored: stored.uploaded_at, reverse=True)
+
+    def open(self, upload: InboundObject) -> IO[bytes]:
+        return self._uploads.open(upload)

@@ -33,6 +33,11 @@ class StageNames:
         return f"{PROJECT}-{self.stage}"
 
     @property
+    def stack_name(self) -> str:
+        """The core stack, whose outputs name the generated resources (the buckets)."""
+        return f"BirthNotifications-{self.stage}"
+
+    @property
     def authority_queue_prefix(self) -> str:
         return f"{self.prefix}-authority"
 
