@@ -83,8 +83,9 @@ class StageConfig:
     notify_timeout_seconds: int = 60
     digest_schedule: str = "cron(0 7 * * ? *)"
     """When the notify function sends authority digests (UTC)."""
-    authority_max_message_age_hours: int = 72
-    """Alarm when an authority's oldest waiting record is older than this: it has stopped consuming."""
+    authority_max_message_age_days: int = 3
+    """Alarm when an authority's oldest waiting record is older than this many days: it has stopped consuming,
+    and SQS deletes its records after 14 (long before that cliff)."""
     held_max_message_age_hours: int = 48
     held_reviewer_principals: tuple[str, ...] = ()
     """IAM principals (ARNs) that may assume the held-queue reviewer role; no role without them."""
@@ -126,6 +127,11 @@ class StageConfig:
 
     def function_name(self, name: str) -> str:
         return f"{self.prefix}-{name}"
+
+    @property
+    def held_reviewer_role_name(self) -> str:
+        """Named, so that the authority stacks' key policies can name it (it sends released records)."""
+        return f"{self.prefix}-held-reviewer"
 
     def function_role_name(self, name: str) -> str:
         """The execution role of a function: named, so that other stacks can name it in a key policy without
@@ -263,8 +269,9 @@ class StageConfig:
             )
         if not 2 <= self.ingest_max_concurrency <= 1000:
             raise ConfigError("context ingest_max_concurrency must be 2..1000 (the SQS event source's range)")
-        if not 1 <= self.authority_max_message_age_hours < 14 * 24:
-            raise ConfigError("context authority_max_message_age_hours must be below SQS's 14-day retention")
+        if not 1 <= self.authority_max_message_age_days <= 10:
+            raise ConfigError("context authority_max_message_age_days must be 1..10: the alarm must leave days to "
+                              "act before SQS's 14-day retention deletes the records")
         if not 1 <= self.held_max_message_age_hours < 14 * 24:
             raise ConfigError("context held_max_message_age_hours must be below SQS's 14-day retention")
         for name in ("mesh_file_workflow_id", "mesh_nems_workflow_id", "mesh_report_workflow_id"):
@@ -382,7 +389,7 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
         "Timeout of the notify function; its queue's visibility is six times this.",
     ),
     "digest_schedule": (str, "EventBridge schedule of the authority digests (UTC)."),
-    "authority_max_message_age_hours": (int, "Alarm when an authority's oldest record is older than this."),
+    "authority_max_message_age_days": (int, "Alarm when an authority's oldest record is older than this many days."),
     "held_max_message_age_hours": (int, "Alarm when a held record has waited longer than this."),
     "held_reviewer_principals": (
         tuple,

@@ -18,7 +18,7 @@ from birthnotify.shared.settings import INGEST_ENV, MESH_ENV, NOTIFY_ENV, Env
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.authorities import AuthorityQueues
+from infra.constructs.authorities import AuthorityQueues, authority_queues_arn_pattern
 from infra.constructs.function import POWERTOOLS_NAMESPACE, environment_for
 from infra.constructs.held import Held
 from infra.constructs.ingest import Ingest
@@ -132,6 +132,15 @@ class BirthNotificationsStack(Stack):
         self.trusts = Trusts(
             self, "Trusts", config=config, registry=registry, storage=self.storage, keys=self.keys
         )
+        self.held.allow_release_and_redelivery(
+            authority_queues_arn=authority_queues_arn_pattern(self, config),
+            file_events=self.file_events.queue,
+            keys=self.keys,
+            storage=self.storage,
+            state_table=self.state.table,
+            stack_arn=self.format_arn(service="cloudformation", resource="stack",
+                                      resource_name=f"{config.stack_name}/*"),
+        )
         self.monitoring = self._monitoring()
         self._outputs()
 
@@ -209,7 +218,9 @@ class AuthorityStack(Stack):
             "Authorities",
             config=config,
             authorities=authorities,
-            sender_role_names=[config.function_role_name("ingest")],
+            # The held reviewer role releases held records and re-delivers: it encrypts for the councils too.
+            sender_role_names=[config.function_role_name("ingest")]
+            + ([config.held_reviewer_role_name] if config.held_reviewer_principals else []),
         )
         alarms = Alarms.to_operators(self, "Monitoring", config=config)
         alarms.dead_letter_queues(
@@ -219,8 +230,10 @@ class AuthorityStack(Stack):
             alarms.oldest_message(
                 f"authority-{gss}",
                 resources.queue,
-                config.authority_max_message_age_hours,
+                config.authority_max_message_age_days * 24,
                 f"{resources.authority.name} ({gss}) has not consumed its queue for "
-                f"{config.authority_max_message_age_hours} hours: records expire after 14 days. Contact "
-                f"{', '.join(resources.authority.contact_emails)}.",
+                f"{config.authority_max_message_age_days} days: SQS deletes its records after 14. Contact "
+                f"{', '.join(resources.authority.contact_emails)} to run birthnotify consume. If records were lost "
+                f"(a purge, 14 days, a broken consumer), re-send them from the files still kept: birthnotify "
+                f"redeliver --stage {config.stage} --authority {gss} --since YYYY-MM-DD (as the held reviewer role).",
             )

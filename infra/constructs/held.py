@@ -16,6 +16,7 @@ from aws_cdk import CfnOutput
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sqs as sqs
 from birthnotify.shared.names import (
     HELD_AT_ATTRIBUTE,
     HELD_INDEX_PROJECTION,
@@ -26,8 +27,9 @@ from birthnotify.shared.names import (
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.keys import kms_via
+from infra.constructs.keys import Keys, kms_via
 from infra.constructs.policy import assumable_role
+from infra.constructs.storage import Storage
 from infra.nag import acknowledge_packs
 
 TABLE_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
@@ -81,12 +83,40 @@ class Held(Construct):
         policy.allow(sid, ["dynamodb:BatchWriteItem", "dynamodb:PutItem"], [self.table.table_arn])
         policy.allow("UseHeldKey", TABLE_KEY_ACTIONS, [self.held_key.key_arn], conditions=kms_via("dynamodb"))
 
+    def allow_release_and_redelivery(self, *, authority_queues_arn: str,
+                                     file_events: sqs.IQueue, keys: Keys, storage: Storage,
+                                     state_table: dynamodb.ITable, stack_arn: str) -> None:
+        """The reviewer role's sends: released and re-delivered records to the authority queues (whose keys
+        name the role in their key policies), each action's event to the notify function; and what
+        re-delivery reads: the reports, the uploads they name, each file's processing day, the stack's
+        outputs (the buckets' names)."""
+        policy = getattr(self, "reviewer_policy", None)
+        if policy is None:
+            return
+        policy.allow("SendToAuthorityQueues", ["sqs:SendMessage", "sqs:GetQueueUrl"], [authority_queues_arn])
+        policy.allow("SendFileEvents", ["sqs:SendMessage", "sqs:GetQueueUrl"], [file_events.queue_arn])
+        policy.allow("UsePipelineKey", ["kms:GenerateDataKey", "kms:Decrypt"], [keys.pipeline.key_arn],
+                     conditions=kms_via("sqs", "dynamodb"))
+        policy.allow("ReadProgress", ["dynamodb:GetItem"], [state_table.table_arn])
+        policy.allow("ListReportsAndUploads", ["s3:ListBucket", "s3:ListBucketVersions"],
+                     [storage.inbound.bucket_arn, storage.reports.bucket_arn])
+        policy.allow(
+            "ReadReportsAndUploads", ["s3:GetObject", "s3:GetObjectVersion"],
+            [storage.inbound_prefix_arn(), storage.reports_prefix_arn()],
+            wildcard_reason="Re-delivery reads the reports of any trust's files and the uploads they name, not "
+            "known in advance; confined to the reports and uploads prefixes.")
+        policy.allow("DecryptReportsAndUploads", ["kms:Decrypt"],
+                     [keys.inbound.key_arn, keys.reports.key_arn], conditions=kms_via("s3"))
+        policy.allow("ReadStackOutputs", ["cloudformation:DescribeStacks"], [stack_arn],
+                     wildcard_reason="A stack's ARN ends in an id CloudFormation makes at creation; the name "
+                     "confines it to this stage's core stack.")
+
     def _reviewer(self, config: StageConfig) -> iam.Role:
         role, policy = assumable_role(
             self,
             role_id="HeldReviewerRole",
             policy_id="HeldReviewerPolicy",
-            name=f"{config.prefix}-held-reviewer",
+            name=config.held_reviewer_role_name,
             description="Operators review held records: list, release to a council, discard",
             principals=config.held_reviewer_principals,
             policy_description="The held store and its key, and sending released records",

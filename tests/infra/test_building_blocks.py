@@ -66,7 +66,7 @@ def test_context_values_from_the_cli_are_converted():
         ({"log_retention_days": "42"}, "log_retention_days"),
         ({"ingest_timeout_seconds": "1000"}, "ingest_timeout_seconds"),
         ({"ingest_max_concurrency": "1"}, "ingest_max_concurrency"),
-        ({"authority_max_message_age_hours": "400"}, "authority_max_message_age_hours"),
+        ({"authority_max_message_age_days": "14"}, "authority_max_message_age_days must be 1..10"),
         ({"ingest_memory_mb": "lots"}, "ingest_memory_mb='lots': expected int"),
     ],
 )

@@ -106,7 +106,7 @@ def test_each_secret_is_readable_by_the_functions_that_use_it_only(full):
     ])
 
 
-def test_the_held_reviewer_role_is_limited_to_the_held_store_and_key(full):
+def test_the_held_reviewer_role_is_limited_to_the_held_store_and_key_and_what_release_and_redelivery_need(full):
     t = full.template
     role_id, role = role_of(t, "birthnotify-prod-held-reviewer")
     principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
@@ -116,3 +116,15 @@ def test_the_held_reviewer_role_is_limited_to_the_held_store_and_key(full):
     assert statements["ReviewHeldStore"]["Resource"] == [
         arn(held), {"Fn::Join": ["", [arn(held), "/index/open"]]}]
     assert statements["UseHeldKey"]["Resource"] == arn(key_id(t, "KeysHeld"))
+    # Release and re-delivery: sends to the authority queues (never their DLQs) and the file-events queue, and
+    # reads of the reports and the uploads they name; nothing else.
+    assert set(statements) == {"ReviewHeldStore", "UseHeldKey", "SendToAuthorityQueues", "SendFileEvents",
+                               "UsePipelineKey", "ReadProgress", "ListReportsAndUploads", "ReadReportsAndUploads",
+                               "DecryptReportsAndUploads", "ReadStackOutputs"}
+    assert "birthnotify-prod-authority-?????????.fifo" in json.dumps(statements["SendToAuthorityQueues"]["Resource"])
+    assert sorted(statements["SendToAuthorityQueues"]["Action"]) == ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    # Each authority's key lets the role encrypt for its queue (the grant the ingest function has).
+    leeds = full.authority_template("E08000035")
+    policy = leeds["Resources"][key_id(leeds, "AuthoritiesE08000035Key")]["Properties"]["KeyPolicy"]
+    [grant] = [s for s in policy["Statement"] if s.get("Sid") == "IngestSendsToThisAuthority"]
+    assert len(grant["Principal"]["AWS"]) == 2 and "birthnotify-prod-held-reviewer" in json.dumps(grant["Principal"])
