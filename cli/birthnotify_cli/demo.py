@@ -7,6 +7,7 @@ its MESH inbox, each function runs as its execution role and the council reads i
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from birthnotify.domain.registry import load_registry
 from birthnotify.shared.clock import london_day
 
 from birthnotify_cli.consume import consume
+from birthnotify_cli.held import Clients, outcome_lines, overview_lines, review
 from birthnotify_cli.localcloud import LocalCloud
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_bundles, write_file
 
@@ -143,6 +145,7 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
         _summarise_mesh(cloud, [message_id, bundle_message], output)
         _consume(cloud, key, output)
         _summarise_emails(cloud, output)
+        _release_york(cloud, output)
     finally:
         cloud.stop()
     _say(f"done in {time.monotonic() - started:.0f} s; files in {output}/")
@@ -233,3 +236,60 @@ def _summarise_emails(cloud: LocalCloud, output: Path) -> None:
     for message in emails:
         print(f"    to {', '.join(message['to']):<45} {message['subject']}")
     (output / "emails.json").write_text(json.dumps(emails, indent=2))
+
+
+def registry_with_york_agreement(folder: Path) -> Path:
+    """A copy of the registry (with its councils data and postcode directory) in which York has signed a new
+    sharing agreement, in force from today: what the team deploys once the paperwork is done."""
+    folder.mkdir(parents=True, exist_ok=True)
+    registry = load_registry(REGISTRY)
+    for name in (registry.postcode_directory.file, "authorities-england-wales.csv"):
+        shutil.copy(REGISTRY.parent / name, folder / name)
+    today = london_day(datetime.now(UTC))
+    text = REGISTRY.read_text(encoding="utf-8")
+    york = text.index(f'gss_code = "{YORK}"')
+    end = text.index("\n[[authorities]]", york)
+    renewed = (f'\n[[authorities.agreements]]\nid = "YORK-HCS-{today.year}-RENEWED"\npurpose = "Healthy Child '
+               f'Service: universal new-birth contact."\nvalid_from = {today}\nvalid_to = '
+               f'{today + timedelta(days=365)}\nallowed_fields = ["baby_date_of_birth", "mother_given_name", '
+               f'"mother_family_name", "address_line_1", "postcode"]\n')
+    path = folder / "registry.toml"
+    path.write_text(text[:end].rstrip("\n") + "\n" + renewed + text[end:], encoding="utf-8")
+    return path
+
+
+def _release_york(cloud: LocalCloud, output: Path) -> None:
+    """York's agreement had lapsed, so its births were held. It signs a new one: the operators deploy a
+    registry with it and release York's held records, which then reach York once."""
+    from birthnotify.application.held import Selection
+    from birthnotify.domain.postcodes import PostcodeDirectory
+    from birthnotify.shared.names import StageNames
+
+    names = StageNames(cloud.resources.stack_name.split("-", 1)[1])
+    clients = Clients.from_session(cloud.session(), cloud.endpoint_url)
+    print("\nHeld records waiting for review (`birthnotify held list`, counts only):")
+    listing = review(clients, names, load_registry(REGISTRY), actor="(listing)").overview()
+    for line in overview_lines(listing, names.held_table):
+        print(f"    {line}")
+    path = registry_with_york_agreement(output / "registry-with-york-agreement")
+    registry = load_registry(path)
+    postcodes = PostcodeDirectory.load(path.parent / registry.postcode_directory.file, registry.postcode_directory)
+    agreement = registry.authority(YORK).agreement_on(london_day(datetime.now(UTC)))
+    _say(f"City of York Council signs a new sharing agreement ({agreement.id}), added to a copy of the registry: "
+         f"{path}")
+    outcome = review(clients, names, registry, postcodes).release(
+        Selection(authority=YORK), "York signed a new sharing agreement")
+    _say(f"`birthnotify held release --authority {YORK} --registry {path}` as the operator:")
+    for line in outcome_lines(outcome):
+        print(f"    {line}")
+    before = {message["subject"] for message in cloud.sent_emails()}
+    cloud.run_until_idle()
+    print("\nEmails about the release (counts only):")
+    for message in cloud.sent_emails():
+        if message["subject"] not in before:
+            print(f"    to {', '.join(message['to']):<45} {message['subject']}")
+    waiting = cloud.client("sqs").get_queue_attributes(QueueUrl=cloud.authority_queue_url(YORK),
+                                                       AttributeNames=["ApproximateNumberOfMessages"])
+    print(f"\nCity of York Council's queue now holds {waiting['Attributes']['ApproximateNumberOfMessages']} "
+          f"records, each released once; {listing.total - outcome.released_total} others stay held (no council "
+          "found, or no agreement in force).")
