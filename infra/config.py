@@ -19,6 +19,7 @@ from birthnotify.application.ingest import IDEMPOTENCY_SECONDS
 from birthnotify.domain.registry import Registry, load_registry
 from birthnotify.shared.names import StageNames
 from birthnotify.shared.settings import (
+    DEFAULT_HELD_MAX_AGE_HOURS,
     DEFAULT_HELD_RETENTION_DAYS,
     DEFAULT_MAX_BABY_AGE_DAYS,
     DEFAULT_MAX_FILE_BYTES,
@@ -86,7 +87,8 @@ class StageConfig:
     authority_max_message_age_days: int = 3
     """Alarm when an authority's oldest waiting record is older than this many days: it has stopped consuming,
     and SQS deletes its records after 14 (long before that cliff)."""
-    held_max_message_age_hours: int = 48
+    held_max_message_age_hours: int = DEFAULT_HELD_MAX_AGE_HOURS
+    """The notify function's daily run reminds the operators (counts only) of held records waiting longer."""
     held_reviewer_principals: tuple[str, ...] = ()
     """IAM principals (ARNs) that may assume the held-queue reviewer role; no role without them."""
     mesh_secret_name: str = ""
@@ -272,8 +274,8 @@ class StageConfig:
         if not 1 <= self.authority_max_message_age_days <= 10:
             raise ConfigError("context authority_max_message_age_days must be 1..10: the alarm must leave days to "
                               "act before SQS's 14-day retention deletes the records")
-        if not 1 <= self.held_max_message_age_hours < 14 * 24:
-            raise ConfigError("context held_max_message_age_hours must be below SQS's 14-day retention")
+        if not 1 <= self.held_max_message_age_hours <= 14 * 24:
+            raise ConfigError("context held_max_message_age_hours must be 1..336: held records wait for a person")
         for name in ("mesh_file_workflow_id", "mesh_nems_workflow_id", "mesh_report_workflow_id"):
             if not MESH_WORKFLOW_ID.match(getattr(self, name)):
                 raise ConfigError(f"context {name}={getattr(self, name)!r} is not a MESH workflow id (2-255 letters, "
@@ -390,7 +392,10 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
     ),
     "digest_schedule": (str, "EventBridge schedule of the authority digests (UTC)."),
     "authority_max_message_age_days": (int, "Alarm when an authority's oldest record is older than this many days."),
-    "held_max_message_age_hours": (int, "Alarm when a held record has waited longer than this."),
+    "held_max_message_age_hours": (
+        int,
+        "Remind the operators daily (counts only) of held records waiting longer than this.",
+    ),
     "held_reviewer_principals": (
         tuple,
         "Comma-separated IAM principal ARNs that may assume the held-queue "

@@ -73,6 +73,7 @@ class BirthNotificationsStack(Stack):
             Env.AUTHORITY_QUEUE_PREFIX: config.authority_queue_prefix,
             Env.HELD_TABLE: self.held.table.table_name,
             Env.HELD_RETENTION_DAYS: str(config.held_retention_days),
+            Env.HELD_MAX_AGE_HOURS: str(config.held_max_message_age_hours),
             Env.FILE_EVENTS_QUEUE_URL: self.file_events.queue.queue_url,
             Env.STATE_TABLE: self.state.table.table_name,
             Env.MAX_FILE_BYTES: str(config.max_file_bytes),
@@ -115,6 +116,7 @@ class BirthNotificationsStack(Stack):
             email=self.email,
             mesh=self.mesh_secret,
             table=self.state.table,
+            held=self.held,
             environment=notify_environment,
         )
         self.mesh = MeshReceiver(

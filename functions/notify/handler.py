@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 
 import boto3
@@ -100,6 +101,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
             metrics.add_metric(name="DigestRunsFailed", unit=MetricUnit.Count, value=1)
             raise
         metrics.add_metric(name="DigestsSent", unit=MetricUnit.Count, value=sent)
-        return {"digests_sent": sent}
+        reminded = service().remind_held(timedelta(hours=NotifySettings.from_env().held_max_age_hours))
+        metrics.add_metric(name="HeldRemindersSent", unit=MetricUnit.Count, value=reminded)
+        return {"digests_sent": sent, "held_reminders_sent": reminded}
     return process_partial_response(event=event, record_handler=_record_handler, processor=processor,
                                     context=context)

@@ -20,6 +20,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.function import NO_VPC_WITH_MESH, PipelineFunction
+from infra.constructs.held import Held
 from infra.constructs.ingest import PIPELINE_KEY_ACTIONS, QUEUE_CONSUMER_ACTIONS, STATE_ACTIONS
 from infra.constructs.keys import Keys, kms_via
 from infra.constructs.layers import Layers
@@ -132,6 +133,7 @@ class Notifier(Construct):
         email: Email,
         mesh: MeshSecret,
         table: dynamodb.ITable,
+        held: Held,
         environment: Callable[[Mapping[Env, str]], Mapping[str, str]],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -186,6 +188,10 @@ class Notifier(Construct):
             targets=[targets.LambdaFunction(fn, retry_attempts=2, max_event_age=Duration.hours(6))],
         )
         self._permissions(config, keys, storage, file_events, email, mesh, table)
+        # The daily reminder of held records waiting too long: the open index only, which holds no personal data.
+        self.function.policy.allow("CountHeldRecords", ["dynamodb:Query"], [held.index_arn])
+        self.function.policy.allow("UseHeldKey", ["kms:Decrypt"], [held.held_key.key_arn],
+                                   conditions=kms_via("dynamodb"))
         CfnOutput(self, "SesConfigurationSet", value=email.configuration_set.configuration_set_name)
 
     def _permissions(

@@ -128,3 +128,15 @@ def test_the_held_reviewer_role_is_limited_to_the_held_store_and_key_and_what_re
     policy = leeds["Resources"][key_id(leeds, "AuthoritiesE08000035Key")]["Properties"]["KeyPolicy"]
     [grant] = [s for s in policy["Statement"] if s.get("Sid") == "IngestSendsToThisAuthority"]
     assert len(grant["Principal"]["AWS"]) == 2 and "birthnotify-prod-held-reviewer" in json.dumps(grant["Principal"])
+
+
+def test_the_notify_function_reads_only_the_held_stores_open_index(full):
+    """The daily reminder counts held records from the index that projects no personal data; the records
+    themselves stay out of the notify function's reach."""
+    t = full.template
+    role_id, _ = role_of(t, "birthnotify-prod-notify-function")
+    held, _ = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-prod-held")
+    on_held = [s for s in policy_of(t, role_id) if arn(held) == s["Resource"] or arn(held) in as_list(s["Resource"])
+               or "/index/open" in json.dumps(s["Resource"])]
+    assert [(s["Sid"], s["Action"], s["Resource"]) for s in on_held] == [
+        ("CountHeldRecords", "dynamodb:Query", {"Fn::Join": ["", [arn(held), "/index/open"]]})]

@@ -234,3 +234,29 @@ def test_the_trust_operators_and_council_are_told_of_a_release_in_counts_only(no
     for email in emails:
         assert find_personal(email.subject + email.text + email.html, personal_values(rows)) == []
     assert notify_stack.run() == []  # one event per file and action: told once
+
+
+def test_operators_are_reminded_once_a_day_of_held_records_waiting_too_long(notify_stack, ingest_stack,
+                                                                            rows_factory):
+    from notify_support import find_personal, personal_values
+
+    rows = rows_factory(12, today(), districts={LEEDS: 1}, seed=66)
+    for index in range(0, 12, 3):
+        rows[index]["postcode"], rows[index]["residence_la_code"] = YORK_POSTCODES[index], ""
+    ingest_stack.upload("RX1", "waiting.csv", to_bytes(rows, "waiting.csv"))
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+    assert notify_stack.run()[-1] == {"batchItemFailures": []}
+    operators = load_registry(REGISTRY_PATH).operator_emails
+
+    def reminders():
+        return [e for e in notify_stack.sent() if e.to == operators and e.subject.startswith("Held records waiting")]
+
+    now = datetime.now(UTC)
+    assert notify_stack.schedule(now=now + timedelta(hours=47))["held_reminders_sent"] == 0  # within 48 hours
+    assert notify_stack.schedule(now=now + timedelta(days=3))["held_reminders_sent"] == 1
+    [reminder] = reminders()
+    assert reminder.subject == "Held records waiting: 4 for over 2 days"
+    assert "birthnotify held list --stage test" in reminder.text and "the oldest for 3 days" in reminder.text
+    assert find_personal(reminder.subject + reminder.text + reminder.html, personal_values(rows)) == []
+    assert notify_stack.schedule(now=now + timedelta(days=3, hours=2))["held_reminders_sent"] == 0  # once a day
+    assert notify_stack.schedule(now=now + timedelta(days=4))["held_reminders_sent"] == 1  # and daily after

@@ -50,8 +50,8 @@ def test_a_digest_authority_gets_one_mail_for_the_day(notify_stack, camden_uploa
     notify_stack.run()
     assert notify_stack.to(CAMDEN_CONTACT) == []  # nothing per file
 
-    assert notify_stack.schedule(now=NOW) == {"digests_sent": 0}  # the day is not over
-    assert notify_stack.schedule(now=days_later(1)) == {"digests_sent": 1}
+    assert notify_stack.schedule(now=NOW)["digests_sent"] == 0  # the day is not over
+    assert notify_stack.schedule(now=days_later(1))["digests_sent"] == 1
     [digest] = notify_stack.to(CAMDEN_CONTACT)
     assert digest.subject == "Daily digest: 13 birth notifications waiting"
     assert f"digest for {today():%d %B %Y}" in digest.text
@@ -59,8 +59,8 @@ def test_a_digest_authority_gets_one_mail_for_the_day(notify_stack, camden_uploa
            "under sharing agreement CAMDEN-SFL-2026" in digest.text
     assert "13 new" in digest.text and "0 amended" in digest.text and "consumer-guide" in digest.text
     assert find_personal(digest.everything, personal_values(rows)) == []
-    assert notify_stack.schedule(now=days_later(1)) == {"digests_sent": 0}  # the next run does not repeat it
-    assert notify_stack.schedule(now=days_later(2)) == {"digests_sent": 0}
+    assert notify_stack.schedule(now=days_later(1))["digests_sent"] == 0  # the next run does not repeat it
+    assert notify_stack.schedule(now=days_later(2))["digests_sent"] == 0
 
 
 def test_a_redelivered_event_is_counted_once(notify_stack, camden_upload):
@@ -76,12 +76,12 @@ def test_a_redelivered_event_is_counted_once(notify_stack, camden_upload):
 def test_an_event_arriving_after_its_day_was_sent_goes_in_the_next_digest(notify_stack, camden_upload):
     camden_upload(4, seed=1)
     notify_stack.run()
-    assert notify_stack.schedule(now=days_later(1)) == {"digests_sent": 1}
+    assert notify_stack.schedule(now=days_later(1))["digests_sent"] == 1
 
     camden_upload(3, seed=2)  # processed "today", but today's digest is already sent
     notify_stack.run()
-    assert notify_stack.schedule(now=days_later(1)) == {"digests_sent": 0}
-    assert notify_stack.schedule(now=days_later(2)) == {"digests_sent": 1}
+    assert notify_stack.schedule(now=days_later(1))["digests_sent"] == 0
+    assert notify_stack.schedule(now=days_later(2))["digests_sent"] == 1
     first, second = notify_stack.to(CAMDEN_CONTACT)
     assert first.subject == "Daily digest: 4 birth notifications waiting"
     assert second.subject == "Daily digest: 3 birth notifications waiting"
@@ -98,8 +98,8 @@ def test_a_failed_digest_fails_the_scheduled_run_and_the_next_run_sends_it_once(
     assert '"digest not sent"' in "\n".join(notify_stack.logs)
 
     throttle.lifted = True
-    assert notify_stack.schedule(now=days_later(2)) == {"digests_sent": 1}  # the next day's run catches up
-    assert notify_stack.schedule(now=days_later(3)) == {"digests_sent": 0}
+    assert notify_stack.schedule(now=days_later(2))["digests_sent"] == 1  # the next day's run catches up
+    assert notify_stack.schedule(now=days_later(3))["digests_sent"] == 0
     [digest] = notify_stack.to(CAMDEN_CONTACT)
     assert digest.subject == "Daily digest: 6 birth notifications waiting"
 
@@ -116,6 +116,6 @@ def test_counts_taken_before_an_authority_left_the_digest_are_still_sent(notify_
 
     edit_registry()  # Leeds goes back to an email per file; a new container reads the registry
     notify_stack.reload()
-    assert notify_stack.schedule(now=days_later(1)) == {"digests_sent": 1}
+    assert notify_stack.schedule(now=days_later(1))["digests_sent"] == 1
     [digest] = notify_stack.to(LEEDS_CONTACT)
     assert digest.subject == "Daily digest: 9 birth notifications waiting"

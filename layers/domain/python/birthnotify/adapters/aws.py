@@ -52,6 +52,7 @@ def notify_ports(settings: NotifySettings, *, dynamodb: Any, transport: EmailTra
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
         mesh=mesh_connector(settings.mesh_secret_id, read_mesh_secret) if mesh and read_mesh_secret else None,
         reports=S3ReportReader(s3, settings.reports_bucket) if mesh else None,
+        held=DynamoHeldStore(dynamodb, settings.held_table) if settings.held_table else None,
     )
 
 

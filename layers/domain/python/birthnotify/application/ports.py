@@ -154,6 +154,12 @@ class HeldDetail:
         return self.summary.key
 
 
+class HeldAges(Protocol):
+    """The open held records without personal data (the store's ``open`` index): what reminders count."""
+
+    def open_records(self, reasons: Iterable[HeldReason] | None = None) -> list[HeldSummary]: ...
+
+
 class HeldStore(Protocol):
     """The durable store of held records (adapters.held), independent of any queue's retention.
 

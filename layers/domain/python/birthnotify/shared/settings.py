@@ -21,6 +21,7 @@ class Env(StrEnum):
     AUTHORITY_QUEUE_PREFIX = "AUTHORITY_QUEUE_PREFIX"
     HELD_TABLE = "HELD_TABLE"
     HELD_RETENTION_DAYS = "HELD_RETENTION_DAYS"
+    HELD_MAX_AGE_HOURS = "HELD_MAX_AGE_HOURS"
     FILE_EVENTS_QUEUE_URL = "FILE_EVENTS_QUEUE_URL"
     STATE_TABLE = "STATE_TABLE"
     MAX_FILE_BYTES = "MAX_FILE_BYTES"
@@ -64,6 +65,8 @@ NOTIFY_ENV: frozenset[Env] = frozenset(
         Env.REGISTRY_PATH,
         Env.REPORTS_BUCKET,
         Env.STATE_TABLE,
+        Env.HELD_TABLE,
+        Env.HELD_MAX_AGE_HOURS,
         Env.EMAIL_TRANSPORT,
         Env.EMAIL_SENDER,
         Env.SES_CONFIGURATION_SET,
@@ -149,6 +152,8 @@ class IngestSettings(_Settings):
 
 
 DEFAULT_NOTIFY_BASE_URL = "https://api.notifications.service.gov.uk"
+DEFAULT_HELD_MAX_AGE_HOURS = 48
+"""Operators are reminded (daily, counts only) of held records that have waited longer than this."""
 
 
 class EmailTransportKind(StrEnum):
@@ -164,6 +169,9 @@ class NotifySettings(_Settings):
     registry_path: str = Field(validation_alias=Env.REGISTRY_PATH.value)
     reports_bucket: str = Field(validation_alias=Env.REPORTS_BUCKET.value)
     state_table: str = Field(validation_alias=Env.STATE_TABLE.value)
+    held_table: str = Field("", validation_alias=Env.HELD_TABLE.value)
+    """The held store, whose ``open`` index (no personal data) the daily run reads to remind operators."""
+    held_max_age_hours: PositiveInt = Field(DEFAULT_HELD_MAX_AGE_HOURS, validation_alias=Env.HELD_MAX_AGE_HOURS.value)
     email_transport: EmailTransportKind = Field(validation_alias=Env.EMAIL_TRANSPORT.value)
     email_sender: str = Field(validation_alias=Env.EMAIL_SENDER.value)
     consumer_guide_url: str = Field(validation_alias=Env.CONSUMER_GUIDE_URL.value)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from importlib import resources
 from string import Template
@@ -67,6 +68,8 @@ class EmailKind(StrEnum):
     UNATTRIBUTED_FILE = "unattributed-file"
     AUTHORITY_DIGEST = "authority-digest"
     MESH_QUARANTINED = "mesh-quarantined"
+    HELD_REMINDER = "held-reminder"
+    """Held records have waited longer than the stage allows for a reviewer: the operators' daily reminder."""
     HELD_UPDATE = "held-update"
     """Reviewers released or discarded a file's held records: the trust and operators hear what became of them."""
 
@@ -372,6 +375,24 @@ class Composer:
         return self.render(EmailKind.AUTHORITY_WAITING, f"{event.event_id}:{EmailKind.AUTHORITY_WAITING}:"
                            f"{authority.gss_code}", authority.contact_emails,
                            f"{_births(counts.total)} released to you from {trust}", document)
+
+    def held_reminder(self, day: date, waiting: int, overdue: Counter[HeldReason], oldest: timedelta,
+                      max_age: timedelta) -> Email:
+        """The operators' daily reminder of held records waiting too long for a reviewer (counts only)."""
+        total = sum(overdue.values())
+        limit = _duration(max_age)
+        document = Document(f"{total} held record{'s' if total != 1 else ''} waiting over {limit} for review")
+        document.para(f"{waiting} record{'s' if waiting != 1 else ''} wait in the held store for a reviewer; "
+                      f"{total} of them for more than {limit}, the oldest for {_duration(oldest)}. By reason:")
+        document.bullets([f"{count}: {HELD_REASON_TEXT[reason]}" for reason, count in
+                          sorted(overdue.items(), key=lambda item: (-item[1], item[0].value))])
+        document.para(f"Review them as the held reviewer role: `birthnotify held list --stage {self.stage}`; then "
+                      "add the agreement or council to the registry, deploy it and `birthnotify held release`, or "
+                      "`birthnotify held discard --reason ...` what must not be shared. This reminder comes daily "
+                      "while any record waits longer.")
+        return self.render(EmailKind.HELD_REMINDER, f"held-reminder:{day.isoformat()}", self.registry.operator_emails,
+                           f"Held records waiting: {total} for over {limit}", document)
+
     # -- digests -------------------------------------------------------------------------------------
 
     def digest(self, authority: Authority, day: date, new: int, amend: int, cancel: int, files: int,
@@ -388,6 +409,13 @@ class Composer:
         return self.render(EmailKind.AUTHORITY_DIGEST, f"digest:{authority.gss_code}:{day.isoformat()}",
                            authority.contact_emails, f"Daily digest: {_births(total)} waiting",
                            document)
+
+
+def _duration(age: timedelta) -> str:
+    hours = int(age.total_seconds() // 3600)
+    if hours < 48:
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{hours // 24} days"
 
 
 def _births(count: int) -> str:

@@ -5,6 +5,7 @@ a MESH message set aside in quarantine."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 from pydantic import BaseModel
 
 from birthnotify.application.notify.compose import Composer, Email
-from birthnotify.application.ports import DigestStore, EmailTransport, Log, MeshSender, ReportSource
+from birthnotify.application.ports import DigestStore, EmailTransport, HeldAges, Log, MeshSender, ReportSource
 from birthnotify.domain.messages import FileProcessedEvent, HeldActionEvent, MeshQuarantinedEvent
 from birthnotify.domain.registry import NotificationMode, Registry
 from birthnotify.shared.clock import london_day, utc_now
@@ -37,6 +38,8 @@ class NotifyPorts:
     mesh: MeshSender | None = None
     """The service's MESH mailbox, when the stage has one: reports of files that came by MESH go back by it."""
     reports: ReportSource | None = None
+    held: HeldAges | None = None
+    """The held store's open records (counts and ages only), for the daily reminder."""
 
 
 class MeshNotConfigured(RuntimeError):
@@ -179,6 +182,22 @@ class NotifyService:
         self.log.info("report sent back by MESH", extra={"message_id": event.mesh.message_id,
                                                          "report_message_id": message_id})
         return Delivered(message_id=message_id)
+
+    def remind_held(self, max_age: timedelta) -> int:
+        """Tell the operators, once a day and in counts only, of held records that have waited longer than
+        ``max_age`` for a reviewer (the held store keeps them until someone acts, so nothing expires them);
+        returns emails newly sent."""
+        if self.ports.held is None:
+            return 0
+        now = self._clock()
+        waiting = self.ports.held.open_records()
+        overdue = [summary for summary in waiting if now - summary.held_at > max_age]
+        if not overdue:
+            return 0
+        before = len(self.sent)
+        self.send(self.composer.held_reminder(london_day(now), len(waiting), Counter(s.reason for s in overdue),
+                                              max(now - s.held_at for s in overdue), max_age))
+        return len(self.sent) - before
 
     def send_digests(self) -> int:
         """Send every unsent digest of the last days, today excluded; returns how many digests were sent.
