@@ -119,6 +119,8 @@ def _install() -> list[str]:
         for item in body.get("TransactItems") or []:  # TransactWriteItems, TransactGetItems
             tables += [operation["TableName"] for operation in item.values() if "TableName" in operation]
         prefix = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/"
+        if body.get("TableName") and body.get("IndexName"):  # a Query or Scan of an index: AWS authorises the index
+            return [f"{prefix}{body['TableName']}/index/{body['IndexName']}"]
         return [prefix + table for table in dict.fromkeys(tables)] or "*"
 
     DynamoHandler._determine_resource = table_arns
@@ -185,7 +187,8 @@ def _install() -> list[str]:
     return [
         "SQS batch calls are authorised by the single call's permission (sqs:SendMessage for "
         "SendMessageBatch, sqs:DeleteMessage for DeleteMessageBatch), as in AWS; moto asks for the API's name",
-        "DynamoDB calls are authorised against the ARN of each table they name (batch and transaction calls too), "
+        "DynamoDB calls are authorised against the ARN of each table they name (batch and transaction calls too; "
+        "a Query or Scan of an index against the index's), "
         "SQS GetQueueUrl against the queue's (moto checks them against \"*\", which no resource-scoped policy "
         "allows)",
         "SESv2 SendEmail is authorised against the sender's identity and the configuration set (moto: \"*\")",
