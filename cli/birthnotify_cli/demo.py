@@ -53,8 +53,10 @@ def demo_file(path: Path, rows: int, seed: int) -> int:
     mix = Mix(invalid=0.06, withheld=0.04, held=0.03, amend_cancel=0.04, districts=weights)
     generator = SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=seed, mix=mix,
                               held_districts=tuple(d for d in postcodes if d not in served))
-    # Manchester runs children's services but is not in the registry: held as NO_AGREEMENT, naming it.
-    last = [generator.valid_row(rows - 1, CARDIFF), generator.valid_row(rows, MANCHESTER)]
+    # Manchester runs children's services but is not in the registry: held as NO_AGREEMENT, naming it. And at
+    # least one York birth, held for its lapsed agreement, for the demo's release to show.
+    last = [generator.valid_row(rows - 2, YORK), generator.valid_row(rows - 1, CARDIFF),
+            generator.valid_row(rows, MANCHESTER)]
     return write_file(path, chain(generator.rows(max(rows - len(last), 0)), last))
 
 

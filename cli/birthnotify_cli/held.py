@@ -81,7 +81,7 @@ def redelivery(clients: Clients, names: StageNames, registry: Registry, postcode
 
 
 def redelivery_lines(outcome: RedeliveryOutcome) -> list[str]:
-    verb = "would be" if outcome.dry_run else "were"
+    verb = "would be" if outcome.dry_run else "was" if outcome.sent == 1 else "were"
     lines = [f"{outcome.sent} record{'s' if outcome.sent != 1 else ''} {verb} re-delivered from "
              f"{len(outcome.files)} file{'s' if len(outcome.files) != 1 else ''}:"]
     for file in outcome.files:
@@ -121,7 +121,8 @@ def overview_lines(overview: Overview, table: str) -> list[str]:
 
 def outcome_lines(outcome: ActionOutcome) -> list[str]:
     action = outcome.action
-    verb = "would be" if outcome.dry_run else "were"
+    count = outcome.released_total if action.kind.value == "release" else outcome.discarded
+    verb = "would be" if outcome.dry_run else "was" if count == 1 else "were"
     lines = []
     if action.kind.value == "release":
         lines.append(f"{outcome.released_total} record{'s' if outcome.released_total != 1 else ''} {verb} released:")

@@ -32,6 +32,14 @@ def test_the_demo_accounts_for_every_row_and_answers_each_route(tmp_path: Path,
         outcome = report["outcome"]
         assert outcome["rows_in"] == (outcome["forwarded"] + outcome["rejected"] + outcome["withheld"]
                                       + outcome["held"])
+    # York's held records (at least one: its agreement has lapsed) are released once an agreement is added to a
+    # copy of the registry, and each reaches York's queue once; the others stay held.
+    york_held = re.search(r"(\d+)  NO_AGREEMENT City of York Council \(E06000014\)", shown)
+    released = re.search(r"(\d+) records? (?:was|were) released:", shown)
+    on_queue = re.search(r"City of York Council's queue now holds (\d+) records, each released once", shown)
+    assert york_held and released and on_queue, shown
+    assert int(york_held.group(1)) == int(released.group(1)) == int(on_queue.group(1)) >= 1
+    assert "Held records released: " in shown
     # Emails carry counts and references only.
     emails = json.loads((tmp_path / "emails.json").read_text())
     assert emails and not re.search(r"\b999\d{7}\b", json.dumps(emails))
