@@ -368,8 +368,8 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
     ),
     "held_retention_days": (
         int,
-        "Days the held store keeps a record nobody has released or discarded (and the trace of one acted on); "
-        "at least max_baby_age_days.",
+        "Days the held store keeps the trace of a record after a person released or discarded it (an open "
+        "record never expires); at least max_baby_age_days.",
     ),
     "report_retention_days": (int, "Days before reports expire."),
     "access_log_retention_days": (int, "Days before S3 server access logs expire."),

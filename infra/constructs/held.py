@@ -2,8 +2,9 @@
 and the held reviewer role.
 
 A DynamoDB table (``birthnotify-<stage>-held``) encrypted with the held key: one item per held record, kept
-until a reviewer releases or discards it (``birthnotify held ...``), whatever SQS's 14-day retention; every
-item expires ``held_retention_days`` after it was held or acted on (TTL). Why DynamoDB rather than S3:
+until a reviewer releases or discards it (``birthnotify held ...``), whatever SQS's 14-day retention and however long
+that takes (an open record has no expiry); a record acted on, and the action, expire ``held_retention_days``
+after the action (TTL). Why DynamoDB rather than S3:
 ingest writes 25 held records to a request (S3 has no batch write); releasing and discarding are conditional
 writes, so two reviewers never act on one record twice and a release never races a discard; the sparse
 ``open`` index lists the open records by reason and age without reading any personal data, which is all the

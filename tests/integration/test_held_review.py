@@ -194,6 +194,28 @@ def test_a_held_record_older_than_14_days_is_still_there_and_can_be_released(ing
     assert sorted(m["source"]["row"] for m in consumed(ingest_stack, YORK, tmp_path / "y.jsonl")) == sorted(york)
 
 
+def test_an_open_record_never_expires_and_one_acted_on_expires_the_retention_after_the_action(ingest_stack,
+                                                                                                rows_factory, tmp_path):
+    york = upload_with_york(ingest_stack, rows_factory, "ttl.csv", 30, seed=65)
+    discarded_row, *_ = sorted(york)
+    dynamodb = boto3.client("dynamodb")
+
+    def items() -> dict[int, dict]:
+        found = [item for page in dynamodb.get_paginator("scan").paginate(TableName=HELD_TABLE)
+                 for item in page["Items"] if item["kind"]["S"] == "record"]
+        return {int(item["row"]["N"]): item for item in found}
+
+    assert york and all("expiration" not in item for item in items().values())  # open: kept until someone acts
+    assert held_command("discard", "--file", "ttl.csv", f"--row={discarded_row}",
+                        "--reason", "the family asked that nothing be shared") == EXIT_OK
+    closed = items()[discarded_row]
+    acted_at = datetime.fromisoformat(closed["acted_at"]["S"])
+    retention = timedelta(days=int(closed["retention_days"]["N"]))
+    assert int(closed["expiration"]["N"]) == int((acted_at + retention).timestamp())
+    assert "body" not in closed
+    assert all("expiration" not in item for row, item in items().items() if row != discarded_row)
+
+
 def _sender():
     from birthnotify.adapters.sqs import BatchSender
 

@@ -10,7 +10,8 @@ Items:
 - ``action#<id>`` and ``action#<id>#<n>``: an action and the records it touched (in parts of at most
   ``ACTION_PART_RECORDS``, to stay far below DynamoDB's 400 KB item limit).
 
-Every item expires (TTL ``expiration``) after the stage's held retention.
+An open record never expires: it stays until a person releases or discards it. The record and the action
+that closed it then expire (TTL ``expiration``) the stage's held retention after that action.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from birthnotify.domain.held import OPEN_STATUSES, ActionRecord, HeldAction, Hel
 from birthnotify.domain.messages import HeldMessage, HeldReason
 from birthnotify.domain.record import NotificationType
 from birthnotify.shared.clock import utc_now
-from birthnotify.shared.names import HELD_AT_ATTRIBUTE, HELD_OPEN_ATTRIBUTE, HELD_OPEN_INDEX, HELD_TTL_ATTRIBUTE
+from birthnotify.shared.names import (
+    HELD_AT_ATTRIBUTE,
+    HELD_OPEN_ATTRIBUTE,
+    HELD_OPEN_INDEX,
+    HELD_RETENTION_ATTRIBUTE,
+    HELD_TTL_ATTRIBUTE,
+)
+from birthnotify.shared.settings import DEFAULT_HELD_RETENTION_DAYS
 
 OPEN_INDEX, OPEN_ATTRIBUTE, TTL_ATTRIBUTE = HELD_OPEN_INDEX, HELD_OPEN_ATTRIBUTE, HELD_TTL_ATTRIBUTE
 MAX_BATCH_WRITE = 25
@@ -50,8 +58,10 @@ def record_id(key: HeldKey) -> str:
     return f"held#{key.trust_ods_code}#{key.sha256}#{key.row}"
 
 
-def _expiry(moment: datetime, days: int) -> str:
-    return str(int((moment + timedelta(days=days)).timestamp()))
+def _expires(action: HeldAction) -> str:
+    """The TTL of a record closed by ``action``: the action's own, so the record and its audit go together."""
+    expires_at = action.expires_at or action.at + timedelta(days=DEFAULT_HELD_RETENTION_DAYS)
+    return str(int(expires_at.timestamp()))
 
 
 def held_item(entry: HeldEntry, held_at: datetime, retention_days: int) -> dict[str, Any]:
@@ -64,7 +74,7 @@ def held_item(entry: HeldEntry, held_at: datetime, retention_days: int) -> dict[
         "notification_id": {"S": entry.notification_id}, "notification_type": {"S": entry.notification_type.value},
         "body": {"S": entry.body}, "status": {"S": HeldStatus.HELD.value},
         HELD_AT_ATTRIBUTE: {"S": held_at.astimezone(UTC).isoformat()},
-        TTL_ATTRIBUTE: {"N": _expiry(held_at, retention_days)},
+        HELD_RETENTION_ATTRIBUTE: {"N": str(retention_days)},
     }
     if entry.authority_gss_code:
         item["authority_gss_code"] = {"S": entry.authority_gss_code}
@@ -167,6 +177,7 @@ def _summary(item: dict[str, Any]) -> HeldSummary:
 
     held_at = datetime.fromisoformat(item[HELD_AT_ATTRIBUTE]["S"])
     expiration = item.get(TTL_ATTRIBUTE)
+    retention = item.get(HELD_RETENTION_ATTRIBUTE)
     reason = text(OPEN_ATTRIBUTE) or text("reason")
     assert reason is not None
     return HeldSummary(
@@ -175,6 +186,7 @@ def _summary(item: dict[str, Any]) -> HeldSummary:
         authority_gss_code=text("authority_gss_code"), authority_name=text("authority_name"),
         notification_type=NotificationType(item["notification_type"]["S"]), held_at=held_at,
         expires_at=datetime.fromtimestamp(int(expiration["N"]), UTC) if expiration else None,
+        retention_days=int(retention["N"]) if retention else None,
         status=HeldStatus(item["status"]["S"]),
     )
 
@@ -259,22 +271,24 @@ class DynamoHeldStore:
 
     def mark_released(self, key: HeldKey, action: HeldAction, gss_code: str, agreement_id: str) -> bool:
         return self._update(
-            key, "SET #status = :released, released_to = :gss, agreement_id = :agreement, acted_at = :now "
-            "REMOVE body, #open, claimed_at",
+            key, "SET #status = :released, released_to = :gss, agreement_id = :agreement, acted_at = :now, "
+            "#expiration = :expiration REMOVE body, #open, claimed_at",
             "#status = :releasing AND action_id = :action",
             {":released": {"S": HeldStatus.RELEASED.value}, ":releasing": {"S": HeldStatus.RELEASING.value},
              ":gss": {"S": gss_code}, ":agreement": {"S": agreement_id},
-             ":now": {"S": action.at.astimezone(UTC).isoformat()}, ":action": {"S": action.action_id}},
-            {"#open": OPEN_ATTRIBUTE})
+             ":now": {"S": action.at.astimezone(UTC).isoformat()}, ":action": {"S": action.action_id},
+             ":expiration": {"N": _expires(action)}},
+            {"#open": OPEN_ATTRIBUTE, "#expiration": TTL_ATTRIBUTE})
 
     def discard(self, key: HeldKey, action: HeldAction) -> bool:
         return self._update(
-            key, "SET #status = :discarded, action_id = :action, actor = :actor, acted_at = :now REMOVE body, #open",
+            key, "SET #status = :discarded, action_id = :action, actor = :actor, acted_at = :now, "
+            "#expiration = :expiration REMOVE body, #open",
             "#status = :held",
             {":discarded": {"S": HeldStatus.DISCARDED.value}, ":held": {"S": HeldStatus.HELD.value},
              ":action": {"S": action.action_id}, ":actor": {"S": action.actor},
-             ":now": {"S": action.at.astimezone(UTC).isoformat()}},
-            {"#open": OPEN_ATTRIBUTE})
+             ":now": {"S": action.at.astimezone(UTC).isoformat()}, ":expiration": {"N": _expires(action)}},
+            {"#open": OPEN_ATTRIBUTE, "#expiration": TTL_ATTRIBUTE})
 
     # -- the action log ------------------------------------------------------------------------------------
 

@@ -307,8 +307,8 @@ class HeldReview:
 
     def _action(self, kind: ActionKind, now: datetime, why: str, selection: Selection,
                 chosen: Iterable[HeldSummary]) -> HeldAction:
-        retention = max((s.expires_at - s.held_at for s in chosen if s.expires_at),
-                        default=timedelta(days=DEFAULT_HELD_RETENTION_DAYS))
+        retention = timedelta(days=max((s.retention_days for s in chosen if s.retention_days),
+                                       default=DEFAULT_HELD_RETENTION_DAYS))
         return HeldAction(action_id=new_action_id(now), kind=kind, actor=self.actor, at=now, why=why.strip(),
                           selection=selection.describe(), expires_at=now + retention)
 

@@ -139,7 +139,10 @@ class HeldSummary:
     notification_type: NotificationType
     held_at: datetime
     expires_at: datetime | None
+    """None while the record is open: it is kept until a person acts on it."""
     status: HeldStatus
+    retention_days: int | None = None
+    """How long it is kept once acted on (the stage's held retention when it was held)."""
 
 
 @dataclass(frozen=True)
