@@ -4,6 +4,7 @@
   same file (target <= 5x). SQS is replaced by a stub that accepts every entry, because moto's speed says
   nothing about SQS's (it rescans a queue on every send).
 - Batching: records per SendMessageBatch request through the real BatchSender (target >= 9.5).
+- Requests: AWS requests per 1,000 records with the sharing ledger on (SQS, ledger chunks, destination index).
 - Memory: peak RSS of a child process that ingests 10k and then 1M rows from a gzipped file
   (target flat, <= 256 MB).
 """
@@ -20,11 +21,14 @@ import subprocess
 import sys
 import time
 import zlib
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from birthnotify.adapters.held import DynamoHeldWriter
+from birthnotify.adapters.ledger import S3Destinations, S3Ledger
 from birthnotify.adapters.sqs import BatchSender
+from birthnotify.application.destinations import Destinations
+from birthnotify.application.ledger import LedgerRecorder, SubjectHasher
 from birthnotify.application.pipeline import FilePipeline, Source
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.reader import FileKind, FileRejected, RowReader, scan_file
@@ -40,6 +44,32 @@ WORK = ROOT / "build" / "bench"
 UPLOAD_DAY = date(2026, 11, 20)
 MAX_BYTES = DEFAULT_MAX_FILE_BYTES
 MIX = Mix(invalid=0.02, withheld=0.02, held=0.01, amend_cancel=0.03)
+
+
+class LedgerS3:
+    """A stand-in S3 client for the ledger bucket: counts requests, keeps the destination index (and only the
+    size of ledger objects, which the function does not keep either)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.objects: dict[str, bytes] = {}
+        self.ledger_objects = 0
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, **options: str) -> dict:  # noqa: N803
+        self.requests += 1
+        if Key.startswith("ledger/"):
+            self.ledger_objects += 1
+        else:
+            self.objects[Key] = Body
+        return {"ETag": f'"{len(self.objects)}"'}
+
+    def get_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+        from botocore.exceptions import ClientError
+
+        self.requests += 1
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "none"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key]), "ETag": '"1"'}
 
 
 class AcceptingSqs:
@@ -81,9 +111,9 @@ def generated_file(rows: int, suffix: str = ".csv") -> Path:
     return path
 
 
-def run_pipeline(path: Path) -> tuple[int, AcceptingSqs, FilePipeline, AcceptingDynamo]:
-    """Ingest a local file exactly as the function does, with SQS and DynamoDB stubbed; returns rows and
-    counters."""
+def run_pipeline(path: Path, s3: LedgerS3 | None = None) -> tuple[int, AcceptingSqs, FilePipeline, AcceptingDynamo]:
+    """Ingest a local file exactly as the function does, with SQS, DynamoDB and the ledger bucket stubbed (the
+    ledger written, the destination index read and merged); returns rows and counters."""
     registry = load_registry(REGISTRY)
     postcodes = PostcodeDirectory.load(REGISTRY.parent / registry.postcode_directory.file,
                                        registry.postcode_directory)
@@ -100,10 +130,25 @@ def run_pipeline(path: Path) -> tuple[int, AcceptingSqs, FilePipeline, Accepting
             queue_url=lambda gss_code: f"https://sqs/{gss_code}.fifo",
             held_writer_factory=lambda on_stored, conditional: DynamoHeldWriter(
                 held, "held", on_stored, conditional=conditional, retention_days=400),
+            ledger=LedgerRecorder(S3Ledger(s3 or LedgerS3(), "ledger"), trust_ods_code="RX1", file_sha256="0" * 64,
+                                  day=UPLOAD_DAY, clock=lambda: datetime.now(UTC)),
+            hasher=SubjectHasher(b"bench-ledger-key-of-32-bytes-or-more"),
+            destinations=(destinations := Destinations.load(S3Destinations(s3 or LedgerS3(), "ledger"), "RX1")),
         )
         tally = pipeline.run(RowReader(stream, kind, facts, MAX_BYTES))
+        destinations.save(S3Destinations(s3 or LedgerS3(), "ledger"), "RX1", UPLOAD_DAY, 366)
     assert tally.outcome().balanced
     return tally.rows_in, sqs, pipeline, held
+
+
+def requests_per_thousand(rows: int) -> tuple[float, int, int, int]:
+    """AWS requests of the per-record path (SQS batches, held store batches, ledger chunks, destination index) per
+    1,000 records of a file of ``rows`` rows: (per 1,000, SQS and held store requests, ledger and index requests,
+    ledger objects)."""
+    s3 = LedgerS3()
+    records, sqs, _, held = run_pipeline(generated_file(rows), s3)
+    return ((sqs.requests + held.requests + s3.requests) / records * 1000, sqs.requests + held.requests, s3.requests,
+            s3.ledger_objects)
 
 
 def bare_csv_seconds(path: Path) -> float:
@@ -184,6 +229,7 @@ def main() -> None:
         return
     print(f"generating / reusing synthetic files in {WORK.relative_to(ROOT)} ...", flush=True)
     cpu = cpu_figures(args.rows)
+    budget = {rows: requests_per_thousand(rows) for rows in (1_000, 10_000, args.rows)}
     small, large = args.memory_rows
     rss_small, rss_large = peak_rss_mb(small), peak_rss_mb(large)
     bomb = gzip_bomb()
@@ -199,6 +245,13 @@ def main() -> None:
               f"({cpu['requests']:,} requests; target >= 9.5)\n")
     out.write(f"  held records per BatchWriteItem    {cpu['held_per_request']:8.2f}          "
               f"({cpu['held']:,} held in {cpu['held_requests']:,} requests; at most 25, fewer at checkpoints)\n")
+    out.write("  AWS requests per 1,000 records, ledger on (SQS and held store batches + ledger chunks + destination "
+              "index; the file's fixed requests are issue 17's)\n")
+    for rows, (per_thousand, sqs_requests, s3_requests, ledger_objects) in budget.items():
+        out.write(f"    {rows:>9,}-row file                {per_thousand:8.2f}          "
+                  f"({sqs_requests:,} SQS and held store, "
+                  f"{s3_requests} ledger S3: {ledger_objects} ledger objects + index read and write; "
+                  f"budget <= 110)\n")
     out.write(f"  peak RSS, {small:>9,} rows (.csv.gz) {rss_small:8.1f} MB\n")
     out.write(f"  peak RSS, {large:>9,} rows (.csv.gz) {rss_large:8.1f} MB   "
               f"(+{rss_large - rss_small:.1f} MB; target flat, <= 256 MB)\n")

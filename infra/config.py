@@ -75,6 +75,8 @@ class StageConfig:
     report_retention_days: int = 400
     access_log_retention_days: int = 400
     log_retention_days: int = 400
+    ledger_retention_days: int = 2922
+    """How long the sharing ledger keeps each entry: 8 years (with leap days) by default."""
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_baby_age_days: int = DEFAULT_MAX_BABY_AGE_DAYS
     ingest_memory_mb: int = 1024
@@ -103,6 +105,8 @@ class StageConfig:
     mesh_max_messages: int = DEFAULT_MESH_MAX_MESSAGES
     mesh_memory_mb: int = 512
     mesh_timeout_seconds: int = 600
+    ledger_auditor_principals: tuple[str, ...] = ()
+    """IAM principals (ARNs) of the IG leads who may assume the ledger auditor role (audit, agreements)."""
 
     # -- derived names --------------------------------------------------------------------------------
 
@@ -199,6 +203,7 @@ class StageConfig:
             ("context email_sender", self.email_sender), ("context email_identity", self.email_identity),
             ("context consumer_guide_url", self.consumer_guide_url), ("context notify_base_url", self.notify_base_url),
             *(("context held_reviewer_principals", arn) for arn in self.held_reviewer_principals),
+            *(("context ledger_auditor_principals", arn) for arn in self.ledger_auditor_principals),
             *((f"{source} operator_emails", address) for address in registry.operator_emails),
         ]
         for trust in registry.trusts:
@@ -252,6 +257,7 @@ class StageConfig:
         for name in (
             "report_retention_days",
             "access_log_retention_days",
+            "ledger_retention_days",
             "max_file_bytes",
             "max_baby_age_days",
             "ingest_memory_mb",
@@ -373,6 +379,7 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
     ),
     "report_retention_days": (int, "Days before reports expire."),
     "access_log_retention_days": (int, "Days before S3 server access logs expire."),
+    "ledger_retention_days": (int, "Days the sharing ledger keeps each entry (default 2922: 8 years)."),
     "log_retention_days": (
         int,
         "CloudWatch Logs retention of the functions' log groups (a CloudWatch period).",
@@ -395,6 +402,11 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
     "held_max_message_age_hours": (
         int,
         "Remind the operators daily (counts only) of held records waiting longer than this.",
+    ),
+    "ledger_auditor_principals": (
+        tuple,
+        "Comma-separated IAM principal ARNs (IG leads, the DPO's team) that may assume the ledger auditor role: "
+        "read the sharing ledger and its HMAC key, for `birthnotify audit` and `agreements` (no role without them).",
     ),
     "held_reviewer_principals": (
         tuple,

@@ -31,6 +31,7 @@ DOCUMENTED_CONTEXT = {
     "email_transport": "notify",
     "notify_template_id": "f33517ff-2a88-4f6e-b855-c550268ce08a",
     "held_reviewer_principals": ["arn:aws:iam::210987654321:role/birth-notifications-reviewer"],
+    "ledger_auditor_principals": ["arn:aws:iam::210987654321:role/birth-notifications-ig-lead"],
     **PRODUCTION_ADDRESSES,
 }
 """The synthesis whose acknowledgements the document lists: every optional resource present."""

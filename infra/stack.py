@@ -24,6 +24,7 @@ from infra.constructs.held import Held
 from infra.constructs.ingest import Ingest
 from infra.constructs.keys import Keys
 from infra.constructs.layers import Layers
+from infra.constructs.ledger import Ledger
 from infra.constructs.mesh import MeshReceiver, MeshSecret
 from infra.constructs.monitoring import INGEST_BACKLOG_HOURS, Alarms, Monitoring
 from infra.constructs.notifier import Email, FileEvents, Notifier
@@ -64,6 +65,7 @@ class BirthNotificationsStack(Stack):
         self.file_events = FileEvents(self, "FileEvents", config=config, keys=self.keys)
         self.email = Email(self, "Email", config=config, keys=self.keys)
         self.mesh_secret = MeshSecret(self, "MeshMailbox", config=config, keys=self.keys)
+        self.ledger = Ledger(self, "Ledger", config=config, keys=self.keys, storage=self.storage)
 
         shared: dict[Env, str] = {
             Env.STAGE: config.stage,
@@ -78,6 +80,8 @@ class BirthNotificationsStack(Stack):
             Env.STATE_TABLE: self.state.table.table_name,
             Env.MAX_FILE_BYTES: str(config.max_file_bytes),
             Env.MAX_BABY_AGE_DAYS: str(config.max_baby_age_days),
+            Env.LEDGER_BUCKET: self.ledger.bucket.bucket_name,
+            Env.LEDGER_KEY_SECRET_ID: self.ledger.key_secret_name,
             Env.EMAIL_TRANSPORT: config.email_transport,
             Env.EMAIL_SENDER: config.email_sender,
             Env.CONSUMER_GUIDE_URL: config.consumer_guide_url,
@@ -105,6 +109,7 @@ class BirthNotificationsStack(Stack):
             table=self.state.table,
             environment=environment_for("ingest", INGEST_ENV, shared),
         )
+        self.ledger.grant_write(self.ingest.function.policy)
         self.notifier = Notifier(
             self,
             "Notifier",
@@ -178,6 +183,9 @@ class BirthNotificationsStack(Stack):
             "FileEventsQueueUrl": self.file_events.queue.queue_url,
             "HeldTableName": self.held.table.table_name,
             "StateTableName": self.state.table.table_name,
+            "LedgerBucketName": self.ledger.bucket.bucket_name,
+            "LedgerKeySecretId": self.ledger.key_secret_name,
+            "LedgerGlueTable": f"{self.ledger.database_name}.{self.ledger.table_name}",
             "AuthorityQueuePrefix": self.config.authority_queue_prefix,
             "IngestFunctionName": self.ingest.function.function.function_name,
             "NotifyFunctionName": self.notifier.function.function.function_name,

@@ -40,7 +40,8 @@ REGISTRY_PATH = ROOT / "config" / "registry.toml"
 STAGE = StageNames("test")
 """The resources are named as the stack names a stage's, so the operators' commands find them by --stage test."""
 QUEUE_PREFIX = STAGE.authority_queue_prefix
-INBOUND, REPORTS = "test-inbound", "test-reports"
+INBOUND, REPORTS, LEDGER = "test-inbound", "test-reports", "test-ledger"
+LEDGER_SECRET = "test-ledger-key"  # noqa: S105 (a secret's name)
 HELD_TABLE, STATE_TABLE = STAGE.held_table, STAGE.state_table
 SQS_RETENTION_SECONDS = 14 * 24 * 3600
 """Every queue keeps a message 14 days, as the stack's do (moto's default is 4)."""
@@ -67,7 +68,7 @@ class IngestStack:
         service = self.handler.service()
         no_wait = lambda seconds: None  # noqa: E731
         ports = ingest_ports(service.settings, s3=self.s3, sqs=sqs or self.sqs, dynamodb=boto3.client("dynamodb"),
-                             sleep=no_wait)
+                             secrets=boto3.client("secretsmanager"), sleep=no_wait)
         if progress_dynamodb is not None:
             ports = replace(ports, progress=DynamoProgressStore(progress_dynamodb, service.settings.state_table,
                                                                 sleep=no_wait))
@@ -193,7 +194,7 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
         s3 = boto3.client("s3")
         sqs = boto3.client("sqs")
         dynamodb = boto3.resource("dynamodb")
-        for bucket in (INBOUND, REPORTS):
+        for bucket in (INBOUND, REPORTS, LEDGER):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})  # as deployed
         ingest_url = sqs.create_queue(QueueName="test-ingest")["QueueUrl"]
@@ -212,6 +213,9 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             )["QueueUrl"]
             for authority in load_registry(REGISTRY_PATH).authorities
         }
+        boto3.client("secretsmanager").create_secret(
+            Name=LEDGER_SECRET, SecretString=boto3.client("secretsmanager").get_random_password(
+                PasswordLength=64, ExcludePunctuation=True)["RandomPassword"])
         dynamodb.create_table(
             TableName=STATE_TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
@@ -221,6 +225,7 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             Env.REGISTRY_PATH: str(REGISTRY_PATH), Env.INBOUND_BUCKET: INBOUND, Env.REPORTS_BUCKET: REPORTS,
             Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX, Env.HELD_TABLE: HELD_TABLE,
             Env.FILE_EVENTS_QUEUE_URL: events_url, Env.STATE_TABLE: STATE_TABLE, Env.STAGE: STAGE.stage,
+            Env.LEDGER_BUCKET: LEDGER, Env.LEDGER_KEY_SECRET_ID: LEDGER_SECRET,
         }.items():
             monkeypatch.setenv(name, value)
         handler = load_handler_module(ROOT / "functions" / "ingest" / "handler.py")

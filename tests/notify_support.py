@@ -30,6 +30,7 @@ SENDER = "birth-notifications@example.nhs.uk"
 CONFIGURATION_SET = "test-email"
 TEMPLATE_ID = "f33517ff-2a88-4f6e-b855-c550268ce08a"
 CONSUMER_GUIDE_URL = "https://example.nhs.uk/consumer-guide"
+EXPIRY_SUBJECT = "Sharing agreement "
 
 
 @dataclass
@@ -141,8 +142,14 @@ class NotifyStack:
         return [SentEmail(mail.to, mail.subject, mail.text, mail.html)
                 for mail in ses_sent_mail(DEFAULT_ACCOUNT_ID, "eu-west-2")]
 
-    def to(self, address: str) -> list[SentEmail]:
-        return [message for message in self.sent() if address in message.to]
+    def to(self, address: str, *, expiry_warnings: bool = False) -> list[SentEmail]:
+        """The emails sent to ``address``; agreement expiry warnings only when asked (whether one is due depends on
+        today's date against the registry's agreements, not on what a test does)."""
+        return [message for message in self.sent() if address in message.to
+                and (expiry_warnings or not message.subject.startswith(EXPIRY_SUBJECT))]
+
+    def expiry_warnings(self) -> list[SentEmail]:
+        return [message for message in self.sent() if message.subject.startswith(EXPIRY_SUBJECT)]
 
     @contextmanager
     def _capturing_logs(self) -> Iterator[None]:

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 ENVELOPE_COLUMNS = ("notification_id", "notification_type", "original_notification_id", "agreement_id",
                     "authority_gss_code", "source_trust_ods_code", "source_key", "source_sha256", "source_row")
-CSV_COLUMNS = ENVELOPE_COLUMNS + tuple(SharedRecord.model_fields)
+CSV_COLUMNS = ENVELOPE_COLUMNS + tuple(SharedRecord.model_fields) + ("notice",)
+"""``notice`` last: MOVED_OUT on a notice that the family moved out of the council's area (its record empty)."""
 
 
 @dataclass
@@ -101,7 +102,8 @@ def _csv_values(message: AuthorityMessage) -> list[Any]:
     record = message.record.model_dump(mode="json")
     return [message.notification_id, message.notification_type.value, message.original_notification_id,
             message.agreement_id, message.authority_gss_code, message.source.trust_ods_code, message.source.key,
-            message.source.sha256, message.source.row, *(record[name] for name in SharedRecord.model_fields)]
+            message.source.sha256, message.source.row, *(record[name] for name in SharedRecord.model_fields),
+            message.notice]
 
 
 def _csv_line(values: Any) -> str:

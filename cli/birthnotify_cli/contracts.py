@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from birthnotify.domain import nems
+from birthnotify.domain.ledger import LedgerEntry
 from birthnotify.domain.messages import (
     HELD_HELP,
     AuthorityMessage,
@@ -41,6 +42,7 @@ SCHEMAS = {
     "file-report.schema.json": (FileReport, "serialization"),
     "mesh-quarantined-event.schema.json": (MeshQuarantinedEvent, "serialization"),
     "held-action-event.schema.json": (HeldActionEvent, "serialization"),
+    "ledger-entry.schema.json": (LedgerEntry, "serialization"),
 }
 
 def upload_contract_markdown() -> str:

@@ -14,6 +14,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from birthnotify_cli.ledger_commands import add_commands as add_ledger_commands
+
 EXIT_OK, EXIT_ROWS, EXIT_USAGE, EXIT_FILE, EXIT_CONFIG = 0, 1, 2, 3, 4
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REGISTRY = ROOT / "config" / "registry.toml"
@@ -135,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     redeliver.add_argument("--endpoint-url", default=None, help="e.g. the local cloud's URL")
     redeliver.set_defaults(run=_redeliver)
 
+    add_ledger_commands(commands, DEFAULT_REGISTRY, _with_registry)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded local cloud")
     demo.add_argument("--rows", type=int, default=600)
     demo.add_argument("--output", type=Path, default=Path("demo-output"))
@@ -245,6 +249,20 @@ def _held_parser(commands: argparse._SubParsersAction) -> None:
 
 class ConfigurationError(Exception):
     """The registry or postcode directory cannot be used; the message says which and why."""
+
+
+def _with_registry(command):
+    """A ledger command, given the registry it names; a ledger it cannot read is a configuration error."""
+    from birthnotify_cli.ledger_commands import LedgerAccessError
+
+    def run(args: argparse.Namespace) -> int:
+        registry = _load_registry(args.registry)
+        try:
+            return command(args, registry)
+        except LedgerAccessError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+    return run
 
 
 def _load_registry(path: Path):

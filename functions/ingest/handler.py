@@ -42,7 +42,8 @@ def service() -> IngestService:
     postcodes = PostcodeDirectory.load(
         Path(settings.registry_path).parent / registry.postcode_directory.file, registry.postcode_directory
     )
-    ports = ingest_ports(settings, s3=boto3.client("s3"), sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"))
+    ports = ingest_ports(settings, s3=boto3.client("s3"), sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"),
+                         secrets=boto3.client("secretsmanager"))
     return IngestService(settings, registry=registry, postcodes=postcodes, ports=ports, log=logger)
 
 
@@ -91,6 +92,7 @@ def _count(summary: IngestSummary) -> None:
         metrics.add_metric(name=f"Rows_{name}", unit=MetricUnit.Count, value=getattr(outcome, name))
     metrics.add_metric(name="SendMessageBatchRequests", unit=MetricUnit.Count, value=summary.send_requests)
     metrics.add_metric(name="HeldStoreWriteRequests", unit=MetricUnit.Count, value=summary.held_store_requests)
+    metrics.add_metric(name="LedgerPutRequests", unit=MetricUnit.Count, value=summary.ledger_requests)
     unprocessable = outcome.rejected_by_code.get(ErrorCode.ROW_UNPROCESSABLE, 0)
     if unprocessable:  # a fault in the service, not the trust's data: operators are alarmed on it
         metrics.add_metric(name="RowsUnprocessable", unit=MetricUnit.Count, value=unprocessable)

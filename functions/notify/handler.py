@@ -95,14 +95,23 @@ def _record_handler(record: SQSRecord) -> None:
 def handler(event: dict, context: LambdaContext) -> dict:
     service().register_lambda_context(context)
     if event.get("detail-type") == "Scheduled Event":
+        failure: Exception | None = None
         try:
             sent = service().send_digests()
-        except Exception:  # the invocation fails: Lambda retries it, then the async DLQ; the next run catches up
-            metrics.add_metric(name="DigestRunsFailed", unit=MetricUnit.Count, value=1)
-            raise
+        except Exception as exc:  # the invocation fails: Lambda retries it, then the async DLQ; the next run
+            metrics.add_metric(name="DigestRunsFailed", unit=MetricUnit.Count, value=1)  # catches up
+            failure, sent = exc, 0
+        try:
+            warned = service().send_expiry_warnings()
+        except Exception as exc:  # the same: the next run sends what this one could not
+            metrics.add_metric(name="ExpiryWarningRunsFailed", unit=MetricUnit.Count, value=1)
+            failure, warned = failure or exc, 0
+        if failure is not None:
+            raise failure
         metrics.add_metric(name="DigestsSent", unit=MetricUnit.Count, value=sent)
         reminded = service().remind_held(timedelta(hours=NotifySettings.from_env().held_max_age_hours))
         metrics.add_metric(name="HeldRemindersSent", unit=MetricUnit.Count, value=reminded)
-        return {"digests_sent": sent, "held_reminders_sent": reminded}
+        metrics.add_metric(name="ExpiryWarningsSent", unit=MetricUnit.Count, value=warned)
+        return {"digests_sent": sent, "held_reminders_sent": reminded, "expiry_warnings_sent": warned}
     return process_partial_response(event=event, record_handler=_record_handler, processor=processor,
                                     context=context)

@@ -5,6 +5,7 @@
 - reports: the reports bucket (trusts read their own reports).
 - pipeline: the ingest and file-events queues, their dead-letter queues and the state table.
 - held: the held queue, which carries whole records for review.
+- ledger: the sharing ledger bucket and its HMAC key's secret (ledger.py).
 - ops: log groups, the operators' alarm topic, the GOV.UK Notify API key secret and the functions'
   environment variables.
 - one per authority (authorities.py, in its authority stack): its queue and dead-letter queue, usable only
@@ -53,6 +54,7 @@ class Keys(Construct):
             self, "Pipeline", config, "pipeline", "ingest and file-events queues, their DLQs, state table"
         )
         self.held = customer_key(self, "Held", config, "held", "held-for-review queue")
+        self.ledger = customer_key(self, "Ledger", config, "ledger", "sharing ledger bucket and its HMAC key")
         self.ops = customer_key(
             self, "Ops", config, "ops", "log groups, alarm topic, notifier secret, function environments"
         )

@@ -40,7 +40,14 @@ NOT_CALLED_LOCALLY = {
     # decrypts the environment; the other KMS statements are used by S3 and SQS on the function's behalf,
     # which moto does not do.
     "WriteOwnLogs", "XRayTracing", "DecryptOwnEnvironment", "DecryptUploads", "EncryptReports", "UseHeldKey",
-    "UsePipelineKey",
+    "UsePipelineKey", "EncryptLedger",
+    # S3 answers a missing key with 403 instead of 404 to a role without ListBucket; moto answers 404 anyway.
+    "ListLedgerBucket",
+}
+AT_COLD_START_ONLY = {
+    # The ledger's HMAC key is read once per container, under enforced IAM: every file this module ingests goes
+    # through a container that read it, so a refusal would fail them all.
+    "ReadLedgerKey",
 }
 
 
@@ -268,11 +275,12 @@ def test_the_digest_schedule_sends_yesterdays_digest_once(cloud, upload):
     # As the notify function's role: it needs dynamodb:BatchGetItem, and Query on the held store's open index
     # (the upload's held records have waited minutes, not long enough for a reminder).
     [run] = cloud.fire_schedules(function="birthnotify-local-notify")
-    assert run.error is None and run.result == {"digests_sent": 1, "held_reminders_sent": 0}
-    digest = cloud.sent_emails()[before:]
+    assert run.error is None and (run.result["digests_sent"], run.result["held_reminders_sent"]) == (1, 0)
+    # (An agreement expiry warning may go too, depending on today's date against the registry's agreements.)
+    digest = [email for email in cloud.sent_emails()[before:] if email["subject"].startswith("Daily digest")]
     assert {to for email in digest for to in email["to"]} == set(REGISTRY.authority(CAMDEN).contact_emails)
     [again] = cloud.fire_schedules(function="birthnotify-local-notify")
-    assert again.result == {"digests_sent": 0, "held_reminders_sent": 0}
+    assert again.result == {"digests_sent": 0, "held_reminders_sent": 0, "expiry_warnings_sent": 0}
 
 
 def test_a_poison_event_is_retried_after_each_visibility_timeout_then_dead_lettered_and_logged(cloud):
@@ -349,7 +357,7 @@ def ingest_policy_statements(cloud) -> tuple[str, str, list[dict]]:
 
 def test_the_ingest_policy_has_no_statement_the_tests_below_do_not_exercise(cloud):
     _, _, statements = ingest_policy_statements(cloud)
-    assert {s["Sid"] for s in statements} == set(EXERCISED) | NOT_CALLED_LOCALLY
+    assert {s["Sid"] for s in statements} == set(EXERCISED) | NOT_CALLED_LOCALLY | AT_COLD_START_ONLY
 
 
 EXERCISED = {
@@ -363,6 +371,8 @@ EXERCISED = {
     "SendFileEvents": r"\(AccessDenied\) when calling the SendMessage operation",
     "WriteHeldStore": r"the held store \S+ did not accept \d+ record\(s\): \['AccessDenied'\]",
     "WriteReports": r"\(AccessDenied\) when calling the PutObject operation",
+    "WriteLedger": r"\(AccessDenied\) when calling the PutObject operation",  # after the sends: none sent twice
+    "ReadWriteDestinations": r"\(AccessDenied\) when calling the GetObject operation",  # before any send
 }
 
 

@@ -85,6 +85,8 @@ def test_each_secret_is_readable_by_the_functions_that_use_it_only(full):
     t = full.template
     secret_id, secret = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-prod/govuk-notify-api-key")
     mesh_id, mesh = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-prod/mesh")
+    ledger_id, ledger = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-prod/ledger-hmac-key")
+    assert ledger["Properties"]["KmsKeyId"] == arn(key_id(t, "KeysLedger"))
     for value in (secret, mesh):
         assert value["Properties"]["KmsKeyId"] == arn(key_id(t, "KeysOps"))
     variables = one(t, "AWS::Lambda::Function", FunctionName="birthnotify-prod-notify")[1]["Properties"][
@@ -103,6 +105,8 @@ def test_each_secret_is_readable_by_the_functions_that_use_it_only(full):
         ("birthnotify-prod-notify-function", "secretsmanager:GetSecretValue",
          sorted(json.dumps({"Ref": i}) for i in (mesh_id, secret_id))),
         ("birthnotify-prod-mesh-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": mesh_id})]),
+        ("birthnotify-prod-ingest-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
+        ("birthnotify-prod-ledger-auditor", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
     ])
 
 
@@ -140,3 +144,19 @@ def test_the_notify_function_reads_only_the_held_stores_open_index(full):
                or "/index/open" in json.dumps(s["Resource"])]
     assert [(s["Sid"], s["Action"], s["Resource"]) for s in on_held] == [
         ("CountHeldRecords", "dynamodb:Query", {"Fn::Join": ["", [arn(held), "/index/open"]]})]
+
+
+def test_the_ledger_auditor_role_may_read_the_ledger_and_its_key_and_nothing_else(full):
+    t = full.template
+    role_id, role = role_of(t, "birthnotify-prod-ledger-auditor")
+    principal = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
+    assert [principal] == DOCUMENTED_CONTEXT["ledger_auditor_principals"]
+    ledger = next(k for k in resources(t, "AWS::S3::Bucket") if k.startswith("LedgerBucket"))
+    secret_id, _ = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-prod/ledger-hmac-key")
+    statements = {s["Sid"]: s for s in policy_of(t, role_id)}
+    assert {sid: (s["Action"], s["Resource"]) for sid, s in statements.items()} == {
+        "ListLedger": ("s3:ListBucket", arn(ledger)),
+        "ReadLedger": ("s3:GetObject", {"Fn::Join": ["", [arn(ledger), "/ledger/*"]]}),
+        "DecryptLedger": ("kms:Decrypt", arn(key_id(t, "KeysLedger"))),
+        "ReadLedgerKey": ("secretsmanager:GetSecretValue", {"Ref": secret_id}),
+    }

@@ -41,8 +41,9 @@ def function(template: dict, name: str) -> dict:
 
 def bucket_ids(t: dict) -> dict[str, str]:
     return {
-        name: next(k for k in resources(t, "AWS::S3::Bucket") if k.startswith(f"Storage{name}"))
-        for name in ("Inbound", "Reports", "AccessLogs")
+        name: next(k for k in resources(t, "AWS::S3::Bucket") if k.startswith(prefix))
+        for name, prefix in (("Inbound", "StorageInbound"), ("Reports", "StorageReports"),
+                             ("AccessLogs", "StorageAccessLogs"), ("Ledger", "LedgerBucket"))
     }
 
 
@@ -190,8 +191,8 @@ def _queues_are_encrypted_tls_only_with_dlqs(t: dict) -> None:
 
 def test_every_key_is_customer_managed_and_rotates(dev):
     keys = {k: v for t in dev.templates.values() for k, v in resources(t, "AWS::KMS::Key").items()}
-    assert len(resources(dev.template, "AWS::KMS::Key")) == 5
-    assert len(keys) == 5 + len(REGISTRY.authorities)
+    assert len(resources(dev.template, "AWS::KMS::Key")) == 6
+    assert len(keys) == 6 + len(REGISTRY.authorities)
     for value in keys.values():
         assert value["Properties"]["EnableKeyRotation"] is True
         assert value["Properties"]["RotationPeriodInDays"] == 365
@@ -421,6 +422,11 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
         "UseHeldKey",
         "UsePipelineKey",
         "ReadWriteState",
+        "WriteLedger",
+        "ReadWriteDestinations",
+        "ListLedgerBucket",
+        "EncryptLedger",
+        "ReadLedgerKey",
     }
     actions = {a for s in by_sid.values() for a in as_list(s["Action"])}
     assert not [a for a in actions if a.endswith("*")]
@@ -447,6 +453,12 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     assert '"dynamodb."' in json.dumps(by_sid["UseHeldKey"]["Condition"]["StringEquals"]["kms:ViaService"])
     state = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-state")[0]
     assert by_sid["ReadWriteState"]["Resource"] == arn(state)
+    assert as_list(by_sid["WriteLedger"]["Action"]) == ["s3:PutObject"]  # never read, list or delete entries
+    assert by_sid["WriteLedger"]["Resource"] == {"Fn::Join": ["", [arn(bucket_ids(t)["Ledger"]), "/ledger/*"]]}
+    assert by_sid["ReadWriteDestinations"]["Resource"] == {
+        "Fn::Join": ["", [arn(bucket_ids(t)["Ledger"]), "/destinations/*"]]}
+    ledger_key, _ = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/ledger-hmac-key")
+    assert by_sid["ReadLedgerKey"]["Resource"] == ref(ledger_key)
 
 
 def test_bounces_and_complaints_reach_the_operators_topic(dev, dev_template):
@@ -483,8 +495,10 @@ def test_notify_sends_email_only_as_the_sender_through_the_tls_required_configur
     assert any(":configuration-set/" in text for text in resources_text)
     assert ses["Condition"] == {"StringEquals": {"ses:FromAddress": "birth-notifications@example.nhs.uk"}}
     # ses transport: no API key secret; the MESH secret only (reports back by MESH).
-    [mesh_secret] = resources(t, "AWS::SecretsManager::Secret")
+    mesh_secret, _ = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/mesh")
     assert as_list(by_sid["ReadSecrets"]["Resource"]) == [ref(mesh_secret)]
+    assert sorted(s["Properties"]["Name"] for s in resources(t, "AWS::SecretsManager::Secret").values()) == [
+        "birthnotify-dev/ledger-hmac-key", "birthnotify-dev/mesh"]
     assert function(t, "birthnotify-dev-notify")["Environment"]["Variables"]["NOTIFY_API_KEY_SECRET_ID"] == ""
 
 
@@ -706,3 +720,37 @@ def test_tags_are_stack_tags_applied_at_deployment_not_written_on_each_resource(
         assert stack.tags.tag_values() == {"Project": "birth-notifications", "Stage": "dev"}
         t = dev.template_of(stack)
         assert not [k for k, v in t["Resources"].items() if "Tags" in v.get("Properties", {})]
+
+
+# -- the sharing ledger ------------------------------------------------------------------------------------
+
+
+def test_the_ledger_is_kept_eight_years_encrypted_with_its_own_key_and_its_hmac_key_is_generated(dev):
+    t = dev.template
+    ledger = t["Resources"][bucket_ids(t)["Ledger"]]["Properties"]
+    rule = ledger["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms",
+                                                     "KMSMasterKeyID": arn(key_id(t, "KeysLedger"))}
+    [expiry] = ledger["LifecycleConfiguration"]["Rules"]
+    assert expiry["ExpirationInDays"] == 2922 and "Prefix" not in expiry
+    assert ledger["LoggingConfiguration"]["DestinationBucketName"] == ref(bucket_ids(t)["AccessLogs"])
+    _, secret = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/ledger-hmac-key")
+    assert secret["Properties"]["KmsKeyId"] == arn(key_id(t, "KeysLedger"))
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32 and generated["ExcludePunctuation"] is True
+
+
+def test_the_glue_table_reads_the_ledger_entries_by_day_with_the_models_columns(dev):
+    from birthnotify.domain.ledger import LedgerEntry
+
+    t = dev.template
+    _, table = one(t, "AWS::Glue::Table")
+    table_input = table["Properties"]["TableInput"]
+    columns = {c["Name"]: c["Type"] for c in table_input["StorageDescriptor"]["Columns"]}
+    assert list(columns) == list(LedgerEntry.model_fields)
+    assert (columns["row"], columns["fields_shared"], columns["baby_nhs_hash"]) == ("int", "array<string>", "string")
+    assert table_input["PartitionKeys"] == [{"Name": "day", "Type": "date"}]
+    assert table_input["Parameters"]["projection.enabled"] == "true"
+    location = json.dumps(table_input["StorageDescriptor"]["Location"])
+    assert bucket_ids(t)["Ledger"] in location and "/ledger/" in location
+    assert table_input["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"

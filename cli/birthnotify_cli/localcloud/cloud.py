@@ -54,6 +54,8 @@ class Resources:
     inbound_bucket: str
     reports_bucket: str
     state_table: str
+    ledger_bucket: str
+    ledger_key_secret_id: str
     ingest_queue_url: str
     file_events_queue_url: str
     held_table: str
@@ -611,6 +613,7 @@ def _resources(deployments: list[Deployment], functions: dict[str, LocalFunction
     return Resources(
         stack_name=deployments[0].stack_name, inbound_bucket=env.get(Env.INBOUND_BUCKET, ""),
         reports_bucket=env.get(Env.REPORTS_BUCKET, ""), state_table=env.get(Env.STATE_TABLE, ""),
+        ledger_bucket=env.get(Env.LEDGER_BUCKET, ""), ledger_key_secret_id=env.get(Env.LEDGER_KEY_SECRET_ID, ""),
         ingest_queue_url=local(ingest), file_events_queue_url=local(env.get(Env.FILE_EVENTS_QUEUE_URL, "")),
         held_table=env.get(Env.HELD_TABLE, ""), authority_queue_prefix=prefix,
         authority_queues=authority_queues, authority_stacks=authority_stacks, dead_letter_queues=dead_letters,

@@ -8,8 +8,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-from birthnotify.adapters.digest import DynamoDigestStore
+from birthnotify.adapters.digest import DynamoDigestStore, DynamoSentMarks
 from birthnotify.adapters.held import DynamoHeldStore
+from birthnotify.adapters.ledger import S3Destinations, S3Ledger, ledger_key
 from birthnotify.adapters.lock import DynamoRunLock
 from birthnotify.adapters.mesh import S3InboundWriter, mesh_connector
 from birthnotify.adapters.progress import DynamoProgressStore
@@ -25,9 +26,9 @@ from birthnotify.shared.settings import IngestSettings, MeshSettings, NotifySett
 MESH_LOCK = MESH_RUN_LEASE
 
 
-def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any,
+def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any, secrets: Any,
                  sleep: Callable[[float], None] = time.sleep) -> IngestPorts:
-    """The ingest function's adapters over low-level boto3 clients."""
+    """The ingest function's adapters over low-level boto3 clients (the ledger key is read here, once)."""
     return IngestPorts(
         uploads=S3Uploads(s3),
         reports=S3Reports(s3, settings.reports_bucket),
@@ -37,6 +38,9 @@ def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any,
         sender=lambda on_accepted: BatchSender(sqs, on_accepted, sleep=sleep),
         held=lambda on_stored, conditional: DynamoHeldStore(dynamodb, settings.held_table, sleep=sleep).writer(
             on_stored, conditional, retention_days=settings.held_retention_days),
+        ledger=S3Ledger(s3, settings.ledger_bucket),
+        ledger_key=ledger_key(secrets, settings.ledger_key_secret_id),
+        destinations=S3Destinations(s3, settings.ledger_bucket),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
     )
 
@@ -49,6 +53,7 @@ def notify_ports(settings: NotifySettings, *, dynamodb: Any, transport: EmailTra
     return NotifyPorts(
         transport=transport,
         digests=DynamoDigestStore(dynamodb, settings.state_table),
+        marks=DynamoSentMarks(dynamodb, settings.state_table),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
         mesh=mesh_connector(settings.mesh_secret_id, read_mesh_secret) if mesh and read_mesh_secret else None,
         reports=S3ReportReader(s3, settings.reports_bucket) if mesh else None,

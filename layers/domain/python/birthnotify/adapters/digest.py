@@ -113,3 +113,24 @@ class DynamoDigestStore:
         self._dynamodb.update_item(TableName=self._table, Key=self._key(gss_code, day),
                                    UpdateExpression="SET sent = :true",
                                    ExpressionAttributeValues={":true": {"BOOL": True}})
+
+
+SENT_MARK_TTL_SECONDS = 2 * 366 * 24 * 3600
+"""A warning's mark outlives any threshold window (the longest is 60 days) many times over."""
+
+
+class DynamoSentMarks:
+    """One item per warning sent: ``sent#<key>``."""
+
+    def __init__(self, dynamodb: Any, table_name: str) -> None:
+        self._dynamodb = dynamodb
+        self._table = table_name
+
+    def was_sent(self, key: str) -> bool:
+        item = self._dynamodb.get_item(TableName=self._table, Key={"id": {"S": f"sent#{key}"}},
+                                       ConsistentRead=True).get("Item")
+        return item is not None
+
+    def mark_sent(self, key: str) -> None:
+        self._dynamodb.put_item(TableName=self._table, Item={
+            "id": {"S": f"sent#{key}"}, "expiration": {"N": str(int(time.time()) + SENT_MARK_TTL_SECONDS)}})

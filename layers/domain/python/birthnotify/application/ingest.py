@@ -16,10 +16,14 @@ from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer, Id
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 from pydantic import BaseModel
 
+from birthnotify.application.destinations import Destinations
+from birthnotify.application.ledger import LedgerRecorder, SubjectHasher
 from birthnotify.application.pipeline import FileIncomplete, FilePipeline, Source
 from birthnotify.application.ports import (
+    DestinationStore,
     EventPublisher,
     HeldWriterFactory,
+    LedgerStore,
     Log,
     Progress,
     ProgressStore,
@@ -64,6 +68,10 @@ class IngestPorts:
     sender: SenderFactory
     held: HeldWriterFactory
     idempotency_store: BasePersistenceLayer
+    ledger: LedgerStore
+    ledger_key: bytes
+    """The HMAC key of the ledger's subject hashes (from Secrets Manager)."""
+    destinations: DestinationStore
 
 
 class FileIdentity(BaseModel):
@@ -92,6 +100,7 @@ class IngestSummary(BaseModel):
     outcome: FileOutcome
     send_requests: int = 0
     held_store_requests: int = 0
+    ledger_requests: int = 0
 
 
 class IngestService:
@@ -106,6 +115,7 @@ class IngestService:
         self.postcodes = postcodes
         self.ports = ports
         self._clock = clock
+        self._hasher = SubjectHasher(ports.ledger_key)
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="[trust_ods_code, sha256]",
             expires_after_seconds=IDEMPOTENCY_SECONDS,
@@ -186,7 +196,12 @@ class IngestService:
             report_key=report_key,
             retrying=retrying,
             on_unexpected=self._log_unexpected_row,
+            ledger=LedgerRecorder(self.ports.ledger, trust_ods_code=trust, file_sha256=identity.sha256,
+                                  day=progress.processing_day, clock=self._clock, first_row=progress.rows_done + 1),
+            hasher=self._hasher,
+            destinations=(destinations := Destinations.load(self.ports.destinations, trust)),
         )
+        ledger_requests = self.ports.ledger.stats.requests
         reader = RowReader(self.ports.uploads.open(obj), kind, facts, self.settings.max_file_bytes)
 
         def checkpoint(rows_done: int) -> None:
@@ -194,6 +209,10 @@ class IngestService:
 
         try:
             tally = pipeline.run(reader, resume=progress, checkpoint=checkpoint, should_stop=should_stop)
+            destinations.save(self.ports.destinations, trust, progress.processing_day, self.settings.max_baby_age_days)
+            if destinations.unindexed:
+                self.log.warning("destination index full for this file: later AMEND and CANCEL of these chains reach "
+                                 "only the council they route to", extra={"unindexed": destinations.unindexed})
             checkpoint(tally.rows_in)
             pipeline.settled_through, pipeline.accepted_since = tally.rows_in, set()
             outcome = tally.outcome()
@@ -216,11 +235,13 @@ class IngestService:
             raise
         self.log.info("file processed", extra={"outcome": outcome.model_dump(mode="json", exclude={"authorities"}),
                                              "requests": pipeline.sender.stats.requests,
-                                             "held_store_requests": pipeline.held.stats.requests})
+                                             "held_store_requests": pipeline.held.stats.requests,
+                                             "ledger_requests": self.ports.ledger.stats.requests - ledger_requests})
         return IngestSummary(key=obj.key, upload_ref=identity.upload_ref, status=report.status,
                              report_key=report.report_key, outcome=outcome,
                              send_requests=pipeline.sender.stats.requests,
-                             held_store_requests=pipeline.held.stats.requests)
+                             held_store_requests=pipeline.held.stats.requests,
+                             ledger_requests=self.ports.ledger.stats.requests - ledger_requests)
 
     def _record_accepted(self, trust: str, sha256: str, progress: Progress) -> None:
         """Before a failed run gives up: remember what SQS accepted, so the retry sends none of it again."""

@@ -20,7 +20,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
 
+from birthnotify.application.destinations import Destinations
+from birthnotify.application.ledger import LedgerRecorder, Subject, SubjectHasher
 from birthnotify.application.ports import HeldEntry, HeldKey, HeldWriterFactory, Outgoing, Progress, SenderFactory
+from birthnotify.domain.ledger import LedgerOutcome
 from birthnotify.domain.messages import (
     MESSAGE_SCHEMA_VERSION,
     AuthorityCounts,
@@ -48,12 +51,36 @@ STOP_CHECK_EVERY_ROWS = 200
 
 
 @dataclass(frozen=True, slots=True)
+class Extra:
+    """A further message a row sends to a council that received its notification chain earlier: a moved-out
+    notice (an AMEND placed the family in another council) or the CANCEL itself."""
+
+    row: int
+    forward: Forward
+    moved_out: bool
+    subject: Subject | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Sent:
     """What travels with a message to the sender and back when SQS accepts it: its row and decision."""
 
     row: int
     decision: Forward | Hold
     notification_type: NotificationType
+    subject: Subject | None = None
+    """The record as the ledger names it (keyed hashes and ids), when a ledger is kept."""
+    extras: tuple[Extra, ...] = ()
+    """The row's further messages: the row counts as accepted only once SQS has accepted all of them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    """A row's messages: its own first, then any Extra."""
+
+    main: Outgoing[Sent] | tuple[HeldEntry, Sent]
+    """To the council's queue, or to the held store."""
+    extras: list[Outgoing[Extra]]
 
 
 class FileIncomplete(Exception):
@@ -148,6 +175,15 @@ class Tally:
                 )
             held.count += 1
 
+    def notice(self, extra: Extra) -> None:
+        """A further message (moved-out notice, cancellation sent on) that SQS accepted."""
+        authority = extra.forward.authority
+        counts = self.by_authority.get(authority.gss_code)
+        if counts is None:
+            counts = self.by_authority[authority.gss_code] = AuthorityCounts(
+                gss_code=authority.gss_code, name=authority.name, agreement_id=extra.forward.agreement.id)
+        counts.notices += 1
+
     def outcome(self) -> FileOutcome:
         return FileOutcome(
             rows_in=self.rows_in, forwarded=self.forwarded, rejected=self.rejected, withheld=self.withheld,
@@ -190,6 +226,17 @@ def authority_message_body(record: BirthNotification, forward: Forward, source: 
 
 _Q = '"'
 _json = functools.lru_cache(maxsize=256)(lambda value: json.dumps(value))
+
+
+def moved_out_notice_body(record: BirthNotification, forward: Forward, source: Source, row: int) -> str:
+    """What a council that had the record receives when an AMEND places the family elsewhere: the ids, and no
+    field of the record (not the new address)."""
+    return (
+        f'{{"schema_version":"{MESSAGE_SCHEMA_VERSION}","agreement_id":{_json(forward.agreement.id)},'
+        f'"authority_gss_code":"{forward.authority.gss_code}","source":{source.json_prefix}"row":{row}}},'
+        f'"notification_id":"{record.notification_id}","notification_type":"{record.notification_type.value}",'
+        f'"original_notification_id":"{record.original_notification_id}","notice":"MOVED_OUT","record":{{}}}}'
+    )
 
 
 def held_message_body(record: BirthNotification, hold: Hold, source: Source, row: int) -> str:
@@ -244,8 +291,16 @@ class FilePipeline:
     def __init__(self, *, source: Source, validator: RowValidator, router: Router, sender_factory: SenderFactory,
                  queue_url: Callable[[str], str], held_writer_factory: HeldWriterFactory, report_key: str = "",
                  retrying: bool = False, on_unexpected: UnexpectedRow = lambda row, notification_id, exc: None,
-                 ) -> None:
+                 ledger: LedgerRecorder | None = None, hasher: SubjectHasher | None = None,
+                 destinations: Destinations | None = None) -> None:
         self.source = source
+        self._destinations = destinations
+        self._parts: dict[int, list[Any]] = {}
+        """Rows with further messages: [messages SQS has yet to accept, the row's Sent]."""
+        self._ledger = ledger
+        self._hasher = hasher if ledger is not None else None
+        self._ledger_after = 0
+        """Rows up to this one were recorded in the ledger by an earlier run (up to its checkpoint)."""
         self.tally = Tally()
         self._validator = validator
         self._router = router
@@ -272,6 +327,7 @@ class FilePipeline:
         resume_after = resume.rows_done if resume else 0
         resent_never = resume.accepted_rows if resume else frozenset()
         self.settled_through = resume_after
+        self._ledger_after = resume_after
         for raw in rows:
             row = raw.row
             tally.rows_in += 1
@@ -286,19 +342,61 @@ class FilePipeline:
                 raise FileIncomplete(row)
         sender.flush()
         self.held.flush()
+        if self._ledger is not None:
+            self._ledger.flush(tally.rows_in + 1)
         return tally
 
     def _checkpoint(self, row: int, checkpoint: Callable[[int], None]) -> None:
         self.sender.flush()
         self.held.flush()
+        if self._ledger is not None:  # before the checkpoint: a retry from it never needs these entries again
+            self._ledger.flush(row + 1)
         checkpoint(row)
         self.settled_through = row
         self.accepted_since = {accepted for accepted in self.accepted_since if accepted > row}
 
-    def _accepted(self, sent: Sent) -> None:
-        """SQS or the held store accepted a record."""
+    def _accepted(self, tag: Sent | Extra) -> None:
+        """SQS or the held store accepted a record's message (a row with further messages counts once all are)."""
+        if isinstance(tag, Extra):
+            self._record_extra(tag)
+        else:
+            self._record(tag)
+        parts = self._parts.get(tag.row)
+        if parts is not None:
+            parts[0] -= 1
+            if parts[0]:
+                return
+            del self._parts[tag.row]
+        sent = tag if isinstance(tag, Sent) else parts[1] if parts is not None else None
+        assert sent is not None
         self.accepted_since.add(sent.row)
+        self._count(sent)
+
+    def _count(self, sent: Sent) -> None:
         self.tally.accepted(sent)
+        for extra in sent.extras:
+            self.tally.notice(extra)
+
+    def _record_extra(self, extra: Extra) -> None:
+        if self._ledger is None or extra.subject is None or extra.row <= self._ledger_after:
+            return
+        forward = extra.forward
+        self._ledger.record(extra.row, extra.subject,
+                            LedgerOutcome.MOVED_OUT if extra.moved_out else LedgerOutcome.FORWARDED,
+                            reason="CHAIN_EARLIER_RECIPIENT", authority_gss_code=forward.authority.gss_code,
+                            agreement=forward.agreement)
+
+    def _record(self, sent: Sent) -> None:
+        """A final outcome, in the ledger (unless an earlier run recorded it before its checkpoint)."""
+        if self._ledger is None or sent.subject is None or sent.row <= self._ledger_after:
+            return
+        decision = sent.decision
+        if isinstance(decision, Forward):
+            self._ledger.record(sent.row, sent.subject, LedgerOutcome.FORWARDED,
+                                authority_gss_code=decision.authority.gss_code, agreement=decision.agreement)
+        else:
+            self._ledger.record(sent.row, sent.subject, LedgerOutcome.HELD, reason=decision.reason.value,
+                                authority_gss_code=decision.gss_code)
 
     def _handle(self, raw: RawRow, replaying: bool) -> None:
         try:
@@ -310,24 +408,36 @@ class FilePipeline:
             self.tally.warn(warnings)
         if isinstance(result, list):
             self.tally.reject(result)
-        elif isinstance(result, Withhold):
-            self.tally.withhold(result.reason)
+        elif isinstance(result, tuple):
+            withhold, subject = result
+            self.tally.withhold(withhold.reason)
+            if self._ledger is not None and subject is not None and raw.row > self._ledger_after:
+                self._ledger.record(raw.row, subject, LedgerOutcome.WITHHELD, reason=withhold.reason.value)
         elif isinstance(result, Sent):  # accepted by SQS or the store in an earlier run: counted, not sent again
             if raw.row > self.settled_through:
                 self.accepted_since.add(raw.row)
-            self.tally.accepted(result)
-        elif isinstance(result, Outgoing):
-            # Outside the row's try: a queue that cannot be reached fails the file, which is retried.
-            forward = result.tag.decision
-            assert isinstance(forward, Forward)
-            self.sender.add(self._queue_url(forward.authority.gss_code), result)
+            self._count(result)
+            self._record(result)
+            for extra in result.extras:
+                self._record_extra(extra)
         else:
-            entry, sent = result
-            self.held.add(entry, sent)
+            # Outside the row's try: a queue that cannot be reached fails the file, which is retried.
+            main = result.main
+            sent = main.tag if isinstance(main, Outgoing) else main[1]
+            if result.extras:
+                self._parts[raw.row] = [1 + len(result.extras), sent]
+            if isinstance(main, Outgoing):
+                forward = main.tag.decision
+                assert isinstance(forward, Forward)
+                self.sender.add(self._queue_url(forward.authority.gss_code), main)
+            else:
+                entry, _ = main
+                self.held.add(entry, sent)
+            for further in result.extras:
+                self.sender.add(self._queue_url(further.tag.forward.authority.gss_code), further)
 
-    def _decide(self, raw: RawRow, replaying: bool
-                ) -> tuple[list[RowError] | Withhold | Sent | Outgoing[Sent] | tuple[HeldEntry, Sent],
-                           tuple[RowWarning, ...]]:
+    def _decide(self, raw: RawRow, replaying: bool) -> tuple[
+            list[RowError] | tuple[Withhold, Subject | None] | Sent | Messages, tuple[RowWarning, ...]]:
         """Everything that depends on the row's content, without side effects on the tally, SQS or the held
         store; and the optional fields left out of an accepted row."""
         valid = self._validator.validate(raw)
@@ -336,24 +446,62 @@ class FilePipeline:
         return self._route(raw, valid.record, replaying), valid.warnings
 
     def _route(self, raw: RawRow, record: BirthNotification, replaying: bool
-               ) -> Withhold | Sent | Outgoing[Sent] | tuple[HeldEntry, Sent]:
+               ) -> tuple[Withhold, Subject | None] | Sent | Messages:
         decision = self._router.decide(record)
+        subject = self._hasher(record) if self._hasher is not None and raw.row > self._ledger_after else None
         if isinstance(decision, Withhold):
-            return decision
-        sent = Sent(raw.row, decision, record.notification_type)
+            return decision, subject
+        extras = self._earlier_recipients(raw.row, record, decision, subject)
+        sent = Sent(raw.row, decision, record.notification_type, subject, extras)
         if replaying:
             return sent
         source, row = self.source, raw.row
+        main: Outgoing[Sent] | tuple[HeldEntry, Sent]
         if isinstance(decision, Hold):
             body = held_message_body(record, decision, source, row)
             # Released one day, it becomes an SQS message: the contract keeps such characters out.
             if SQS_FORBIDDEN.search(body):
                 raise ValueError("held record holds characters SQS refuses")
-            return held_entry(record, decision, source, row, self._report_key, body), sent
-        outgoing = forward_message(record, decision, source, row, sent)
-        if SQS_FORBIDDEN.search(outgoing.body):  # the contract keeps these out; SQS would refuse the batch
+            main = held_entry(record, decision, source, row, self._report_key, body), sent
+        else:
+            main = forward_message(record, decision, source, row, sent)
+            if SQS_FORBIDDEN.search(main.body):  # the contract keeps these out; SQS would refuse the batch
+                raise ValueError("message body holds characters SQS refuses")
+        messages = Messages(main, [forward_message(record, extra.forward, source, row, extra) if not extra.moved_out
+                                   else self._notice_message(record, extra) for extra in extras])
+        if any(SQS_FORBIDDEN.search(further.body) for further in messages.extras):
             raise ValueError("message body holds characters SQS refuses")
-        return outgoing
+        return messages
+    def _notice_message(self, record: BirthNotification, extra: Extra) -> Outgoing[Extra]:
+        body = moved_out_notice_body(record, extra.forward, self.source, extra.row)
+        return Outgoing(body, extra, group_id=order_group(self.source.trust_ods_code, record),
+                        deduplication_id=hashlib.sha256(body.encode()).hexdigest())
+
+    def _earlier_recipients(self, row: int, record: BirthNotification, decision: Forward | Hold,
+                            subject: Subject | None) -> tuple[Extra, ...]:
+        """The councils that received this notification chain before and must hear of this row too: all of them
+        for a CANCEL; for an AMEND that places the family in another council, each earlier one, told only that
+        the family moved out. Records where this row goes, for later rows and files."""
+        index = self._destinations
+        if index is None:
+            return ()
+        chain = record.original_notification_id or record.notification_id
+        target = decision.authority.gss_code if isinstance(decision, Forward) else (
+            decision.gss_code if decision.reason is HeldReason.NO_AGREEMENT else None)
+        extras: tuple[Extra, ...] = ()
+        if record.notification_type is not NotificationType.NEW and (
+                record.notification_type is NotificationType.CANCEL or target is not None):
+            moved_out = record.notification_type is NotificationType.AMEND
+            told = index.moved_out_of(chain) if moved_out else set()  # a notice once, not at every later AMEND
+            found = (self._router.forward_to(gss, agreement_id)
+                     for gss, agreement_id in sorted(index.previous(chain).items()) if gss not in (target, *told))
+            extras = tuple(Extra(row, forward, moved_out, subject) for forward in found if forward is not None)
+            for extra in extras:
+                if moved_out:
+                    index.told_moved_out(chain, extra.forward.authority.gss_code)
+        if isinstance(decision, Forward):
+            index.add(chain, decision.authority.gss_code, decision.agreement.id)
+        return extras
 
     def _unexpected(self, raw: RawRow, exc: Exception) -> None:
         notification_id = raw.values.get("notification_id")

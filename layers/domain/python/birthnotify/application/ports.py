@@ -200,6 +200,45 @@ class HeldStore(Protocol):
     def actions(self, since: datetime) -> list[HeldAction]: ...
 
 
+
+# -- the sharing ledger ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LedgerStats:
+    requests: int = 0
+    entries: int = 0
+
+
+class LedgerStore(Protocol):
+    """Where ledger entries are kept (domain.ledger): objects of JSON Lines, each written whole, by key."""
+
+    stats: LedgerStats
+
+    def put(self, key: str, lines: list[str]) -> None:
+        """Write (or overwrite: a retry writes the same entries again) one object of entries."""
+        ...
+
+    def lines(self, since: date | None = None) -> Iterable[str]:
+        """Every entry (a JSON object), of the days from ``since`` when given."""
+        ...
+
+
+class DestinationStore(Protocol):
+    """Per trust: which councils received each notification chain (original notification id -> council ->
+    agreement id). No personal data: the trust's own ids and council codes."""
+
+    stats: LedgerStats
+
+    def get(self, trust: str) -> tuple[dict[str, Any], str | None]:
+        """The trust's index and its version (None when there is none yet)."""
+        ...
+
+    def put(self, trust: str, index: dict[str, Any], version: str | None) -> bool:
+        """Write the index if it is still at ``version``; False when another file's run changed it first."""
+        ...
+
+
 # -- a file's progress ---------------------------------------------------------------------------------
 
 
@@ -294,6 +333,14 @@ class DigestDay:
     @property
     def total(self) -> int:
         return self.new + self.amend + self.cancel
+
+
+class SentMarks(Protocol):
+    """A durable memory of warnings sent (longer than the per-recipient delivery memory of 35 days)."""
+
+    def was_sent(self, key: str) -> bool: ...
+
+    def mark_sent(self, key: str) -> None: ...
 
 
 class DigestStore(Protocol):

@@ -62,6 +62,9 @@ class AuthorityMessage(BaseModel):
     notification_id: str
     notification_type: NotificationType
     original_notification_id: str | None = None
+    notice: Literal["MOVED_OUT"] | None = Field(
+        None, description="MOVED_OUT: the family of the notification you received has moved out of your area "
+        "(an AMEND placed them in another council, which received it). The record is empty: no new address.")
     record: SharedRecord = Field(description="Only the fields the agreement allows; others are absent.")
 
 
@@ -153,6 +156,8 @@ class AuthorityCounts(BaseModel):
     new: int = 0
     amend: int = 0
     cancel: int = 0
+    notices: int = Field(0, description="Beyond the records counted above: moved-out notices, and cancellations "
+                         "sent on to this council because it had received the record they cancel.")
 
     @property
     def total(self) -> int:

@@ -80,6 +80,17 @@ class Router:
         self._places: dict[str, Place] = {}
         self._areas: dict[PostcodeArea, Place] = {}
 
+    def forward_to(self, gss_code: str, agreement_id: str | None = None) -> Forward | None:
+        """How a council that received a record earlier is sent something more about it (a cancellation, a
+        moved-out notice): under its agreement in force on the processing day, else the one it received the
+        record under; None when the registry no longer has either."""
+        decision = self._by_council.get(gss_code)
+        if isinstance(decision, Forward):
+            return decision
+        authority = self._registry.authority(gss_code)
+        agreement = next((a for a in authority.agreements if a.id == agreement_id), None) if authority else None
+        return Forward(authority, agreement) if authority is not None and agreement is not None else None
+
     def decide(self, record: BirthNotification) -> Decision:
         # Withholding comes first: such a record is never shared, whatever its address.
         if not record.live_birth:

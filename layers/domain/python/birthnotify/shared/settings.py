@@ -26,6 +26,8 @@ class Env(StrEnum):
     STATE_TABLE = "STATE_TABLE"
     MAX_FILE_BYTES = "MAX_FILE_BYTES"
     MAX_BABY_AGE_DAYS = "MAX_BABY_AGE_DAYS"
+    LEDGER_BUCKET = "LEDGER_BUCKET"
+    LEDGER_KEY_SECRET_ID = "LEDGER_KEY_SECRET_ID"  # noqa: S105 (a variable name)
     # notifier
     EMAIL_TRANSPORT = "EMAIL_TRANSPORT"
     EMAIL_SENDER = "EMAIL_SENDER"
@@ -55,6 +57,8 @@ INGEST_ENV: frozenset[Env] = frozenset(
         Env.STATE_TABLE,
         Env.MAX_FILE_BYTES,
         Env.MAX_BABY_AGE_DAYS,
+        Env.LEDGER_BUCKET,
+        Env.LEDGER_KEY_SECRET_ID,
     }
 )
 """The variables the ingest handler reads (the stack must set each; tests compare the two)."""
@@ -149,6 +153,8 @@ class IngestSettings(_Settings):
     state_table: str = Field(validation_alias=Env.STATE_TABLE.value)
     max_file_bytes: PositiveInt = Field(DEFAULT_MAX_FILE_BYTES, validation_alias=Env.MAX_FILE_BYTES.value)
     max_baby_age_days: PositiveInt = Field(DEFAULT_MAX_BABY_AGE_DAYS, validation_alias=Env.MAX_BABY_AGE_DAYS.value)
+    ledger_bucket: str = Field(validation_alias=Env.LEDGER_BUCKET.value)
+    ledger_key_secret_id: str = Field(validation_alias=Env.LEDGER_KEY_SECRET_ID.value)
 
 
 DEFAULT_NOTIFY_BASE_URL = "https://api.notifications.service.gov.uk"

@@ -28,7 +28,7 @@ from birthnotify.domain.messages import (
     WithheldReason,
 )
 from birthnotify.domain.record import ERROR_HELP, ErrorCode
-from birthnotify.domain.registry import Authority, Registry, Trust
+from birthnotify.domain.registry import Authority, Registry, SharingAgreement, Trust
 from birthnotify.shared.names import INBOUND_PREFIX, REPORTS_PREFIX
 
 _TEMPLATES = resources.files("birthnotify.application.notify") / "templates"
@@ -72,6 +72,7 @@ class EmailKind(StrEnum):
     """Held records have waited longer than the stage allows for a reviewer: the operators' daily reminder."""
     HELD_UPDATE = "held-update"
     """Reviewers released or discarded a file's held records: the trust and operators hear what became of them."""
+    AGREEMENT_EXPIRY = "agreement-expiry"
 
 
 @dataclass(frozen=True)
@@ -150,19 +151,21 @@ class Composer:
             authority = self.registry.authority(counts.gss_code)
             if authority is not None and authority.notification_mode == "per_file":
                 emails.append(self.authority_waiting(event, authority, counts.new, counts.amend, counts.cancel,
-                                                     counts.agreement_id))
+                                                     counts.agreement_id, counts.notices))
         emails += self.held_alerts(event)
         return emails
 
     def authority_waiting(self, event: FileProcessedEvent, authority: Authority, new: int, amend: int,
-                          cancel: int, agreement_id: str) -> Email:
-        total = new + amend + cancel
+                          cancel: int, agreement_id: str, notices: int = 0) -> Email:
+        total = new + amend + cancel + notices
         trust = self.trust_label(event)
         document = Document(f"{_births(total)} waiting for {authority.name}")
         document.para(f"{trust} ({event.trust_ods_code}) sent a file (reference {_reference(event)}) with "
                       f"records for you under sharing agreement {agreement_id}. On your queue now:")
         document.bullets([f"{new} new", f"{amend} amended (replace the notification they name)",
-                          f"{cancel} cancelled (withdraw the notification they name)"])
+                          f"{cancel} cancelled (withdraw the notification they name)",
+                          *([f"{notices} about records you received before (a family moved out of your area, "
+                             "or a cancellation)"] if notices else [])])
         document.para(f"Collect them with `birthnotify consume` using your authority's consumer role; records "
                       f"stay on the queue for 14 days. How to: {self.consumer_guide_url}")
         return self.render(EmailKind.AUTHORITY_WAITING, f"{event.event_id}:{EmailKind.AUTHORITY_WAITING}:"
@@ -411,11 +414,35 @@ class Composer:
                            document)
 
 
+    def agreement_expiry(self, authority: Authority, agreement: SharingAgreement, days_left: int,
+                         threshold: int) -> Email:
+        """The warning, to the operators and the council, that an agreement ends with no successor."""
+        assert agreement.valid_to is not None
+        ends = f"{agreement.valid_to:%d %B %Y}"
+        document = Document(f"Sharing agreement {agreement.id} with {authority.name} ends in {_days(days_left)}")
+        document.para(f"Agreement {agreement.id} ({agreement.purpose}) is in force until {ends}, and the registry "
+                      f"holds no agreement with {authority.name} ({authority.gss_code}) that starts after it.")
+        document.para("From the day after, no birth notification will be forwarded to the council: each one will "
+                      "be held for review as NO_AGREEMENT, and the families it could support will not be offered "
+                      "it until an agreement is in force.")
+        document.para("To keep records flowing: agree the renewal, add it to the registry as a new agreement "
+                      "starting the day after this one ends, and deploy. If the sharing is to stop, nothing needs "
+                      "doing; this is the last warning but one or two (warnings go at 60, 30 and 7 days).")
+        return self.render(EmailKind.AGREEMENT_EXPIRY,
+                           f"{EmailKind.AGREEMENT_EXPIRY}:{agreement.id}:{agreement.valid_to}:{threshold}",
+                           [*self.registry.operator_emails, *authority.contact_emails],
+                           f"Sharing agreement {agreement.id} ends in {_days(days_left)} ({ends})", document)
+
+
 def _duration(age: timedelta) -> str:
     hours = int(age.total_seconds() // 3600)
     if hours < 48:
         return f"{hours} hour{'s' if hours != 1 else ''}"
     return f"{hours // 24} days"
+
+
+def _days(count: int) -> str:
+    return f"{count} day{'s' if count != 1 else ''}"
 
 
 def _births(count: int) -> str:

@@ -16,12 +16,22 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 from pydantic import BaseModel
 
 from birthnotify.application.notify.compose import Composer, Email
-from birthnotify.application.ports import DigestStore, EmailTransport, HeldAges, Log, MeshSender, ReportSource
+from birthnotify.application.ports import (
+    DigestStore,
+    EmailTransport,
+    HeldAges,
+    Log,
+    MeshSender,
+    ReportSource,
+    SentMarks,
+)
 from birthnotify.domain.messages import FileProcessedEvent, HeldActionEvent, MeshQuarantinedEvent
 from birthnotify.domain.registry import NotificationMode, Registry
 from birthnotify.shared.clock import london_day, utc_now
 
 SENT_RECORD_SECONDS = 35 * 24 * 3600
+EXPIRY_WARNING_DAYS = (60, 30, 7)
+"""An agreement that ends with no successor is warned of once at each of these many days before its end."""
 DIGEST_LOOKBACK_DAYS = 14
 """A scheduled run also sends any unsent digest of the last 14 days (a missed or failed run): as long as
 records stay on an authority's queue."""
@@ -35,6 +45,8 @@ class NotifyPorts:
     transport: EmailTransport
     digests: DigestStore
     idempotency_store: BasePersistenceLayer
+    marks: SentMarks
+    """What expiry warnings were sent (the state table)."""
     mesh: MeshSender | None = None
     """The service's MESH mailbox, when the stage has one: reports of files that came by MESH go back by it."""
     reports: ReportSource | None = None
@@ -223,6 +235,37 @@ class NotifyService:
                                                          "day": pending.day.isoformat(),
                                                          "error": type(exc).__name__})
                 failures.append(exc)
+        if failures:
+            raise failures[0]
+        return sent
+
+    def send_expiry_warnings(self) -> int:
+        """Warn the operators and the council of each agreement ending within 60, 30 or 7 days with no successor in
+        the registry: the most urgent threshold reached, once (a missed run still warns at the next one, a
+        repeated run sends nothing again). Returns how many warnings were sent."""
+        today = london_day(self._clock())
+        sent = 0
+        failures: list[Exception] = []
+        for authority in self.registry.authorities:
+            for agreement in authority.agreements:
+                if agreement.valid_to is None or any(other.valid_from > agreement.valid_to
+                                                     for other in authority.agreements):
+                    continue
+                days_left = (agreement.valid_to - today).days
+                due = [threshold for threshold in EXPIRY_WARNING_DAYS if 0 <= days_left <= threshold]
+                if not due:
+                    continue
+                email = self.composer.agreement_expiry(authority, agreement, days_left, min(due))
+                try:
+                    if self.ports.marks.was_sent(email.key):
+                        continue
+                    self.send(email)
+                    self.ports.marks.mark_sent(email.key)
+                    sent += 1
+                except Exception as exc:  # noqa: BLE001 (the other warnings are still sent)
+                    self.log.warning("expiry warning not sent", extra={"agreement": agreement.id,
+                                                                       "error": type(exc).__name__})
+                    failures.append(exc)
         if failures:
             raise failures[0]
         return sent
