@@ -148,6 +148,9 @@ class BirthNotificationsStack(Stack):
             stack_arn=self.format_arn(service="cloudformation", resource="stack",
                                       resource_name=f"{config.stack_name}/*"),
         )
+        reviewer_policy = getattr(self.held, "reviewer_policy", None)
+        if reviewer_policy is not None:  # its releases, discards and re-deliveries are in the sharing ledger
+            self.ledger.grant_action_entries(reviewer_policy)
         self.monitoring = self._monitoring()
         self._outputs()
 

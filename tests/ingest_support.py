@@ -226,6 +226,7 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX, Env.HELD_TABLE: HELD_TABLE,
             Env.FILE_EVENTS_QUEUE_URL: events_url, Env.STATE_TABLE: STATE_TABLE, Env.STAGE: STAGE.stage,
             Env.LEDGER_BUCKET: LEDGER, Env.LEDGER_KEY_SECRET_ID: LEDGER_SECRET,
+            "BIRTHNOTIFY_LEDGER_BUCKET": LEDGER, "BIRTHNOTIFY_LEDGER_KEY_SECRET_ID": LEDGER_SECRET,  # the CLI's
         }.items():
             monkeypatch.setenv(name, value)
         handler = load_handler_module(ROOT / "functions" / "ingest" / "handler.py")

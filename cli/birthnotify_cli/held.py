@@ -7,20 +7,26 @@ each record, what a reviewer needs to find the family's council.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from birthnotify.adapters.held import DynamoHeldStore
+from birthnotify.adapters.ledger import S3Ledger, ledger_key
 from birthnotify.adapters.progress import DynamoProgressStore
 from birthnotify.adapters.s3 import S3ProcessedFiles
 from birthnotify.adapters.sqs import BatchSender, SqsEvents, SqsQueues
 from birthnotify.application.held import ActionOutcome, HeldReview, Overview
+from birthnotify.application.ledger import ActionLedger, SubjectHasher
 from birthnotify.application.redeliver import Redelivery, RedeliveryOutcome
 from birthnotify.domain.held import HeldAction, RecordOutcome
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.registry import Registry
+from birthnotify.shared.clock import utc_now
 from birthnotify.shared.names import StageNames
+
+from birthnotify_cli.ledger_commands import LEDGER_BUCKET_ENV, LEDGER_SECRET_ENV
 
 
 @dataclass(frozen=True)
@@ -32,17 +38,21 @@ class Clients:
     sts: Any
     s3: Any = None
     endpoint_url: str | None = None
+    secrets: Any = None
+    cloudformation: Any = None
 
     @classmethod
     def from_session(cls, session: Any, endpoint_url: str | None = None) -> Clients:
         return cls(*(session.client(service, endpoint_url=endpoint_url) for service in ("dynamodb", "sqs", "sts",
-                                                                                          "s3")), endpoint_url)
+                                                                                          "s3")), endpoint_url,
+                   session.client("secretsmanager", endpoint_url=endpoint_url),
+                   session.client("cloudformation", endpoint_url=endpoint_url))
 
     def stack_output(self, names: StageNames, output: str) -> str:
         """An output of the stage's core stack (e.g. a bucket's generated name)."""
         import boto3
 
-        cloudformation = boto3.client("cloudformation", endpoint_url=self.endpoint_url)
+        cloudformation = self.cloudformation or boto3.client("cloudformation", endpoint_url=self.endpoint_url)
         [stack] = cloudformation.describe_stacks(StackName=names.stack_name)["Stacks"]
         for found in stack.get("Outputs", []):
             if found["OutputKey"] == output:
@@ -52,6 +62,18 @@ class Clients:
     def caller(self) -> str:
         """Who is acting, as AWS knows them: recorded with every action."""
         return str(self.sts.get_caller_identity()["Arn"])
+
+
+def action_ledger(clients: Clients, names: StageNames) -> ActionLedger:
+    """The sharing ledger an action writes its entries to: the bucket and key secret from
+    $BIRTHNOTIFY_LEDGER_BUCKET and $BIRTHNOTIFY_LEDGER_KEY_SECRET_ID, else the stack's outputs."""
+    import boto3
+
+    bucket = os.environ.get(LEDGER_BUCKET_ENV) or clients.stack_output(names, "LedgerBucketName")
+    secret_id = os.environ.get(LEDGER_SECRET_ENV) or clients.stack_output(names, "LedgerKeySecretId")
+    secrets = clients.secrets or boto3.client("secretsmanager", endpoint_url=clients.endpoint_url)
+    s3 = clients.s3 or boto3.client("s3", endpoint_url=clients.endpoint_url)
+    return ActionLedger(S3Ledger(s3, bucket), SubjectHasher(ledger_key(secrets, secret_id)), utc_now)
 
 
 def review(clients: Clients, names: StageNames, registry: Registry, postcodes: PostcodeDirectory | None = None,
@@ -65,7 +87,8 @@ def review(clients: Clients, names: StageNames, registry: Registry, postcodes: P
         store=DynamoHeldStore(clients.dynamodb, names.held_table), registry=registry,
         actor=actor or clients.caller(), postcodes=postcodes,
         sender=lambda on_accepted: BatchSender(sqs, on_accepted), queues=SqsQueues(sqs, names.authority_queue_prefix),
-        events=SqsEvents(sqs, events_url) if events_url else None, **({"clock": clock} if clock else {}))
+        events=SqsEvents(sqs, events_url) if events_url else None, **({"clock": clock} if clock else {}),
+        ledger=action_ledger(clients, names) if with_events else None)
 
 
 def redelivery(clients: Clients, names: StageNames, registry: Registry, postcodes: PostcodeDirectory,
@@ -77,7 +100,8 @@ def redelivery(clients: Clients, names: StageNames, registry: Registry, postcode
         files=S3ProcessedFiles(clients.s3, reports_bucket or clients.stack_output(names, "ReportsBucketName")),
         registry=registry, postcodes=postcodes, progress=DynamoProgressStore(clients.dynamodb, names.state_table),
         sender=lambda on_accepted: BatchSender(sqs, on_accepted), queues=SqsQueues(sqs, names.authority_queue_prefix),
-        actions=DynamoHeldStore(clients.dynamodb, names.held_table), actor=actor or clients.caller())
+        actions=DynamoHeldStore(clients.dynamodb, names.held_table), actor=actor or clients.caller(),
+        ledger=action_ledger(clients, names))
 
 
 def redelivery_lines(outcome: RedeliveryOutcome) -> list[str]:

@@ -167,6 +167,19 @@ class Ledger(Construct):
         CfnOutput(self, "LedgerAuditorRoleArn", value=role.role_arn)
         return role
 
+    def grant_action_entries(self, policy: LeastPrivilegePolicy) -> None:
+        """What the held reviewer role needs for its actions' entries (release, discard, re-delivery)."""
+        policy.allow(
+            "WriteLedger",
+            ["s3:PutObject"],
+            [self.bucket.arn_for_objects(f"{LEDGER_PREFIX}*")],
+            wildcard_reason=f"A review action writes one object of entries under {LEDGER_PREFIX}day=<day>/, named "
+            "by the action: not known in advance; writing is confined to that prefix.",
+        )
+        policy.allow("EncryptLedger", ["kms:GenerateDataKey", "kms:Decrypt"], [self.key.key_arn],
+                     conditions=kms_via("s3", "secretsmanager"))
+        policy.allow("ReadLedgerKey", ["secretsmanager:GetSecretValue"], [self.key_secret.secret_arn])
+
     def grant_write(self, policy: LeastPrivilegePolicy) -> None:
         """What ingest needs: write entry objects under ledger/, and read the HMAC key."""
         policy.allow(

@@ -107,6 +107,7 @@ def test_each_secret_is_readable_by_the_functions_that_use_it_only(full):
         ("birthnotify-prod-mesh-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": mesh_id})]),
         ("birthnotify-prod-ingest-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
         ("birthnotify-prod-ledger-auditor", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
+        ("birthnotify-prod-held-reviewer", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
     ])
 
 
@@ -124,7 +125,10 @@ def test_the_held_reviewer_role_is_limited_to_the_held_store_and_key_and_what_re
     # reads of the reports and the uploads they name; nothing else.
     assert set(statements) == {"ReviewHeldStore", "UseHeldKey", "SendToAuthorityQueues", "SendFileEvents",
                                "UsePipelineKey", "ReadProgress", "ListReportsAndUploads", "ReadReportsAndUploads",
-                               "DecryptReportsAndUploads", "ReadStackOutputs"}
+                               "DecryptReportsAndUploads", "ReadStackOutputs",
+                               "WriteLedger", "EncryptLedger", "ReadLedgerKey"}  # its actions' ledger entries
+    ledger = next(k for k in resources(t, "AWS::S3::Bucket") if k.startswith("LedgerBucket"))
+    assert statements["WriteLedger"]["Resource"] == {"Fn::Join": ["", [arn(ledger), "/ledger/*"]]}
     assert "birthnotify-prod-authority-?????????.fifo" in json.dumps(statements["SendToAuthorityQueues"]["Resource"])
     assert sorted(statements["SendToAuthorityQueues"]["Action"]) == ["sqs:GetQueueUrl", "sqs:SendMessage"]
     # Each authority's key lets the role encrypt for its queue (the grant the ingest function has).

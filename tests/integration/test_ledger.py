@@ -197,3 +197,25 @@ def test_a_redelivered_s3_event_and_a_reupload_add_no_entry(ingest_stack, rows_f
 
     entries = ledger_entries(ingest_stack)
     assert Counter(e.row for e in entries) == Counter(range(1, 16))
+
+
+def test_a_held_record_released_or_discarded_is_in_the_ledger_once_per_outcome(ingest_stack, rows_factory, tmp_path,
+                                                                                 capsys):
+    from test_held_review import held_command, registry_with_york_agreement, upload_with_york
+
+    york = upload_with_york(ingest_stack, rows_factory, "held.csv", 12, seed=64)
+    discarded, released = sorted(york)[0], sorted(york)[1:]
+    assert held_command("discard", "--file", "held.csv", f"--row={discarded}",
+                        "--reason", "the family moved to Scotland before the birth") == 0
+    assert held_command("release", "--registry", str(registry_with_york_agreement(tmp_path))) == 0
+    assert held_command("release", "--registry", str(registry_with_york_agreement(tmp_path))) == 0  # nothing more
+
+    by_row = {}
+    for entry in ledger_entries(ingest_stack):
+        by_row.setdefault(entry.row, []).append((entry.outcome.value, entry.authority_gss_code, entry.agreement_id))
+    york_gss = "E06000014"
+    assert sorted(by_row[discarded]) == [("DISCARDED", york_gss, None), ("HELD", york_gss, None)]
+    for row in released:
+        assert sorted(by_row[row]) == [("HELD", york_gss, None), ("RELEASED", york_gss, "YORK-HCS-RENEWED")]
+    entry = next(e for e in ledger_entries(ingest_stack) if e.outcome.value == "RELEASED")
+    assert entry.fields_shared and entry.reason and entry.reason.startswith("action ")

@@ -91,6 +91,14 @@ def test_redelivery_after_a_purge_gives_the_council_every_record_once(ingest_sta
     history = capsys.readouterr().out
     assert history.count(" redeliver by arn:aws:") == 2
     assert history.count(f" redelivered to {LEEDS} (LEEDS-BN-2026)") == len(lines) + 2 * tuesday_total
+    # And in the sharing ledger: one entry per re-delivery of each record (issue 16).
+    from birthnotify.adapters.ledger import S3Ledger
+    from birthnotify.application.ledger import entries
+    from ingest_support import LEDGER
+
+    redelivered = [e for e in entries(S3Ledger(ingest_stack.s3, LEDGER)) if e.outcome.value == "REDELIVERED"]
+    assert len(redelivered) == len(lines) + 2 * tuesday_total
+    assert {(e.authority_gss_code, e.agreement_id) for e in redelivered} == {(LEEDS, "LEEDS-BN-2026")}
 
 
 def test_a_file_whose_routing_changed_since_is_refused_and_nothing_of_it_sent(ingest_stack, rows_factory, tmp_path,

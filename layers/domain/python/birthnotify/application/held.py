@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from birthnotify.application.ledger import ActionLedger
 from birthnotify.application.pipeline import Source, forward_message
 from birthnotify.application.ports import (
     EventPublisher,
@@ -46,6 +47,7 @@ from birthnotify.domain.held import (
     names_file,
     new_action_id,
 )
+from birthnotify.domain.ledger import LedgerOutcome
 from birthnotify.domain.messages import AuthorityCounts, HeldActionEvent, HeldReason
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.record import BirthNotification, NotificationType
@@ -154,8 +156,12 @@ class HeldReview:
     def __init__(self, *, store: HeldStore, registry: Registry, actor: str,
                  postcodes: PostcodeDirectory | None = None, sender: SenderFactory | None = None,
                  queues: QueueDirectory | None = None, events: EventPublisher | None = None,
-                 clock: Callable[[], datetime] = utc_now, log: Log | None = None) -> None:
+                 clock: Callable[[], datetime] = utc_now, log: Log | None = None,
+                 ledger: ActionLedger | None = None) -> None:
         self.store = store
+        self.ledger = ledger
+        """The sharing ledger: each release and discard is an entry (written when the action ends)."""
+        self._discarding: dict[HeldKey, HeldDetail] = {}
         self.registry = registry
         self.actor = actor
         self.postcodes = postcodes
@@ -265,6 +271,8 @@ class HeldReview:
             outcome.discarded = len(chosen)
             return outcome
         self.store.save_action(action)
+        if self.ledger is not None:  # the record, to name it in the ledger: the store deletes it with the discard
+            self._discarding = {detail.key: detail for detail in self.store.details(s.key for s in chosen)}
         for summary in chosen:
             if self.store.discard(summary.key, action):
                 self._discarded(summary, action, outcome)
@@ -286,10 +294,21 @@ class HeldReview:
         self.store.mark_released(release.detail.key, action, release.forward.authority.gss_code,
                                  release.forward.agreement.id)
         release.accepted = True
+        if self.ledger is not None:
+            key, forward = release.detail.key, release.forward
+            self.ledger.record(key.trust_ods_code, key.sha256, key.row, release.record, LedgerOutcome.RELEASED,
+                               reason=f"action {action.action_id}", authority_gss_code=forward.authority.gss_code,
+                               agreement=forward.agreement)
 
     def _discarded(self, summary: HeldSummary, action: HeldAction, outcome: ActionOutcome) -> None:
         """The store deleted a discarded record."""
         outcome.discarded += 1
+        detail = self._discarding.get(summary.key)
+        if self.ledger is not None and detail is not None:
+            key = summary.key
+            self.ledger.record(key.trust_ods_code, key.sha256, key.row,
+                               BirthNotification.model_validate(detail.message.record), LedgerOutcome.DISCARDED,
+                               reason=f"action {action.action_id}", authority_gss_code=summary.authority_gss_code)
         action.records.append(ActionRecord(trust_ods_code=summary.key.trust_ods_code, sha256=summary.key.sha256,
                                            row=summary.key.row, outcome=RecordOutcome.DISCARDED))
 
@@ -335,6 +354,8 @@ class HeldReview:
 
     def _finish(self, action: HeldAction, outcome: ActionOutcome, every_open: list[HeldSummary]) -> None:
         """Record the action's end, then tell the trust and operators (an event per file it changed)."""
+        if self.ledger is not None:
+            self.ledger.write(action.action_id, london_day(action.at))
         action.complete = True
         self.store.save_action(action)
         outcome.events = self._events(action, every_open)

@@ -98,8 +98,9 @@ def ledger_line(recorded_at: str, trust: str, sha256: str, row: int, subject: Su
     text: this runs once per record. Ids, codes and hashes match patterns that need no JSON escaping; the
     reason, agreement id and field names go through json.dumps."""
     shared = outcome in SHARING_OUTCOMES and outcome is not LedgerOutcome.MOVED_OUT
+    event_id = entry_id(trust, sha256, row, outcome, gss_code, _event(outcome, reason))
     return (
-        f'{{"schema_version":"1","entry_id":"{entry_id(trust, sha256, row, outcome, gss_code)}",'
+        f'{{"schema_version":"1","entry_id":"{event_id}",'
         f'"recorded_at":{recorded_at},"outcome":"{outcome.value}","reason":{_json(reason)},'
         f'"baby_nhs_hash":"{subject.baby_nhs_hash}","mother_nhs_hash":{_quoted(subject.mother_nhs_hash)},'
         f'"trust_ods_code":"{trust}","file_sha256":"{sha256}","row":{row},'
@@ -119,6 +120,15 @@ def _fields(agreement: SharingAgreement) -> str:
     if fields is None:
         fields = _FIELDS[agreement.id] = json.dumps(list(agreement.shared_fields))
     return fields
+
+
+_ACTION_OUTCOMES = frozenset({LedgerOutcome.RELEASED, LedgerOutcome.DISCARDED, LedgerOutcome.REDELIVERED})
+
+
+def _event(outcome: LedgerOutcome, reason: str | None) -> str | None:
+    """A review action's entries are told apart by the action (named in the reason): two re-deliveries of a
+    record are two events; one ingest outcome, retried, is one."""
+    return reason if outcome in _ACTION_OUTCOMES else None
 
 
 def _quoted(value: str | None) -> str:
@@ -197,3 +207,24 @@ def records_per_agreement(store: LedgerStore) -> Counter[str]:
     counted = {LedgerOutcome.FORWARDED, LedgerOutcome.RELEASED, LedgerOutcome.REDELIVERED}
     return Counter(entry.agreement_id for entry in entries(store)
                    if entry.outcome in counted and entry.agreement_id)
+
+
+class ActionLedger:
+    """The entries of one review action (release, discard, re-delivery), written in one object when it ends."""
+
+    def __init__(self, store: LedgerStore, hasher: SubjectHasher, clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._clock = clock
+        self._lines: list[str] = []
+
+    def record(self, trust: str, sha256: str, row: int, record: BirthNotification, outcome: LedgerOutcome, *,
+               reason: str | None = None, authority_gss_code: str | None = None,
+               agreement: SharingAgreement | None = None) -> None:
+        recorded_at = json.dumps(self._clock().isoformat())
+        self._lines.append(ledger_line(recorded_at, trust, sha256, row, self._hasher(record), outcome, reason,
+                                       authority_gss_code, agreement))
+
+    def write(self, action_id: str, day: date) -> None:
+        write_action_entries(self._store, action_id, day, self._lines)
+        self._lines = []

@@ -25,12 +25,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import IO, Any, Protocol
 
+from birthnotify.application.ledger import ActionLedger
 from birthnotify.application.pipeline import Source, forward_message
 from birthnotify.application.ports import HeldStore, Log, Outgoing, ProgressStore, QueueDirectory, SenderFactory
 from birthnotify.domain.held import ActionKind, ActionRecord, HeldAction, RecordOutcome, names_file, new_action_id
+from birthnotify.domain.ledger import LedgerOutcome
 from birthnotify.domain.messages import FileReport, FileStatus
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.reader import FileKind, FileRejected, RowReader, scan_file
+from birthnotify.domain.record import BirthNotification
 from birthnotify.domain.registry import Registry
 from birthnotify.domain.routing import Forward, Router
 from birthnotify.domain.uploads import InboundObject
@@ -112,6 +115,8 @@ class _Row:
     notification_id: str
     agreement_id: str
     outgoing: Outgoing[Any]
+    record: BirthNotification | None = None
+    forward: Forward | None = None
 
 
 class Redelivery:
@@ -121,7 +126,9 @@ class Redelivery:
                  progress: ProgressStore, sender: SenderFactory, queues: QueueDirectory, actions: HeldStore,
                  actor: str, max_baby_age_days: int = DEFAULT_MAX_BABY_AGE_DAYS,
                  max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, clock: Callable[[], datetime] = utc_now,
-                 log: Log | None = None) -> None:
+                 log: Log | None = None, ledger: ActionLedger | None = None) -> None:
+        self.ledger = ledger
+        """The sharing ledger: each re-delivered record is an entry (written when the action ends)."""
         self.files = files
         self.registry = registry
         self.postcodes = postcodes
@@ -152,6 +159,8 @@ class Redelivery:
         for report in self._selected(selection):
             outcome.files.append(self._file(report, selection.authority, action, dry_run))
         if not dry_run:
+            if self.ledger is not None:
+                self.ledger.write(action.action_id, london_day(now))
             action.complete = True
             self.actions.save_action(action)
         self.log.info("re-delivered", extra={"action_id": action.action_id, "files": len(outcome.files),
@@ -242,7 +251,7 @@ class Redelivery:
                 outgoing = forward_message(record, decision, source, raw.row, record.notification_type.value.lower())
             except Exception:  # noqa: BLE001,S112 (as on its first run: a row that failed then was never sent)
                 continue
-            rows.append(_Row(raw.row, record.notification_id, decision.agreement.id, outgoing))
+            rows.append(_Row(raw.row, record.notification_id, decision.agreement.id, outgoing, record, decision))
         return rows
 
     # -- the outcome of each record: where issue 16's ledger will write ------------------------------------
@@ -252,3 +261,7 @@ class Redelivery:
         action.records.append(ActionRecord(trust_ods_code=trust, sha256=sha256, row=row.row,
                                            notification_id=row.notification_id, outcome=RecordOutcome.REDELIVERED,
                                            authority_gss_code=gss, agreement_id=row.agreement_id))
+        if self.ledger is not None and row.record is not None and row.forward is not None:
+            self.ledger.record(trust, sha256, row.row, row.record, LedgerOutcome.REDELIVERED,
+                               reason=f"action {action.action_id}", authority_gss_code=gss,
+                               agreement=row.forward.agreement)

@@ -90,9 +90,11 @@ def check_key(key: bytes) -> bytes:
 
 
 def entry_id(trust_ods_code: str, file_sha256: str, row: int, outcome: LedgerOutcome,
-             authority_gss_code: str | None) -> str:
+             authority_gss_code: str | None, event: str | None = None) -> str:
+    """The same for every retry of one outcome event; ``event`` tells apart review actions on one record."""
+    suffix = f":{event}" if event else ""
     return hashlib.sha256(
-        f"{trust_ods_code}:{file_sha256}:{row}:{outcome.value}:{authority_gss_code or ''}".encode()
+        f"{trust_ods_code}:{file_sha256}:{row}:{outcome.value}:{authority_gss_code or ''}{suffix}".encode()
     ).hexdigest()[:32]
 
 
