@@ -285,8 +285,8 @@ def test_a_failed_message_returns_after_its_visibility_timeout_which_run_until_i
     mapping = SqsMapping("M", function, url, arn, 1)
     with behaviour.active():
         local = LocalRuntime(server, {"Slow": function}, [mapping], [])  # Lambda's timing: no retry_delay_seconds
+        received = time.monotonic()  # before the receive: poll_once's own time is then counted as waited
         assert local.poll_once()
-        received = time.monotonic()
         with pytest.raises(TimeoutError):  # really in flight for 600 s, unless time is skipped
             local.run_until_idle(timeout_seconds=0.5, skip_waits=False)
         stats = local.run_until_idle(timeout_seconds=300)  # a hang guard: waiting would take 1,200 s
