@@ -17,7 +17,7 @@ STAGE ?= dev
 help:
 	@echo "make demo       run the whole pipeline on the embedded local cloud"
 	@echo "make test       create the venv, install everything, run every test"
-	@echo "make bench      ingest throughput, batching and memory; national synthesis; the postcode index"
+	@echo "make bench      issue 17 goals (cold start, CPU, throughput, resume, requests, memory); synthesis; postcodes"
 	@echo "make synth      synthesize the CDK app (STAGE=$(STAGE)) with cdk-nag, then cfn-lint and checkov"
 	@echo "make diff       cdk diff of every stack (STAGE=$(STAGE)) against the deployed ones"
 	@echo "make deploy     deploy to the AWS account in your credentials (STAGE=$(STAGE))"
