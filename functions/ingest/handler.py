@@ -9,13 +9,14 @@ from pathlib import Path
 from urllib.parse import unquote_plus
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from birthnotify.adapters.aws import ingest_ports
+from birthnotify.adapters.tracing import traced_lambda_handler
 from birthnotify.application.ingest import IngestService, IngestSummary
 from birthnotify.application.pipeline import FileIncomplete
 from birthnotify.domain.postcodes import PostcodeDirectory
@@ -25,7 +26,6 @@ from birthnotify.domain.uploads import InboundObject
 from birthnotify.shared.settings import IngestSettings
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # a failed record is logged with its traceback
 
@@ -109,7 +109,7 @@ def _resume_soon(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@traced_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     service().register_lambda_context(context)

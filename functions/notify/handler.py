@@ -7,7 +7,7 @@ from datetime import timedelta
 from functools import cache
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from birthnotify.adapters.aws import notify_ports
 from birthnotify.adapters.email import NotifyTransport, SesTransport
+from birthnotify.adapters.tracing import traced_lambda_handler
 from birthnotify.application.notify.compose import Composer
 from birthnotify.application.notify.service import NotifyService
 from birthnotify.application.ports import EmailTransport
@@ -24,7 +25,6 @@ from birthnotify.shared.settings import EmailTransportKind, NotifySettings
 from botocore.config import Config
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # a failed record is logged with its traceback
 
@@ -90,7 +90,7 @@ def _record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@traced_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     service().register_lambda_context(context)

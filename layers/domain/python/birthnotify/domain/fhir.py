@@ -18,9 +18,6 @@ from typing import Any
 from xml.etree.ElementTree import Element as XmlNode
 from xml.etree.ElementTree import ParseError
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring as parse_xml
-
 from birthnotify.domain.problems import FileRejected
 from birthnotify.domain.record import ErrorCode
 
@@ -201,6 +198,10 @@ class Bundle:
 
 def parse_xml_bundle(data: bytes) -> Bundle:
     """A FHIR XML bundle; FileRejected if it is not well-formed, declares a DTD, or is not a FHIR Bundle."""
+    # Imported here: only a bundle upload needs it, and a CSV file's cold start need not pay for it.
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring as parse_xml
+
     try:
         root = parse_xml(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
