@@ -62,13 +62,16 @@ class IngestStack:
     authority_queue_urls: dict[str, str]
     invocations: list[dict] = field(default_factory=list)
 
-    def rewire(self, *, sqs: Any = None, progress_dynamodb: Any = None, held_dynamodb: Any = None) -> None:
+    def rewire(self, *, sqs: Any = None, progress_dynamodb: Any = None, held_dynamodb: Any = None,
+               send_concurrency: int = 1) -> None:
         """Rebuild the ingest function's adapters around substitute clients (to inject a fault); back-off
-        waits are not slept."""
+        waits are not slept. Batches are sent one at a time unless ``send_concurrency`` says otherwise, so a
+        fault chosen by the order of calls (the third batch to Kent) falls on the same batch in every run."""
         service = self.handler.service()
         no_wait = lambda seconds: None  # noqa: E731
         ports = ingest_ports(service.settings, s3=self.s3, sqs=sqs or self.sqs, dynamodb=boto3.client("dynamodb"),
-                             secrets=boto3.client("secretsmanager"), sleep=no_wait)
+                             secrets=boto3.client("secretsmanager"), sleep=no_wait,
+                             send_concurrency=send_concurrency)
         if progress_dynamodb is not None:
             ports = replace(ports, progress=DynamoProgressStore(progress_dynamodb, service.settings.state_table,
                                                                 sleep=no_wait))

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from birthnotify.adapters.aws import ingest_ports
+from birthnotify.adapters.aws import SQS_CLIENT_CONFIG, ingest_ports
 from birthnotify.adapters.tracing import traced_lambda_handler
 from birthnotify.application.ingest import IngestService, IngestSummary
 from birthnotify.application.pipeline import FileIncomplete
@@ -42,8 +42,8 @@ def service() -> IngestService:
     postcodes = PostcodeDirectory.load(
         Path(settings.registry_path).parent / registry.postcode_directory.file, registry.postcode_directory
     )
-    ports = ingest_ports(settings, s3=boto3.client("s3"), sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"),
-                         secrets=boto3.client("secretsmanager"))
+    ports = ingest_ports(settings, s3=boto3.client("s3"), sqs=boto3.client("sqs", config=SQS_CLIENT_CONFIG),
+                         dynamodb=boto3.client("dynamodb"), secrets=boto3.client("secretsmanager"))
     return IngestService(settings, registry=registry, postcodes=postcodes, ports=ports, log=logger)
 
 

@@ -182,7 +182,7 @@ def test_messages_go_ten_to_a_batch_and_each_acceptance_is_reported_once():
         sender.add("q", message(n, group=f"g{n}"))
     sender.flush()
     assert [len(call) for call in sqs.calls] == [10, 10, 5]
-    assert accepted == list(range(25)) and sender.stats.requests == 3 and sender.stats.accepted == 25
+    assert sorted(accepted) == list(range(25)) and sender.stats.requests == 3 and sender.stats.accepted == 25
 
 
 def test_two_messages_of_one_group_never_share_a_batch_and_big_bodies_split_batches():
@@ -215,7 +215,7 @@ def test_only_refused_entries_are_sent_again_and_lasting_refusal_raises_with_not
         sender.add("q", message(n))
     with pytest.raises(SendFailed) as failed:
         sender.flush()
-    assert failed.value.unsent == 1 and accepted == [1, 2] and len(stuck.calls) == 3
+    assert failed.value.unsent == 1 and sorted(accepted) == [1, 2] and len(stuck.calls) == 3
 
 
 def test_a_sender_fault_is_not_retried_and_a_client_error_is():

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from botocore.config import Config
 
 from birthnotify.adapters.digest import DynamoDigestStore, DynamoSentMarks
 from birthnotify.adapters.held import DynamoHeldStore
@@ -15,7 +16,7 @@ from birthnotify.adapters.lock import DynamoRunLock
 from birthnotify.adapters.mesh import S3InboundWriter, mesh_connector
 from birthnotify.adapters.progress import DynamoProgressStore
 from birthnotify.adapters.s3 import S3ReportReader, S3Reports, S3Uploads
-from birthnotify.adapters.sqs import BatchSender, SqsEvents, SqsQueues
+from birthnotify.adapters.sqs import DEFAULT_CONCURRENCY, BatchSender, SqsEvents, SqsQueues
 from birthnotify.application.ingest import IngestPorts
 from birthnotify.application.mesh import MeshPorts
 from birthnotify.application.notify.service import NotifyPorts
@@ -25,17 +26,23 @@ from birthnotify.shared.settings import IngestSettings, MeshSettings, NotifySett
 
 MESH_LOCK = MESH_RUN_LEASE
 
+SQS_CLIENT_CONFIG = Config(max_pool_connections=DEFAULT_CONCURRENCY)
+"""The ingest function's SQS client: a connection for each request the sender has in flight (botocore's
+default pool of 10 would make the rest wait)."""
+
 
 def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any, secrets: Any,
-                 sleep: Callable[[float], None] = time.sleep) -> IngestPorts:
-    """The ingest function's adapters over low-level boto3 clients (the ledger key is read here, once)."""
+                 sleep: Callable[[float], None] = time.sleep,
+                 send_concurrency: int = DEFAULT_CONCURRENCY) -> IngestPorts:
+    """The ingest function's adapters over low-level boto3 clients (``sqs`` made with SQS_CLIENT_CONFIG; the
+    ledger key is read here, once)."""
     return IngestPorts(
         uploads=S3Uploads(s3),
         reports=S3Reports(s3, settings.reports_bucket),
         events=SqsEvents(sqs, settings.file_events_queue_url),
         queues=SqsQueues(sqs, settings.authority_queue_prefix),
         progress=DynamoProgressStore(dynamodb, settings.state_table, sleep=sleep),
-        sender=lambda on_accepted: BatchSender(sqs, on_accepted, sleep=sleep),
+        sender=lambda on_accepted: BatchSender(sqs, on_accepted, sleep=sleep, concurrency=send_concurrency),
         held=lambda on_stored, conditional: DynamoHeldStore(dynamodb, settings.held_table, sleep=sleep).writer(
             on_stored, conditional, retention_days=settings.held_retention_days),
         ledger=S3Ledger(s3, settings.ledger_bucket),
