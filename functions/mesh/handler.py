@@ -5,18 +5,18 @@ from __future__ import annotations
 from functools import cache
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from birthnotify.adapters.aws import mesh_ports
+from birthnotify.adapters.tracing import traced_lambda_handler
 from birthnotify.application.mesh import MeshReceiver, MeshRun, MeshRunFailed
 from birthnotify.domain.mesh import MeshWorkflows
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.settings import MeshSettings
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 STOP_MARGIN_MS = 120_000
@@ -51,7 +51,7 @@ def _count(run: MeshRun) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@traced_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     receiver = service()

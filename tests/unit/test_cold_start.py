@@ -53,7 +53,7 @@ def _imports(function: str, **environ: str) -> dict[str, bool]:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("function", ["ingest", "notify"])
+@pytest.mark.parametrize("function", ["ingest", "notify", "mesh"])
 def test_a_cold_start_without_tracing_imports_neither_xray_nor_the_xml_parser(function: str) -> None:
     found = _imports(function, POWERTOOLS_TRACE_DISABLED="true", LAMBDA_TASK_ROOT="/var/task")
     assert not found["xray"] and not found["xml"]
