@@ -15,6 +15,7 @@ from datetime import date
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from birthnotify.domain.fast_record import fast_record
 from birthnotify.domain.messages import RowError, RowWarning
 from birthnotify.domain.problems import RowProblem
 from birthnotify.domain.reader import RawRow
@@ -83,7 +84,8 @@ class RowValidator:
         unread = {problem.field for problem in (*raw.problems, *raw.field_problems)}
         values = _without(raw.values, unread)
         try:
-            record = BirthNotification.model_validate(values)
+            # Most rows are written the common way, checked natively; the model takes the rest.
+            record = fast_record(values) or BirthNotification.model_validate(values)
         except ValidationError as exc:
             found = [_issue(error) for error in exc.errors(include_input=False)]
             issues += [issue for issue in found if issue.field not in unread]  # already reported as unreadable
