@@ -3,7 +3,9 @@
 Everything botocore does for a call still happens (parameter validation, JSON serialisation, SigV4
 signing, response parsing); only the socket is replaced, at botocore's ``before-send`` event, by a
 handler that accepts every entry (optionally after sleeping for a simulated round trip, which releases
-the GIL as a socket wait would). The handler's own CPU time is measured so the bench can subtract it.
+the GIL as a socket wait would). The handler's own CPU time per request is measured apart (``cost_per_request``,
+by replaying a request it answered), so the bench can subtract it: timing each call from inside would cost
+more than the call (reading a thread's CPU clock is slow on some virtual machines).
 """
 
 from __future__ import annotations
@@ -36,14 +38,20 @@ class CannedSqs:
     round_trip_seconds: float = 0.0
     requests: int = 0
     entries: int = 0
-    own_cpu_seconds: float = 0.0
-    order: dict[str, list[str]] = field(default_factory=dict)
-    """Message bodies' deduplication ids per queue, in the order SQS accepted them (not kept by default)."""
-    keep_order: bool = False
+    last_batch_request: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, request: Any, **_: Any) -> AWSResponse:
-        started = time.thread_time()
+        response, count = self.answer(request)
+        with self._lock:
+            self.requests += 1
+            self.entries += count
+        if self.round_trip_seconds:
+            time.sleep(self.round_trip_seconds)
+        return response
+
+    def answer(self, request: Any) -> tuple[AWSResponse, int]:
+        """The canned response to a request, and how many messages it carried."""
         target = request.headers.get("X-Amz-Target", b"")
         target = target.decode() if isinstance(target, bytes) else target
         payload = json.loads(request.body) if request.body else {}
@@ -52,21 +60,24 @@ class CannedSqs:
             body = {"Successful": [{"Id": i, "MessageId": i, "MD5OfMessageBody": "0" * 32} for i in ids],
                     "Failed": []}
             count = len(ids)
+            self.last_batch_request = request
         elif target.endswith("GetQueueUrl"):
             body = {"QueueUrl": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{payload['QueueName']}"}
             count = 0
         else:
             body = {"MessageId": "m", "MD5OfMessageBody": "0" * 32}
             count = 1
-        response = AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"},
-                               _Raw(json.dumps(body).encode()))
-        with self._lock:
-            self.requests += 1
-            self.entries += count
-            self.own_cpu_seconds += time.thread_time() - started
-        if self.round_trip_seconds:
-            time.sleep(self.round_trip_seconds)
-        return response
+        return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"},
+                           _Raw(json.dumps(body).encode())), count
+
+    def cost_per_request(self, repeats: int = 500) -> float:
+        """CPU seconds this stub spends answering one SendMessageBatch (its last), measured by replaying it."""
+        if self.last_batch_request is None:
+            return 0.0
+        started = time.process_time()
+        for _ in range(repeats):
+            self.answer(self.last_batch_request)
+        return (time.process_time() - started) / repeats
 
 
 def stubbed_sqs_client(canned: CannedSqs) -> Any:
