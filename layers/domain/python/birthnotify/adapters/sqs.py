@@ -96,14 +96,17 @@ class BatchSender:
         """Send every partly filled batch and wait for every request (before a checkpoint, and at the end of
         a file): on return, every message added was accepted and reported, or SendFailed is raised after
         every acceptance SQS gave has been reported."""
-        for queue_url, buffer in self._buffers.items():
-            if buffer.entries:
-                self._dispatch(queue_url, buffer)
-        self._settle(wait_for=set(self._in_flight))
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        self._raise_first_error()
+        try:
+            for queue_url, buffer in self._buffers.items():
+                if buffer.entries:
+                    self._dispatch(queue_url, buffer)
+            self._settle(wait_for=set(self._in_flight))
+            self._raise_first_error()
+        finally:  # a failed file leaves no idle threads behind in the container
+            self._settle(wait_for=set(self._in_flight))
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
 
     def _dispatch(self, queue_url: str, buffer: _Buffer) -> None:
         entries, groups = buffer.entries, buffer.groups
