@@ -52,9 +52,16 @@ class RequestCounter:
 def count_requests(files: list[Path]) -> list[Counter[str]]:
     """For each file in turn (uploaded by trust RX1 on a fresh moto), the requests its ingest and notify
     made, by operation."""
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",  # noqa: S105
-                       "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_METRICS_NAMESPACE": "BirthNotificationsBench",
-                       "POWERTOOLS_SERVICE_NAME": "birthnotify-bench", "POWERTOOLS_LOG_LEVEL": "WARNING"})
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",  # noqa: S105
+            "AWS_DEFAULT_REGION": REGION,
+            "POWERTOOLS_METRICS_NAMESPACE": "BirthNotificationsBench",
+            "POWERTOOLS_SERVICE_NAME": "birthnotify-bench",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+    )
     results = []
     for path in files:
         with mock_aws():
@@ -67,12 +74,15 @@ def count_requests(files: list[Path]) -> list[Counter[str]]:
             s3, sqs = setup["s3"], setup["sqs"]
             s3.put_object(Bucket="bench-inbound", Key=f"inbound/RX1/{path.name}", Body=path.read_bytes())
             for function, queue in ((ingest, "ingest"), (notify, "events")):
-                messages = sqs.receive_message(QueueUrl=setup[queue], MaxNumberOfMessages=10,
-                                               AttributeNames=["All"])["Messages"]
+                messages = sqs.receive_message(QueueUrl=setup[queue], MaxNumberOfMessages=10, AttributeNames=["All"])[
+                    "Messages"
+                ]
                 messages = [m for m in messages if "s3:TestEvent" not in m["Body"]] or messages
                 counter.counting = True
-                response = function.handler(sqs_event(messages, setup[queue + "_arn"]),
-                                            LambdaContext(function_name=queue, timeout_seconds=24 * 3600))
+                response = function.handler(
+                    sqs_event(messages, setup[queue + "_arn"]),
+                    LambdaContext(function_name=queue, timeout_seconds=24 * 3600),
+                )
                 counter.counting = False
                 assert not response["batchItemFailures"], response
             results.append(counter.calls)
@@ -86,38 +96,63 @@ def _resources() -> dict[str, Any]:
     urls: dict[str, Any] = {"s3": s3, "sqs": sqs}
     for name in ("ingest", "events"):
         urls[name] = sqs.create_queue(QueueName=f"bench-{name}")["QueueUrl"]
-        urls[name + "_arn"] = sqs.get_queue_attributes(QueueUrl=urls[name],
-                                                       AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(Bucket="bench-inbound", NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": urls["ingest_arn"], "Events": ["s3:ObjectCreated:*"]}]})
+        urls[name + "_arn"] = sqs.get_queue_attributes(QueueUrl=urls[name], AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+    s3.put_bucket_notification_configuration(
+        Bucket="bench-inbound",
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": urls["ingest_arn"], "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
     for authority in load_registry(REGISTRY).authorities:
         sqs.create_queue(QueueName=authority_queue_name(PREFIX, authority.gss_code), Attributes={"FifoQueue": "true"})
-    dynamodb.create_table(TableName="bench-state", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                          AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                          BillingMode="PAY_PER_REQUEST")
+    dynamodb.create_table(
+        TableName="bench-state",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     dynamodb.create_table(  # the held store, as infra/constructs/held.py makes it
-        TableName="bench-held", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"}
-                              for name in ("id", HELD_OPEN_ATTRIBUTE, HELD_AT_ATTRIBUTE)],
-        GlobalSecondaryIndexes=[{
-            "IndexName": HELD_OPEN_INDEX,
-            "KeySchema": [{"AttributeName": HELD_OPEN_ATTRIBUTE, "KeyType": "HASH"},
-                          {"AttributeName": HELD_AT_ATTRIBUTE, "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(HELD_INDEX_PROJECTION)},
-        }],
+        TableName="bench-held",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"} for name in ("id", HELD_OPEN_ATTRIBUTE, HELD_AT_ATTRIBUTE)
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": HELD_OPEN_INDEX,
+                "KeySchema": [
+                    {"AttributeName": HELD_OPEN_ATTRIBUTE, "KeyType": "HASH"},
+                    {"AttributeName": HELD_AT_ATTRIBUTE, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(HELD_INDEX_PROJECTION)},
+            }
+        ],
     )
     s3.create_bucket(Bucket="bench-ledger", CreateBucketConfiguration={"LocationConstraint": REGION})
     secret = boto3.client("secretsmanager").create_secret(Name="bench-ledger-key", SecretString="k" * 64)["ARN"]
     ses.create_email_identity(EmailIdentity=SENDER)
     ses.create_configuration_set(ConfigurationSetName="bench-email")
-    os.environ.update({
-        Env.STAGE: "dev", Env.REGISTRY_PATH: str(REGISTRY), Env.INBOUND_BUCKET: "bench-inbound",
-        Env.REPORTS_BUCKET: "bench-reports", Env.AUTHORITY_QUEUE_PREFIX: PREFIX, Env.HELD_TABLE: "bench-held",
-        Env.FILE_EVENTS_QUEUE_URL: urls["events"], Env.STATE_TABLE: "bench-state", Env.EMAIL_TRANSPORT: "ses",
-        Env.EMAIL_SENDER: SENDER, Env.SES_CONFIGURATION_SET: "bench-email",
-        Env.CONSUMER_GUIDE_URL: "https://example.nhs.uk/guide", Env.LEDGER_BUCKET: "bench-ledger",
-        Env.LEDGER_KEY_SECRET_ID: secret,
-    })
+    os.environ.update(
+        {
+            Env.STAGE: "dev",
+            Env.REGISTRY_PATH: str(REGISTRY),
+            Env.INBOUND_BUCKET: "bench-inbound",
+            Env.REPORTS_BUCKET: "bench-reports",
+            Env.AUTHORITY_QUEUE_PREFIX: PREFIX,
+            Env.HELD_TABLE: "bench-held",
+            Env.FILE_EVENTS_QUEUE_URL: urls["events"],
+            Env.STATE_TABLE: "bench-state",
+            Env.EMAIL_TRANSPORT: "ses",
+            Env.EMAIL_SENDER: SENDER,
+            Env.SES_CONFIGURATION_SET: "bench-email",
+            Env.CONSUMER_GUIDE_URL: "https://example.nhs.uk/guide",
+            Env.LEDGER_BUCKET: "bench-ledger",
+            Env.LEDGER_KEY_SECRET_ID: secret,
+        }
+    )
     return urls
 
 
@@ -127,6 +162,12 @@ def per_file_figures(small: Path, small_rows: int, large: Path, large_rows: int)
     counts_small, counts_large = count_requests([small, large])
     total_small, total_large = sum(counts_small.values()), sum(counts_large.values())
     per_row = (total_large - total_small) / (large_rows - small_rows)
-    return {"small": total_small, "large": total_large,
-            "per_1000_small": total_small / small_rows * 1000, "per_1000_large": total_large / large_rows * 1000,
-            "fixed": total_small - per_row * small_rows, "per_record": per_row, "breakdown_small": counts_small}
+    return {
+        "small": total_small,
+        "large": total_large,
+        "per_1000_small": total_small / small_rows * 1000,
+        "per_1000_large": total_large / large_rows * 1000,
+        "fixed": total_small - per_row * small_rows,
+        "per_record": per_row,
+        "breakdown_small": counts_small,
+    }

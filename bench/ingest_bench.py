@@ -131,13 +131,15 @@ def _context() -> tuple[Any, PostcodeDirectory]:
     if not _CONTEXT:
         registry = load_registry(REGISTRY)
         _CONTEXT["registry"] = registry
-        _CONTEXT["postcodes"] = PostcodeDirectory.load(REGISTRY.parent / registry.postcode_directory.file,
-                                                       registry.postcode_directory)
+        _CONTEXT["postcodes"] = PostcodeDirectory.load(
+            REGISTRY.parent / registry.postcode_directory.file, registry.postcode_directory
+        )
     return _CONTEXT["registry"], _CONTEXT["postcodes"]
 
 
-def run_pipeline(path: Path, *, round_trip: float = 0.0, resume: Progress | None = None,
-                 stop_after: int | None = None) -> Run:
+def run_pipeline(
+    path: Path, *, round_trip: float = 0.0, resume: Progress | None = None, stop_after: int | None = None
+) -> Run:
     """Ingest a local file exactly as the function does (both passes), sending through a real botocore SQS
     client answered in-process; ``stop_after`` stops (and checkpoints) at that row, as a timeout would."""
     registry, postcodes = _context()
@@ -156,17 +158,25 @@ def run_pipeline(path: Path, *, round_trip: float = 0.0, resume: Progress | None
             sender_factory=lambda on_accepted: BatchSender(client, on_accepted),
             queue_url=lambda gss_code: f"https://sqs.eu-west-2.amazonaws.com/000000000000/{gss_code}.fifo",
             held_writer_factory=lambda on_stored, conditional: DynamoHeldWriter(
-                held, "held", on_stored, conditional=conditional, retention_days=400),
-            ledger=LedgerRecorder(S3Ledger(ledger_s3, "ledger"), trust_ods_code="RX1", file_sha256="0" * 64,
-                                  day=UPLOAD_DAY, clock=lambda: datetime.now(UTC)),
+                held, "held", on_stored, conditional=conditional, retention_days=400
+            ),
+            ledger=LedgerRecorder(
+                S3Ledger(ledger_s3, "ledger"),
+                trust_ods_code="RX1",
+                file_sha256="0" * 64,
+                day=UPLOAD_DAY,
+                clock=lambda: datetime.now(UTC),
+            ),
             hasher=SubjectHasher(b"bench-ledger-key-of-32-bytes-or-more"),
             destinations=(destinations := Destinations.load(S3Destinations(ledger_s3, "ledger"), "RX1")),
         )
         stopped_at = None
         try:
-            tally = pipeline.run(RowReader(stream, kind, facts, MAX_BYTES), resume=resume,
-                                 should_stop=(lambda: pipeline.tally.rows_in >= stop_after) if stop_after else
-                                 (lambda: False))
+            tally = pipeline.run(
+                RowReader(stream, kind, facts, MAX_BYTES),
+                resume=resume,
+                should_stop=(lambda: pipeline.tally.rows_in >= stop_after) if stop_after else (lambda: False),
+            )
             assert tally.outcome().balanced
             destinations.save(S3Destinations(ledger_s3, "ledger"), "RX1", UPLOAD_DAY, 366)
         except FileIncomplete as incomplete:
@@ -194,16 +204,25 @@ def cpu_figures(rows: int) -> dict[str, float]:
     bare = best_of(3, lambda: bare_csv_seconds(path))
     full = best_of(3, lambda: run_pipeline(path).cpu_seconds)
     sqs = run_pipeline(path).sqs
-    return {"bare_us": bare / rows * 1e6, "pipeline_us": full / rows * 1e6, "ratio": full / bare,
-            "records_per_batch": sqs.entries / sqs.requests, "requests": sqs.requests}
+    return {
+        "bare_us": bare / rows * 1e6,
+        "pipeline_us": full / rows * 1e6,
+        "ratio": full / bare,
+        "records_per_batch": sqs.entries / sqs.requests,
+        "requests": sqs.requests,
+    }
 
 
 def throughput_figures(rows: int) -> dict[str, float]:
     """Records a second, wall clock, with each SQS request taking ``SQS_ROUND_TRIP_SECONDS``."""
     run = run_pipeline(generated_file(rows), round_trip=SQS_ROUND_TRIP_SECONDS)
     per_second = run.sqs.entries / run.wall_seconds
-    return {"records_per_second": per_second, "seconds": run.wall_seconds, "records": run.sqs.entries,
-            "million_rows_minutes": 1_000_000 / (run.rows / run.wall_seconds) / 60}
+    return {
+        "records_per_second": per_second,
+        "seconds": run.wall_seconds,
+        "records": run.sqs.entries,
+        "million_rows_minutes": 1_000_000 / (run.rows / run.wall_seconds) / 60,
+    }
 
 
 def resume_figures(rows: int) -> dict[str, float]:
@@ -218,8 +237,13 @@ def resume_figures(rows: int) -> dict[str, float]:
     resumed = best_of(2, lambda: run_pipeline(path, resume=progress).cpu_seconds)
     per_row = full / rows
     skipped_per_row = max(0.0, resumed - per_row * (rows - stop_at)) / stop_at
-    return {"checkpoint_row": stop_at, "resumed_seconds": resumed, "full_seconds": full,
-            "skipped_row_us": skipped_per_row * 1e6, "row_us": per_row * 1e6}
+    return {
+        "checkpoint_row": stop_at,
+        "resumed_seconds": resumed,
+        "full_seconds": full,
+        "skipped_row_us": skipped_per_row * 1e6,
+        "row_us": per_row * 1e6,
+    }
 
 
 COLD_BASELINE = """
@@ -255,11 +279,22 @@ print(imported - started, time.perf_counter() - started, "aws_xray_sdk" in sys.m
 
 def cold_start_figures(runs: int) -> dict[str, float]:
     """Medians over fresh interpreters, baseline and handler interleaved (so load on the machine hits both)."""
-    env = {"AWS_DEFAULT_REGION": "eu-west-2", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-           "PATH": "/usr/bin:/bin", "STAGE": "dev", "REGISTRY_PATH": str(REGISTRY), "INBOUND_BUCKET": "inbound",
-           "REPORTS_BUCKET": "reports", "AUTHORITY_QUEUE_PREFIX": "bench", "STATE_TABLE": "state",
-           "HELD_TABLE": "held", "LEDGER_BUCKET": "ledger", "LEDGER_KEY_SECRET_ID": "ledger-key",
-           "FILE_EVENTS_QUEUE_URL": "https://sqs.eu-west-2.amazonaws.com/000000000000/events"}
+    env = {
+        "AWS_DEFAULT_REGION": "eu-west-2",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "PATH": "/usr/bin:/bin",
+        "STAGE": "dev",
+        "REGISTRY_PATH": str(REGISTRY),
+        "INBOUND_BUCKET": "inbound",
+        "REPORTS_BUCKET": "reports",
+        "AUTHORITY_QUEUE_PREFIX": "bench",
+        "STATE_TABLE": "state",
+        "HELD_TABLE": "held",
+        "LEDGER_BUCKET": "ledger",
+        "LEDGER_KEY_SECRET_ID": "ledger-key",
+        "FILE_EVENTS_QUEUE_URL": "https://sqs.eu-west-2.amazonaws.com/000000000000/events",
+    }
     env |= {name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ}
     script = COLD_HANDLER.format(root=str(ROOT / "functions" / "ingest"))
     baseline, imported, ready, xray = [], [], [], False
@@ -270,14 +305,23 @@ def cold_start_figures(runs: int) -> dict[str, float]:
         ready.append(float(ready_s))
         xray = xray or xray_s == "True"
     base = statistics.median(baseline)
-    return {"baseline_ms": base * 1e3, "import_ms": statistics.median(imported) * 1e3,
-            "ready_ms": statistics.median(ready) * 1e3, "ratio": statistics.median(ready) / base,
-            "xray_imported": xray}
+    return {
+        "baseline_ms": base * 1e3,
+        "import_ms": statistics.median(imported) * 1e3,
+        "ready_ms": statistics.median(ready) * 1e3,
+        "ratio": statistics.median(ready) / base,
+        "xray_imported": xray,
+    }
 
 
 def _python(script: str, env: dict[str, str]) -> str:
-    result = subprocess.run([sys.executable, "-c", script], env=env, check=True,  # noqa: S603
-                            capture_output=True, text=True)
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", script],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return result.stdout.strip().splitlines()[-1]
 
 
@@ -313,8 +357,13 @@ def gzip_bomb() -> Path:
 
 
 def child_rss_mb(path: Path) -> float:
-    result = subprocess.run([sys.executable, "-m", "bench.ingest_bench", "--child", str(path)], cwd=ROOT,  # noqa: S603
-                            check=True, capture_output=True, text=True)
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "bench.ingest_bench", "--child", str(path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -353,49 +402,87 @@ def main() -> None:
     out = io.StringIO()
     out.write(f"\ncold start (fresh interpreters, medians of {args.cold_runs})\n")
     out.write(f"  import boto3; boto3.client('sqs')  {cold['baseline_ms']:8.1f} ms\n")
-    out.write(f"  import the ingest handler          {cold['import_ms']:8.1f} ms   "
-              f"{cold['import_ms'] / cold['baseline_ms']:.1f}x\n")
-    out.write(f"  import + first-invocation setup    {cold['ready_ms']:8.1f} ms   {cold['ratio']:.1f}x   "
-              f"(aws_xray_sdk imported with tracing off: {'yes' if cold['xray_imported'] else 'no'})\n")
+    out.write(
+        f"  import the ingest handler          {cold['import_ms']:8.1f} ms   "
+        f"{cold['import_ms'] / cold['baseline_ms']:.1f}x\n"
+    )
+    out.write(
+        f"  import + first-invocation setup    {cold['ready_ms']:8.1f} ms   {cold['ratio']:.1f}x   "
+        f"(aws_xray_sdk imported with tracing off: {'yes' if cold['xray_imported'] else 'no'})\n"
+    )
     out.write(f"\ningest, {args.rows:,} rows (27 columns, 2% invalid, 3% withheld or held), CPU time\n")
     out.write(f"  bare csv.reader                    {cpu['bare_us']:8.2f} us/row\n")
-    out.write(f"  read+validate+route+serialise+send {cpu['pipeline_us']:8.2f} us/row   {cpu['ratio']:.1f}x bare  "
-              f"(real botocore client, HTTP stubbed)\n")
-    out.write(f"  records per SendMessageBatch       {cpu['records_per_batch']:8.2f}          "
-              f"({cpu['requests']:,} requests)\n")
-    out.write(f"  resumed at row {resume['checkpoint_row']:,}: {resume['resumed_seconds']:.2f} s CPU "
-              f"(whole file {resume['full_seconds']:.2f} s); a row before the checkpoint costs "
-              f"{resume['skipped_row_us']:.2f} us, a row processed {resume['row_us']:.2f} us\n")
+    out.write(
+        f"  read+validate+route+serialise+send {cpu['pipeline_us']:8.2f} us/row   {cpu['ratio']:.1f}x bare  "
+        f"(real botocore client, HTTP stubbed)\n"
+    )
+    out.write(
+        f"  records per SendMessageBatch       {cpu['records_per_batch']:8.2f}          "
+        f"({cpu['requests']:,} requests)\n"
+    )
+    out.write(
+        f"  resumed at row {resume['checkpoint_row']:,}: {resume['resumed_seconds']:.2f} s CPU "
+        f"(whole file {resume['full_seconds']:.2f} s); a row before the checkpoint costs "
+        f"{resume['skipped_row_us']:.2f} us, a row processed {resume['row_us']:.2f} us\n"
+    )
     out.write(f"\nthroughput, {args.throughput_rows:,} rows, every SQS request {SQS_ROUND_TRIP_SECONDS * 1e3:.0f} ms\n")
-    out.write(f"  {flow['records']:,} records sent in {flow['seconds']:.1f} s: {flow['records_per_second']:,.0f} "
-              f"records/s; 1M rows would take {flow['million_rows_minutes']:.1f} min\n")
+    out.write(
+        f"  {flow['records']:,} records sent in {flow['seconds']:.1f} s: {flow['records_per_second']:,.0f} "
+        f"records/s; 1M rows would take {flow['million_rows_minutes']:.1f} min\n"
+    )
     out.write("\nAWS requests of ingest and notify (moto; counted, not timed)\n")
-    out.write(f"  {small_rows:>6,}-row file  {requests['small']:6,} requests  "
-              f"{requests['per_1000_small']:6.1f} per 1,000\n")
-    out.write(f"  {large_rows:>6,}-row file  {requests['large']:6,} requests  "
-              f"{requests['per_1000_large']:6.1f} per 1,000\n")
+    out.write(
+        f"  {small_rows:>6,}-row file  {requests['small']:6,} requests  {requests['per_1000_small']:6.1f} per 1,000\n"
+    )
+    out.write(
+        f"  {large_rows:>6,}-row file  {requests['large']:6,} requests  {requests['per_1000_large']:6.1f} per 1,000\n"
+    )
     at_10k = (requests["fixed"] + requests["per_record"] * 10_000) / 10
-    out.write(f"  10,000-row file (the line through these) {at_10k:6.1f} per 1,000; "
-              f"fixed {requests['fixed']:.1f} a file\n")
+    out.write(
+        f"  10,000-row file (the line through these) {at_10k:6.1f} per 1,000; fixed {requests['fixed']:.1f} a file\n"
+    )
     breakdown = ", ".join(f"{name} {count}" for name, count in sorted(requests["breakdown_small"].items()))
     out.write(f"  {small_rows:,}-row file by operation: {breakdown}\n")
     out.write("\nmemory\n")
     out.write(f"  peak RSS, {small:>9,} rows (.csv.gz) {rss_small:8.1f} MB\n")
     out.write(f"  peak RSS, {large:>9,} rows (.csv.gz) {rss_large:8.1f} MB   (+{rss_large - rss_small:.1f} MB)\n")
-    out.write(f"  peak RSS, 2 GiB gzip bomb ({bomb.stat().st_size / 2**20:.1f} MB) {rss_bomb:6.1f} MB   "
-              f"(rejected FILE_TOO_LARGE in {bomb_seconds:.1f} s; target <= 256 MB)\n")
+    out.write(
+        f"  peak RSS, 2 GiB gzip bomb ({bomb.stat().st_size / 2**20:.1f} MB) {rss_bomb:6.1f} MB   "
+        f"(rejected FILE_TOO_LARGE in {bomb_seconds:.1f} s; target <= 256 MB)\n"
+    )
 
     out.write("\ngoals (issue 17), measured in this run\n")
-    _goal(out, "cold start: import + setup / boto3+SQS client", f"{cold['ratio']:.2f}x", "<= 1.5x",
-          cold["ratio"] <= 1.5)
-    _goal(out, "CPU per row / bare csv.reader", f"{cpu['ratio']:.1f}x ({cpu['pipeline_us']:.1f} us)", "<= 15x",
-          cpu["ratio"] <= 15)
-    _goal(out, "throughput, 15 ms SQS round trip", f"{flow['records_per_second']:,.0f} records/s", ">= 5,000/s",
-          flow["records_per_second"] >= 5_000)
-    _goal(out, "1M-row file in one invocation", f"{flow['million_rows_minutes']:.1f} min", "<= 15 min",
-          flow["million_rows_minutes"] * 60 <= LAMBDA_SECONDS)
-    _goal(out, "resume: cost of a row before the checkpoint", f"{resume['skipped_row_us']:.2f} us/row",
-          f"<= bare csv.reader ({cpu['bare_us']:.2f} us)", resume["skipped_row_us"] <= cpu["bare_us"])
+    _goal(
+        out, "cold start: import + setup / boto3+SQS client", f"{cold['ratio']:.2f}x", "<= 1.5x", cold["ratio"] <= 1.5
+    )
+    _goal(
+        out,
+        "CPU per row / bare csv.reader",
+        f"{cpu['ratio']:.1f}x ({cpu['pipeline_us']:.1f} us)",
+        "<= 15x",
+        cpu["ratio"] <= 15,
+    )
+    _goal(
+        out,
+        "throughput, 15 ms SQS round trip",
+        f"{flow['records_per_second']:,.0f} records/s",
+        ">= 5,000/s",
+        flow["records_per_second"] >= 5_000,
+    )
+    _goal(
+        out,
+        "1M-row file in one invocation",
+        f"{flow['million_rows_minutes']:.1f} min",
+        "<= 15 min",
+        flow["million_rows_minutes"] * 60 <= LAMBDA_SECONDS,
+    )
+    _goal(
+        out,
+        "resume: cost of a row before the checkpoint",
+        f"{resume['skipped_row_us']:.2f} us/row",
+        f"<= bare csv.reader ({cpu['bare_us']:.2f} us)",
+        resume["skipped_row_us"] <= cpu["bare_us"],
+    )
     worst = max(requests["per_1000_small"], requests["per_1000_large"])
     _goal(out, f"requests per 1,000 records (>= {small_rows:,} rows)", f"{worst:.1f}", "<= 110", worst <= 110)
     _goal(out, "fixed requests per file", f"{requests['fixed']:.1f}", "<= 20", requests["fixed"] <= 20)

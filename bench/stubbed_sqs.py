@@ -57,8 +57,7 @@ class CannedSqs:
         payload = json.loads(request.body) if request.body else {}
         if target.endswith("SendMessageBatch"):
             ids = [entry["Id"] for entry in payload["Entries"]]
-            body = {"Successful": [{"Id": i, "MessageId": i, "MD5OfMessageBody": "0" * 32} for i in ids],
-                    "Failed": []}
+            body = {"Successful": [{"Id": i, "MessageId": i, "MD5OfMessageBody": "0" * 32} for i in ids], "Failed": []}
             count = len(ids)
             self.last_batch_request = request
         elif target.endswith("GetQueueUrl"):
@@ -67,8 +66,9 @@ class CannedSqs:
         else:
             body = {"MessageId": "m", "MD5OfMessageBody": "0" * 32}
             count = 1
-        return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"},
-                           _Raw(json.dumps(body).encode())), count
+        return AWSResponse(
+            request.url, 200, {"Content-Type": "application/x-amz-json-1.0"}, _Raw(json.dumps(body).encode())
+        ), count
 
     def cost_per_request(self, repeats: int = 500) -> float:
         """CPU seconds this stub spends answering one SendMessageBatch (its last), measured by replaying it."""
@@ -82,8 +82,11 @@ class CannedSqs:
 
 def stubbed_sqs_client(canned: CannedSqs) -> Any:
     """A boto3 SQS client (its own session, fake credentials) answered by ``canned``."""
-    session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench",  # noqa: S106
-                                    region_name=REGION)
+    session = boto3.session.Session(
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",  # noqa: S106
+        region_name=REGION,
+    )
     client = session.client("sqs")
     client.meta.events.register_first("before-send.sqs", canned)
     return client

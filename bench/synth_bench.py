@@ -40,21 +40,26 @@ def main(argv: list[str] | None = None) -> int:
     synthesis = synth_app("prod", WORK / "cdk.out", {**PRODUCTION_ADDRESSES, "registry_path": str(registry)})
     seconds = time.monotonic() - started
     authorities = sum(len(s.authorities.by_gss) for s in synthesis.authority_stacks)
-    print(f"national synthesis: {authorities} authorities, {args.trusts} trusts, {len(synthesis.stacks)} stacks, "
-          f"{seconds:.1f} s wall on {len(os.sched_getaffinity(0))} cores (target <= {TARGET_SECONDS} s on 2 cores; "
-          "cdk-nag's three packs and CDK's validation included)")
+    print(
+        f"national synthesis: {authorities} authorities, {args.trusts} trusts, {len(synthesis.stacks)} stacks, "
+        f"{seconds:.1f} s wall on {len(os.sched_getaffinity(0))} cores (target <= {TARGET_SECONDS} s on 2 cores; "
+        "cdk-nag's three packs and CDK's validation included)"
+    )
     print(f"{'stack':<48} {'resources':>9} {'outputs':>7} {'template':>10}")
     worst = True
     for stack in synthesis.stacks:
         template, size = synthesis.template_of(stack), synthesis.path_of(stack).stat().st_size
-        counts = {"resources": len(template["Resources"]), "outputs": len(template.get("Outputs", {})),
-                  "bytes": size}
+        counts = {"resources": len(template["Resources"]), "outputs": len(template.get("Outputs", {})), "bytes": size}
         within = all(counts[k] <= LIMITS[k] for k in LIMITS)
         worst = worst and within
-        print(f"{stack.stack_name:<48} {counts['resources']:>9} {counts['outputs']:>7} {size / 1000:>8.0f} KB"
-              + ("" if within else "  OVER A LIMIT"))
-    print(f"limits per stack: {LIMITS['resources']} resources, {LIMITS['outputs']} outputs, 1 MB template: "
-          + ("every stack within them" if worst else "EXCEEDED"))
+        print(
+            f"{stack.stack_name:<48} {counts['resources']:>9} {counts['outputs']:>7} {size / 1000:>8.0f} KB"
+            + ("" if within else "  OVER A LIMIT")
+        )
+    print(
+        f"limits per stack: {LIMITS['resources']} resources, {LIMITS['outputs']} outputs, 1 MB template: "
+        + ("every stack within them" if worst else "EXCEEDED")
+    )
     return 0 if worst and seconds <= TARGET_SECONDS else 1
 
 

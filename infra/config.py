@@ -176,9 +176,7 @@ class StageConfig:
         """Build from a context getter (``node.try_get_context``); unknown keys are ignored."""
         stage = str(get("stage") or "dev")
         if not _STAGE.match(stage):
-            raise ConfigError(
-                f"context stage={stage!r}: use 2-12 lowercase letters and digits, e.g. dev or prod"
-            )
+            raise ConfigError(f"context stage={stage!r}: use 2-12 lowercase letters and digits, e.g. dev or prod")
         values: dict[str, Any] = {"stage": stage}
         for name, (kind, _) in _CONTEXT_KEYS.items():
             raw = get(name)
@@ -200,8 +198,10 @@ class StageConfig:
         registry = registry if registry is not None else self.registry()
         source = f"registry {_shown(self.registry_path)}"
         settings: list[tuple[str, str]] = [
-            ("context email_sender", self.email_sender), ("context email_identity", self.email_identity),
-            ("context consumer_guide_url", self.consumer_guide_url), ("context notify_base_url", self.notify_base_url),
+            ("context email_sender", self.email_sender),
+            ("context email_identity", self.email_identity),
+            ("context consumer_guide_url", self.consumer_guide_url),
+            ("context notify_base_url", self.notify_base_url),
             *(("context held_reviewer_principals", arn) for arn in self.held_reviewer_principals),
             *(("context ledger_auditor_principals", arn) for arn in self.ledger_auditor_principals),
             *((f"{source} operator_emails", address) for address in registry.operator_emails),
@@ -215,8 +215,9 @@ class StageConfig:
             where = f"{source} authority {authority.gss_code}"
             settings += [(f"{where} contact_emails", a) for a in authority.contact_emails]
             settings += [(f"{where} consumer_principals", a) for a in authority.consumer_principals]
-        return [f"{setting}={value!r}: {why}" for setting, value in settings
-                if value and (why := placeholder_reason(value))]
+        return [
+            f"{setting}={value!r}: {why}" for setting, value in settings if value and (why := placeholder_reason(value))
+        ]
 
     def validate(self) -> None:
         if self.stage in PRODUCTION_STAGES:
@@ -224,13 +225,10 @@ class StageConfig:
             if found:
                 raise ConfigError(
                     f"stage {self.stage} refuses placeholder values; give real ones (cdk.json context, --context "
-                    "key=value, or a registry of your own with --context registry_path=...):\n  "
-                    + "\n  ".join(found)
+                    "key=value, or a registry of your own with --context registry_path=...):\n  " + "\n  ".join(found)
                 )
         if self.email_transport not in EMAIL_TRANSPORTS:
-            raise ConfigError(
-                f"context email_transport={self.email_transport!r}: choose one of {EMAIL_TRANSPORTS}"
-            )
+            raise ConfigError(f"context email_transport={self.email_transport!r}: choose one of {EMAIL_TRANSPORTS}")
         if self.email_transport == "notify" and not self.notify_template_id:
             raise ConfigError("context notify_template_id is required when email_transport=notify")
         if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", self.email_sender):
@@ -268,27 +266,28 @@ class StageConfig:
         if not 128 <= self.ingest_memory_mb <= 10240 or not 128 <= self.notify_memory_mb <= 10240:
             raise ConfigError("context ingest_memory_mb/notify_memory_mb must be 128..10240 (Lambda's range)")
         if not 60 <= self.ingest_timeout_seconds <= 900 or not 3 <= self.notify_timeout_seconds <= 900:
-            raise ConfigError(
-                "context ingest_timeout_seconds/notify_timeout_seconds must be within Lambda's limits"
-            )
+            raise ConfigError("context ingest_timeout_seconds/notify_timeout_seconds must be within Lambda's limits")
         if self.ingest_timeout_seconds * 6 > 12 * 3600:
-            raise ConfigError(
-                "context ingest_timeout_seconds: six times it must fit SQS's 12-hour visibility limit"
-            )
+            raise ConfigError("context ingest_timeout_seconds: six times it must fit SQS's 12-hour visibility limit")
         if not 2 <= self.ingest_max_concurrency <= 1000:
             raise ConfigError("context ingest_max_concurrency must be 2..1000 (the SQS event source's range)")
         if not 1 <= self.authority_max_message_age_days <= 10:
-            raise ConfigError("context authority_max_message_age_days must be 1..10: the alarm must leave days to "
-                              "act before SQS's 14-day retention deletes the records")
+            raise ConfigError(
+                "context authority_max_message_age_days must be 1..10: the alarm must leave days to "
+                "act before SQS's 14-day retention deletes the records"
+            )
         if not 1 <= self.held_max_message_age_hours <= 14 * 24:
             raise ConfigError("context held_max_message_age_hours must be 1..336: held records wait for a person")
         for name in ("mesh_file_workflow_id", "mesh_nems_workflow_id", "mesh_report_workflow_id"):
             if not MESH_WORKFLOW_ID.match(getattr(self, name)):
-                raise ConfigError(f"context {name}={getattr(self, name)!r} is not a MESH workflow id (2-255 letters, "
-                                  "digits, _ . -)")
+                raise ConfigError(
+                    f"context {name}={getattr(self, name)!r} is not a MESH workflow id (2-255 letters, digits, _ . -)"
+                )
         if self.mesh_file_workflow_id == self.mesh_nems_workflow_id:
-            raise ConfigError("context mesh_file_workflow_id and mesh_nems_workflow_id must differ: the workflow "
-                              "says what a message holds")
+            raise ConfigError(
+                "context mesh_file_workflow_id and mesh_nems_workflow_id must differ: the workflow "
+                "says what a message holds"
+            )
         if not 1 <= self.mesh_max_messages <= MESH_LIST_LIMIT:
             raise ConfigError(f"context mesh_max_messages must be 1..{MESH_LIST_LIMIT} (what MESH lists at once)")
         if not 128 <= self.mesh_memory_mb <= 10240 or not 60 <= self.mesh_timeout_seconds <= 900:
@@ -331,9 +330,7 @@ def _shown(path: Path) -> str:
 
 def _retention(days: int) -> logs.RetentionDays:
     # RetentionDays members are declared in increasing order of days (INFINITE last).
-    by_days = dict(
-        zip(sorted(LOG_RETENTION_DAYS), list(logs.RetentionDays)[: len(LOG_RETENTION_DAYS)], strict=True)
-    )
+    by_days = dict(zip(sorted(LOG_RETENTION_DAYS), list(logs.RetentionDays)[: len(LOG_RETENTION_DAYS)], strict=True))
     if days not in by_days:
         raise ConfigError(f"{days} is not a CloudWatch Logs retention period: use one of {sorted(by_days)}")
     return by_days[days]
@@ -410,8 +407,7 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
     ),
     "held_reviewer_principals": (
         tuple,
-        "Comma-separated IAM principal ARNs that may assume the held-queue "
-        "reviewer role (no role without them).",
+        "Comma-separated IAM principal ARNs that may assume the held-queue reviewer role (no role without them).",
     ),
     "mesh_secret_name": (
         str,
@@ -422,8 +418,10 @@ _CONTEXT_KEYS: dict[str, tuple[type, str]] = {
     "mesh_nems_workflow_id": (str, "MESH workflow id of NEMS PDS birth notifications (FHIR bundles)."),
     "mesh_report_workflow_id": (str, "MESH workflow id each trust's report goes back under."),
     "mesh_schedule": (str, "EventBridge schedule of the mesh function (one run at a time, whatever the rate)."),
-    "mesh_max_messages": (int, f"Messages one mesh run takes at most (1..{MESH_LIST_LIMIT}); the rest wait for the "
-                          "next run."),
+    "mesh_max_messages": (
+        int,
+        f"Messages one mesh run takes at most (1..{MESH_LIST_LIMIT}); the rest wait for the next run.",
+    ),
     "mesh_memory_mb": (int, "Memory of the mesh function (a message is streamed: it needs about 50 MB)."),
     "mesh_timeout_seconds": (int, "Timeout of the mesh function; no message is started in its last two minutes."),
 }

@@ -176,8 +176,7 @@ def read_findings(report: dict[str, Any]) -> list[Finding]:
 def covers(acknowledgement: Acknowledgement, finding: Finding) -> bool:
     """An acknowledgement covers a finding of its rule on its construct or anything below it."""
     return acknowledgement.rule == finding.rule and (
-        acknowledgement.path in ("(stack)", finding.path)
-        or finding.path.startswith(acknowledgement.path + "/")
+        acknowledgement.path in ("(stack)", finding.path) or finding.path.startswith(acknowledgement.path + "/")
     )
 
 

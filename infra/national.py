@@ -20,8 +20,16 @@ from infra.config import DEFAULT_REGISTRY, ROOT
 
 COUNCILS = ROOT / "config" / "authorities-england-wales.csv"
 ALLOWED_FIELDS = (
-    "baby_nhs_number", "baby_date_of_birth", "baby_sex", "number_of_babies", "mother_given_name",
-    "mother_family_name", "address_line_1", "address_line_2", "postcode", "gp_practice_code",
+    "baby_nhs_number",
+    "baby_date_of_birth",
+    "baby_sex",
+    "number_of_babies",
+    "mother_given_name",
+    "mother_family_name",
+    "address_line_1",
+    "address_line_2",
+    "postcode",
+    "gp_practice_code",
 )
 """What every generated agreement allows (the registry validates each against the shareable fields)."""
 
@@ -89,9 +97,7 @@ def authority_toml(authority: ChildrensServicesAuthority, number: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def national_registry_toml(
-    authorities: Iterable[ChildrensServicesAuthority] | None = None, *, trusts: int = 6
-) -> str:
+def national_registry_toml(authorities: Iterable[ChildrensServicesAuthority] | None = None, *, trusts: int = 6) -> str:
     """The registry text: ``trusts`` trusts with upload roles and every authority (default: all of England
     and Wales)."""
     chosen = list(childrens_services_authorities() if authorities is None else authorities)

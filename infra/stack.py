@@ -136,17 +136,16 @@ class BirthNotificationsStack(Stack):
             table=self.state.table,
             environment=environment_for("mesh", MESH_ENV, shared),
         )
-        self.trusts = Trusts(
-            self, "Trusts", config=config, registry=registry, storage=self.storage, keys=self.keys
-        )
+        self.trusts = Trusts(self, "Trusts", config=config, registry=registry, storage=self.storage, keys=self.keys)
         self.held.allow_release_and_redelivery(
             authority_queues_arn=authority_queues_arn_pattern(self, config),
             file_events=self.file_events.queue,
             keys=self.keys,
             storage=self.storage,
             state_table=self.state.table,
-            stack_arn=self.format_arn(service="cloudformation", resource="stack",
-                                      resource_name=f"{config.stack_name}/*"),
+            stack_arn=self.format_arn(
+                service="cloudformation", resource="stack", resource_name=f"{config.stack_name}/*"
+            ),
         )
         reviewer_policy = getattr(self.held, "reviewer_policy", None)
         if reviewer_policy is not None:  # its releases, discards and re-deliveries are in the sharing ledger

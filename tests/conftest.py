@@ -54,4 +54,5 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def root() -> Path:
     return ROOT
 
+
 pytest_plugins = ["ingest_support", "notify_support", "mesh_support"]

@@ -62,23 +62,32 @@ class IngestStack:
     authority_queue_urls: dict[str, str]
     invocations: list[dict] = field(default_factory=list)
 
-    def rewire(self, *, sqs: Any = None, progress_dynamodb: Any = None, held_dynamodb: Any = None,
-               send_concurrency: int = 1) -> None:
+    def rewire(
+        self, *, sqs: Any = None, progress_dynamodb: Any = None, held_dynamodb: Any = None, send_concurrency: int = 1
+    ) -> None:
         """Rebuild the ingest function's adapters around substitute clients (to inject a fault); back-off
         waits are not slept. Batches are sent one at a time unless ``send_concurrency`` says otherwise, so a
         fault chosen by the order of calls (the third batch to Kent) falls on the same batch in every run."""
         service = self.handler.service()
         no_wait = lambda seconds: None  # noqa: E731
-        ports = ingest_ports(service.settings, s3=self.s3, sqs=sqs or self.sqs, dynamodb=boto3.client("dynamodb"),
-                             secrets=boto3.client("secretsmanager"), sleep=no_wait,
-                             send_concurrency=send_concurrency)
+        ports = ingest_ports(
+            service.settings,
+            s3=self.s3,
+            sqs=sqs or self.sqs,
+            dynamodb=boto3.client("dynamodb"),
+            secrets=boto3.client("secretsmanager"),
+            sleep=no_wait,
+            send_concurrency=send_concurrency,
+        )
         if progress_dynamodb is not None:
-            ports = replace(ports, progress=DynamoProgressStore(progress_dynamodb, service.settings.state_table,
-                                                                sleep=no_wait))
+            ports = replace(
+                ports, progress=DynamoProgressStore(progress_dynamodb, service.settings.state_table, sleep=no_wait)
+            )
         if held_dynamodb is not None:
             store = DynamoHeldStore(held_dynamodb, service.settings.held_table, sleep=no_wait)
-            ports = replace(ports, held=lambda on_stored, conditional: store.writer(on_stored, conditional,
-                                                                                     retention_days=400))
+            ports = replace(
+                ports, held=lambda on_stored, conditional: store.writer(on_stored, conditional, retention_days=400)
+            )
         service.ports = ports
 
     @property
@@ -99,20 +108,33 @@ class IngestStack:
         self.s3.put_object(Bucket=INBOUND, Key=key, Body=body)
         return key
 
-    def run(self, batch_size: int = 5, context: LambdaContext | None = None, max_polls: int = 20,
-            visibility_timeout: int = 30) -> list[dict]:
+    def run(
+        self,
+        batch_size: int = 5,
+        context: LambdaContext | None = None,
+        max_polls: int = 20,
+        visibility_timeout: int = 30,
+    ) -> list[dict]:
         """Poll the ingest queue and invoke the handler until it is empty; returns each response.
         A failed message stays invisible for ``visibility_timeout`` seconds, as SQS would keep it."""
         responses = []
         for _ in range(max_polls):
-            messages = self.sqs.receive_message(QueueUrl=self.ingest_queue_url, MaxNumberOfMessages=batch_size,
-                                                AttributeNames=["All"], VisibilityTimeout=visibility_timeout,
-                                                ).get("Messages", [])
+            messages = self.sqs.receive_message(
+                QueueUrl=self.ingest_queue_url,
+                MaxNumberOfMessages=batch_size,
+                AttributeNames=["All"],
+                VisibilityTimeout=visibility_timeout,
+            ).get("Messages", [])
             if not messages:
                 break
             invoke = partial(self._invoke, context or LambdaContext(function_name="ingest"))
-            delivery = deliver_sqs_batch(self.sqs, queue_url=self.ingest_queue_url, queue_arn=self.ingest_queue_arn,
-                                         messages=messages, invoke=invoke)
+            delivery = deliver_sqs_batch(
+                self.sqs,
+                queue_url=self.ingest_queue_url,
+                queue_arn=self.ingest_queue_arn,
+                messages=messages,
+                invoke=invoke,
+            )
             responses.append(delivery.as_response())
         return responses
 
@@ -124,8 +146,9 @@ class IngestStack:
         to the published model of its queue."""
         bodies = []
         while True:
-            messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                                AttributeNames=["All"]).get("Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+                "Messages", []
+            )
             if not messages:
                 return bodies
             for message in messages:
@@ -143,8 +166,11 @@ class IngestStack:
         """Every report of uploads of this file name, oldest first; each is held to the reconciliation
         identity."""
         listed = self.s3.list_objects_v2(Bucket=REPORTS, Prefix=f"reports/{trust}/{name}/").get("Contents", [])
-        reports = [self._checked(json.loads(self.s3.get_object(Bucket=REPORTS, Key=item["Key"])["Body"].read()))
-                   for item in listed if item["Key"].endswith(".json")]
+        reports = [
+            self._checked(json.loads(self.s3.get_object(Bucket=REPORTS, Key=item["Key"])["Body"].read()))
+            for item in listed
+            if item["Key"].endswith(".json")
+        ]
         return sorted(reports, key=lambda report: report["processed_at"])
 
     def report(self, trust: str, name: str) -> dict:
@@ -201,12 +227,21 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})  # as deployed
         ingest_url = sqs.create_queue(QueueName="test-ingest")["QueueUrl"]
-        ingest_arn = sqs.get_queue_attributes(QueueUrl=ingest_url,
-                                              AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        s3.put_bucket_notification_configuration(Bucket=INBOUND, NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": ingest_arn, "Events": ["s3:ObjectCreated:*"],
-                                     "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbound/"}]}}}]
-        })
+        ingest_arn = sqs.get_queue_attributes(QueueUrl=ingest_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        s3.put_bucket_notification_configuration(
+            Bucket=INBOUND,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": ingest_arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "inbound/"}]}},
+                    }
+                ]
+            },
+        )
         retention = {"MessageRetentionPeriod": str(SQS_RETENTION_SECONDS)}
         events_url = sqs.create_queue(QueueName=STAGE.file_events_queue, Attributes=retention)["QueueUrl"]
         authority_urls = {
@@ -217,24 +252,35 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             for authority in load_registry(REGISTRY_PATH).authorities
         }
         boto3.client("secretsmanager").create_secret(
-            Name=LEDGER_SECRET, SecretString=boto3.client("secretsmanager").get_random_password(
-                PasswordLength=64, ExcludePunctuation=True)["RandomPassword"])
+            Name=LEDGER_SECRET,
+            SecretString=boto3.client("secretsmanager").get_random_password(PasswordLength=64, ExcludePunctuation=True)[
+                "RandomPassword"
+            ],
+        )
         dynamodb.create_table(
-            TableName=STATE_TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+            TableName=STATE_TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
         )
         create_held_table(boto3.client("dynamodb"), HELD_TABLE)
         for name, value in {
-            Env.REGISTRY_PATH: str(REGISTRY_PATH), Env.INBOUND_BUCKET: INBOUND, Env.REPORTS_BUCKET: REPORTS,
-            Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX, Env.HELD_TABLE: HELD_TABLE,
-            Env.FILE_EVENTS_QUEUE_URL: events_url, Env.STATE_TABLE: STATE_TABLE, Env.STAGE: STAGE.stage,
-            Env.LEDGER_BUCKET: LEDGER, Env.LEDGER_KEY_SECRET_ID: LEDGER_SECRET,
-            "BIRTHNOTIFY_LEDGER_BUCKET": LEDGER, "BIRTHNOTIFY_LEDGER_KEY_SECRET_ID": LEDGER_SECRET,  # the CLI's
+            Env.REGISTRY_PATH: str(REGISTRY_PATH),
+            Env.INBOUND_BUCKET: INBOUND,
+            Env.REPORTS_BUCKET: REPORTS,
+            Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX,
+            Env.HELD_TABLE: HELD_TABLE,
+            Env.FILE_EVENTS_QUEUE_URL: events_url,
+            Env.STATE_TABLE: STATE_TABLE,
+            Env.STAGE: STAGE.stage,
+            Env.LEDGER_BUCKET: LEDGER,
+            Env.LEDGER_KEY_SECRET_ID: LEDGER_SECRET,
+            "BIRTHNOTIFY_LEDGER_BUCKET": LEDGER,
+            "BIRTHNOTIFY_LEDGER_KEY_SECRET_ID": LEDGER_SECRET,  # the CLI's
         }.items():
             monkeypatch.setenv(name, value)
         handler = load_handler_module(ROOT / "functions" / "ingest" / "handler.py")
-        stack = IngestStack(s3, sqs, dynamodb, handler, ingest_url, ingest_arn, HELD_TABLE, events_url,
-                            authority_urls)
+        stack = IngestStack(s3, sqs, dynamodb, handler, ingest_url, ingest_arn, HELD_TABLE, events_url, authority_urls)
         stack.drain(ingest_url)  # the s3:TestEvent moto sends when notifications are configured
         yield stack
     for step in undo:
@@ -245,15 +291,22 @@ def create_held_table(dynamodb: Any, name: str) -> None:
     """The held store's table as the stack makes it (infra/constructs/held.py): the sparse ``open`` index of
     open records, projecting no personal data."""
     dynamodb.create_table(
-        TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": name_, "AttributeType": "S"}
-                              for name_ in ("id", HELD_OPEN_ATTRIBUTE, HELD_AT_ATTRIBUTE)],
-        GlobalSecondaryIndexes=[{
-            "IndexName": HELD_OPEN_INDEX,
-            "KeySchema": [{"AttributeName": HELD_OPEN_ATTRIBUTE, "KeyType": "HASH"},
-                          {"AttributeName": HELD_AT_ATTRIBUTE, "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(HELD_INDEX_PROJECTION)},
-        }],
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name_, "AttributeType": "S"} for name_ in ("id", HELD_OPEN_ATTRIBUTE, HELD_AT_ATTRIBUTE)
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": HELD_OPEN_INDEX,
+                "KeySchema": [
+                    {"AttributeName": HELD_OPEN_ATTRIBUTE, "KeyType": "HASH"},
+                    {"AttributeName": HELD_AT_ATTRIBUTE, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(HELD_INDEX_PROJECTION)},
+            }
+        ],
     )
 
 
@@ -265,8 +318,9 @@ def rows_factory() -> Any:
     def make(count: int, upload_day: date, districts: dict[str, float] | None = None, seed: int = 7) -> list[dict]:
         from birthnotify_cli.synthetic import Mix
 
-        generator = SyntheticRows(postcodes, upload_day, seed=seed, mix=Mix(districts=districts or {}),
-                                  held_districts=("E08000003",))
+        generator = SyntheticRows(
+            postcodes, upload_day, seed=seed, mix=Mix(districts=districts or {}), held_districts=("E08000003",)
+        )
         return list(generator.rows(count))
 
     return make

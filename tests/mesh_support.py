@@ -23,10 +23,17 @@ NEMS_WORKFLOW = "BIRTHNOTIFICATION_1"
 REPORTS_WORKFLOW = "BIRTHNOTIFY_REPORTS_1"
 TRUST_MAILBOX = "X26ABC2"  # RX2's, in config/registry.toml
 STRANGER_MAILBOX = "X26ABC3"  # no trust's
-SCHEDULED_EVENT = {"version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602", "detail-type": "Scheduled Event",
-                   "source": "aws.events", "account": "123456789012", "time": "2026-11-25T07:01:00Z",
-                   "region": "eu-west-2", "resources": ["arn:aws:events:eu-west-2:123456789012:rule/mesh"],
-                   "detail": {}}
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-11-25T07:01:00Z",
+    "region": "eu-west-2",
+    "resources": ["arn:aws:events:eu-west-2:123456789012:rule/mesh"],
+    "detail": {},
+}
 
 
 @dataclass
@@ -52,11 +59,22 @@ class MeshStack:
     secret_id: str
     runs: list[dict] = field(default_factory=list)
 
-    def send(self, data: bytes, *, sender: str = TRUST_MAILBOX, file_name: str | None = "births.csv",
-             workflow_id: str = FILES_WORKFLOW, local_id: str | None = None, chunk_bytes: int | None = None) -> str:
+    def send(
+        self,
+        data: bytes,
+        *,
+        sender: str = TRUST_MAILBOX,
+        file_name: str | None = "births.csv",
+        workflow_id: str = FILES_WORKFLOW,
+        local_id: str | None = None,
+        chunk_bytes: int | None = None,
+    ) -> str:
         """A trust's MESH client sends ``data`` to the service's mailbox; returns MESH's message id."""
-        headers = {"workflow_id": workflow_id, **({"filename": file_name} if file_name is not None else {}),
-                   **({"local_id": local_id} if local_id else {})}
+        headers = {
+            "workflow_id": workflow_id,
+            **({"filename": file_name} if file_name is not None else {}),
+            **({"local_id": local_id} if local_id else {}),
+        }
         with self.sandbox.client(sender) as client:
             return str(client.send_message(SERVICE_MAILBOX, data, max_chunk_size=chunk_bytes, **headers))
 
@@ -77,8 +95,16 @@ class MeshStack:
             for message_id in client.list_messages(workflow_filter=workflow_id):
                 message = client.retrieve_message(message_id)
                 try:
-                    received.append(Received(str(message_id), message.workflow_id, message.filename,
-                                             message.local_id, message.subject, message.read()))
+                    received.append(
+                        Received(
+                            str(message_id),
+                            message.workflow_id,
+                            message.filename,
+                            message.local_id,
+                            message.subject,
+                            message.read(),
+                        )
+                    )
                 finally:
                     message.close()
                 if acknowledge:
@@ -109,11 +135,21 @@ class MeshStack:
         """MESH's report that a message the service sent was not collected (the sandbox's admin endpoint)."""
         import urllib.request
 
-        body = json.dumps({"mailbox_id": mailbox, "code": "14", "workflow_id": REPORTS_WORKFLOW,
-                           "description": "Message not collected by recipient after 5 days",
-                           "linked_message_id": linked_message_id}).encode()
-        request = urllib.request.Request(f"{self.sandbox.url}/messageexchange/admin/report", data=body,  # noqa: S310
-                                         method="POST", headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "mailbox_id": mailbox,
+                "code": "14",
+                "workflow_id": REPORTS_WORKFLOW,
+                "description": "Message not collected by recipient after 5 days",
+                "linked_message_id": linked_message_id,
+            }
+        ).encode()
+        request = urllib.request.Request(  # noqa: S310
+            f"{self.sandbox.url}/messageexchange/admin/report",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         urllib.request.urlopen(request, timeout=30).close()  # noqa: S310 (loopback)
 
     def point_at(self, url: str) -> None:
@@ -133,20 +169,26 @@ def mesh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshSandb
 
 
 def mesh_environment(secret_id: str) -> dict[Env, str]:
-    return {Env.MESH_SECRET_ID: secret_id, Env.MESH_FILE_WORKFLOW_ID: FILES_WORKFLOW,
-            Env.MESH_NEMS_WORKFLOW_ID: NEMS_WORKFLOW, Env.MESH_REPORT_WORKFLOW_ID: REPORTS_WORKFLOW}
+    return {
+        Env.MESH_SECRET_ID: secret_id,
+        Env.MESH_FILE_WORKFLOW_ID: FILES_WORKFLOW,
+        Env.MESH_NEMS_WORKFLOW_ID: NEMS_WORKFLOW,
+        Env.MESH_REPORT_WORKFLOW_ID: REPORTS_WORKFLOW,
+    }
 
 
 @pytest.fixture
-def mesh_stack(ingest_stack, notify_stack, mesh_sandbox: MeshSandbox, monkeypatch: pytest.MonkeyPatch
-               ) -> Iterator[MeshStack]:
+def mesh_stack(
+    ingest_stack, notify_stack, mesh_sandbox: MeshSandbox, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MeshStack]:
     """The mesh function, its secret set to the sandbox's values (the service's mailbox X26ABC1); the notify
     function sends reports back by MESH with the same secret."""
     mesh_sandbox.reset()
     parameters.clear_caches()
     name = f"test-mesh-{uuid.uuid4().hex[:8]}"
-    secret = boto3.client("secretsmanager").create_secret(Name=name,
-                                                          SecretString=json.dumps(mesh_sandbox.credentials()))
+    secret = boto3.client("secretsmanager").create_secret(
+        Name=name, SecretString=json.dumps(mesh_sandbox.credentials())
+    )
     for variable, value in mesh_environment(secret["ARN"]).items():
         monkeypatch.setenv(variable, value)
     handler = load_handler_module(ROOT / "functions" / "mesh" / "handler.py")

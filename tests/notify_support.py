@@ -74,8 +74,12 @@ class SesThrottle:
             return botocore_stubber(event_name, request, **kwargs)
         self.throttled += 1
         body = json.dumps({"message": "Maximum sending rate exceeded."})
-        return AWSResponse(request.url, 429, {"x-amzn-ErrorType": "TooManyRequestsException",
-                                              "Content-Type": "application/json"}, MockRawResponse(body))
+        return AWSResponse(
+            request.url,
+            429,
+            {"x-amzn-ErrorType": "TooManyRequestsException", "Content-Type": "application/json"},
+            MockRawResponse(body),
+        )
 
 
 @dataclass
@@ -99,12 +103,17 @@ class NotifyStack:
         if bodies is not None:
             for body in bodies:
                 sqs.send_message(QueueUrl=url, MessageBody=body)
-        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                              AttributeNames=["All"]).get("Messages", []):
+        while messages := sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+        ).get("Messages", []):
             with self._capturing_logs():
-                delivery = deliver_sqs_batch(sqs, queue_url=url, queue_arn=self.events_queue_arn, messages=messages,
-                                             invoke=lambda event: self.handler.handler(
-                                                 event, LambdaContext(function_name="notify")))
+                delivery = deliver_sqs_batch(
+                    sqs,
+                    queue_url=url,
+                    queue_arn=self.events_queue_arn,
+                    messages=messages,
+                    invoke=lambda event: self.handler.handler(event, LambdaContext(function_name="notify")),
+                )
             responses.append(delivery.as_response())
             if delivery.failed:
                 break
@@ -112,18 +121,26 @@ class NotifyStack:
 
     def waiting_events(self) -> list[dict]:
         """The file-processed events on the queue, left there."""
-        messages = self.ingest.sqs.receive_message(QueueUrl=self.ingest.events_queue_url, MaxNumberOfMessages=10,
-                                                   VisibilityTimeout=0).get("Messages", [])
+        messages = self.ingest.sqs.receive_message(
+            QueueUrl=self.ingest.events_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        ).get("Messages", [])
         return [json.loads(m["Body"]) for m in messages]
 
     def schedule(self, now: datetime | None = None) -> dict:
         """The daily EventBridge schedule, as it invokes the function (``now``: the service's clock)."""
         if now is not None:
             self.handler.service()._clock = lambda: now
-        event = {"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
-                 "source": "aws.events", "account": "123456789012", "time": "2026-11-25T07:00:00Z",
-                 "region": "eu-west-2", "resources": ["arn:aws:events:eu-west-2:123456789012:rule/digest"],
-                 "detail": {}}
+        event = {
+            "version": "0",
+            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": "2026-11-25T07:00:00Z",
+            "region": "eu-west-2",
+            "resources": ["arn:aws:events:eu-west-2:123456789012:rule/digest"],
+            "detail": {},
+        }
         with self._capturing_logs():
             return self.handler.handler(event, LambdaContext(function_name="notify"))
 
@@ -137,16 +154,23 @@ class NotifyStack:
 
     def sent(self) -> list[SentEmail]:
         if self.fake_notify is not None:
-            return [SentEmail([e["email_address"]], e["personalisation"]["subject"], e["personalisation"]["body"],
-                              "") for e in self.fake_notify.emails]
-        return [SentEmail(mail.to, mail.subject, mail.text, mail.html)
-                for mail in ses_sent_mail(DEFAULT_ACCOUNT_ID, "eu-west-2")]
+            return [
+                SentEmail([e["email_address"]], e["personalisation"]["subject"], e["personalisation"]["body"], "")
+                for e in self.fake_notify.emails
+            ]
+        return [
+            SentEmail(mail.to, mail.subject, mail.text, mail.html)
+            for mail in ses_sent_mail(DEFAULT_ACCOUNT_ID, "eu-west-2")
+        ]
 
     def to(self, address: str, *, expiry_warnings: bool = False) -> list[SentEmail]:
         """The emails sent to ``address``; agreement expiry warnings only when asked (whether one is due depends on
         today's date against the registry's agreements, not on what a test does)."""
-        return [message for message in self.sent() if address in message.to
-                and (expiry_warnings or not message.subject.startswith(EXPIRY_SUBJECT))]
+        return [
+            message
+            for message in self.sent()
+            if address in message.to and (expiry_warnings or not message.subject.startswith(EXPIRY_SUBJECT))
+        ]
 
     def expiry_warnings(self) -> list[SentEmail]:
         return [message for message in self.sent() if message.subject.startswith(EXPIRY_SUBJECT)]
@@ -176,16 +200,24 @@ def _notify_stack(ingest_stack, monkeypatch: pytest.MonkeyPatch, transport: str)
     ses = boto3.client("sesv2")
     ses.create_email_identity(EmailIdentity=SENDER)
     ses.create_configuration_set(ConfigurationSetName=CONFIGURATION_SET, DeliveryOptions={"TlsPolicy": "REQUIRE"})
-    arn = ingest_stack.sqs.get_queue_attributes(QueueUrl=ingest_stack.events_queue_url,
-                                                AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = ingest_stack.sqs.get_queue_attributes(QueueUrl=ingest_stack.events_queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
     fake = None
-    env = {Env.EMAIL_TRANSPORT: transport, Env.EMAIL_SENDER: SENDER, Env.SES_CONFIGURATION_SET: CONFIGURATION_SET,
-           Env.CONSUMER_GUIDE_URL: CONSUMER_GUIDE_URL}
+    env = {
+        Env.EMAIL_TRANSPORT: transport,
+        Env.EMAIL_SENDER: SENDER,
+        Env.SES_CONFIGURATION_SET: CONFIGURATION_SET,
+        Env.CONSUMER_GUIDE_URL: CONSUMER_GUIDE_URL,
+    }
     if transport == "notify":
         fake = FakeNotify(templates={TEMPLATE_ID: {"subject", "body"}}).start()
         secret = boto3.client("secretsmanager").create_secret(Name="test-notify-key", SecretString=API_KEY)
-        env |= {Env.NOTIFY_API_KEY_SECRET_ID: secret["ARN"], Env.NOTIFY_BASE_URL: fake.base_url,
-                Env.NOTIFY_TEMPLATE_ID: TEMPLATE_ID}
+        env |= {
+            Env.NOTIFY_API_KEY_SECRET_ID: secret["ARN"],
+            Env.NOTIFY_BASE_URL: fake.base_url,
+            Env.NOTIFY_TEMPLATE_ID: TEMPLATE_ID,
+        }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # botocore's back-off between retries of a throttled call: not slept in tests (the attempts still happen).
@@ -197,7 +229,8 @@ def _notify_stack(ingest_stack, monkeypatch: pytest.MonkeyPatch, transport: str)
     stack = NotifyStack(ingest_stack, handler, arn, fake, backoffs=no_sleep.slept)
     # Clients the function creates later come from this session and carry the hook.
     boto3._get_default_session().events.register(
-        "provide-client-params.sesv2.SendEmail", lambda params, **_: stack.ses_requests.append(dict(params)))
+        "provide-client-params.sesv2.SendEmail", lambda params, **_: stack.ses_requests.append(dict(params))
+    )
     return stack
 
 
@@ -255,9 +288,21 @@ def edit_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
 
 # -- personal data ------------------------------------------------------------------------------------
 
-PERSONAL_FIELDS = ("baby_nhs_number", "mother_nhs_number", "mother_given_name", "mother_family_name",
-                   "address_line_1", "address_line_2", "address_line_3", "address_line_4", "postcode",
-                   "baby_date_of_birth", "mother_date_of_birth", "notification_id", "original_notification_id")
+PERSONAL_FIELDS = (
+    "baby_nhs_number",
+    "mother_nhs_number",
+    "mother_given_name",
+    "mother_family_name",
+    "address_line_1",
+    "address_line_2",
+    "address_line_3",
+    "address_line_4",
+    "postcode",
+    "baby_date_of_birth",
+    "mother_date_of_birth",
+    "notification_id",
+    "original_notification_id",
+)
 """Every field of a row that identifies a person (the notification ids are pseudonymous keys to them)."""
 
 
@@ -274,8 +319,10 @@ def personal_values(rows: list[dict[str, str]]) -> set[str]:
                 values |= {f"{value[:3]} {value[3:6]} {value[6:]}", f"{value[:3]}-{value[3:6]}-{value[6:]}"}
             if name.endswith("date_of_birth"):
                 day = datetime.fromisoformat(value).date()
-                values |= {day.strftime(f) for f in ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%d %B %Y",
-                                                     "%d %b %Y", "%B %d, %Y")}
+                values |= {
+                    day.strftime(f)
+                    for f in ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%d %B %Y", "%d %b %Y", "%B %d, %Y")
+                }
                 values |= {f"{day.day} {day:%B %Y}", f"{day.day} {day:%b %Y}", f"{day.day}/{day.month}/{day.year}"}
     return values
 
@@ -284,6 +331,8 @@ def find_personal(text: str, values: set[str]) -> list[str]:
     """The personal values that occur in ``text`` as whole tokens, ignoring case."""
     if not values:
         return []
-    pattern = re.compile("|".join(rf"(?<![A-Za-z0-9]){re.escape(v)}(?![A-Za-z0-9])"
-                                  for v in sorted(values, key=len, reverse=True)), re.IGNORECASE)
+    pattern = re.compile(
+        "|".join(rf"(?<![A-Za-z0-9]){re.escape(v)}(?![A-Za-z0-9])" for v in sorted(values, key=len, reverse=True)),
+        re.IGNORECASE,
+    )
     return sorted({match.group(0) for match in pattern.finditer(text)})

@@ -22,8 +22,17 @@ from birthnotify.domain.csvsafe import spreadsheet_safe
 from birthnotify.domain.messages import AuthorityMessage, SharedRecord
 from pydantic import ValidationError
 
-ENVELOPE_COLUMNS = ("notification_id", "notification_type", "original_notification_id", "agreement_id",
-                    "authority_gss_code", "source_trust_ods_code", "source_key", "source_sha256", "source_row")
+ENVELOPE_COLUMNS = (
+    "notification_id",
+    "notification_type",
+    "original_notification_id",
+    "agreement_id",
+    "authority_gss_code",
+    "source_trust_ods_code",
+    "source_key",
+    "source_sha256",
+    "source_row",
+)
 CSV_COLUMNS = ENVELOPE_COLUMNS + tuple(SharedRecord.model_fields) + ("notice",)
 """``notice`` last: MOVED_OUT on a notice that the family moved out of the council's area (its record empty)."""
 
@@ -76,8 +85,9 @@ class OutputFile:
                 for line in handle:
                     if line.strip():
                         written = json.loads(line)
-                        self.references.add(notification_key(written["source"]["trust_ods_code"],
-                                                              written["notification_id"]))
+                        self.references.add(
+                            notification_key(written["source"]["trust_ods_code"], written["notification_id"])
+                        )
 
     def append(self, messages: list[AuthorityMessage]) -> int:
         """Write the messages not already present, then make them durable. Returns how many were new."""
@@ -86,8 +96,11 @@ class OutputFile:
             reference = notification_key(message.source.trust_ods_code, message.notification_id)
             if reference in self.references:
                 continue
-            self._handle.write(_csv_line(_csv_values(message)) if self.format == "csv"
-                               else message.model_dump_json(exclude_none=True) + "\n")
+            self._handle.write(
+                _csv_line(_csv_values(message))
+                if self.format == "csv"
+                else message.model_dump_json(exclude_none=True) + "\n"
+            )
             self.references.add(reference)
             written += 1
         self._handle.flush()
@@ -100,10 +113,19 @@ class OutputFile:
 
 def _csv_values(message: AuthorityMessage) -> list[Any]:
     record = message.record.model_dump(mode="json")
-    return [message.notification_id, message.notification_type.value, message.original_notification_id,
-            message.agreement_id, message.authority_gss_code, message.source.trust_ods_code, message.source.key,
-            message.source.sha256, message.source.row, *(record[name] for name in SharedRecord.model_fields),
-            message.notice]
+    return [
+        message.notification_id,
+        message.notification_type.value,
+        message.original_notification_id,
+        message.agreement_id,
+        message.authority_gss_code,
+        message.source.trust_ods_code,
+        message.source.key,
+        message.source.sha256,
+        message.source.row,
+        *(record[name] for name in SharedRecord.model_fields),
+        message.notice,
+    ]
 
 
 def _csv_line(values: Any) -> str:
@@ -115,16 +137,25 @@ def _csv_line(values: Any) -> str:
 def receive_batches(sqs: Any, queue_url: str, wait_seconds: int, follow: bool) -> Iterator[list[dict]]:
     """Long-poll until the queue is empty (or forever with ``follow``)."""
     while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
-                                       AttributeNames=["All"]).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds, AttributeNames=["All"]
+        ).get("Messages", [])
         if not messages and not follow:
             return
         if messages:
             yield messages
 
 
-def consume(sqs: Any, queue_url: str, output: Path, fmt: str, *, wait_seconds: int = 20, follow: bool = False,
-            progress: Callable[[ConsumeStats], None] | None = None) -> ConsumeStats:
+def consume(
+    sqs: Any,
+    queue_url: str,
+    output: Path,
+    fmt: str,
+    *,
+    wait_seconds: int = 20,
+    follow: bool = False,
+    progress: Callable[[ConsumeStats], None] | None = None,
+) -> ConsumeStats:
     """Move every record from the queue into ``output``; messages that are not records stay on the queue
     (they reach the dead-letter queue after the configured receives)."""
     stats = ConsumeStats()

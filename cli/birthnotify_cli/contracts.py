@@ -45,6 +45,7 @@ SCHEMAS = {
     "ledger-entry.schema.json": (LedgerEntry, "serialization"),
 }
 
+
 def upload_contract_markdown() -> str:
     """docs/upload-contract.md: the file format a trust uploads, with every field and error code."""
     lines = [
@@ -61,7 +62,7 @@ def upload_contract_markdown() -> str:
         "- **CSV**: UTF-8 (a byte-order mark is accepted), comma-separated, a header row naming the columns",
         "  (any order, any case; each column at most once; unknown columns are ignored and listed in the",
         "  report), CRLF or LF line ends, RFC 4180 quoting (commas, quotes doubled, and line breaks inside",
-        "  quoted fields). An empty cell means \"not given\".",
+        '  quoted fields). An empty cell means "not given".',
         "- **JSON Lines**: one JSON object per line with the same field names, each at most once; values may be",
         "  strings, or JSON integers for numbers and true/false for flags.",
         f"- At most {DEFAULT_MAX_FILE_BYTES // 2**20} MB as uploaded and, when gzipped, once decompressed. A line may",
@@ -109,8 +110,9 @@ def upload_contract_markdown() -> str:
         "",
         "Every record is then:",
         "",
-        "- **withheld** (counted, never forwarded) when " + "; ".join(
-            f"`{reason.value}`" for reason in WithheldReason) + ";",
+        "- **withheld** (counted, never forwarded) when "
+        + "; ".join(f"`{reason.value}`" for reason in WithheldReason)
+        + ";",
         "- **held** for review (counted, parked on the held queue) for one of the reasons below;",
         "- otherwise **forwarded** to the authority where the baby lives, carrying only the fields its",
         "  sharing agreement allows (see [the message schema](schemas/authority-message.schema.json)).",
@@ -170,7 +172,7 @@ def _bundles() -> list[str]:
         "  by MESH as for a file.",
         f"- At most {MAX_BUNDLE_BYTES // 1024:,} kB as uploaded and once decompressed; UTF-8.",
         "- XML is read with every document type declaration refused (`FILE_XML_DTD_FORBIDDEN`): a `<!DOCTYPE`",
-        "  is where entities (a \"billion laughs\") and external entities are declared, so the file is refused",
+        '  is where entities (a "billion laughs") and external entities are declared, so the file is refused',
         "  before anything is expanded or fetched. FHIR XML never has one. Elements are in the namespace",
         "  `http://hl7.org/fhir`.",
         "- JSON must be one object, each key at most once (`FILE_NOT_JSON`).",
@@ -199,8 +201,9 @@ def _bundles() -> list[str]:
         "### Restricted and sensitive records",
         "",
         "A bundle is withheld as `RESTRICTED` when the Bundle, or any resource in it, carries a `meta.security`",
-        "label with the v3 Confidentiality code " + " or ".join(
-            f"`{code}`" for code in sorted(nems.RESTRICTED_CONFIDENTIALITY)) + " (system "
+        "label with the v3 Confidentiality code "
+        + " or ".join(f"`{code}`" for code in sorted(nems.RESTRICTED_CONFIDENTIALITY))
+        + " (system "
         + " or ".join(f"`{system}`" for system in sorted(nems.CONFIDENTIALITY_SYSTEMS))
         + ", or none given).",
         "",
@@ -258,5 +261,8 @@ def write(directory: Path) -> list[Path]:
 
 def stale(directory: Path) -> list[str]:
     """Generated files that are missing or differ from what the models say."""
-    return [relative for relative, content in generated_files().items()
-            if not (directory / relative).exists() or (directory / relative).read_text(encoding="utf-8") != content]
+    return [
+        relative
+        for relative, content in generated_files().items()
+        if not (directory / relative).exists() or (directory / relative).read_text(encoding="utf-8") != content
+    ]

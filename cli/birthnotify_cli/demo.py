@@ -51,12 +51,20 @@ def demo_file(path: Path, rows: int, seed: int) -> int:
     # York's agreement has lapsed in the registry: a few of its births show what "held" means.
     weights = {district: 0.15 if district == YORK else 1.0 for district in served}
     mix = Mix(invalid=0.06, withheld=0.04, held=0.03, amend_cancel=0.04, districts=weights)
-    generator = SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=seed, mix=mix,
-                              held_districts=tuple(d for d in postcodes if d not in served))
+    generator = SyntheticRows(
+        postcodes,
+        london_day(datetime.now(UTC)),
+        seed=seed,
+        mix=mix,
+        held_districts=tuple(d for d in postcodes if d not in served),
+    )
     # Manchester runs children's services but is not in the registry: held as NO_AGREEMENT, naming it. And at
     # least one York birth, held for its lapsed agreement, for the demo's release to show.
-    last = [generator.valid_row(rows - 2, YORK), generator.valid_row(rows - 1, CARDIFF),
-            generator.valid_row(rows, MANCHESTER)]
+    last = [
+        generator.valid_row(rows - 2, YORK),
+        generator.valid_row(rows - 1, CARDIFF),
+        generator.valid_row(rows, MANCHESTER),
+    ]
     return write_file(path, chain(generator.rows(max(rows - len(last), 0)), last))
 
 
@@ -67,15 +75,19 @@ def demo_bundles(folder: Path, seed: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     birth_day = london_day(datetime.now(UTC)) - timedelta(days=3)
     example = folder / NEMS_EXAMPLE.name
-    example.write_text(NEMS_EXAMPLE.read_text(encoding="utf-8").replace(NEMS_EXAMPLE_BIRTH_DAY, birth_day.isoformat()),
-                       encoding="utf-8")
+    example.write_text(
+        NEMS_EXAMPLE.read_text(encoding="utf-8").replace(NEMS_EXAMPLE_BIRTH_DAY, birth_day.isoformat()),
+        encoding="utf-8",
+    )
     registry = load_registry(REGISTRY)
     postcodes = load_postcodes_by_district(REGISTRY.parent / registry.postcode_directory.file)
-    generator = SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=seed, bundles=True,
-                              mix=Mix(districts={"E07000110": 1.0}))  # Maidstone: Kent runs its children's services
+    generator = SyntheticRows(
+        postcodes, london_day(datetime.now(UTC)), seed=seed, bundles=True, mix=Mix(districts={"E07000110": 1.0})
+    )  # Maidstone: Kent runs its children's services
     [generated] = write_bundles(folder / "nems-birth.json.gz", generator.rows(1), "fhir-json")
-    cardiff = SyntheticRows(postcodes, london_day(datetime.now(UTC)), seed=seed + 1, bundles=True,
-                            mix=Mix(districts={CARDIFF: 1.0}))
+    cardiff = SyntheticRows(
+        postcodes, london_day(datetime.now(UTC)), seed=seed + 1, bundles=True, mix=Mix(districts={CARDIFF: 1.0})
+    )
     [by_mesh] = write_bundles(folder / "nems-birth-by-mesh.xml", cardiff.rows(1), "fhir-xml")
     return [example, generated, by_mesh]
 
@@ -88,9 +100,12 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
         _say(f"deployed in {time.monotonic() - started:.1f} s:")
         for line in cloud.report.lines():
             print(f"    {line}")
-        _say("IAM is enforced: the trust uploads through its upload role, each function runs as its execution "
-             "role, the council reads through its consumer role" if enforce_iam else
-             "IAM is NOT enforced (--no-iam-enforcement): any credentials would do")
+        _say(
+            "IAM is enforced: the trust uploads through its upload role, each function runs as its execution "
+            "role, the council reads through its consumer role"
+            if enforce_iam
+            else "IAM is NOT enforced (--no-iam-enforcement): any credentials would do"
+        )
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         upload = output / f"births-{stamp}.csv"
         count = demo_file(upload, rows, seed=int(time.time()))
@@ -104,44 +119,67 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
         bundle_keys = [f"inbound/{TRUST}/{bundle.name}" for bundle in bundles]
         for bundle, bundle_key in zip(bundles, bundle_keys, strict=True):
             cloud.client("s3", acting_as=TRUST).upload_file(str(bundle), inbound, bundle_key)
-        _say(f"trust {TRUST} also uploaded {len(bundles)} NEMS PDS Birth Notification bundles by S3 (one birth each, "
-             f"FHIR XML and gzipped FHIR JSON): {', '.join(bundle.name for bundle in bundles)}")
+        _say(
+            f"trust {TRUST} also uploaded {len(bundles)} NEMS PDS Birth Notification bundles by S3 (one birth each, "
+            f"FHIR XML and gzipped FHIR JSON): {', '.join(bundle.name for bundle in bundles)}"
+        )
         mesh_file = output / f"weald-{stamp}.csv"
         mesh_rows = demo_file(mesh_file, max(rows // 3, 20), seed=int(time.time()) + 1)
         with cloud.mesh.client(MESH_TRUST_MAILBOX) as client:
-            message_id = str(client.send_message(SERVICE_MAILBOX, mesh_file.read_bytes(), workflow_id=FILES_WORKFLOW,
-                                                 filename=mesh_file.name, local_id=f"weald-{stamp}"))
-        _say(f"trust {MESH_TRUST} sent {mesh_rows} rows by MESH from its mailbox {MESH_TRUST_MAILBOX} to the "
-             f"service's {SERVICE_MAILBOX} (workflow {FILES_WORKFLOW}): message {message_id}")
+            message_id = str(
+                client.send_message(
+                    SERVICE_MAILBOX,
+                    mesh_file.read_bytes(),
+                    workflow_id=FILES_WORKFLOW,
+                    filename=mesh_file.name,
+                    local_id=f"weald-{stamp}",
+                )
+            )
+        _say(
+            f"trust {MESH_TRUST} sent {mesh_rows} rows by MESH from its mailbox {MESH_TRUST_MAILBOX} to the "
+            f"service's {SERVICE_MAILBOX} (workflow {FILES_WORKFLOW}): message {message_id}"
+        )
         with cloud.mesh.client(UNKNOWN_MAILBOX) as client:
-            stranger = str(client.send_message(SERVICE_MAILBOX, mesh_file.read_bytes(), workflow_id=FILES_WORKFLOW,
-                                               filename=mesh_file.name))
+            stranger = str(
+                client.send_message(
+                    SERVICE_MAILBOX, mesh_file.read_bytes(), workflow_id=FILES_WORKFLOW, filename=mesh_file.name
+                )
+            )
         with cloud.mesh.client(MESH_TRUST_MAILBOX) as client:
             # As NEMS delivers it: the workflow says what it is, and there is no file name.
-            bundle_message = str(client.send_message(SERVICE_MAILBOX, mesh_bundle.read_bytes(),
-                                                     workflow_id=NEMS_WORKFLOW))
-        _say(f"trust {MESH_TRUST} also sent a NEMS bundle (FHIR XML) by MESH (workflow {NEMS_WORKFLOW}, no file "
-             f"name): message {bundle_message}")
+            bundle_message = str(
+                client.send_message(SERVICE_MAILBOX, mesh_bundle.read_bytes(), workflow_id=NEMS_WORKFLOW)
+            )
+        _say(
+            f"trust {MESH_TRUST} also sent a NEMS bundle (FHIR XML) by MESH (workflow {NEMS_WORKFLOW}, no file "
+            f"name): message {bundle_message}"
+        )
         _say(f"mailbox {UNKNOWN_MAILBOX}, which no trust has, sent a file too: message {stranger}")
         [mesh_run] = cloud.fire_schedules(function="birthnotify-local-mesh")
         if mesh_run.error:
             raise RuntimeError(f"the mesh function failed: {mesh_run.error}")
         result = mesh_run.result
-        _say(f"the mesh function's scheduled run (as its role): {len(result['stored'])} stored under "
-             f"inbound/{MESH_TRUST}/, {len(result['quarantined'])} quarantined "
-             f"({', '.join(f'{m}: {r}' for m, r in result['quarantined'].items())}), each acknowledged after S3 "
-             "had it whole")
+        _say(
+            f"the mesh function's scheduled run (as its role): {len(result['stored'])} stored under "
+            f"inbound/{MESH_TRUST}/, {len(result['quarantined'])} quarantined "
+            f"({', '.join(f'{m}: {r}' for m, r in result['quarantined'].items())}), each acknowledged after S3 "
+            "had it whole"
+        )
 
         def show(stats) -> None:
             print(f"\r    {stats.invocations} invocations, {stats.messages} messages handled", end="", flush=True)
 
         stats = cloud.run_until_idle(on_batch=show)
         print()
-        _say(f"pipeline finished: {stats.invocations} Lambda invocations (ingest, then notify); their logs "
-             f"are in {cloud.workdir / 'logs'}")
+        _say(
+            f"pipeline finished: {stats.invocations} Lambda invocations (ingest, then notify); their logs "
+            f"are in {cloud.workdir / 'logs'}"
+        )
         if stats.failed:
-            _say(f"{stats.failed} messages failed and were retried after their queue's visibility timeout "
-                 f"(SQS's clock moved {stats.skipped_seconds:.0f} s instead of waiting); see the logs")
+            _say(
+                f"{stats.failed} messages failed and were retried after their queue's visibility timeout "
+                f"(SQS's clock moved {stats.skipped_seconds:.0f} s instead of waiting); see the logs"
+            )
         _summarise(cloud, TRUST, key.rsplit("/", 1)[-1], output)
         _summarise_bundles(cloud, bundle_keys + [f"inbound/{MESH_TRUST}/mesh-{bundle_message}.xml"])
         _summarise_mesh(cloud, [message_id, bundle_message], output)
@@ -161,13 +199,17 @@ def _summarise(cloud: LocalCloud, trust: str, name: str, output: Path) -> None:
     report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
     outcome = report["outcome"]
     print(f"\n{trust}'s upload {name}")
-    print(f"Reconciliation: {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
-          f"{outcome['rejected']} rejected + {outcome['withheld']} withheld + {outcome['held']} held")
+    print(
+        f"Reconciliation: {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
+        f"{outcome['rejected']} rejected + {outcome['withheld']} withheld + {outcome['held']} held"
+    )
     print("\nForwarded, per authority (only the fields each agreement allows):")
     for authority in outcome["authorities"]:
-        print(f"    {authority['name']:<28} {authority['new'] + authority['amend'] + authority['cancel']:>4}  "
-              f"({authority['new']} new, {authority['amend']} amended, {authority['cancel']} cancelled; "
-              f"agreement {authority['agreement_id']})")
+        print(
+            f"    {authority['name']:<28} {authority['new'] + authority['amend'] + authority['cancel']:>4}  "
+            f"({authority['new']} new, {authority['amend']} amended, {authority['cancel']} cancelled; "
+            f"agreement {authority['agreement_id']})"
+        )
     print("\nWithheld (never forwarded):")
     for reason, count in outcome["withheld_by_reason"].items():
         print(f"    {reason:<28} {count:>4}")
@@ -178,8 +220,10 @@ def _summarise(cloud: LocalCloud, trust: str, name: str, output: Path) -> None:
     for code, count in Counter(error["code"] for error in report["errors"]).most_common():
         print(f"    {code:<28} {count:>4}")
     for error in report["errors"][:5]:
-        print(f"      row {error['row']:>4} {error['notification_id'] or '':<12} {error['field'] or '':<20} "
-              f"{error['message']}")
+        print(
+            f"      row {error['row']:>4} {error['notification_id'] or '':<12} {error['field'] or '':<20} "
+            f"{error['message']}"
+        )
 
 
 def _summarise_bundles(cloud: LocalCloud, keys: list[str]) -> None:
@@ -205,11 +249,18 @@ def _summarise_bundles(cloud: LocalCloud, keys: list[str]) -> None:
 def _consume(cloud: LocalCloud, key: str, output: Path) -> None:
     name = key.rsplit("/", 1)[-1]
     target = output / f"{CONSUMING_AUTHORITY}-{name}"
-    stats = consume(cloud.client("sqs", acting_as=CONSUMING_AUTHORITY),
-                    cloud.authority_queue_url(CONSUMING_AUTHORITY), target, "csv", wait_seconds=0)
+    stats = consume(
+        cloud.client("sqs", acting_as=CONSUMING_AUTHORITY),
+        cloud.authority_queue_url(CONSUMING_AUTHORITY),
+        target,
+        "csv",
+        wait_seconds=0,
+    )
     role = cloud.resources.authority_consumer_roles[CONSUMING_AUTHORITY].rsplit("/", 1)[-1]
-    print(f"\nLeeds City Council consumed its queue as role {role}: {stats.written} records written to {target} "
-          "(the rows of RX1's file, of RX2's file sent by MESH, and the published NEMS example's record)")
+    print(
+        f"\nLeeds City Council consumed its queue as role {role}: {stats.written} records written to {target} "
+        "(the rows of RX1's file, of RX2's file sent by MESH, and the published NEMS example's record)"
+    )
 
 
 def _summarise_mesh(cloud: LocalCloud, message_ids: list[str], output: Path) -> None:
@@ -226,8 +277,10 @@ def _summarise_mesh(cloud: LocalCloud, message_ids: list[str], output: Path) -> 
             if message.filename.endswith(".json"):
                 report = json.loads(body)
                 outcome = report["outcome"]
-                line += (f": {report['status']}, {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
-                         f"{outcome['rejected']} rejected + {outcome['withheld']} withheld + {outcome['held']} held")
+                line += (
+                    f": {report['status']}, {outcome['rows_in']} rows in = {outcome['forwarded']} forwarded + "
+                    f"{outcome['rejected']} rejected + {outcome['withheld']} withheld + {outcome['held']} held"
+                )
             print(line)
     print(f"    (the answers to MESH messages {', '.join(message_ids)}; saved in {output}/)")
 
@@ -251,10 +304,12 @@ def registry_with_york_agreement(folder: Path) -> Path:
     text = REGISTRY.read_text(encoding="utf-8")
     york = text.index(f'gss_code = "{YORK}"')
     end = text.index("\n[[authorities]]", york)
-    renewed = (f'\n[[authorities.agreements]]\nid = "YORK-HCS-{today.year}-RENEWED"\npurpose = "Healthy Child '
-               f'Service: universal new-birth contact."\nvalid_from = {today}\nvalid_to = '
-               f'{today + timedelta(days=365)}\nallowed_fields = ["baby_date_of_birth", "mother_given_name", '
-               f'"mother_family_name", "address_line_1", "postcode"]\n')
+    renewed = (
+        f'\n[[authorities.agreements]]\nid = "YORK-HCS-{today.year}-RENEWED"\npurpose = "Healthy Child '
+        f'Service: universal new-birth contact."\nvalid_from = {today}\nvalid_to = '
+        f'{today + timedelta(days=365)}\nallowed_fields = ["baby_date_of_birth", "mother_given_name", '
+        f'"mother_family_name", "address_line_1", "postcode"]\n'
+    )
     path = folder / "registry.toml"
     path.write_text(text[:end].rstrip("\n") + "\n" + renewed + text[end:], encoding="utf-8")
     return path
@@ -277,10 +332,12 @@ def _release_york(cloud: LocalCloud, output: Path) -> None:
     registry = load_registry(path)
     postcodes = PostcodeDirectory.load(path.parent / registry.postcode_directory.file, registry.postcode_directory)
     agreement = registry.authority(YORK).agreement_on(london_day(datetime.now(UTC)))
-    _say(f"City of York Council signs a new sharing agreement ({agreement.id}), added to a copy of the registry: "
-         f"{path}")
+    _say(
+        f"City of York Council signs a new sharing agreement ({agreement.id}), added to a copy of the registry: {path}"
+    )
     outcome = review(clients, names, registry, postcodes).release(
-        Selection(authority=YORK), "York signed a new sharing agreement")
+        Selection(authority=YORK), "York signed a new sharing agreement"
+    )
     _say(f"`birthnotify held release --authority {YORK} --registry {path}` as the operator:")
     for line in outcome_lines(outcome):
         print(f"    {line}")
@@ -290,8 +347,11 @@ def _release_york(cloud: LocalCloud, output: Path) -> None:
     for message in cloud.sent_emails():
         if message["subject"] not in before:
             print(f"    to {', '.join(message['to']):<45} {message['subject']}")
-    waiting = cloud.client("sqs").get_queue_attributes(QueueUrl=cloud.authority_queue_url(YORK),
-                                                       AttributeNames=["ApproximateNumberOfMessages"])
-    print(f"\nCity of York Council's queue now holds {waiting['Attributes']['ApproximateNumberOfMessages']} "
-          f"records, each released once; {listing.total - outcome.released_total} others stay held (no council "
-          "found, or no agreement in force).")
+    waiting = cloud.client("sqs").get_queue_attributes(
+        QueueUrl=cloud.authority_queue_url(YORK), AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    print(
+        f"\nCity of York Council's queue now holds {waiting['Attributes']['ApproximateNumberOfMessages']} "
+        f"records, each released once; {listing.total - outcome.released_total} others stay held (no council "
+        "found, or no agreement in force)."
+    )

@@ -108,7 +108,8 @@ class FakeNotify:
             if self.fail_next:
                 self.fail_next -= 1
                 message = {429: "Exceeded rate limit for key type LIVE of 3000 requests per 60 seconds"}.get(
-                    self.fail_status, "Internal server error")
+                    self.fail_status, "Internal server error"
+                )
                 return self._error(self.fail_status, message)
             self.emails.append(body)
             notification_id = str(uuid.uuid4())
@@ -116,12 +117,18 @@ class FakeNotify:
             return 201, {
                 "id": notification_id,
                 "reference": body.get("reference"),
-                "content": {"subject": personalisation.get("subject", ""), "body": personalisation.get("body", ""),
-                            "from_email": "birth.notifications@notifications.service.gov.uk",
-                            "one_click_unsubscribe_url": None},
+                "content": {
+                    "subject": personalisation.get("subject", ""),
+                    "body": personalisation.get("body", ""),
+                    "from_email": "birth.notifications@notifications.service.gov.uk",
+                    "one_click_unsubscribe_url": None,
+                },
                 "uri": f"{self.base_url}/v2/notifications/{notification_id}",
-                "template": {"id": body["template_id"], "version": 1,
-                             "uri": f"{self.base_url}/v2/template/{body['template_id']}/version/1"},
+                "template": {
+                    "id": body["template_id"],
+                    "version": 1,
+                    "uri": f"{self.base_url}/v2/template/{body['template_id']}/version/1",
+                },
             }
 
     def _auth_problem(self, authorization: str) -> str | None:
@@ -130,8 +137,9 @@ class FakeNotify:
         token = authorization.removeprefix("Bearer ")
         service_id, secret = api_key_parts(self.api_key)
         try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"],
-                                options={"require": ["iss", "iat"], "verify_iat": False})
+            claims = jwt.decode(
+                token, secret, algorithms=["HS256"], options={"require": ["iss", "iat"], "verify_iat": False}
+            )
         except jwt.InvalidSignatureError:
             return "Invalid token: API key not found"
         except jwt.PyJWTError:

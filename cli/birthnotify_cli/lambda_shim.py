@@ -90,8 +90,15 @@ class Delivery:
         return self.response or {"batchItemFailures": []}
 
 
-def deliver_sqs_batch(sqs: Any, *, queue_url: str, queue_arn: str, messages: list[dict[str, Any]],
-                      invoke: Callable[[dict[str, Any]], Any], report_batch_item_failures: bool = True) -> Delivery:
+def deliver_sqs_batch(
+    sqs: Any,
+    *,
+    queue_url: str,
+    queue_arn: str,
+    messages: list[dict[str, Any]],
+    invoke: Callable[[dict[str, Any]], Any],
+    report_batch_item_failures: bool = True,
+) -> Delivery:
     """One delivery by an SQS event source mapping: invoke the function with the batch, read its response as
     Lambda does, delete the messages that succeeded and leave the failed ones to the queue (its visibility
     timeout, then its redrive policy). Used by the local runtime and the integration tests alike.
@@ -107,8 +114,12 @@ def deliver_sqs_batch(sqs: Any, *, queue_url: str, queue_arn: str, messages: lis
         delivery = Delivery(None, set(ids), raised=True)
     succeeded = [message for message in messages if message["MessageId"] not in delivery.failed]
     for start in range(0, len(succeeded), 10):
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(succeeded[start:start + 10])])
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(succeeded[start : start + 10])
+            ],
+        )
     return delivery
 
 

@@ -18,36 +18,52 @@ LEDGER_BUCKET_ENV = "BIRTHNOTIFY_LEDGER_BUCKET"
 LEDGER_SECRET_ENV = "BIRTHNOTIFY_LEDGER_KEY_SECRET_ID"  # noqa: S105 (a variable name)
 
 
-def add_commands(commands: Any, default_registry: Path, run: Callable[[Callable[[argparse.Namespace], int]],
-                                                                        Callable[[argparse.Namespace], int]]) -> None:
+def add_commands(
+    commands: Any,
+    default_registry: Path,
+    run: Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]],
+) -> None:
     def ledger_options(parser: argparse.ArgumentParser, *, key: bool) -> None:
-        parser.add_argument("--ledger-bucket", default=os.environ.get(LEDGER_BUCKET_ENV),
-                            help=f"the stack's LedgerBucketName output (default: ${LEDGER_BUCKET_ENV})")
+        parser.add_argument(
+            "--ledger-bucket",
+            default=os.environ.get(LEDGER_BUCKET_ENV),
+            help=f"the stack's LedgerBucketName output (default: ${LEDGER_BUCKET_ENV})",
+        )
         if key:
-            parser.add_argument("--key-secret-id", default=os.environ.get(LEDGER_SECRET_ENV),
-                                help=f"the stack's LedgerKeySecretId output (default: ${LEDGER_SECRET_ENV})")
+            parser.add_argument(
+                "--key-secret-id",
+                default=os.environ.get(LEDGER_SECRET_ENV),
+                help=f"the stack's LedgerKeySecretId output (default: ${LEDGER_SECRET_ENV})",
+            )
         parser.add_argument("--registry", type=Path, default=default_registry)
         parser.add_argument("--endpoint-url", default=None, help="e.g. the local cloud's URL")
 
     audit = commands.add_parser(
-        "audit", help="every disclosure of a baby's (or mother's) record, from the sharing ledger",
+        "audit",
+        help="every disclosure of a baby's (or mother's) record, from the sharing ledger",
         description="Answer a subject access request: every council that received the record of the baby with "
         "this NHS number (with --mother: of the mother), when, under which agreement and purpose, and which "
         "fields; and any withholding or hold. Exit code 0 with an empty answer when there is none. The NHS "
-        "number is hashed with the ledger key here; it is never sent anywhere.")
+        "number is hashed with the ledger key here; it is never sent anywhere.",
+    )
     audit.add_argument("--nhs-number", required=True)
     audit.add_argument("--mother", action="store_true", help="the NHS number is the mother's")
     audit.add_argument("--since", type=date.fromisoformat, default=None, help="only entries from this day")
     audit.add_argument("--format", choices=("table", "json"), default="table")
-    audit.add_argument("--hash-only", action="store_true",
-                       help="print the keyed hash that stands for the NHS number (to query Athena) and stop")
+    audit.add_argument(
+        "--hash-only",
+        action="store_true",
+        help="print the keyed hash that stands for the NHS number (to query Athena) and stop",
+    )
     ledger_options(audit, key=True)
     audit.set_defaults(run=run(_audit))
 
     agreements = commands.add_parser(
-        "agreements", help="the data-sharing register: every agreement, its dates and records shared",
+        "agreements",
+        help="the data-sharing register: every agreement, its dates and records shared",
         description="Every sharing agreement in the registry with its council, purpose, fields, valid from and "
-        "to, days left, and (with a ledger bucket) the number of records shared under it.")
+        "to, days left, and (with a ledger bucket) the number of records shared under it.",
+    )
     agreements.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     agreements.add_argument("--as-of", type=date.fromisoformat, default=None, help="count days left from this day")
     ledger_options(agreements, key=False)
@@ -85,8 +101,7 @@ def _audit(args: argparse.Namespace, registry: Any) -> int:
         if args.hash_only:
             print(SubjectHasher(key).of(nhs_number))
             return 0
-        lines = audit(_s3_ledger(args), SubjectHasher(key), registry, nhs_number, mother=args.mother,
-                      since=args.since)
+        lines = audit(_s3_ledger(args), SubjectHasher(key), registry, nhs_number, mother=args.mother, since=args.since)
     except (BotoCoreError, ClientError) as exc:
         raise LedgerAccessError(f"cannot read the ledger or its key: {exc}") from None
     if args.format == "json":
@@ -97,17 +112,22 @@ def _audit(args: argparse.Namespace, registry: Any) -> int:
         print(f"No ledger entry for this {whose}'s NHS number: the record was never received or shared.")
         return 0
     shared = [line for line in lines if line.fields_shared or line.outcome.value == "MOVED_OUT"]
-    print(f"{len(lines)} ledger entries for this {whose}'s NHS number; {len(shared)} disclosed something to a "
-          "council.\n")
+    print(
+        f"{len(lines)} ledger entries for this {whose}'s NHS number; {len(shared)} disclosed something to a council.\n"
+    )
     for line in lines:
-        print(f"{line.when:%Y-%m-%d %H:%M} UTC  {line.outcome.value}"
-              + (f" ({line.reason})" if line.reason else "")
-              + f"  trust {line.trust_ods_code}, notification {line.notification_id} ({line.notification_type.value})")
+        print(
+            f"{line.when:%Y-%m-%d %H:%M} UTC  {line.outcome.value}"
+            + (f" ({line.reason})" if line.reason else "")
+            + f"  trust {line.trust_ods_code}, notification {line.notification_id} ({line.notification_type.value})"
+        )
         if line.council_gss_code:
             print(f"    council: {line.council_name or '?'} ({line.council_gss_code})")
         if line.agreement_id:
-            print(f"    agreement: {line.agreement_id}" + (f"; purpose: {line.purpose}" if line.purpose else
-                                                           " (no longer in the registry)"))
+            print(
+                f"    agreement: {line.agreement_id}"
+                + (f"; purpose: {line.purpose}" if line.purpose else " (no longer in the registry)")
+            )
         if line.fields_shared:
             print(f"    fields shared: {', '.join(line.fields_shared)}")
     return 0
@@ -126,18 +146,38 @@ def _agreements(args: argparse.Namespace, registry: Any) -> int:
         except (BotoCoreError, ClientError) as exc:
             raise LedgerAccessError(f"cannot read the ledger: {exc}") from None
     else:
-        print(f"(no ledger bucket given: records shared are not counted; see --ledger-bucket or {LEDGER_BUCKET_ENV})",
-              file=sys.stderr)
-    header = ["council", "gss_code", "agreement_id", "purpose", "fields", "valid_from", "valid_to", "days_left",
-              "records_shared"]
+        print(
+            f"(no ledger bucket given: records shared are not counted; see --ledger-bucket or {LEDGER_BUCKET_ENV})",
+            file=sys.stderr,
+        )
+    header = [
+        "council",
+        "gss_code",
+        "agreement_id",
+        "purpose",
+        "fields",
+        "valid_from",
+        "valid_to",
+        "days_left",
+        "records_shared",
+    ]
     rows = []
     for authority in sorted(registry.authorities, key=lambda a: a.name):
         for agreement in sorted(authority.agreements, key=lambda a: a.valid_from):
             days_left = "" if agreement.valid_to is None else str((agreement.valid_to - today).days)
-            rows.append([authority.name, authority.gss_code, agreement.id, agreement.purpose,
-                         " ".join(sorted(agreement.allowed_fields)), agreement.valid_from.isoformat(),
-                         agreement.valid_to.isoformat() if agreement.valid_to else "open-ended", days_left,
-                         "" if counts is None else str(counts.get(agreement.id, 0))])
+            rows.append(
+                [
+                    authority.name,
+                    authority.gss_code,
+                    agreement.id,
+                    agreement.purpose,
+                    " ".join(sorted(agreement.allowed_fields)),
+                    agreement.valid_from.isoformat(),
+                    agreement.valid_to.isoformat() if agreement.valid_to else "open-ended",
+                    days_left,
+                    "" if counts is None else str(counts.get(agreement.id, 0)),
+                ]
+            )
     if args.format == "csv":
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows([header, *rows])

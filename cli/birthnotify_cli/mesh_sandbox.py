@@ -51,17 +51,35 @@ class MeshSandbox:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
         self.port = listener.getsockname()[1]
-        environment = {**os.environ, "STORE_MODE": "file" if self.store_dir else "memory", "AUTH_MODE": "full",
-                       "SHARED_KEY": SHARED_KEY, "ENV": "local"}
+        environment = {
+            **os.environ,
+            "STORE_MODE": "file" if self.store_dir else "memory",
+            "AUTH_MODE": "full",
+            "SHARED_KEY": SHARED_KEY,
+            "ENV": "local",
+        }
         if self.store_dir:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             environment["FILE_STORE_DIR"] = str(self.store_dir)
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         try:
             self._process = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments)
-                [sys.executable, "-m", "uvicorn", "mesh_sandbox.api:app", "--fd", str(listener.fileno()),
-                 "--log-level", "warning", "--no-access-log"],
-                env=environment, stdout=log, stderr=log, pass_fds=(listener.fileno(),))
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "mesh_sandbox.api:app",
+                    "--fd",
+                    str(listener.fileno()),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                env=environment,
+                stdout=log,
+                stderr=log,
+                pass_fds=(listener.fileno(),),
+            )
         finally:
             listener.close()  # the child has its own copy
             if self.log_path:
@@ -74,16 +92,19 @@ class MeshSandbox:
         while True:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise RuntimeError(f"mesh-sandbox exited ({self._process.returncode}) before it answered"
-                                   + (f"; see {self.log_path}" if self.log_path else ""))
+                raise RuntimeError(
+                    f"mesh-sandbox exited ({self._process.returncode}) before it answered"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=5):  # noqa: S310 (loopback)
                     return
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"mesh-sandbox did not answer on {self.url} within "
-                                       f"{START_GUARD_SECONDS} s") from None
+                    raise RuntimeError(
+                        f"mesh-sandbox did not answer on {self.url} within {START_GUARD_SECONDS} s"
+                    ) from None
                 time.sleep(0.2)
 
     def stop(self) -> None:

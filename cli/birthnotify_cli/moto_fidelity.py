@@ -63,8 +63,11 @@ def sqs_character_rule() -> Callable[[], None]:
 
     class InvalidMessageContents(SQSException):
         def __init__(self) -> None:
-            super().__init__("InvalidMessageContents", "Invalid binary character in the message body. Allowed "
-                             "characters: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF")
+            super().__init__(
+                "InvalidMessageContents",
+                "Invalid binary character in the message body. Allowed "
+                "characters: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+            )
 
     def make(original: Any) -> Any:
         @functools.wraps(original)
@@ -90,10 +93,20 @@ class SqsClock:
 
         clock = self
         # SQS's models ask for "now" with no argument; a given datetime is converted, not moved.
-        self._undo.append(_patch(models, "unix_time", lambda original: lambda *when: original(*when) + (
-            0 if when else clock.offset_seconds)))
-        self._undo.append(_patch(models, "unix_time_millis", lambda original: lambda *when: original(*when) + (
-            0 if when else clock.offset_seconds * 1000)))
+        self._undo.append(
+            _patch(
+                models,
+                "unix_time",
+                lambda original: lambda *when: original(*when) + (0 if when else clock.offset_seconds),
+            )
+        )
+        self._undo.append(
+            _patch(
+                models,
+                "unix_time_millis",
+                lambda original: lambda *when: original(*when) + (0 if when else clock.offset_seconds * 1000),
+            )
+        )
         return self
 
     def advance(self, seconds: float) -> None:

@@ -30,11 +30,21 @@ def _read(message: Any) -> SentMail:
     raw = getattr(message, "raw_data", None)
     if raw is None:  # a simple (not raw MIME) message
         destinations = message.destinations
-        return SentMail(message.id, message.source, [*destinations.get("ToAddresses", []),
-                                                     *destinations.get("CcAddresses", [])],
-                        message.subject, message.body, "")
+        return SentMail(
+            message.id,
+            message.source,
+            [*destinations.get("ToAddresses", []), *destinations.get("CcAddresses", [])],
+            message.subject,
+            message.body,
+            "",
+        )
     parsed = email.message_from_string(raw, policy=email.policy.default)
     text, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
-    return SentMail(message.id, str(parsed.get("From", message.source)), list(dict.fromkeys(message.destinations)),
-                    str(parsed.get("Subject", "")), text.get_content() if text else "",
-                    html.get_content() if html else "")
+    return SentMail(
+        message.id,
+        str(parsed.get("From", message.source)),
+        list(dict.fromkeys(message.destinations)),
+        str(parsed.get("Subject", "")),
+        text.get_content() if text else "",
+        html.get_content() if html else "",
+    )

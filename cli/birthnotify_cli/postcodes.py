@@ -25,23 +25,32 @@ def build(source: Path, output: Path, registry: Registry) -> list[str]:
         f"  columns used: {', '.join(f'{kind} {name}' for kind, name in stats.columns.items() if name)}",
     ]
     if stats.without_council or stats.malformed or stats.duplicates:
-        lines.append(f"  left out: {stats.without_council:,} rows without a council code (non-geographic), "
-                     f"{stats.malformed:,} rows whose postcode is not a UK postcode; {stats.duplicates:,} "
-                     "postcodes listed twice (the live row kept)")
+        lines.append(
+            f"  left out: {stats.without_council:,} rows without a council code (non-geographic), "
+            f"{stats.malformed:,} rows whose postcode is not a UK postcode; {stats.duplicates:,} "
+            "postcodes listed twice (the live row kept)"
+        )
     councils = registry.councils_data
     codes = directory.council_codes
     outside = Counter(outside_country(code) for code in codes if outside_country(code))
-    unknown = [code for code in codes if not outside_country(code) and councils.council(code) is None
-               and not code.endswith("99999999")]
+    unknown = [
+        code
+        for code in codes
+        if not outside_country(code) and councils.council(code) is None and not code.endswith("99999999")
+    ]
     ended = [code for code in codes if (c := councils.council(code)) is not None and not c.current]
     beyond = ", ".join(f"{n} in {country}" for country, n in sorted(outside.items()))
-    lines.append(f"  council codes: {len(codes)}"
-                 + (f" ({beyond}: outside this service, their records held OUTSIDE_SERVICE)" if beyond else ""))
+    lines.append(
+        f"  council codes: {len(codes)}"
+        + (f" ({beyond}: outside this service, their records held OUTSIDE_SERVICE)" if beyond else "")
+    )
     if ended:
         lines.append(f"  ended councils (routed to their successors): {', '.join(ended)}")
     if unknown:
-        lines.append(f"  WARNING: codes the councils data ({councils.source}) does not know, whose records would be "
-                     f"held NO_AUTHORITY: {', '.join(unknown)}. Refresh the councils data.")
+        lines.append(
+            f"  WARNING: codes the councils data ({councils.source}) does not know, whose records would be "
+            f"held NO_AUTHORITY: {', '.join(unknown)}. Refresh the councils data."
+        )
     return lines
 
 
@@ -54,10 +63,15 @@ def lookup(postcodes: list[str], directory: PostcodeDirectory, registry: Registr
             lines.append(f"{postcode}: not in the postcode directory")
             continue
         councils = registry.childrens_services(area.district) or (
-            registry.childrens_services(area.county) if area.county else ())
-        served = ", ".join(f"{code} {registry.council_name(code)}"
-                           f"{'' if registry.authority(code) else ' (not in the registry)'}" for code in councils) or (
-            f"outside this service ({outside_country(area.district)})" if outside_country(area.district)
-            else "a council the councils data does not know")
+            registry.childrens_services(area.county) if area.county else ()
+        )
+        served = ", ".join(
+            f"{code} {registry.council_name(code)}{'' if registry.authority(code) else ' (not in the registry)'}"
+            for code in councils
+        ) or (
+            f"outside this service ({outside_country(area.district)})"
+            if outside_country(area.district)
+            else "a council the councils data does not know"
+        )
         lines.append(f"{postcode}: district {area.district}, county {area.county or '-'} -> {served}")
     return lines

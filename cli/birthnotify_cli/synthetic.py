@@ -24,13 +24,69 @@ from birthnotify.domain.fhir import FHIR_NAMESPACE
 from birthnotify.domain.record import RECORD_FIELDS
 from birthnotify.shared.clock import LONDON
 
-GIVEN_NAMES = ["Amara", "Bethan", "Chloe", "Dalia", "Esme", "Fatima", "Grace", "Hana", "Isla", "Jade", "Kezia",
-               "Lena", "Maya", "Niamh", "Orla", "Priya", "Rosa", "Sana", "Tegan", "Uma", "Yara", "Zofia"]
-FAMILY_NAMES = ["Abbott", "Brennan", "Chowdhury", "Dlamini", "Evans", "Farrow", "Gill", "Hughes", "Ibrahim",
-                "Jankowski", "Kaur", "Lomax", "Mensah", "Nowak", "Okafor", "Patel", "Quigley", "Rahman",
-                "Sutcliffe", "Thornton", "Whitaker", "Yilmaz"]
-STREETS = ["Acorn Way", "Beech Grove", "Canal Street", "Dale View", "Elm Terrace", "Fern Close", "Garden Row",
-           "Heather Lane", "Ivy Court", "Juniper Walk", "Kestrel Rise", "Linden Road", "Mill Lane"]
+GIVEN_NAMES = [
+    "Amara",
+    "Bethan",
+    "Chloe",
+    "Dalia",
+    "Esme",
+    "Fatima",
+    "Grace",
+    "Hana",
+    "Isla",
+    "Jade",
+    "Kezia",
+    "Lena",
+    "Maya",
+    "Niamh",
+    "Orla",
+    "Priya",
+    "Rosa",
+    "Sana",
+    "Tegan",
+    "Uma",
+    "Yara",
+    "Zofia",
+]
+FAMILY_NAMES = [
+    "Abbott",
+    "Brennan",
+    "Chowdhury",
+    "Dlamini",
+    "Evans",
+    "Farrow",
+    "Gill",
+    "Hughes",
+    "Ibrahim",
+    "Jankowski",
+    "Kaur",
+    "Lomax",
+    "Mensah",
+    "Nowak",
+    "Okafor",
+    "Patel",
+    "Quigley",
+    "Rahman",
+    "Sutcliffe",
+    "Thornton",
+    "Whitaker",
+    "Yilmaz",
+]
+STREETS = [
+    "Acorn Way",
+    "Beech Grove",
+    "Canal Street",
+    "Dale View",
+    "Elm Terrace",
+    "Fern Close",
+    "Garden Row",
+    "Heather Lane",
+    "Ivy Court",
+    "Juniper Walk",
+    "Kestrel Rise",
+    "Linden Road",
+    "Mill Lane",
+]
 
 
 def synthetic_nhs_number(rng: random.Random) -> str:
@@ -83,8 +139,15 @@ BABY_NAMES = ["Alfie", "Bea", "Cai", "Dara", "Elio", "Freya", "Gus", "Ivo", "Jun
 class SyntheticRows:
     """Generates rows as the trust's system would export them (strings, some optional fields empty)."""
 
-    def __init__(self, postcodes_by_district: dict[str, list[str]], upload_day: date, seed: int = 1,
-                 mix: Mix | None = None, held_districts: tuple[str, ...] = (), bundles: bool = False) -> None:
+    def __init__(
+        self,
+        postcodes_by_district: dict[str, list[str]],
+        upload_day: date,
+        seed: int = 1,
+        mix: Mix | None = None,
+        held_districts: tuple[str, ...] = (),
+        bundles: bool = False,
+    ) -> None:
         self.rng = random.Random(seed)
         self.bundles = bundles
         """Rows a bundle can carry: NEW notifications with UUID ids, no sharing objections."""
@@ -116,8 +179,9 @@ class SyntheticRows:
             self._spoil(row, rng.choice(self._invalid_kinds))
         elif roll < mix.invalid + mix.withheld:
             kind = rng.choice(self._withheld_kinds)
-            row["live_birth" if kind == "stillbirth" else "restricted" if kind == "restricted"
-                else "sharing_objection"] = "N" if kind == "stillbirth" else "Y"
+            row[
+                "live_birth" if kind == "stillbirth" else "restricted" if kind == "restricted" else "sharing_objection"
+            ] = "N" if kind == "stillbirth" else "Y"
         elif roll < mix.invalid + mix.withheld + mix.held:
             self._make_held(row)
         else:
@@ -251,18 +315,35 @@ def birth_notification_bundle(row: dict[str, str]) -> dict[str, Any]:
     if row.get("notification_type", "NEW") != "NEW" or row.get("sharing_objection") == "Y":
         raise ValueError("a bundle is a NEW notification and cannot carry a sharing objection")
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:birthnotify:synthetic:{row['notification_id']}")
-    url = {name: f"urn:uuid:{uuid.uuid5(namespace, name)}" for name in
-           ("header", "communication", "mother", "relation", "baby", "sender", "weight", "gestation", "births",
-            "stillborn")}
+    url = {
+        name: f"urn:uuid:{uuid.uuid5(namespace, name)}"
+        for name in (
+            "header",
+            "communication",
+            "mother",
+            "relation",
+            "baby",
+            "sender",
+            "weight",
+            "gestation",
+            "births",
+            "stillborn",
+        )
+    }
     baby_dob = date.fromisoformat(row["baby_date_of_birth"]) if _is_iso_date(row["baby_date_of_birth"]) else None
 
     def resource(key: str, resource_type: str, **content: Any) -> dict[str, Any]:
         return {"fullUrl": url[key], "resource": {"resourceType": resource_type, "id": url[key][9:], **content}}
 
     def observation(key: str, code: str, display: str, subject: str, **value: Any) -> dict[str, Any]:
-        return resource(key, "Observation", status="final",
-                        code={"coding": [{"system": nems.SNOMED_CT, "code": code, "display": display}]},
-                        subject={"reference": url[subject]}, **value)
+        return resource(
+            key,
+            "Observation",
+            status="final",
+            code={"coding": [{"system": nems.SNOMED_CT, "code": code, "display": display}]},
+            subject={"reference": url[subject]},
+            **value,
+        )
 
     mother: dict[str, Any] = {}
     if row.get("mother_nhs_number"):
@@ -272,53 +353,117 @@ def birth_notification_bundle(row: dict[str, str]) -> dict[str, Any]:
         mother["birthDate"] = row["mother_date_of_birth"]
     if row.get("gp_practice_code"):
         mother["generalPractitioner"] = [
-            {"reference": f"https://directory.spineservices.nhs.uk/STU3/Organization/{row['gp_practice_code']}"}]
+            {"reference": f"https://directory.spineservices.nhs.uk/STU3/Organization/{row['gp_practice_code']}"}
+        ]
     mother["link"] = [{"other": {"reference": url["relation"]}, "type": "seealso"}]
 
     baby: dict[str, Any] = {
         "identifier": [{"system": nems.NHS_NUMBER_SYSTEM, "value": row["baby_nhs_number"]}],
-        "name": [{"use": "official", "family": row["mother_family_name"],
-                  "given": [BABY_NAMES[int(row["baby_nhs_number"][-3:]) % len(BABY_NAMES)]]}],
+        "name": [
+            {
+                "use": "official",
+                "family": row["mother_family_name"],
+                "given": [BABY_NAMES[int(row["baby_nhs_number"][-3:]) % len(BABY_NAMES)]],
+            }
+        ],
         "gender": _SEX_TO_GENDER.get(row["baby_sex"], row["baby_sex"]),
         "birthDate": row["baby_date_of_birth"],
     }
     if row.get("baby_time_of_birth") and baby_dob is not None:
         moment = datetime.combine(baby_dob, time.fromisoformat(row["baby_time_of_birth"]), tzinfo=LONDON)
         baby["_birthDate"] = {"extension": [{"url": nems.BIRTH_TIME_URL, "valueDateTime": moment.isoformat()}]}
-    lines = [row[name] for name in ("address_line_1", "address_line_2", "address_line_3", "address_line_4")
-             if row.get(name)]
+    lines = [
+        row[name] for name in ("address_line_1", "address_line_2", "address_line_3", "address_line_4") if row.get(name)
+    ]
     baby["address"] = [{"use": "home", "line": lines, "postalCode": row["postcode"]}]
     baby["multipleBirthInteger"] = _number(row["birth_order"])
     if row.get("restricted") == "Y":
         baby["meta"] = {"security": [{"system": _STU3_CONFIDENTIALITY, "code": "R", "display": "restricted"}]}
 
     entries = [
-        resource("header", "MessageHeader",
-                 extension=[{"url": nems.MESSAGE_EVENT_TYPE_URL, "valueCodeableConcept": {"coding": [
-                     {"system": "https://fhir.nhs.uk/STU3/CodeSystem/MessageEventType-1", "code": "new",
-                      "display": "New event message"}]}}],
-                 event={"system": "https://fhir.nhs.uk/STU3/CodeSystem/EventType-1", "code": nems.EVENT_CODE,
-                        "display": "PDS Birth Notification"},
-                 timestamp=f"{row['baby_date_of_birth']}T23:00:00+00:00",
-                 source={"endpoint": "urn:nhs:addressing:asid:999999999999"},
-                 responsible={"reference": url["sender"]}, focus={"reference": url["communication"]}),
+        resource(
+            "header",
+            "MessageHeader",
+            extension=[
+                {
+                    "url": nems.MESSAGE_EVENT_TYPE_URL,
+                    "valueCodeableConcept": {
+                        "coding": [
+                            {
+                                "system": "https://fhir.nhs.uk/STU3/CodeSystem/MessageEventType-1",
+                                "code": "new",
+                                "display": "New event message",
+                            }
+                        ]
+                    },
+                }
+            ],
+            event={
+                "system": "https://fhir.nhs.uk/STU3/CodeSystem/EventType-1",
+                "code": nems.EVENT_CODE,
+                "display": "PDS Birth Notification",
+            },
+            timestamp=f"{row['baby_date_of_birth']}T23:00:00+00:00",
+            source={"endpoint": "urn:nhs:addressing:asid:999999999999"},
+            responsible={"reference": url["sender"]},
+            focus={"reference": url["communication"]},
+        ),
         resource("communication", "Communication", status="completed", subject={"reference": url["mother"]}),
         resource("mother", "Patient", **mother),
-        resource("relation", "RelatedPerson", patient={"reference": url["baby"]}, relationship={"coding": [
-            {"system": "http://hl7.org/fhir/v3/RoleCode", "code": "NMTH", "display": "natural mother"}]}),
+        resource(
+            "relation",
+            "RelatedPerson",
+            patient={"reference": url["baby"]},
+            relationship={
+                "coding": [{"system": "http://hl7.org/fhir/v3/RoleCode", "code": "NMTH", "display": "natural mother"}]
+            },
+        ),
         resource("baby", "Patient", **baby),
-        resource("sender", "Organization",
-                 identifier=[{"system": nems.ODS_SYSTEM, "value": "X26"}]),  # NHS Digital's test ODS code
-        observation("weight", nems.BIRTH_WEIGHT, "Birth weight", "baby", valueQuantity={
-            "value": _number(row["birth_weight_grams"]), "unit": "gram", "system": "http://unitsofmeasure.org",
-            "code": "g"}),
-        observation("gestation", nems.GESTATION, "Length of gestation at birth", "baby", valueQuantity={
-            "value": _number(row["gestation_weeks"]), "unit": "week", "system": "http://unitsofmeasure.org",
-            "code": "wk"}),
-        observation("births", nems.NUMBER_OF_BIRTHS, "Total number of registerable births at delivery", "mother",
-                    valueQuantity={"value": _number(row["number_of_babies"])}),
-        observation("stillborn", nems.STILLBIRTH, "Stillbirth", "baby", valueCodeableConcept={"coding": [
-            {"system": nems.STILLBORN_INDICATOR_SYSTEM, "code": "1" if row["live_birth"] == "Y" else "2"}]}),
+        resource(
+            "sender", "Organization", identifier=[{"system": nems.ODS_SYSTEM, "value": "X26"}]
+        ),  # NHS Digital's test ODS code
+        observation(
+            "weight",
+            nems.BIRTH_WEIGHT,
+            "Birth weight",
+            "baby",
+            valueQuantity={
+                "value": _number(row["birth_weight_grams"]),
+                "unit": "gram",
+                "system": "http://unitsofmeasure.org",
+                "code": "g",
+            },
+        ),
+        observation(
+            "gestation",
+            nems.GESTATION,
+            "Length of gestation at birth",
+            "baby",
+            valueQuantity={
+                "value": _number(row["gestation_weeks"]),
+                "unit": "week",
+                "system": "http://unitsofmeasure.org",
+                "code": "wk",
+            },
+        ),
+        observation(
+            "births",
+            nems.NUMBER_OF_BIRTHS,
+            "Total number of registerable births at delivery",
+            "mother",
+            valueQuantity={"value": _number(row["number_of_babies"])},
+        ),
+        observation(
+            "stillborn",
+            nems.STILLBIRTH,
+            "Stillbirth",
+            "baby",
+            valueCodeableConcept={
+                "coding": [
+                    {"system": nems.STILLBORN_INDICATOR_SYSTEM, "code": "1" if row["live_birth"] == "Y" else "2"}
+                ]
+            },
+        ),
     ]
     return {"resourceType": "Bundle", "id": row["notification_id"], "type": "message", "entry": entries}
 

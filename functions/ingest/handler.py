@@ -42,8 +42,13 @@ def service() -> IngestService:
     postcodes = PostcodeDirectory.load(
         Path(settings.registry_path).parent / registry.postcode_directory.file, registry.postcode_directory
     )
-    ports = ingest_ports(settings, s3=boto3.client("s3"), sqs=boto3.client("sqs", config=SQS_CLIENT_CONFIG),
-                         dynamodb=boto3.client("dynamodb"), secrets=boto3.client("secretsmanager"))
+    ports = ingest_ports(
+        settings,
+        s3=boto3.client("s3"),
+        sqs=boto3.client("sqs", config=SQS_CLIENT_CONFIG),
+        dynamodb=boto3.client("dynamodb"),
+        secrets=boto3.client("secretsmanager"),
+    )
     return IngestService(settings, registry=registry, postcodes=postcodes, ports=ports, log=logger)
 
 
@@ -60,8 +65,13 @@ def _record_handler(record: SQSRecord, context: LambdaContext) -> None:
         # S3 URL-encodes keys in notifications ("inbound/RX1/my+file.csv" for "my file.csv").
         key = unquote_plus(s3_record.raw_event["s3"]["object"]["key"])
         details = s3_record.raw_event["s3"]["object"]
-        obj = InboundObject(s3_record.s3.bucket.name, key, details.get("versionId"), details.get("sequencer"),
-                            _event_time(s3_record.raw_event.get("eventTime")))
+        obj = InboundObject(
+            s3_record.s3.bucket.name,
+            key,
+            details.get("versionId"),
+            details.get("sequencer"),
+            _event_time(s3_record.raw_event.get("eventTime")),
+        )
         logger.append_keys(object_key=obj.key)
         try:
             summary = ingest.ingest(obj, should_stop=lambda: context.get_remaining_time_in_millis() < STOP_MARGIN_MS)
@@ -104,8 +114,9 @@ def _resume_soon(record: SQSRecord) -> None:
     _, _, _, region, account, queue_name = record.event_source_arn.split(":")
     sqs = boto3.client("sqs", region_name=region)
     url = sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=record.receipt_handle,
-                                  VisibilityTimeout=RESUME_DELAY_SECONDS)
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=RESUME_DELAY_SECONDS
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -114,6 +125,8 @@ def _resume_soon(record: SQSRecord) -> None:
 def handler(event: dict, context: LambdaContext) -> dict:
     service().register_lambda_context(context)
     return process_partial_response(
-        event=event, record_handler=lambda record: _record_handler(record, context), processor=processor,
+        event=event,
+        record_handler=lambda record: _record_handler(record, context),
+        processor=processor,
         context=context,
     )

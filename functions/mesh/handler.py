@@ -33,13 +33,26 @@ def service() -> MeshReceiver:
     """Built once per container: the registry is read at cold start only."""
     settings = MeshSettings.from_env()
     registry = load_registry(settings.registry_path)
-    ports = mesh_ports(settings, s3=boto3.client("s3"), sqs=boto3.client("sqs"), dynamodb=boto3.client("dynamodb"),
-                       read_secret=lambda: str(parameters.get_secret(settings.mesh_secret_id,
-                                                                     max_age=SECRET_MAX_AGE_SECONDS)))
-    workflows = MeshWorkflows(files=settings.mesh_file_workflow_id, nems=settings.mesh_nems_workflow_id,
-                              reports=settings.mesh_report_workflow_id)
-    return MeshReceiver(registry=registry, workflows=workflows, inbound_bucket=settings.inbound_bucket, ports=ports,
-                        max_messages=settings.mesh_max_messages, log=logger)
+    ports = mesh_ports(
+        settings,
+        s3=boto3.client("s3"),
+        sqs=boto3.client("sqs"),
+        dynamodb=boto3.client("dynamodb"),
+        read_secret=lambda: str(parameters.get_secret(settings.mesh_secret_id, max_age=SECRET_MAX_AGE_SECONDS)),
+    )
+    workflows = MeshWorkflows(
+        files=settings.mesh_file_workflow_id,
+        nems=settings.mesh_nems_workflow_id,
+        reports=settings.mesh_report_workflow_id,
+    )
+    return MeshReceiver(
+        registry=registry,
+        workflows=workflows,
+        inbound_bucket=settings.inbound_bucket,
+        ports=ports,
+        max_messages=settings.mesh_max_messages,
+        log=logger,
+    )
 
 
 def _count(run: MeshRun) -> None:
@@ -58,8 +71,11 @@ def handler(event: dict, context: LambdaContext) -> dict:
     remaining = context.get_remaining_time_in_millis()
     margin = min(STOP_MARGIN_MS, remaining // 2)
     try:
-        run = receiver.run(context.aws_request_id, remaining // 1000 + LEASE_MARGIN_SECONDS,
-                           should_stop=lambda: context.get_remaining_time_in_millis() < margin)
+        run = receiver.run(
+            context.aws_request_id,
+            remaining // 1000 + LEASE_MARGIN_SECONDS,
+            should_stop=lambda: context.get_remaining_time_in_millis() < margin,
+        )
     except MeshRunFailed as failed:  # the invocation fails (errors alarm); the next run tries the message again
         _count(failed.run)
         metrics.add_metric(name="MeshRunsFailed", unit=MetricUnit.Count, value=1)
@@ -71,6 +87,11 @@ def handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="MeshRunsSkipped", unit=MetricUnit.Count, value=1)
     else:
         _count(run)
-    return {"skipped": run.skipped, "listed": run.listed, "stored": run.stored,
-            "quarantined": {message_id: reason.value for message_id, reason in run.quarantined.items()},
-            "already_stored": run.already_stored, "left": run.left}
+    return {
+        "skipped": run.skipped,
+        "listed": run.listed,
+        "stored": run.stored,
+        "quarantined": {message_id: reason.value for message_id, reason in run.quarantined.items()},
+        "already_stored": run.already_stored,
+        "left": run.left,
+    }

@@ -48,8 +48,7 @@ def transport(settings: NotifySettings) -> EmailTransport:
             return str(parameters.get_secret(secret_id, max_age=API_KEY_MAX_AGE_SECONDS, force_fetch=refresh))
 
         return NotifyTransport(api_key, settings.notify_base_url, settings.notify_template_id)
-    return SesTransport(boto3.client("sesv2", config=RETRYING), settings.email_sender,
-                        settings.ses_configuration_set)
+    return SesTransport(boto3.client("sesv2", config=RETRYING), settings.email_sender, settings.ses_configuration_set)
 
 
 @cache
@@ -59,12 +58,20 @@ def service() -> NotifyService:
     registry = load_registry(settings.registry_path)
     composer = Composer(registry, settings.stage, settings.consumer_guide_url, settings.reports_bucket)
     secret_id = settings.mesh_secret_id
-    ports = notify_ports(settings, dynamodb=boto3.client("dynamodb"), transport=transport(settings),
-                         s3=boto3.client("s3"),
-                         read_mesh_secret=lambda: str(parameters.get_secret(secret_id,
-                                                                            max_age=MESH_SECRET_MAX_AGE_SECONDS)))
-    return NotifyService(registry=registry, composer=composer, ports=ports, log=logger,
-                         mesh_report_workflow=settings.mesh_report_workflow_id)
+    ports = notify_ports(
+        settings,
+        dynamodb=boto3.client("dynamodb"),
+        transport=transport(settings),
+        s3=boto3.client("s3"),
+        read_mesh_secret=lambda: str(parameters.get_secret(secret_id, max_age=MESH_SECRET_MAX_AGE_SECONDS)),
+    )
+    return NotifyService(
+        registry=registry,
+        composer=composer,
+        ports=ports,
+        log=logger,
+        mesh_report_workflow=settings.mesh_report_workflow_id,
+    )
 
 
 def _record_handler(record: SQSRecord) -> None:
@@ -82,10 +89,12 @@ def _record_handler(record: SQSRecord) -> None:
         metrics.add_metric(name="EmailEventsFailed", unit=MetricUnit.Count, value=1)
         raise
     finally:
-        metrics.add_metric(name="MeshReportsSent", unit=MetricUnit.Count,
-                           value=len(notifier.reports_sent) - reports_before)
-        metrics.add_metric(name="MeshReportsFailed", unit=MetricUnit.Count,
-                           value=notifier.report_failures - failures_before)
+        metrics.add_metric(
+            name="MeshReportsSent", unit=MetricUnit.Count, value=len(notifier.reports_sent) - reports_before
+        )
+        metrics.add_metric(
+            name="MeshReportsFailed", unit=MetricUnit.Count, value=notifier.report_failures - failures_before
+        )
     metrics.add_metric(name="EmailsSent", unit=MetricUnit.Count, value=sent)
 
 
@@ -113,5 +122,4 @@ def handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="HeldRemindersSent", unit=MetricUnit.Count, value=reminded)
         metrics.add_metric(name="ExpiryWarningsSent", unit=MetricUnit.Count, value=warned)
         return {"digests_sent": sent, "held_reminders_sent": reminded, "expiry_warnings_sent": warned}
-    return process_partial_response(event=event, record_handler=_record_handler, processor=processor,
-                                    context=context)
+    return process_partial_response(event=event, record_handler=_record_handler, processor=processor, context=context)

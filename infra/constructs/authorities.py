@@ -90,9 +90,7 @@ class AuthorityQueues(Construct):
             max_receive_count=CONSUMER_MAX_RECEIVES,
             dlq_name=f"{config.prefix}-dlq-authority-{gss}.fifo",
         )
-        CfnOutput(
-            scope, "QueueUrl", value=pair.queue.queue_url, description=f"{authority.name}: queue to consume"
-        )
+        CfnOutput(scope, "QueueUrl", value=pair.queue.queue_url, description=f"{authority.name}: queue to consume")
         role = policy = None
         if authority.consumer_principals:
             role, policy = assumable_role(

@@ -101,11 +101,11 @@ class PipelineFunction(Construct):
             name=f"{self.function_name}-function",
             description=f"Everything the {self.function_name} function may do",
         )
-        self.policy.allow(
-            "WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [self.log_group.log_group_arn]
-        )
+        self.policy.allow("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [self.log_group.log_group_arn])
         function_arn = Stack.of(self).format_arn(
-            service="lambda", resource="function", resource_name=self.function_name,
+            service="lambda",
+            resource="function",
+            resource_name=self.function_name,
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         # Lambda decrypts the environment with the execution role when it starts an instance; the encryption

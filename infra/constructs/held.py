@@ -35,8 +35,14 @@ from infra.nag import acknowledge_packs
 
 TABLE_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
 """What a caller of a table encrypted with a customer-managed key needs on the key, through DynamoDB."""
-REVIEW_ACTIONS = ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
-                  "dynamodb:PutItem", "dynamodb:Scan"]
+REVIEW_ACTIONS = [
+    "dynamodb:Query",
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:PutItem",
+    "dynamodb:Scan",
+]
 
 
 class Held(Construct):
@@ -84,9 +90,16 @@ class Held(Construct):
         policy.allow(sid, ["dynamodb:BatchWriteItem", "dynamodb:PutItem"], [self.table.table_arn])
         policy.allow("UseHeldKey", TABLE_KEY_ACTIONS, [self.held_key.key_arn], conditions=kms_via("dynamodb"))
 
-    def allow_release_and_redelivery(self, *, authority_queues_arn: str,
-                                     file_events: sqs.IQueue, keys: Keys, storage: Storage,
-                                     state_table: dynamodb.ITable, stack_arn: str) -> None:
+    def allow_release_and_redelivery(
+        self,
+        *,
+        authority_queues_arn: str,
+        file_events: sqs.IQueue,
+        keys: Keys,
+        storage: Storage,
+        state_table: dynamodb.ITable,
+        stack_arn: str,
+    ) -> None:
         """The reviewer role's sends: released and re-delivered records to the authority queues (whose keys
         name the role in their key policies), each action's event to the notify function; and what
         re-delivery reads: the reports, the uploads they name, each file's processing day, the stack's
@@ -96,21 +109,38 @@ class Held(Construct):
             return
         policy.allow("SendToAuthorityQueues", ["sqs:SendMessage", "sqs:GetQueueUrl"], [authority_queues_arn])
         policy.allow("SendFileEvents", ["sqs:SendMessage", "sqs:GetQueueUrl"], [file_events.queue_arn])
-        policy.allow("UsePipelineKey", ["kms:GenerateDataKey", "kms:Decrypt"], [keys.pipeline.key_arn],
-                     conditions=kms_via("sqs", "dynamodb"))
-        policy.allow("ReadProgress", ["dynamodb:GetItem"], [state_table.table_arn])
-        policy.allow("ListReportsAndUploads", ["s3:ListBucket", "s3:ListBucketVersions"],
-                     [storage.inbound.bucket_arn, storage.reports.bucket_arn])
         policy.allow(
-            "ReadReportsAndUploads", ["s3:GetObject", "s3:GetObjectVersion"],
+            "UsePipelineKey",
+            ["kms:GenerateDataKey", "kms:Decrypt"],
+            [keys.pipeline.key_arn],
+            conditions=kms_via("sqs", "dynamodb"),
+        )
+        policy.allow("ReadProgress", ["dynamodb:GetItem"], [state_table.table_arn])
+        policy.allow(
+            "ListReportsAndUploads",
+            ["s3:ListBucket", "s3:ListBucketVersions"],
+            [storage.inbound.bucket_arn, storage.reports.bucket_arn],
+        )
+        policy.allow(
+            "ReadReportsAndUploads",
+            ["s3:GetObject", "s3:GetObjectVersion"],
             [storage.inbound_prefix_arn(), storage.reports_prefix_arn()],
             wildcard_reason="Re-delivery reads the reports of any trust's files and the uploads they name, not "
-            "known in advance; confined to the reports and uploads prefixes.")
-        policy.allow("DecryptReportsAndUploads", ["kms:Decrypt"],
-                     [keys.inbound.key_arn, keys.reports.key_arn], conditions=kms_via("s3"))
-        policy.allow("ReadStackOutputs", ["cloudformation:DescribeStacks"], [stack_arn],
-                     wildcard_reason="A stack's ARN ends in an id CloudFormation makes at creation; the name "
-                     "confines it to this stage's core stack.")
+            "known in advance; confined to the reports and uploads prefixes.",
+        )
+        policy.allow(
+            "DecryptReportsAndUploads",
+            ["kms:Decrypt"],
+            [keys.inbound.key_arn, keys.reports.key_arn],
+            conditions=kms_via("s3"),
+        )
+        policy.allow(
+            "ReadStackOutputs",
+            ["cloudformation:DescribeStacks"],
+            [stack_arn],
+            wildcard_reason="A stack's ARN ends in an id CloudFormation makes at creation; the name "
+            "confines it to this stage's core stack.",
+        )
 
     def _reviewer(self, config: StageConfig) -> iam.Role:
         role, policy = assumable_role(

@@ -109,9 +109,7 @@ class Ingest(Construct):
         table: dynamodb.ITable,
     ) -> None:
         policy = self.function.policy
-        policy.allow(
-            "ConsumeIngestQueue", [*QUEUE_CONSUMER_ACTIONS, "sqs:GetQueueUrl"], [self.queue.queue_arn]
-        )
+        policy.allow("ConsumeIngestQueue", [*QUEUE_CONSUMER_ACTIONS, "sqs:GetQueueUrl"], [self.queue.queue_arn])
         policy.allow(
             "ReadUploads",
             ["s3:GetObject", "s3:GetObjectVersion"],

@@ -30,9 +30,7 @@ def kms_via(*services: str) -> dict:
     return {"StringEquals": {"kms:ViaService": names[0] if len(names) == 1 else names}}
 
 
-def customer_key(
-    scope: Construct, construct_id: str, config: StageConfig, purpose: str, description: str
-) -> kms.Key:
+def customer_key(scope: Construct, construct_id: str, config: StageConfig, purpose: str, description: str) -> kms.Key:
     return kms.Key(
         scope,
         construct_id,
@@ -91,8 +89,10 @@ class Keys(Construct):
     def _allow_topic_publishers(self) -> None:
         """CloudWatch alarms and SES delivery events (bounces, complaints) publish to the KMS-encrypted
         operators' topic."""
-        for sid, service in (("CloudWatchAlarmsPublishToEncryptedTopic", "cloudwatch.amazonaws.com"),
-                             ("SesPublishesDeliveryProblemsToEncryptedTopic", "ses.amazonaws.com")):
+        for sid, service in (
+            ("CloudWatchAlarmsPublishToEncryptedTopic", "cloudwatch.amazonaws.com"),
+            ("SesPublishesDeliveryProblemsToEncryptedTopic", "ses.amazonaws.com"),
+        ):
             self.ops.add_to_resource_policy(
                 iam.PolicyStatement(
                     sid=sid,

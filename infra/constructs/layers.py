@@ -50,8 +50,14 @@ is never paired with a different botocore (aws-xray-sdk depends on botocore)."""
 PURE_PYTHON_SDISTS = ("docopt==0.6.2",)
 """Dependencies published only as source (docopt, required by notifications-python-client's metadata):
 built into a platform-independent wheel first, because a cross-platform install takes wheels only."""
-RECIPE = ("v2 " + " ".join(PIP_TARGET) + " --no-compile minus " + ",".join(PROVIDED_BY_RUNTIME)
-          + " sdists " + ",".join(PURE_PYTHON_SDISTS))
+RECIPE = (
+    "v2 "
+    + " ".join(PIP_TARGET)
+    + " --no-compile minus "
+    + ",".join(PROVIDED_BY_RUNTIME)
+    + " sdists "
+    + ",".join(PURE_PYTHON_SDISTS)
+)
 EXCLUDE = ["**/__pycache__", "**/*.pyc", ".DS_Store"]
 
 
@@ -71,8 +77,21 @@ def dependencies_layer_dir(requirements: Path = REQUIREMENTS, cache: Path = BUIL
     cache.mkdir(parents=True, exist_ok=True)
     work = cache / f".building-{key}-{uuid.uuid4().hex[:8]}"
     wheels = work / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
-          "--wheel-dir", str(wheels), *PURE_PYTHON_SDISTS], work)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels),
+            *PURE_PYTHON_SDISTS,
+        ],
+        work,
+    )
     command = [
         sys.executable,
         "-m",
@@ -111,9 +130,7 @@ def _run(command: list[str], work: Path) -> None:
 def _prune(site: Path) -> None:
     names = {name.lower().replace("-", "_") for name in PROVIDED_BY_RUNTIME}
     for entry in list(site.iterdir()):
-        base = (
-            entry.name.split("-", 1)[0].lower() if entry.name.endswith(".dist-info") else entry.name.lower()
-        )
+        base = entry.name.split("-", 1)[0].lower() if entry.name.endswith(".dist-info") else entry.name.lower()
         if base in names or entry.name in ("bin", "__pycache__"):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     for cache in site.rglob("__pycache__"):
@@ -167,8 +184,9 @@ def config_layer_dir(config: StageConfig, registry: Registry, cache: Path = BUIL
 def _relative(file: str) -> Path:
     path = Path(file)
     if path.is_absolute() or ".." in path.parts:
-        raise LayerBuildError(f"the config layer ships files beside the registry: {file!r} must be a path below "
-                              "the registry's folder")
+        raise LayerBuildError(
+            f"the config layer ships files beside the registry: {file!r} must be a path below the registry's folder"
+        )
     return path
 
 
@@ -184,24 +202,24 @@ def _naming_postcodes(text: str, index_file: str) -> str:
         rewritten = f"{text.rstrip()}\n\n[postcode_directory]\n{line}\n"
     else:
         header, _, body = table.group().partition("\n")
-        body, found = re.subn(r"^([ \t]*)file[ \t]*=.*$", lambda m: m.group(1) + line, body, count=1,
-                              flags=re.MULTILINE)
-        rewritten = text[:table.start()] + header + "\n" + (body if found else f"{line}\n{body}") + \
-            text[table.end():]
+        body, found = re.subn(
+            r"^([ \t]*)file[ \t]*=.*$", lambda m: m.group(1) + line, body, count=1, flags=re.MULTILINE
+        )
+        rewritten = text[: table.start()] + header + "\n" + (body if found else f"{line}\n{body}") + text[table.end() :]
     try:
         same = tomllib.loads(rewritten) == expected
     except tomllib.TOMLDecodeError:
         same = False
     if not same:
-        raise LayerBuildError("the config layer ships a copy of the registry that names the postcode index, and "
-                              'could not write it: give [postcode_directory] a line file = "..." of its own')
+        raise LayerBuildError(
+            "the config layer ships a copy of the registry that names the postcode index, and "
+            'could not write it: give [postcode_directory] a line file = "..." of its own'
+        )
     return rewritten
 
 
 class Layers(Construct):
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: StageConfig, registry: Registry
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, registry: Registry) -> None:
         super().__init__(scope, construct_id)
         deps_dir, deps_key = dependencies_layer_dir()
         common = {"compatible_runtimes": [RUNTIME], "compatible_architectures": [ARCHITECTURE]}
@@ -211,9 +229,7 @@ class Layers(Construct):
             layer_version_name=f"{config.prefix}-dependencies",
             description="aws-lambda-powertools and pydantic (layers/dependencies/requirements.txt)",
             # The key already covers requirements.txt and the pip recipe: no need to hash 30 MB of files.
-            code=lambda_.Code.from_asset(
-                str(deps_dir), asset_hash=deps_key, asset_hash_type=AssetHashType.CUSTOM
-            ),
+            code=lambda_.Code.from_asset(str(deps_dir), asset_hash=deps_key, asset_hash_type=AssetHashType.CUSTOM),
             **common,
         )
         self.domain = lambda_.LayerVersion(

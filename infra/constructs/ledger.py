@@ -44,14 +44,18 @@ def glue_columns() -> list[glue.CfnTable.ColumnProperty]:
     for name, spec in LedgerEntry.model_json_schema(mode="serialization")["properties"].items():
         kinds = [option.get("type") for option in spec.get("anyOf", [spec])] if "anyOf" in spec else [spec.get("type")]
         kind = next((k for k in kinds if k and k != "null"), "string")
-        columns.append(glue.CfnTable.ColumnProperty(name=name, type=_GLUE_TYPES.get(kind, "string"),
-                                                    comment=(spec.get("description") or "")[:255] or None))
+        columns.append(
+            glue.CfnTable.ColumnProperty(
+                name=name, type=_GLUE_TYPES.get(kind, "string"), comment=(spec.get("description") or "")[:255] or None
+            )
+        )
     return columns
 
 
 class Ledger(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, keys: Keys,
-                 storage: Storage) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, keys: Keys, storage: Storage
+    ) -> None:
         super().__init__(scope, construct_id)
         self.key = keys.ledger
         self.bucket = s3.Bucket(
@@ -90,7 +94,9 @@ class Ledger(Construct):
             "while the ledger holds entries made with it",
             encryption_key=self.key,
             generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True, include_space=False,
+                password_length=64,
+                exclude_punctuation=True,
+                include_space=False,
             ),
             removal_policy=config.removal_policy,
         )
@@ -176,8 +182,12 @@ class Ledger(Construct):
             wildcard_reason=f"A review action writes one object of entries under {LEDGER_PREFIX}day=<day>/, named "
             "by the action: not known in advance; writing is confined to that prefix.",
         )
-        policy.allow("EncryptLedger", ["kms:GenerateDataKey", "kms:Decrypt"], [self.key.key_arn],
-                     conditions=kms_via("s3", "secretsmanager"))
+        policy.allow(
+            "EncryptLedger",
+            ["kms:GenerateDataKey", "kms:Decrypt"],
+            [self.key.key_arn],
+            conditions=kms_via("s3", "secretsmanager"),
+        )
         policy.allow("ReadLedgerKey", ["secretsmanager:GetSecretValue"], [self.key_secret.secret_arn])
 
     def grant_write(self, policy: LeastPrivilegePolicy) -> None:
@@ -198,6 +208,10 @@ class Ledger(Construct):
         )
         # Without ListBucket, S3 answers a missing key (a trust's first file: no index yet) with 403, not 404.
         policy.allow("ListLedgerBucket", ["s3:ListBucket"], [self.bucket.bucket_arn])
-        policy.allow("EncryptLedger", ["kms:GenerateDataKey", "kms:Decrypt"], [self.key.key_arn],
-                     conditions=kms_via("s3", "secretsmanager"))
+        policy.allow(
+            "EncryptLedger",
+            ["kms:GenerateDataKey", "kms:Decrypt"],
+            [self.key.key_arn],
+            conditions=kms_via("s3", "secretsmanager"),
+        )
         policy.allow("ReadLedgerKey", ["secretsmanager:GetSecretValue"], [self.key_secret.secret_arn])

@@ -114,26 +114,34 @@ class MeshReceiver(Construct):
         skip_checkov(fn, "CKV_AWS_116", NO_DLQ_FOR_THE_SCHEDULE)
         self._permissions(keys, storage, secret, file_events, table)
 
-    def _permissions(self, keys: Keys, storage: Storage, secret: MeshSecret, file_events: sqs.IQueue,
-                     table: dynamodb.ITable) -> None:
+    def _permissions(
+        self, keys: Keys, storage: Storage, secret: MeshSecret, file_events: sqs.IQueue, table: dynamodb.ITable
+    ) -> None:
         policy = self.function.policy
-        objects = [storage.inbound.arn_for_objects(f"{INBOUND_PREFIX}*/{MESH_KEY_PREFIX}*"),
-                   storage.inbound.arn_for_objects(f"{QUARANTINE_PREFIX}{MESH_KEY_PREFIX}*")]
-        where = (f"Objects are named by MESH message ids, not known in advance: confined to "
-                 f"{INBOUND_PREFIX}<ODS>/{MESH_KEY_PREFIX}<id> and {QUARANTINE_PREFIX}{MESH_KEY_PREFIX}<id> of the "
-                 "inbound bucket.")
+        objects = [
+            storage.inbound.arn_for_objects(f"{INBOUND_PREFIX}*/{MESH_KEY_PREFIX}*"),
+            storage.inbound.arn_for_objects(f"{QUARANTINE_PREFIX}{MESH_KEY_PREFIX}*"),
+        ]
+        where = (
+            f"Objects are named by MESH message ids, not known in advance: confined to "
+            f"{INBOUND_PREFIX}<ODS>/{MESH_KEY_PREFIX}<id> and {QUARANTINE_PREFIX}{MESH_KEY_PREFIX}<id> of the "
+            "inbound bucket."
+        )
         policy.allow("StoreMessages", ["s3:PutObject", "s3:AbortMultipartUpload"], objects, wildcard_reason=where)
         # HeadObject (is a message already stored?) is authorised as GetObject.
         policy.allow("SeeStoredMessages", ["s3:GetObject"], objects, wildcard_reason=where)
         # A multipart upload to a KMS-encrypted bucket needs Decrypt as well as GenerateDataKey.
-        policy.allow("EncryptInbound", ["kms:GenerateDataKey", "kms:Decrypt"], [keys.inbound.key_arn],
-                     conditions=kms_via("s3"))
+        policy.allow(
+            "EncryptInbound", ["kms:GenerateDataKey", "kms:Decrypt"], [keys.inbound.key_arn], conditions=kms_via("s3")
+        )
         # Only its own lease item: the table also holds ingest's idempotency and progress records.
         own_lease = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [lease_item_id(MESH_RUN_LEASE)]}}
-        policy.allow("TakeRunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], [table.table_arn],
-                     conditions=own_lease)
+        policy.allow(
+            "TakeRunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], [table.table_arn], conditions=own_lease
+        )
         policy.allow("SendQuarantineNotices", ["sqs:SendMessage"], [file_events.queue_arn])
-        policy.allow("UsePipelineKey", PIPELINE_KEY_ACTIONS, [keys.pipeline.key_arn],
-                     conditions=kms_via("sqs", "dynamodb"))
+        policy.allow(
+            "UsePipelineKey", PIPELINE_KEY_ACTIONS, [keys.pipeline.key_arn], conditions=kms_via("sqs", "dynamodb")
+        )
         policy.allow("ReadMeshSecret", ["secretsmanager:GetSecretValue"], [secret.secret.secret_arn])
         policy.allow("DecryptMeshSecret", ["kms:Decrypt"], [keys.ops.key_arn], conditions=kms_via("secretsmanager"))

@@ -68,9 +68,7 @@ class Alarms(Construct):
                 name=f"dlq-{name}",
                 description=f"Messages are waiting in the {name} dead-letter queue: they failed repeatedly. "
                 "Find the cause in the logs, fix it, then redrive the messages.",
-                metric=queue.metric_approximate_number_of_messages_visible(
-                    period=PERIOD, statistic="Maximum"
-                ),
+                metric=queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
                 threshold=0,
             )
 
@@ -142,8 +140,13 @@ class Monitoring(Alarms):
 
 def _function_count(namespace: str, metric_name: str, function_name: str) -> cloudwatch.Metric:
     """A count one function publishes with Powertools (its ``service`` dimension), summed per period."""
-    return cloudwatch.Metric(namespace=namespace, metric_name=metric_name, dimensions_map={"service": function_name},
-                             period=PERIOD, statistic="Sum")
+    return cloudwatch.Metric(
+        namespace=namespace,
+        metric_name=metric_name,
+        dimensions_map={"service": function_name},
+        period=PERIOD,
+        statistic="Sum",
+    )
 
 
 def _id(name: str) -> str:

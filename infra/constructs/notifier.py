@@ -61,8 +61,13 @@ class Email(Construct):
             "DeliveryProblems",
             configuration_set_event_destination_name="delivery-problems",
             destination=ses.EventDestination.sns_topic(topic),
-            events=[ses.EmailSendingEvent.BOUNCE, ses.EmailSendingEvent.COMPLAINT, ses.EmailSendingEvent.REJECT,
-                    ses.EmailSendingEvent.RENDERING_FAILURE, ses.EmailSendingEvent.DELIVERY_DELAY],
+            events=[
+                ses.EmailSendingEvent.BOUNCE,
+                ses.EmailSendingEvent.COMPLAINT,
+                ses.EmailSendingEvent.REJECT,
+                ses.EmailSendingEvent.RENDERING_FAILURE,
+                ses.EmailSendingEvent.DELIVERY_DELAY,
+            ],
         )
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, keys: Keys) -> None:
@@ -77,12 +82,8 @@ class Email(Construct):
             sending_enabled=True,
         )
         identity_name = config.email_identity or config.email_sender
-        identity = (
-            ses.Identity.email(identity_name) if "@" in identity_name else ses.Identity.domain(identity_name)
-        )
-        self.identity = ses.EmailIdentity(
-            self, "Identity", identity=identity, configuration_set=self.configuration_set
-        )
+        identity = ses.Identity.email(identity_name) if "@" in identity_name else ses.Identity.domain(identity_name)
+        self.identity = ses.EmailIdentity(self, "Identity", identity=identity, configuration_set=self.configuration_set)
         self.identity_arn = stack.format_arn(service="ses", resource="identity", resource_name=identity_name)
         self.configuration_set_arn = stack.format_arn(
             service="ses",
@@ -190,8 +191,9 @@ class Notifier(Construct):
         self._permissions(config, keys, storage, file_events, email, mesh, table)
         # The daily reminder of held records waiting too long: the open index only, which holds no personal data.
         self.function.policy.allow("CountHeldRecords", ["dynamodb:Query"], [held.index_arn])
-        self.function.policy.allow("UseHeldKey", ["kms:Decrypt"], [held.held_key.key_arn],
-                                   conditions=kms_via("dynamodb"))
+        self.function.policy.allow(
+            "UseHeldKey", ["kms:Decrypt"], [held.held_key.key_arn], conditions=kms_via("dynamodb")
+        )
         CfnOutput(self, "SesConfigurationSet", value=email.configuration_set.configuration_set_name)
 
     def _permissions(

@@ -45,9 +45,7 @@ def assumable_role(
 class LeastPrivilegePolicy(Construct):
     """One ``AWS::IAM::ManagedPolicy`` attached to one role."""
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, role: iam.IRole, name: str, description: str
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, role: iam.IRole, name: str, description: str) -> None:
         super().__init__(scope, construct_id)
         self.policy = iam.ManagedPolicy(
             self, "Resource", managed_policy_name=name, description=description, roles=[role]
@@ -68,9 +66,7 @@ class LeastPrivilegePolicy(Construct):
         self._sids.add(sid)
         findings = wildcard_findings(self, list(actions), list(resources))
         if findings and not wildcard_reason:
-            raise ValueError(
-                f"{self.node.path} statement {sid} has wildcards {findings}: give a wildcard_reason"
-            )
+            raise ValueError(f"{self.node.path} statement {sid} has wildcards {findings}: give a wildcard_reason")
         if wildcard_reason and not findings:
             raise ValueError(f"{self.node.path} statement {sid} has no wildcard: drop the wildcard_reason")
         self.policy.add_statements(

@@ -129,7 +129,6 @@ class Storage(Construct):
             _deny_other_encryption(bucket, key)
         self._acknowledge()
 
-
     def _kms_bucket(self, construct_id: str, key: kms.IKey, *, log_prefix: str, **options: Any) -> s3.Bucket:
         """A bucket encrypted with its own customer-managed key, logging to the access-log bucket."""
         return s3.Bucket(
@@ -145,6 +144,7 @@ class Storage(Construct):
             **options,
             **_bucket_defaults(self.config),
         )
+
     def notify_queue(self, queue: sqs.Queue, key: kms.Key) -> None:
         """S3 ObjectCreated under inbound/ -> ``queue`` (standard, encrypted with ``key``, which must not be
         the inbound bucket's key: the key policy would then depend on the bucket that depends on it)."""
@@ -172,14 +172,10 @@ class Storage(Construct):
             skip_checkov(handler, check, reason)
 
     def inbound_prefix_arn(self, ods_code: str | None = None) -> str:
-        return self.inbound.arn_for_objects(
-            f"{INBOUND_PREFIX}{ods_code}/*" if ods_code else f"{INBOUND_PREFIX}*"
-        )
+        return self.inbound.arn_for_objects(f"{INBOUND_PREFIX}{ods_code}/*" if ods_code else f"{INBOUND_PREFIX}*")
 
     def reports_prefix_arn(self, ods_code: str | None = None) -> str:
-        return self.reports.arn_for_objects(
-            f"{REPORTS_PREFIX}{ods_code}/*" if ods_code else f"{REPORTS_PREFIX}*"
-        )
+        return self.reports.arn_for_objects(f"{REPORTS_PREFIX}{ods_code}/*" if ods_code else f"{REPORTS_PREFIX}*")
 
     def _acknowledge(self) -> None:
         for bucket in (self.access_logs, self.inbound, self.reports):

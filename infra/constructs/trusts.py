@@ -82,10 +82,6 @@ class Trusts(Construct):
             [storage.reports.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [f"{REPORTS_PREFIX}{ods}/", f"{REPORTS_PREFIX}{ods}/*"]}},
         )
-        policy.allow(
-            "DecryptOwnReports", ["kms:Decrypt"], [keys.reports.key_arn], conditions=_s3_context(reports)
-        )
-        CfnOutput(
-            scope, "UploadRoleArn", value=role.role_arn, description=f"{trust.name}: role to assume to upload"
-        )
+        policy.allow("DecryptOwnReports", ["kms:Decrypt"], [keys.reports.key_arn], conditions=_s3_context(reports))
+        CfnOutput(scope, "UploadRoleArn", value=role.role_arn, description=f"{trust.name}: role to assume to upload")
         self.roles[ods], self.policies[ods] = role, policy

@@ -12,13 +12,17 @@ from birthnotify_cli.demo import run_demo
 pytestmark = pytest.mark.e2e
 
 
-def test_the_demo_accounts_for_every_row_and_answers_each_route(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_demo_accounts_for_every_row_and_answers_each_route(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run_demo(rows=60, output=tmp_path) == 0
     shown = capsys.readouterr().out
 
-    reconciled = re.search(r"Reconciliation: (\d+) rows in = (\d+) forwarded \+ (\d+) rejected \+ (\d+) withheld \+ "
-                           r"(\d+) held", shown)
+    reconciled = re.search(
+        r"Reconciliation: (\d+) rows in = (\d+) forwarded \+ (\d+) rejected \+ (\d+) withheld \+ "
+        r"(\d+) held",
+        shown,
+    )
     assert reconciled, shown
     rows_in, *outcomes = map(int, reconciled.groups())
     assert rows_in == 60 == sum(outcomes)
@@ -30,8 +34,9 @@ def test_the_demo_accounts_for_every_row_and_answers_each_route(tmp_path: Path,
     assert sorted(report["outcome"]["rows_in"] for report in reports) == [1, 20]
     for report in reports:
         outcome = report["outcome"]
-        assert outcome["rows_in"] == (outcome["forwarded"] + outcome["rejected"] + outcome["withheld"]
-                                      + outcome["held"])
+        assert outcome["rows_in"] == (
+            outcome["forwarded"] + outcome["rejected"] + outcome["withheld"] + outcome["held"]
+        )
     # York's held records (at least one: its agreement has lapsed) are released once an agreement is added to a
     # copy of the registry, and each reaches York's queue once; the others stay held.
     york_held = re.search(r"(\d+)  NO_AGREEMENT City of York Council \(E06000014\)", shown)

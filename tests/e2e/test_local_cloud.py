@@ -31,16 +31,30 @@ TRUST, OTHER_TRUST = "RX1", "RX2"
 ROWS = 2000
 HANG_GUARD_SECONDS = 600
 """Only to end a test that hangs: nothing here is expected to take long, on however busy a machine."""
-ENVELOPE = {"schema_version", "agreement_id", "authority_gss_code", "source", "notification_id",
-            "notification_type", "original_notification_id", "record"}
+ENVELOPE = {
+    "schema_version",
+    "agreement_id",
+    "authority_gss_code",
+    "source",
+    "notification_id",
+    "notification_type",
+    "original_notification_id",
+    "record",
+}
 POSTCODES = load_postcodes_by_district(REGISTRY_PATH.parent / "postcodes.csv")
 INGEST_POLICY = "birthnotify-local-ingest-function"
 NOT_CALLED_LOCALLY = {
     # CloudWatch Logs and X-Ray are written by Lambda's runtime, not by the handler's SDK calls; Lambda itself
     # decrypts the environment; the other KMS statements are used by S3 and SQS on the function's behalf,
     # which moto does not do.
-    "WriteOwnLogs", "XRayTracing", "DecryptOwnEnvironment", "DecryptUploads", "EncryptReports", "UseHeldKey",
-    "UsePipelineKey", "EncryptLedger",
+    "WriteOwnLogs",
+    "XRayTracing",
+    "DecryptOwnEnvironment",
+    "DecryptUploads",
+    "EncryptReports",
+    "UseHeldKey",
+    "UsePipelineKey",
+    "EncryptLedger",
     # S3 answers a missing key with 403 instead of 404 to a role without ListBucket; moto answers 404 anyway.
     "ListLedgerBucket",
 }
@@ -67,8 +81,9 @@ def cloud(tmp_path_factory):
 
 
 def synthetic_file(rows: int, seed: int, name: str, **mix) -> tuple[list[dict[str, str]], bytes]:
-    generated = list(SyntheticRows(POSTCODES, london_day(datetime.now(UTC)), seed=seed, mix=Mix(**mix) if mix else
-                                   None).rows(rows))
+    generated = list(
+        SyntheticRows(POSTCODES, london_day(datetime.now(UTC)), seed=seed, mix=Mix(**mix) if mix else None).rows(rows)
+    )
     return generated, to_bytes(generated, name)
 
 
@@ -91,23 +106,37 @@ def upload(cloud, tmp_path_factory):
     name = "births 2026-11-24.csv"
     path = tmp_path_factory.mktemp("upload") / name
     path.write_bytes(to_bytes(rows, name))
-    expected = check_file(path, trust_ods_code=TRUST, registry=REGISTRY, upload_day=today,
-                          postcodes=PostcodeDirectory.load(REGISTRY_PATH.parent / "postcodes.csv",
-                                                           REGISTRY.postcode_directory))
+    expected = check_file(
+        path,
+        trust_ods_code=TRUST,
+        registry=REGISTRY,
+        upload_day=today,
+        postcodes=PostcodeDirectory.load(REGISTRY_PATH.parent / "postcodes.csv", REGISTRY.postcode_directory),
+    )
     # The trust's own upload, through its upload role, under its prefix: S3 notifies the ingest queue.
-    cloud.client("s3", acting_as=TRUST).upload_file(str(path), cloud.resources.inbound_bucket,
-                                                    f"inbound/{TRUST}/{name}")
+    cloud.client("s3", acting_as=TRUST).upload_file(
+        str(path), cloud.resources.inbound_bucket, f"inbound/{TRUST}/{name}"
+    )
     stats = cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
-    return {"rows": rows, "expected": expected, "stats": stats, "name": name,
-            "report": report_of(cloud, TRUST, name, acting_as=TRUST), "day": today, "emails": cloud.sent_emails()}
+    return {
+        "rows": rows,
+        "expected": expected,
+        "stats": stats,
+        "name": name,
+        "report": report_of(cloud, TRUST, name, acting_as=TRUST),
+        "day": today,
+        "emails": cloud.sent_emails(),
+    }
 
 
 def drain(cloud, queue_url, acting_as=None):
     sqs, bodies = cloud.client("sqs", acting_as=acting_as), []
     while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
         bodies += [json.loads(message["Body"]) for message in messages]
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
     return bodies
 
 
@@ -137,15 +166,21 @@ def test_every_resource_of_every_template_is_created_or_listed_with_a_reason(clo
     listed = {item.logical_id for item in cloud.report.items}
     for path in cloud.template_paths:
         template = json.loads(path.read_text())
-        created = {r["LogicalResourceId"] for r in cloud.client("cloudformation").describe_stack_resources(
-            StackName=path.name.removesuffix(".template.json"))["StackResources"]}
+        created = {
+            r["LogicalResourceId"]
+            for r in cloud.client("cloudformation").describe_stack_resources(
+                StackName=path.name.removesuffix(".template.json")
+            )["StackResources"]
+        }
         assert set(template["Resources"]) <= created | listed, path.name
     assert all(item.why for item in cloud.report.items)
     applied = {item.resource_type for item in cloud.report.applied}
     assert {"Custom::S3BucketNotifications", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"} <= applied
     assert {m.function.name for m in cloud.runtime.mappings} == {"birthnotify-local-ingest", "birthnotify-local-notify"}
-    assert sorted(s.function.name for s in cloud.runtime.schedules) == ["birthnotify-local-mesh",
-                                                                        "birthnotify-local-notify"]
+    assert sorted(s.function.name for s in cloud.runtime.schedules) == [
+        "birthnotify-local-mesh",
+        "birthnotify-local-notify",
+    ]
     assert not [i for i in cloud.report.skipped if i.resource_type.startswith("Custom::")]  # none hangs the stack
     lines = "\n".join(cloud.report.lines())
     assert "local-runtime" in lines and "not-emulated" in lines
@@ -167,17 +202,17 @@ def test_the_functions_get_the_templates_environment_and_their_execution_roles(c
     # The production code path: the layer's registry names the postcode index built from the CSV, mapped.
     shipped = load_registry(ingest.environment["REGISTRY_PATH"])
     index = Path(ingest.environment["REGISTRY_PATH"]).parent / shipped.postcode_directory.file
-    assert shipped.postcode_directory.file == "postcodes.idx" and index.read_bytes()[:len(MAGIC)] == MAGIC
+    assert shipped.postcode_directory.file == "postcodes.idx" and index.read_bytes()[: len(MAGIC)] == MAGIC
     assert ingest.timeout_seconds == 600 and any(p.name == "python" for p in ingest.python_paths)
     assert set(resources.authority_queues) == {a.gss_code for a in REGISTRY.authorities}
     assert len(set(resources.authority_stacks.values())) >= 2  # the registry spans several authority stacks
     assert set(resources.trust_upload_roles) == {t.ods_code for t in REGISTRY.trusts}
     assert resources.ingest_queue_url in resources.dead_letter_queues
     for function in cloud.functions.values():
-        identity = cloud.runtime.session(function).client("sts", endpoint_url=cloud.endpoint_url) \
-            .get_caller_identity()
-        assert identity["Arn"] == (f"arn:aws:sts::123456789012:assumed-role/{function.role_arn.rsplit('/', 1)[-1]}"
-                                   f"/{function.name}")
+        identity = cloud.runtime.session(function).client("sts", endpoint_url=cloud.endpoint_url).get_caller_identity()
+        assert identity["Arn"] == (
+            f"arn:aws:sts::123456789012:assumed-role/{function.role_arn.rsplit('/', 1)[-1]}/{function.name}"
+        )
 
 
 def test_a_trusts_file_reaches_each_authority_with_only_its_agreed_fields(cloud, upload):
@@ -185,8 +220,9 @@ def test_a_trusts_file_reaches_each_authority_with_only_its_agreed_fields(cloud,
     outcome = report["outcome"]
     # What `birthnotify validate` predicts offline is what the deployed pipeline did.
     assert outcome == expected.outcome.model_dump(mode="json")
-    assert outcome["rows_in"] == ROWS == outcome["forwarded"] + outcome["rejected"] + outcome["withheld"] + \
-        outcome["held"]
+    assert (
+        outcome["rows_in"] == ROWS == outcome["forwarded"] + outcome["rejected"] + outcome["withheld"] + outcome["held"]
+    )
     assert min(outcome["rejected"], outcome["withheld"], outcome["held"]) > 0
     assert {a["gss_code"] for a in outcome["authorities"]} == {LEEDS, KENT, CAMDEN}  # York's agreement lapsed
     # Leeds, Kent and Camden are in three authority stacks: the core stack's ingest reached each by name.
@@ -215,8 +251,10 @@ def test_a_2000_row_file_goes_through_without_a_failure_or_a_retry(upload):
     # How long it takes is the machine's business (make bench measures cost); that nothing failed is ours.
     stats = upload["stats"]
     assert stats.errors == 0 and stats.failed == 0 and stats.skipped_seconds == 0
-    assert stats.by_function == {"birthnotify-local-ingest": stats.by_function["birthnotify-local-ingest"],
-                                 "birthnotify-local-notify": 1}
+    assert stats.by_function == {
+        "birthnotify-local-ingest": stats.by_function["birthnotify-local-ingest"],
+        "birthnotify-local-notify": 1,
+    }
     assert stats.by_function["birthnotify-local-ingest"] <= 2  # the upload (and perhaps S3's TestEvent)
 
 
@@ -229,8 +267,11 @@ def test_functions_run_with_lambdas_environment_and_log_as_cloudwatch_keeps_them
     assert not [key for key in keys if key.startswith("test-func.")]
     ingest = log_of(cloud, "birthnotify-local-ingest")
     assert re.search(r"^START RequestId: \S+ Version: \$LATEST$", ingest, re.MULTILINE)
-    assert re.search(r"^REPORT RequestId: \S+\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 1024 MB",
-                     ingest, re.MULTILINE)
+    assert re.search(
+        r"^REPORT RequestId: \S+\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 1024 MB",
+        ingest,
+        re.MULTILINE,
+    )
     processed = [json.loads(line) for line in ingest.splitlines() if '"message":"file processed"' in line]
     # The domain package's logger writes into the function's log, as the function's own.
     assert processed and processed[0]["service"] == "birthnotify-local-ingest"
@@ -255,8 +296,12 @@ def test_emails_tell_trust_operators_and_per_file_authorities_with_counts_only(u
         # agreement (York's lapsed).
         assert (set(authority.contact_emails) <= recipients) == (forwarded and per_file or lapsed), authority.gss_code
     assert any(h["authority_gss_code"] == YORK for h in outcome["held_by_reason"])
-    personal = {row[field] for row in upload["rows"] for field in ("baby_nhs_number", "mother_nhs_number", "postcode")
-                if row[field]}
+    personal = {
+        row[field]
+        for row in upload["rows"]
+        for field in ("baby_nhs_number", "mother_nhs_number", "postcode")
+        if row[field]
+    }
     for email in emails:
         words = set(re.findall(r"[A-Z0-9]{2,4} [0-9][A-Z]{2}|\d{10}", email["text"] + email["html"]))
         assert not words & personal, email["subject"]
@@ -265,10 +310,12 @@ def test_emails_tell_trust_operators_and_per_file_authorities_with_counts_only(u
 def test_the_digest_schedule_sends_yesterdays_digest_once(cloud, upload):
     report = upload["report"]
     event = FileProcessedEvent.model_validate({k: report[k] for k in FileProcessedEvent.model_fields if k in report})
-    yesterday = event.model_copy(update={"event_id": f"{event.event_id}-yesterday",
-                                         "processed_at": event.processed_at - timedelta(days=1)})
-    cloud.client("sqs").send_message(QueueUrl=cloud.resources.file_events_queue_url,
-                                     MessageBody=yesterday.model_dump_json())
+    yesterday = event.model_copy(
+        update={"event_id": f"{event.event_id}-yesterday", "processed_at": event.processed_at - timedelta(days=1)}
+    )
+    cloud.client("sqs").send_message(
+        QueueUrl=cloud.resources.file_events_queue_url, MessageBody=yesterday.model_dump_json()
+    )
     assert cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS).failed == 0
     before = len(cloud.sent_emails())
 
@@ -287,8 +334,10 @@ def test_a_poison_event_is_retried_after_each_visibility_timeout_then_dead_lette
     sqs = cloud.client("sqs")
     events = cloud.resources.file_events_queue_url
     attributes = sqs.get_queue_attributes(QueueUrl=events, AttributeNames=["RedrivePolicy", "VisibilityTimeout"])
-    redrive, visibility = json.loads(attributes["Attributes"]["RedrivePolicy"]), int(
-        attributes["Attributes"]["VisibilityTimeout"])
+    redrive, visibility = (
+        json.loads(attributes["Attributes"]["RedrivePolicy"]),
+        int(attributes["Attributes"]["VisibilityTimeout"]),
+    )
     cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)  # whatever earlier tests (or S3's TestEvent) left
     sqs.send_message(QueueUrl=events, MessageBody='{"not": "a file-processed event"}')
 
@@ -308,8 +357,13 @@ def test_a_poison_event_is_retried_after_each_visibility_timeout_then_dead_lette
 def test_fake_credentials_are_refused(cloud):
     import boto3
 
-    anyone = boto3.client("s3", endpoint_url=cloud.endpoint_url, region_name="eu-west-2",
-                          aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+    anyone = boto3.client(
+        "s3",
+        endpoint_url=cloud.endpoint_url,
+        region_name="eu-west-2",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106
+    )
     with pytest.raises(ClientError, match="InvalidAccessKeyId"):
         anyone.list_objects_v2(Bucket=cloud.resources.inbound_bucket)
 
@@ -319,8 +373,9 @@ def test_each_trust_and_authority_reaches_only_its_own(cloud, upload):
     resources = cloud.resources
     inbound = resources.inbound_bucket
     rows, body = synthetic_file(5, seed=21, name="weald.csv")
-    cloud.client("s3", acting_as=OTHER_TRUST).put_object(Bucket=inbound, Key=f"inbound/{OTHER_TRUST}/weald.csv",
-                                                         Body=body)
+    cloud.client("s3", acting_as=OTHER_TRUST).put_object(
+        Bucket=inbound, Key=f"inbound/{OTHER_TRUST}/weald.csv", Body=body
+    )
     assert cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS).errors == 0
     for gss in (LEEDS, KENT, CAMDEN, YORK):
         drain(cloud, resources.authority_queues[gss])
@@ -367,7 +422,7 @@ EXERCISED = {
     "ReadWriteState": r"\(AccessDenied\) when calling the PutItem operation",  # idempotency, before any send
     # GetQueueUrl, or SendMessageBatch when a warm container knows the queue's URL already
     "SendToAuthorityQueues": r"\(AccessDenied\) when calling the GetQueueUrl operation|SQS did not accept \d+ "
-                             r"message\(s\) for \S+-authority-\S+: \['AccessDenied'\]",
+    r"message\(s\) for \S+-authority-\S+: \['AccessDenied'\]",
     "SendFileEvents": r"\(AccessDenied\) when calling the SendMessage operation",
     "WriteHeldStore": r"the held store \S+ did not accept \d+ record\(s\): \['AccessDenied'\]",
     "WriteReports": r"\(AccessDenied\) when calling the PutObject operation",
@@ -384,17 +439,22 @@ def test_without_any_one_statement_of_its_policy_ingest_fails_with_access_denied
     iam, resources = cloud.client("iam"), cloud.resources
     arn, original, statements = ingest_policy_statements(cloud)
     name = f"without-{sid}.csv"
-    rows, body = synthetic_file(30, seed=100 + sorted(EXERCISED).index(sid), name=name, held=0.15,
-                                districts={LEEDS: 1.0})
+    rows, body = synthetic_file(
+        30, seed=100 + sorted(EXERCISED).index(sid), name=name, held=0.15, districts={LEEDS: 1.0}
+    )
     for queue in resources.authority_queues.values():
         drain(cloud, queue)
     held_before = len(held_records(cloud))
     log_before = len(log_of(cloud, "birthnotify-local-ingest"))
-    reduced = iam.create_policy_version(PolicyArn=arn, SetAsDefault=True, PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [s for s in statements if s["Sid"] != sid]}))["PolicyVersion"]
+    reduced = iam.create_policy_version(
+        PolicyArn=arn,
+        SetAsDefault=True,
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [s for s in statements if s["Sid"] != sid]}),
+    )["PolicyVersion"]
     try:
-        cloud.client("s3", acting_as=TRUST).put_object(Bucket=resources.inbound_bucket, Key=f"inbound/{TRUST}/{name}",
-                                                       Body=body)
+        cloud.client("s3", acting_as=TRUST).put_object(
+            Bucket=resources.inbound_bucket, Key=f"inbound/{TRUST}/{name}", Body=body
+        )
         if sid == "ConsumeIngestQueue":
             with pytest.raises(ClientError, match=EXERCISED[sid]):
                 cloud.runtime.poll_once()  # the event source mapping cannot receive
@@ -438,12 +498,20 @@ def reupload(cloud):
     first_report = report_of(cloud, TRUST, name, key=first_key)
     second_version = trust.put_object(Bucket=resources.inbound_bucket, Key=key, Body=body)["VersionId"]
     # The operator looks at the ingest queue's event without taking it.
-    [event] = cloud.client("sqs").receive_message(QueueUrl=resources.ingest_queue_url, VisibilityTimeout=0,
-                                                  MaxNumberOfMessages=10)["Messages"]
+    [event] = cloud.client("sqs").receive_message(
+        QueueUrl=resources.ingest_queue_url, VisibilityTimeout=0, MaxNumberOfMessages=10
+    )["Messages"]
     second_run = cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
-    return {"versions": (first_version, second_version), "event": json.loads(event["Body"]), "name": name,
-            "first_key": first_key, "first_report": first_report, "runs": (first_run, second_run),
-            "leeds": drain(cloud, resources.authority_queues[LEEDS]), "emails": cloud.sent_emails()[emails_before:]}
+    return {
+        "versions": (first_version, second_version),
+        "event": json.loads(event["Body"]),
+        "name": name,
+        "first_key": first_key,
+        "first_report": first_report,
+        "runs": (first_run, second_run),
+        "leeds": drain(cloud, resources.authority_queues[LEEDS]),
+        "emails": cloud.sent_emails()[emails_before:],
+    }
 
 
 def test_a_reupload_to_the_same_key_is_a_new_object_version_named_in_its_event(reupload):
@@ -463,14 +531,19 @@ def test_a_reupload_of_identical_content_keeps_the_first_report_and_forwards_not
     # The second upload's own report, beside the first (both may carry the same second in their keys, so
     # told apart by key, not by which sorts last).
     s3, folder = cloud.client("s3"), reupload["first_key"].rsplit("/", 1)[0] + "/"
-    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=cloud.resources.reports_bucket, Prefix=folder)[
-        "Contents"] if item["Key"].endswith(".json")]
+    keys = [
+        item["Key"]
+        for item in s3.list_objects_v2(Bucket=cloud.resources.reports_bucket, Prefix=folder)["Contents"]
+        if item["Key"].endswith(".json")
+    ]
     [second_key] = [key for key in keys if key != reupload["first_key"]]
     second = report_of(cloud, TRUST, reupload["name"], key=second_key)
     assert second["status"] == "DUPLICATE" and second["duplicate_of"]["report_key"] == reupload["first_key"]
     to_trust = [m["subject"] for m in reupload["emails"] if m["to"] == REGISTRY.trust(TRUST).contact_emails]
-    assert to_trust == [f"File processed: {reupload['name']}: 20 forwarded, 0 rejected",
-                        f"Already processed: {reupload['name']}"]
+    assert to_trust == [
+        f"File processed: {reupload['name']}: 20 forwarded, 0 rejected",
+        f"Already processed: {reupload['name']}",
+    ]
 
 
 def test_a_nems_bundle_uploaded_by_the_trust_reaches_leeds_through_the_deployed_stack(cloud, tmp_path):
@@ -478,17 +551,22 @@ def test_a_nems_bundle_uploaded_by_the_trust_reaches_leeds_through_the_deployed_
 
     example, generated, _by_mesh = demo_bundles(tmp_path, seed=3)  # the published example, dates moved; one for Kent
     for bundle in (example, generated):
-        cloud.client("s3", acting_as=TRUST).upload_file(str(bundle), cloud.resources.inbound_bucket,
-                                                        f"inbound/{TRUST}/{bundle.name}")
+        cloud.client("s3", acting_as=TRUST).upload_file(
+            str(bundle), cloud.resources.inbound_bucket, f"inbound/{TRUST}/{bundle.name}"
+        )
     stats = cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
     assert stats.errors == 0 and stats.failed == 0
 
     report = report_of(cloud, TRUST, example.name, acting_as=TRUST)
     assert (report["outcome"]["rows_in"], report["outcome"]["forwarded"]) == (1, 1)
-    assert [(w["field"], w["code"]) for w in report["warnings"]] == [("mother Patient.identifier",
-                                                                      "NHS_NUMBER_CHECKSUM")]
-    [message] = [body for body in drain(cloud, cloud.resources.authority_queues[LEEDS], acting_as=LEEDS)
-                 if body["notification_id"] == "85b9d933-b3e2-41a7-a8f2-f5ee7be4ee82"]
+    assert [(w["field"], w["code"]) for w in report["warnings"]] == [
+        ("mother Patient.identifier", "NHS_NUMBER_CHECKSUM")
+    ]
+    [message] = [
+        body
+        for body in drain(cloud, cloud.resources.authority_queues[LEEDS], acting_as=LEEDS)
+        if body["notification_id"] == "85b9d933-b3e2-41a7-a8f2-f5ee7be4ee82"
+    ]
     allowed = REGISTRY.authority(LEEDS).agreement_on(london_day(datetime.now(UTC))).allowed_fields
     assert set(message["record"]) == allowed - {"mother_nhs_number", "address_line_3", "address_line_4"}
     assert message["record"]["postcode"] == "LS17 7DF"
@@ -508,8 +586,11 @@ FILES_WORKFLOW, REPORTS_WORKFLOW = "BIRTHNOTIFY_FILES_1", "BIRTHNOTIFY_REPORTS_1
 def mesh_send(cloud, sender: str, body: bytes, file_name: str, chunk_bytes: int | None = None) -> str:
     """A trust's (or anyone's) MESH client sends to the service's mailbox on the local cloud's sandbox."""
     with cloud.mesh.client(sender) as client:
-        return str(client.send_message("X26ABC1", body, workflow_id=FILES_WORKFLOW, filename=file_name,
-                                       max_chunk_size=chunk_bytes))
+        return str(
+            client.send_message(
+                "X26ABC1", body, workflow_id=FILES_WORKFLOW, filename=file_name, max_chunk_size=chunk_bytes
+            )
+        )
 
 
 def mesh_inbox(cloud, mailbox: str = "X26ABC1", workflow: str | None = None, read: bool = False) -> list:
@@ -546,10 +627,18 @@ def by_mesh(cloud):
     large = mesh_send(cloud, MESH_TRUST_MAILBOX, b"x" * (17 * 1024 * 1024), "births.txt", chunk_bytes=6 * 1024 * 1024)
     run = mesh_run(cloud)
     stats = cloud.run_until_idle(timeout_seconds=HANG_GUARD_SECONDS)
-    return {"rows": rows, "body": body, "sent": sent, "stranger": stranger, "large": large, "run": run,
-            "stats": stats, "leeds": drain(cloud, resources.authority_queues[LEEDS], acting_as=LEEDS),
-            "back": mesh_inbox(cloud, MESH_TRUST_MAILBOX, REPORTS_WORKFLOW, read=True),
-            "emails": cloud.sent_emails()[emails_before:]}
+    return {
+        "rows": rows,
+        "body": body,
+        "sent": sent,
+        "stranger": stranger,
+        "large": large,
+        "run": run,
+        "stats": stats,
+        "leeds": drain(cloud, resources.authority_queues[LEEDS], acting_as=LEEDS),
+        "back": mesh_inbox(cloud, MESH_TRUST_MAILBOX, REPORTS_WORKFLOW, read=True),
+        "emails": cloud.sent_emails()[emails_before:],
+    }
 
 
 def test_a_trust_sends_by_mesh_and_its_report_comes_back_to_its_mailbox(cloud, by_mesh):
@@ -568,14 +657,17 @@ def test_a_trust_sends_by_mesh_and_its_report_comes_back_to_its_mailbox(cloud, b
 
 def test_mesh_messages_the_pipeline_cannot_take_are_quarantined_streamed_whole_and_reported(cloud, by_mesh):
     run = by_mesh["run"]
-    assert run.result["quarantined"] == {by_mesh["stranger"]: "UNKNOWN_SENDER",
-                                         by_mesh["large"]: "UNREADABLE_FILE_NAME"}
+    assert run.result["quarantined"] == {
+        by_mesh["stranger"]: "UNKNOWN_SENDER",
+        by_mesh["large"]: "UNREADABLE_FILE_NAME",
+    }
     s3, inbound = cloud.client("s3"), cloud.resources.inbound_bucket
     large = s3.head_object(Bucket=inbound, Key=f"quarantine/mesh-{by_mesh['large']}", PartNumber=1)
     assert large["PartsCount"] == 3 and large["ContentLength"] == 8 * 1024 * 1024  # a multipart upload, as its role
     alerts = [email for email in by_mesh["emails"] if email["subject"].startswith("MESH message quarantined")]
     assert sorted(email["subject"].rsplit(" ", 1)[-1] for email in alerts) == sorted(
-        [by_mesh["stranger"], by_mesh["large"]])
+        [by_mesh["stranger"], by_mesh["large"]]
+    )
     assert all(email["to"] == REGISTRY.operator_emails for email in alerts)
     assert not [email for email in alerts if "births" in email["text"] + email["html"]]  # no file name
     log = log_of(cloud, MESH_FUNCTION)
@@ -590,8 +682,14 @@ EXERCISED_BY_MESH = {
     "StoreMessages": r"\(AccessDenied\) when calling the PutObject operation",
     "SendQuarantineNotices": r"SendMessage operation",
 }
-MESH_NOT_CALLED_LOCALLY = {"WriteOwnLogs", "XRayTracing", "DecryptOwnEnvironment", "EncryptInbound", "UsePipelineKey",
-                           "DecryptMeshSecret"}
+MESH_NOT_CALLED_LOCALLY = {
+    "WriteOwnLogs",
+    "XRayTracing",
+    "DecryptOwnEnvironment",
+    "EncryptInbound",
+    "UsePipelineKey",
+    "DecryptMeshSecret",
+}
 
 
 def mesh_policy_statements(cloud) -> tuple[str, str, list[dict]]:
@@ -611,12 +709,16 @@ def test_without_any_one_statement_of_its_policy_mesh_fails_and_acknowledges_not
     iam = cloud.client("iam")
     arn, original, statements = mesh_policy_statements(cloud)
     sender = STRANGER_MAILBOX if sid == "SendQuarantineNotices" else MESH_TRUST_MAILBOX
-    _, body = synthetic_file(5, seed=200 + sorted(EXERCISED_BY_MESH).index(sid), name="births.csv",
-                             districts={LEEDS: 1.0})
+    _, body = synthetic_file(
+        5, seed=200 + sorted(EXERCISED_BY_MESH).index(sid), name="births.csv", districts={LEEDS: 1.0}
+    )
     message_id = mesh_send(cloud, sender, body, "births.csv")
     log_before = len(log_of(cloud, MESH_FUNCTION))
-    reduced = iam.create_policy_version(PolicyArn=arn, SetAsDefault=True, PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [s for s in statements if s["Sid"] != sid]}))["PolicyVersion"]
+    reduced = iam.create_policy_version(
+        PolicyArn=arn,
+        SetAsDefault=True,
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [s for s in statements if s["Sid"] != sid]}),
+    )["PolicyVersion"]
     function = cloud.runtime.function(MESH_FUNCTION)
     function.module, function.modules = None, {}  # a new container: it reads the secret again (else cached)
     try:

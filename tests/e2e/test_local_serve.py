@@ -45,17 +45,31 @@ def run(command: str, variables: dict[str, str], cwd: Path) -> subprocess.Comple
         name, value = words.pop(0).split("=", 1)
         environment[name] = value
     words[0] = str(BIN / Path(words[0]).name) if words[0].startswith(".venv/bin/") else words[0]
-    return subprocess.run(words, cwd=cwd, env=environment, capture_output=True, text=True, timeout=120,  # noqa: S603
-                          check=False)  # the commands the local cloud printed
+    return subprocess.run(  # noqa: S603
+        words,
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # the commands the local cloud printed
 
 
 def test_serve_prints_how_to_act_as_a_trust_and_a_council_and_those_commands_work(tmp_path):
     printed: list[str] = []
     stop = threading.Event()
     port = free_port()
-    server = threading.Thread(target=serve, kwargs={"port": port, "workdir": tmp_path / "cloud",
-                                                    "progress": printed.append, "poll_interval_seconds": 0.1,
-                                                    "until": stop})
+    server = threading.Thread(
+        target=serve,
+        kwargs={
+            "port": port,
+            "workdir": tmp_path / "cloud",
+            "progress": printed.append,
+            "poll_interval_seconds": 0.1,
+            "until": stop,
+        },
+    )
     server.start()
     try:
         deadline = time.monotonic() + 600  # a hang guard, not a speed limit

@@ -53,5 +53,6 @@ def full_template(full: Synthesis) -> Template:
 def national(tmp_path_factory: pytest.TempPathFactory) -> Synthesis:
     generated = write_national_registry(tmp_path_factory.mktemp("national-registry"), trusts=NATIONAL_TRUSTS)
     registry = without_placeholders(generated, tmp_path_factory.mktemp("national-registry-for-prod"))
-    return synth_app("prod", tmp_path_factory.mktemp("cdk-national"),
-                     {**PRODUCTION_ADDRESSES, "registry_path": str(registry)})
+    return synth_app(
+        "prod", tmp_path_factory.mktemp("cdk-national"), {**PRODUCTION_ADDRESSES, "registry_path": str(registry)}
+    )

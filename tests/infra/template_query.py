@@ -82,9 +82,7 @@ def role_of(template: dict, role_name: str) -> tuple[str, dict]:
 
 def trusted_principals(role: dict) -> list:
     return [
-        p
-        for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        for p in as_list(s["Principal"]["AWS"])
+        p for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"] for p in as_list(s["Principal"]["AWS"])
     ]
 
 

@@ -49,7 +49,9 @@ def test_context_defaults_to_a_disposable_dev_stage_and_prod_retains(tmp_path):
 
 def test_context_values_from_the_cli_are_converted():
     cfg = config(
-        raw_upload_retention_days="14", held_reviewer_principals="arn:a, arn:b", email_transport="notify",
+        raw_upload_retention_days="14",
+        held_reviewer_principals="arn:a, arn:b",
+        email_transport="notify",
         notify_template_id="f33517ff-2a88-4f6e-b855-c550268ce08a",
     )
     assert (cfg.raw_upload_retention_days, cfg.held_reviewer_principals) == (14, ("arn:a", "arn:b"))
@@ -80,12 +82,21 @@ def test_prod_refuses_placeholders_naming_every_one_and_dev_keeps_them(tmp_path)
         config(stage="prod")
     message = str(refused.value)
     assert message.startswith("stage prod refuses placeholder values")
-    for setting in ("context email_sender=", "context consumer_guide_url=", "operator_emails=",
-                    "trust RX1 contact_emails=", "trust RX1 uploader_principals=", "trust RX2 uploader_principals=",
-                    "authority E08000035 consumer_principals=", "authority E10000016 consumer_principals=",
-                    "authority E09000007 contact_emails=", "authority E06000014 contact_emails=",
-                    "authority W06000015 contact_emails=", "authority W06000015 consumer_principals=",
-                    "trust RX2 mesh_mailbox="):
+    for setting in (
+        "context email_sender=",
+        "context consumer_guide_url=",
+        "operator_emails=",
+        "trust RX1 contact_emails=",
+        "trust RX1 uploader_principals=",
+        "trust RX2 uploader_principals=",
+        "authority E08000035 consumer_principals=",
+        "authority E10000016 consumer_principals=",
+        "authority E09000007 contact_emails=",
+        "authority E06000014 contact_emails=",
+        "authority W06000015 contact_emails=",
+        "authority W06000015 consumer_principals=",
+        "trust RX2 mesh_mailbox=",
+    ):
         assert f"\n  {setting}" in message or f"config/registry.toml {setting}" in message, setting
     assert message.count("\n  ") == 17  # one line per offending value, nothing else
     assert config().email_sender.endswith("@example.nhs.uk")  # dev and the local cloud: placeholders are fine
@@ -95,21 +106,24 @@ def test_prod_refuses_placeholders_naming_every_one_and_dev_keeps_them(tmp_path)
         config(stage="prod", **{**real, "held_reviewer_principals": "arn:aws:iam::123456789012:role/r"})
 
 
-@pytest.mark.parametrize(("value", "placeholder"), [
-    ("birth-notifications@example.nhs.uk", True),
-    ("childrens-centres@leeds.example.gov.uk", True),
-    ("someone@example.com", True),
-    ("https://birth-notifications.example.nhs.uk/guide", True),
-    ("ops@trust.test", True),
-    ("arn:aws:iam::111111111111:role/upload", True),
-    ("arn:aws:iam::123456789012:role/upload", True),
-    ("birth-notifications@nhs.net", False),
-    ("https://www.leeds.gov.uk/birth-notifications", False),
-    ("arn:aws:iam::210987654321:role/upload", False),
-    ("examples@leeds.gov.uk", False),  # a word, not an example domain
-    ("X26ABC2", True),  # a mesh-sandbox mailbox
-    ("RX2OT001", False),
-])
+@pytest.mark.parametrize(
+    ("value", "placeholder"),
+    [
+        ("birth-notifications@example.nhs.uk", True),
+        ("childrens-centres@leeds.example.gov.uk", True),
+        ("someone@example.com", True),
+        ("https://birth-notifications.example.nhs.uk/guide", True),
+        ("ops@trust.test", True),
+        ("arn:aws:iam::111111111111:role/upload", True),
+        ("arn:aws:iam::123456789012:role/upload", True),
+        ("birth-notifications@nhs.net", False),
+        ("https://www.leeds.gov.uk/birth-notifications", False),
+        ("arn:aws:iam::210987654321:role/upload", False),
+        ("examples@leeds.gov.uk", False),  # a word, not an example domain
+        ("X26ABC2", True),  # a mesh-sandbox mailbox
+        ("RX2OT001", False),
+    ],
+)
 def test_placeholders_are_example_domains_and_invented_accounts(value, placeholder):
     assert (placeholder_reason(value) is not None) == placeholder
 
@@ -120,9 +134,22 @@ def test_make_synth_for_prod_refuses_placeholders_with_one_clear_message(tmp_pat
     import subprocess
 
     done = subprocess.run(  # noqa: S603
-        [str(ROOT / "node_modules" / ".bin" / "cdk"), "synth", "--context", "stage=prod", "--quiet",
-         "--output", str(tmp_path / "cdk.out")], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "18,20,22"})
+        [
+            str(ROOT / "node_modules" / ".bin" / "cdk"),
+            "synth",
+            "--context",
+            "stage=prod",
+            "--quiet",
+            "--output",
+            str(tmp_path / "cdk.out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "18,20,22"},
+    )
     assert done.returncode != 0
     assert "birthnotify: stage prod refuses placeholder values" in done.stderr
     assert "Traceback" not in done.stderr
@@ -147,11 +174,7 @@ def test_dependency_layer_holds_arm64_cpython313_wheels_without_the_runtimes_own
     again, same_key = dependencies_layer_dir()
     assert (again, same_key) == (directory, key)  # cached: the second call builds nothing
     site = directory / "python"
-    assert (
-        (site / "aws_lambda_powertools").is_dir()
-        and (site / "pydantic").is_dir()
-        and (site / "tzdata").is_dir()
-    )
+    assert (site / "aws_lambda_powertools").is_dir() and (site / "pydantic").is_dir() and (site / "tzdata").is_dir()
     cores = list((site / "pydantic_core").glob("_pydantic_core.cpython-313-aarch64-linux-gnu.so"))
     assert cores, "pydantic_core must be the Lambda platform's wheel"
     names = {p.name.split("-")[0].lower() for p in site.iterdir()}
@@ -204,10 +227,12 @@ def test_a_checkov_suppression_needs_a_specific_reason_and_lands_in_the_resource
     with pytest.raises(ValueError, match="already skipped"):
         skip_checkov(bucket, "CKV_AWS_18", "A reason long enough to say why this finding is acceptable here.")
     [resource] = Template.from_stack(stack).to_json()["Resources"].values()
-    assert resource["Metadata"]["checkov"] == {"skip": [
-        {"id": "CKV_AWS_18", "comment": "A reason long enough to say why this finding is acceptable here."},
-        {"id": "CKV_AWS_21", "comment": "Another reason long enough to say why this one is acceptable here."},
-    ]}
+    assert resource["Metadata"]["checkov"] == {
+        "skip": [
+            {"id": "CKV_AWS_18", "comment": "A reason long enough to say why this finding is acceptable here."},
+            {"id": "CKV_AWS_21", "comment": "Another reason long enough to say why this one is acceptable here."},
+        ]
+    }
 
 
 def test_the_generated_national_registry_is_every_childrens_services_authority_and_validates(tmp_path):
@@ -215,7 +240,8 @@ def test_the_generated_national_registry_is_every_childrens_services_authority_a
     current = [r for r in rows if r["current"] == "True"]
     registry = load_registry(write_national_registry(tmp_path, trusts=3))  # validated as any registry is
     assert {a.gss_code for a in registry.authorities} == {
-        r["gss_code"] for r in current if r["childrens_services_gss"] == r["gss_code"]}
+        r["gss_code"] for r in current if r["childrens_services_gss"] == r["gss_code"]
+    }
     assert len(registry.authorities) == 175 and len(registry.trusts) == 3
     assert all(a.agreements and a.consumer_principals for a in registry.authorities)
     # A two-tier county serves its current districts: a district's births route to its county.
@@ -225,7 +251,12 @@ def test_the_generated_national_registry_is_every_childrens_services_authority_a
 
 def test_an_authority_belongs_to_the_block_of_25_codes_it_falls_in():
     assert [shard_of(code) for code in ("E06000001", "E06000024", "E06000025", "E08000035", "W06000024")] == [
-        "E06-0", "E06-0", "E06-1", "E08-1", "W06-0"]
+        "E06-0",
+        "E06-0",
+        "E06-1",
+        "E08-1",
+        "W06-0",
+    ]
     assert shard_range("E08-1") == ("E08000025", "E08000049")
     with pytest.raises(ValueError, match="not a GSS code"):
         shard_of("E0600001")
@@ -247,13 +278,18 @@ def test_the_config_layer_ships_the_postcode_index_built_from_the_registrys_csv_
     staged = config_layer_dir(config(), registry, cache=tmp_path)
     assert config_layer_dir(config(), registry, cache=tmp_path) == staged  # built once, then reused
     files = staged / "config"
-    assert sorted(p.name for p in files.iterdir()) == ["authorities-england-wales.csv", "postcodes.idx",
-                                                       "registry.toml"]
+    assert sorted(p.name for p in files.iterdir()) == [
+        "authorities-england-wales.csv",
+        "postcodes.idx",
+        "registry.toml",
+    ]
     shipped = load_registry(files / "registry.toml")
     assert shipped.postcode_directory.file == "postcodes.idx"
-    assert shipped.model_dump() == {**registry.model_dump(), "postcode_directory": {
-        **registry.postcode_directory.model_dump(), "file": "postcodes.idx"}}
-    assert (files / "postcodes.idx").read_bytes()[:len(MAGIC)] == MAGIC
+    assert shipped.model_dump() == {
+        **registry.model_dump(),
+        "postcode_directory": {**registry.postcode_directory.model_dump(), "file": "postcodes.idx"},
+    }
+    assert (files / "postcodes.idx").read_bytes()[: len(MAGIC)] == MAGIC
     index = PostcodeDirectory.load(files / "postcodes.idx", shipped.postcode_directory)
     extract = DEFAULT_REGISTRY.parent / "postcodes.csv"
     from_csv = PostcodeDirectory.load(extract, registry.postcode_directory)
@@ -261,11 +297,14 @@ def test_the_config_layer_ships_the_postcode_index_built_from_the_registrys_csv_
     assert len(index) == len(postcodes) and all(index.lookup(p) == from_csv.lookup(p) for p in postcodes)
 
 
-@pytest.mark.parametrize(("old", "new", "refused"), [
-    ('file = "postcodes.csv"\n', "", False),  # relying on the default: the shipped copy gains the line
-    ("[postcode_directory]\n", "", False),  # no table at all: the shipped copy gains one
-    ('file = "postcodes.csv"\n', 'file = """\npostcodes.csv"""\n', True),  # over two lines: not rewritten
-])
+@pytest.mark.parametrize(
+    ("old", "new", "refused"),
+    [
+        ('file = "postcodes.csv"\n', "", False),  # relying on the default: the shipped copy gains the line
+        ("[postcode_directory]\n", "", False),  # no table at all: the shipped copy gains one
+        ('file = "postcodes.csv"\n', 'file = """\npostcodes.csv"""\n', True),  # over two lines: not rewritten
+    ],
+)
 def test_the_shipped_registry_names_the_index_however_the_registry_names_its_directory(tmp_path, old, new, refused):
     folder = tmp_path / "config"
     shutil.copytree(DEFAULT_REGISTRY.parent, folder)
@@ -273,7 +312,7 @@ def test_the_shipped_registry_names_the_index_however_the_registry_names_its_dir
     assert old in text
     if old.startswith("[postcode_directory]"):  # drop the whole table
         start = text.index(old)
-        text = text[:start] + text[text.index("\n\n", start):]
+        text = text[:start] + text[text.index("\n\n", start) :]
     else:
         text = text.replace(old, new, 1)
     (folder / "registry.toml").write_text(text)

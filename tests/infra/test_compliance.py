@@ -89,9 +89,9 @@ def test_each_secret_is_readable_by_the_functions_that_use_it_only(full):
     assert ledger["Properties"]["KmsKeyId"] == arn(key_id(t, "KeysLedger"))
     for value in (secret, mesh):
         assert value["Properties"]["KmsKeyId"] == arn(key_id(t, "KeysOps"))
-    variables = one(t, "AWS::Lambda::Function", FunctionName="birthnotify-prod-notify")[1]["Properties"][
-        "Environment"
-    ]["Variables"]
+    variables = one(t, "AWS::Lambda::Function", FunctionName="birthnotify-prod-notify")[1]["Properties"]["Environment"][
+        "Variables"
+    ]
     assert variables["NOTIFY_API_KEY_SECRET_ID"] == {"Ref": secret_id}
     assert variables["MESH_SECRET_ID"] == {"Ref": mesh_id}
     assert variables["EMAIL_TRANSPORT"] == "notify"
@@ -99,16 +99,26 @@ def test_each_secret_is_readable_by_the_functions_that_use_it_only(full):
     for value in resources(t, "AWS::IAM::ManagedPolicy").values():
         for statement in value["Properties"]["PolicyDocument"]["Statement"]:
             if "secretsmanager" in json.dumps(statement["Action"]):
-                readers.append((value["Properties"]["ManagedPolicyName"], statement["Action"],
-                                sorted(json.dumps(r) for r in as_list(statement["Resource"]))))
-    assert sorted(readers) == sorted([
-        ("birthnotify-prod-notify-function", "secretsmanager:GetSecretValue",
-         sorted(json.dumps({"Ref": i}) for i in (mesh_id, secret_id))),
-        ("birthnotify-prod-mesh-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": mesh_id})]),
-        ("birthnotify-prod-ingest-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
-        ("birthnotify-prod-ledger-auditor", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
-        ("birthnotify-prod-held-reviewer", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
-    ])
+                readers.append(
+                    (
+                        value["Properties"]["ManagedPolicyName"],
+                        statement["Action"],
+                        sorted(json.dumps(r) for r in as_list(statement["Resource"])),
+                    )
+                )
+    assert sorted(readers) == sorted(
+        [
+            (
+                "birthnotify-prod-notify-function",
+                "secretsmanager:GetSecretValue",
+                sorted(json.dumps({"Ref": i}) for i in (mesh_id, secret_id)),
+            ),
+            ("birthnotify-prod-mesh-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": mesh_id})]),
+            ("birthnotify-prod-ingest-function", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
+            ("birthnotify-prod-ledger-auditor", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
+            ("birthnotify-prod-held-reviewer", "secretsmanager:GetSecretValue", [json.dumps({"Ref": ledger_id})]),
+        ]
+    )
 
 
 def test_the_held_reviewer_role_is_limited_to_the_held_store_and_key_and_what_release_and_redelivery_need(full):
@@ -118,15 +128,25 @@ def test_the_held_reviewer_role_is_limited_to_the_held_store_and_key_and_what_re
     assert [principal] == DOCUMENTED_CONTEXT["held_reviewer_principals"]
     held, _ = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-prod-held")
     statements = {s["Sid"]: s for s in policy_of(t, role_id)}
-    assert statements["ReviewHeldStore"]["Resource"] == [
-        arn(held), {"Fn::Join": ["", [arn(held), "/index/open"]]}]
+    assert statements["ReviewHeldStore"]["Resource"] == [arn(held), {"Fn::Join": ["", [arn(held), "/index/open"]]}]
     assert statements["UseHeldKey"]["Resource"] == arn(key_id(t, "KeysHeld"))
     # Release and re-delivery: sends to the authority queues (never their DLQs) and the file-events queue, and
     # reads of the reports and the uploads they name; nothing else.
-    assert set(statements) == {"ReviewHeldStore", "UseHeldKey", "SendToAuthorityQueues", "SendFileEvents",
-                               "UsePipelineKey", "ReadProgress", "ListReportsAndUploads", "ReadReportsAndUploads",
-                               "DecryptReportsAndUploads", "ReadStackOutputs",
-                               "WriteLedger", "EncryptLedger", "ReadLedgerKey"}  # its actions' ledger entries
+    assert set(statements) == {
+        "ReviewHeldStore",
+        "UseHeldKey",
+        "SendToAuthorityQueues",
+        "SendFileEvents",
+        "UsePipelineKey",
+        "ReadProgress",
+        "ListReportsAndUploads",
+        "ReadReportsAndUploads",
+        "DecryptReportsAndUploads",
+        "ReadStackOutputs",
+        "WriteLedger",
+        "EncryptLedger",
+        "ReadLedgerKey",
+    }  # its actions' ledger entries
     ledger = next(k for k in resources(t, "AWS::S3::Bucket") if k.startswith("LedgerBucket"))
     assert statements["WriteLedger"]["Resource"] == {"Fn::Join": ["", [arn(ledger), "/ledger/*"]]}
     assert "birthnotify-prod-authority-?????????.fifo" in json.dumps(statements["SendToAuthorityQueues"]["Resource"])
@@ -144,10 +164,16 @@ def test_the_notify_function_reads_only_the_held_stores_open_index(full):
     t = full.template
     role_id, _ = role_of(t, "birthnotify-prod-notify-function")
     held, _ = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-prod-held")
-    on_held = [s for s in policy_of(t, role_id) if arn(held) == s["Resource"] or arn(held) in as_list(s["Resource"])
-               or "/index/open" in json.dumps(s["Resource"])]
+    on_held = [
+        s
+        for s in policy_of(t, role_id)
+        if arn(held) == s["Resource"]
+        or arn(held) in as_list(s["Resource"])
+        or "/index/open" in json.dumps(s["Resource"])
+    ]
     assert [(s["Sid"], s["Action"], s["Resource"]) for s in on_held] == [
-        ("CountHeldRecords", "dynamodb:Query", {"Fn::Join": ["", [arn(held), "/index/open"]]})]
+        ("CountHeldRecords", "dynamodb:Query", {"Fn::Join": ["", [arn(held), "/index/open"]]})
+    ]
 
 
 def test_the_ledger_auditor_role_may_read_the_ledger_and_its_key_and_nothing_else(full):

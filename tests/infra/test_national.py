@@ -34,8 +34,9 @@ def registry_of(synthesis):
 
 def test_the_national_registry_is_every_current_childrens_services_authority(national):
     registry = registry_of(national)
-    expected = {r["gss_code"] for r in councils() if r["current"] == "True" and r["childrens_services_gss"] == r[
-        "gss_code"]}
+    expected = {
+        r["gss_code"] for r in councils() if r["current"] == "True" and r["childrens_services_gss"] == r["gss_code"]
+    }
     assert {a.gss_code for a in registry.authorities} == expected and len(expected) == 175
     assert all(a.agreements and a.consumer_principals for a in registry.authorities)
     assert len(registry.trusts) >= 5 and all(t.uploader_principals for t in registry.trusts)
@@ -47,7 +48,9 @@ def test_every_stack_is_within_cloudformations_limits(national):
         template, path = national.template_of(stack), national.path_of(stack)
         size = (len(template["Resources"]), len(template.get("Outputs", {})), path.stat().st_size)
         assert size[0] <= MAX_RESOURCES and size[1] <= MAX_OUTPUTS and size[2] <= MAX_TEMPLATE_BYTES, (
-            stack.stack_name, size)
+            stack.stack_name,
+            size,
+        )
     # Bounded by construction: a shard holds at most SHARD_SPAN authorities, whatever the registry.
     assert max(len(s.authorities.by_gss) for s in national.authority_stacks) <= SHARD_SPAN
 

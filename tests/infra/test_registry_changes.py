@@ -40,12 +40,15 @@ def test_only_the_new_authorities_stacks_differ(dev, grown):
     assert set(before) - set(after) == set()
     changed = {name for name in before if name != dev.stack.stack_name and before[name] != after[name]}
     assert changed == {"BirthNotifications-dev-Authorities-E06-0"}  # Hull's, beside York
-    york_and_hull = differing(before["BirthNotifications-dev-Authorities-E06-0"],
-                              after["BirthNotifications-dev-Authorities-E06-0"])
+    york_and_hull = differing(
+        before["BirthNotifications-dev-Authorities-E06-0"], after["BirthNotifications-dev-Authorities-E06-0"]
+    )
     assert york_and_hull and all(HULL.gss_code in logical_id for logical_id in york_and_hull)  # York untouched
-    assert all(BOLTON.gss_code in logical_id
-               for logical_id in after["BirthNotifications-dev-Authorities-E08-0"]["Resources"]
-               if logical_id.startswith("Authorities"))
+    assert all(
+        BOLTON.gss_code in logical_id
+        for logical_id in after["BirthNotifications-dev-Authorities-E08-0"]["Resources"]
+        if logical_id.startswith("Authorities")
+    )
 
 
 def test_the_core_stack_changes_only_the_registry_its_config_layer_carries(dev, grown):

@@ -42,8 +42,12 @@ def function(template: dict, name: str) -> dict:
 def bucket_ids(t: dict) -> dict[str, str]:
     return {
         name: next(k for k in resources(t, "AWS::S3::Bucket") if k.startswith(prefix))
-        for name, prefix in (("Inbound", "StorageInbound"), ("Reports", "StorageReports"),
-                             ("AccessLogs", "StorageAccessLogs"), ("Ledger", "LedgerBucket"))
+        for name, prefix in (
+            ("Inbound", "StorageInbound"),
+            ("Reports", "StorageReports"),
+            ("AccessLogs", "StorageAccessLogs"),
+            ("Ledger", "LedgerBucket"),
+        )
     }
 
 
@@ -60,9 +64,9 @@ def test_data_buckets_are_encrypted_with_their_own_keys_and_log_access(dev):
         assert rule["BucketKeyEnabled"] is False  # per-object encryption context for the trusts' conditions
         assert props["LoggingConfiguration"]["DestinationBucketName"] == ref(buckets["AccessLogs"])
     logs = t["Resources"][buckets["AccessLogs"]]["Properties"]
-    assert logs["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
-        "ServerSideEncryptionByDefault"
-    ] == {"SSEAlgorithm": "AES256"}  # the only encryption S3 server access logging can deliver to
+    assert logs["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }  # the only encryption S3 server access logging can deliver to
 
 
 def test_every_bucket_is_private_versioned_and_owner_enforced(dev):
@@ -89,13 +93,10 @@ def test_every_bucket_policy_denies_anything_but_tls_1_2(dev):
     for statements in policies.values():
         denies = [s for s in statements if s["Effect"] == "Deny" and s["Principal"] == {"AWS": "*"}]
         assert any(
-            s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} and s["Action"] == "s3:*"
-            for s in denies
+            s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} and s["Action"] == "s3:*" for s in denies
         )
         assert any(s.get("Condition") == {"NumericLessThan": {"s3:TlsVersion": 1.2}} for s in denies)
-        assert not [
-            s for s in statements if s["Effect"] == "Allow" and s.get("Principal") in ("*", {"AWS": "*"})
-        ]
+        assert not [s for s in statements if s["Effect"] == "Allow" and s.get("Principal") in ("*", {"AWS": "*"})]
 
 
 def test_raw_uploads_expire_and_the_inbound_bucket_refuses_other_keys(dev):
@@ -109,12 +110,10 @@ def test_raw_uploads_expire_and_the_inbound_bucket_refuses_other_keys(dev):
         for v in resources(t, "AWS::S3::BucketPolicy").values()
         if v["Properties"]["Bucket"] == ref(bucket_ids(t)["Inbound"])
     )
-    deny_key = next(
-        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "DenyOtherKmsKey"
+    deny_key = next(s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "DenyOtherKmsKey")
+    assert deny_key["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption-aws-kms-key-id"] == arn(
+        key_id(t, "KeysInbound")
     )
-    assert deny_key["Condition"]["StringNotEquals"][
-        "s3:x-amz-server-side-encryption-aws-kms-key-id"
-    ] == arn(key_id(t, "KeysInbound"))
     # Only a request that names another key is refused; one naming none gets the bucket's default key.
     assert deny_key["Condition"]["Null"] == {"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"}
 
@@ -221,9 +220,7 @@ def test_each_authority_consumer_role_is_limited_to_its_own_queue_and_key(dev):
     for authority in REGISTRY.authorities:
         t = dev.authority_template(authority.gss_code)
         name = f"birthnotify-dev-consumer-{authority.gss_code}"
-        roles = [
-            k for k, v in resources(t, "AWS::IAM::Role").items() if v["Properties"].get("RoleName") == name
-        ]
+        roles = [k for k, v in resources(t, "AWS::IAM::Role").items() if v["Properties"].get("RoleName") == name]
         if not authority.consumer_principals:
             assert roles == []
             continue
@@ -332,14 +329,19 @@ def test_the_held_store_is_a_table_of_its_own_under_the_held_key_with_an_index_f
     t = dev.template
     table_id, table = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-held")
     props = table["Properties"]
-    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS",
-                                         "KMSMasterKeyId": arn(key_id(t, "KeysHeld"))}
+    assert props["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": arn(key_id(t, "KeysHeld")),
+    }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     [index] = props["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "open"
-    assert index["KeySchema"] == [{"AttributeName": "open", "KeyType": "HASH"},
-                                  {"AttributeName": "held_at", "KeyType": "RANGE"}]
+    assert index["KeySchema"] == [
+        {"AttributeName": "open", "KeyType": "HASH"},
+        {"AttributeName": "held_at", "KeyType": "RANGE"},
+    ]
     # What the age check (which may read only the index) can see: names of files and councils, no record.
     projected = set(index["Projection"]["NonKeyAttributes"])
     assert index["Projection"]["ProjectionType"] == "INCLUDE"
@@ -430,12 +432,8 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     }
     actions = {a for s in by_sid.values() for a in as_list(s["Action"])}
     assert not [a for a in actions if a.endswith("*")]
-    assert by_sid["ReadUploads"]["Resource"] == {
-        "Fn::Join": ["", [arn(bucket_ids(t)["Inbound"]), "/inbound/*"]]
-    }
-    assert by_sid["WriteReports"]["Resource"] == {
-        "Fn::Join": ["", [arn(bucket_ids(t)["Reports"]), "/reports/*"]]
-    }
+    assert by_sid["ReadUploads"]["Resource"] == {"Fn::Join": ["", [arn(bucket_ids(t)["Inbound"]), "/inbound/*"]]}
+    assert by_sid["WriteReports"]["Resource"] == {"Fn::Join": ["", [arn(bucket_ids(t)["Reports"]), "/reports/*"]]}
     # Exactly the names authority_queue_name gives (a nine-character GSS code, FIFO): no DLQ, no other stage.
     assert json.dumps(by_sid["SendToAuthorityQueues"]["Resource"]).endswith(
         ':birthnotify-dev-authority-?????????.fifo"]]}'
@@ -448,7 +446,9 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     held = arn(one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-held")[0])
     # Ingest only adds held records (a batch, or one that must not overwrite): it never reads or changes one.
     assert (by_sid["WriteHeldStore"]["Action"], by_sid["WriteHeldStore"]["Resource"]) == (
-        ["dynamodb:BatchWriteItem", "dynamodb:PutItem"], held)
+        ["dynamodb:BatchWriteItem", "dynamodb:PutItem"],
+        held,
+    )
     assert by_sid["UseHeldKey"]["Resource"] == arn(key_id(t, "KeysHeld"))
     assert '"dynamodb."' in json.dumps(by_sid["UseHeldKey"]["Condition"]["StringEquals"]["kms:ViaService"])
     state = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-state")[0]
@@ -456,20 +456,26 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     assert as_list(by_sid["WriteLedger"]["Action"]) == ["s3:PutObject"]  # never read, list or delete entries
     assert by_sid["WriteLedger"]["Resource"] == {"Fn::Join": ["", [arn(bucket_ids(t)["Ledger"]), "/ledger/*"]]}
     assert by_sid["ReadWriteDestinations"]["Resource"] == {
-        "Fn::Join": ["", [arn(bucket_ids(t)["Ledger"]), "/destinations/*"]]}
+        "Fn::Join": ["", [arn(bucket_ids(t)["Ledger"]), "/destinations/*"]]
+    }
     ledger_key, _ = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/ledger-hmac-key")
     assert by_sid["ReadLedgerKey"]["Resource"] == ref(ledger_key)
 
 
 def test_bounces_and_complaints_reach_the_operators_topic(dev, dev_template):
     topic, _ = one(dev.template, "AWS::SNS::Topic")
-    dev_template.has_resource_properties("AWS::SES::ConfigurationSetEventDestination", {
-        "EventDestination": Match.object_like({
-            "Enabled": True,
-            "MatchingEventTypes": Match.array_with(["bounce", "complaint", "reject"]),
-            "SnsDestination": {"TopicARN": {"Ref": topic}},
-        }),
-    })
+    dev_template.has_resource_properties(
+        "AWS::SES::ConfigurationSetEventDestination",
+        {
+            "EventDestination": Match.object_like(
+                {
+                    "Enabled": True,
+                    "MatchingEventTypes": Match.array_with(["bounce", "complaint", "reject"]),
+                    "SnsDestination": {"TopicARN": {"Ref": topic}},
+                }
+            ),
+        },
+    )
 
 
 def test_notify_sends_email_only_as_the_sender_through_the_tls_required_configuration_set(dev, dev_template):
@@ -498,7 +504,9 @@ def test_notify_sends_email_only_as_the_sender_through_the_tls_required_configur
     mesh_secret, _ = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/mesh")
     assert as_list(by_sid["ReadSecrets"]["Resource"]) == [ref(mesh_secret)]
     assert sorted(s["Properties"]["Name"] for s in resources(t, "AWS::SecretsManager::Secret").values()) == [
-        "birthnotify-dev/ledger-hmac-key", "birthnotify-dev/mesh"]
+        "birthnotify-dev/ledger-hmac-key",
+        "birthnotify-dev/mesh",
+    ]
     assert function(t, "birthnotify-dev-notify")["Environment"]["Variables"]["NOTIFY_API_KEY_SECRET_ID"] == ""
 
 
@@ -517,8 +525,7 @@ def test_notify_reads_reports_to_send_them_back_by_mesh_and_nothing_else_of_the_
     role_id, _ = role_of(t, "birthnotify-dev-notify-function")
     by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
     assert by_sid["ReadReportsForMesh"]["Action"] == "s3:GetObject"
-    assert by_sid["ReadReportsForMesh"]["Resource"] == {
-        "Fn::Join": ["", [arn(bucket_ids(t)["Reports"]), "/reports/*"]]}
+    assert by_sid["ReadReportsForMesh"]["Resource"] == {"Fn::Join": ["", [arn(bucket_ids(t)["Reports"]), "/reports/*"]]}
     assert by_sid["DecryptReports"]["Resource"] == arn(key_id(t, "KeysReports"))
     s3 = [s for s in by_sid.values() if any(a.startswith("s3:") for a in as_list(s["Action"]))]
     assert s3 == [by_sid["ReadReportsForMesh"]]
@@ -539,9 +546,11 @@ def test_mesh_runs_every_minute_and_a_failed_run_is_retried_by_the_next_not_by_l
     assert (props["MemorySize"], props["Timeout"]) == (512, 600)
     assert "DeadLetterConfig" not in props and "ReservedConcurrentExecutions" not in props  # a lease instead
     variables = props["Environment"]["Variables"]
-    assert (variables["MESH_FILE_WORKFLOW_ID"], variables["MESH_NEMS_WORKFLOW_ID"],
-            variables["MESH_REPORT_WORKFLOW_ID"]) == ("BIRTHNOTIFY_FILES_1", "BIRTHNOTIFICATION_1",
-                                                      "BIRTHNOTIFY_REPORTS_1")
+    assert (
+        variables["MESH_FILE_WORKFLOW_ID"],
+        variables["MESH_NEMS_WORKFLOW_ID"],
+        variables["MESH_REPORT_WORKFLOW_ID"],
+    ) == ("BIRTHNOTIFY_FILES_1", "BIRTHNOTIFICATION_1", "BIRTHNOTIFY_REPORTS_1")
     secret_id, secret = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/mesh")
     assert variables["MESH_SECRET_ID"] == ref(secret_id)
     assert "SecretString" not in secret["Properties"]  # its value is DevOps' to put, never in the template
@@ -552,12 +561,24 @@ def test_mesh_may_write_only_mesh_objects_and_do_nothing_else(dev):
     t = dev.template
     role_id, _ = role_of(t, "birthnotify-dev-mesh-function")
     by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
-    assert set(by_sid) == {"WriteOwnLogs", "DecryptOwnEnvironment", "XRayTracing", "StoreMessages",
-                           "SeeStoredMessages", "EncryptInbound", "TakeRunLease", "SendQuarantineNotices",
-                           "UsePipelineKey", "ReadMeshSecret", "DecryptMeshSecret"}
+    assert set(by_sid) == {
+        "WriteOwnLogs",
+        "DecryptOwnEnvironment",
+        "XRayTracing",
+        "StoreMessages",
+        "SeeStoredMessages",
+        "EncryptInbound",
+        "TakeRunLease",
+        "SendQuarantineNotices",
+        "UsePipelineKey",
+        "ReadMeshSecret",
+        "DecryptMeshSecret",
+    }
     inbound = arn(bucket_ids(t)["Inbound"])
-    mesh_objects = [{"Fn::Join": ["", [inbound, "/inbound/*/mesh-*"]]},
-                    {"Fn::Join": ["", [inbound, "/quarantine/mesh-*"]]}]
+    mesh_objects = [
+        {"Fn::Join": ["", [inbound, "/inbound/*/mesh-*"]]},
+        {"Fn::Join": ["", [inbound, "/quarantine/mesh-*"]]},
+    ]
     assert sorted(as_list(by_sid["StoreMessages"]["Action"])) == ["s3:AbortMultipartUpload", "s3:PutObject"]
     assert by_sid["StoreMessages"]["Resource"] == mesh_objects == by_sid["SeeStoredMessages"]["Resource"]
     assert by_sid["SeeStoredMessages"]["Action"] == "s3:GetObject"
@@ -566,7 +587,8 @@ def test_mesh_may_write_only_mesh_objects_and_do_nothing_else(dev):
     state, _ = one(t, "AWS::DynamoDB::Table", TableName="birthnotify-dev-state")
     assert by_sid["TakeRunLease"]["Resource"] == arn(state)
     assert by_sid["TakeRunLease"]["Condition"] == {
-        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["lock#mesh-run"]}}
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["lock#mesh-run"]}
+    }
     events, _ = queue(t, "birthnotify-dev-file-events")
     assert by_sid["SendQuarantineNotices"]["Resource"] == arn(events)
     assert by_sid["EncryptInbound"]["Resource"] == arn(key_id(t, "KeysInbound"))
@@ -576,16 +598,21 @@ def test_mesh_may_write_only_mesh_objects_and_do_nothing_else(dev):
 
 
 def alarms(t: dict) -> dict[str, dict]:
-    return {
-        v["Properties"]["AlarmName"]: v["Properties"] for v in resources(t, "AWS::CloudWatch::Alarm").values()
-    }
+    return {v["Properties"]["AlarmName"]: v["Properties"] for v in resources(t, "AWS::CloudWatch::Alarm").values()}
 
 
 OPERATORS_TOPIC_ARN = {
     "Fn::Join": [
         "",
-        ["arn:", ref("AWS::Partition"), ":sns:", ref("AWS::Region"), ":", ref("AWS::AccountId"),
-         ":birthnotify-dev-alarms"],
+        [
+            "arn:",
+            ref("AWS::Partition"),
+            ":sns:",
+            ref("AWS::Region"),
+            ":",
+            ref("AWS::AccountId"),
+            ":birthnotify-dev-alarms",
+        ],
     ]
 }
 
@@ -631,7 +658,10 @@ def test_every_dlq_and_every_function_alarm_to_the_encrypted_operators_topic(dev
     }
     quarantined = by_name["birthnotify-dev-mesh-quarantined"]
     assert (quarantined["MetricName"], quarantined["Threshold"], quarantined["Namespace"]) == (
-        "MeshMessagesQuarantined", 0, "BirthNotifications")
+        "MeshMessagesQuarantined",
+        0,
+        "BirthNotifications",
+    )
     assert quarantined["Dimensions"] == [{"Name": "service", "Value": "birthnotify-dev-mesh"}]
 
 
@@ -677,8 +707,11 @@ def test_each_registry_authority_is_in_the_stack_of_its_code_block_and_nowhere_e
     ]
     for authority in REGISTRY.authorities:
         name = authority_queue_name("birthnotify-dev-authority", authority.gss_code)
-        holders = [n for n, t in dev.templates.items() if any(
-            v["Properties"].get("QueueName") == name for v in resources(t, "AWS::SQS::Queue").values())]
+        holders = [
+            n
+            for n, t in dev.templates.items()
+            if any(v["Properties"].get("QueueName") == name for v in resources(t, "AWS::SQS::Queue").values())
+        ]
         assert holders == [dev.authority_stack_of(authority.gss_code).stack_name]
 
 
@@ -705,9 +738,7 @@ def test_function_environments_are_encrypted_with_the_ops_key_only_their_own_rol
 
 def test_the_assets_manifest_names_every_asset_directory(dev):
     manifest = json.loads(dev.assets_manifest.read_text())
-    directories = [
-        f["source"]["path"] for f in manifest["files"].values() if f["source"].get("packaging") == "zip"
-    ]
+    directories = [f["source"]["path"] for f in manifest["files"].values() if f["source"].get("packaging") == "zip"]
     assert len(directories) == 6  # three layers, three functions (the S3 notifications handler is inline)
     for directory in directories:
         assert (dev.outdir / directory).is_dir()
@@ -729,8 +760,10 @@ def test_the_ledger_is_kept_eight_years_encrypted_with_its_own_key_and_its_hmac_
     t = dev.template
     ledger = t["Resources"][bucket_ids(t)["Ledger"]]["Properties"]
     rule = ledger["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms",
-                                                     "KMSMasterKeyID": arn(key_id(t, "KeysLedger"))}
+    assert rule["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": arn(key_id(t, "KeysLedger")),
+    }
     [expiry] = ledger["LifecycleConfiguration"]["Rules"]
     assert expiry["ExpirationInDays"] == 2922 and "Prefix" not in expiry
     assert ledger["LoggingConfiguration"]["DestinationBucketName"] == ref(bucket_ids(t)["AccessLogs"])

@@ -42,8 +42,7 @@ def test_an_agreement_ending_in_30_days_is_warned_of_once_at_each_threshold(noti
     assert warned_on(1) == [] and warned_on(0) == [] and warned_on(-1) == []
 
     for warnings, days in ((sixty, 60), (thirty, 30), (seven, 7)):
-        assert sorted(recipient for email in warnings for recipient in email.to) == sorted([OPERATORS,
-                                                                                          CAMDEN_CONTACT])
+        assert sorted(recipient for email in warnings for recipient in email.to) == sorted([OPERATORS, CAMDEN_CONTACT])
         email = warnings[0]
         assert email.subject == f"Sharing agreement {agreement.id} ends in {days} days ({end:%d %B %Y})"
         assert "NO_AGREEMENT" in email.text and "Camden" in email.text and agreement.purpose in email.text

@@ -45,14 +45,31 @@ def test_validate_names_a_whole_file_problem_and_exits_3(tmp_path, capsys):
     assert "FILE_MISSING_COLUMNS" in out and "baby_nhs_number" in out
 
 
-@pytest.mark.parametrize(("output", "fmt"), [("birth.xml", None), ("birth.json.gz", None),
-                                            ("bundles", "fhir-xml"), ("bundles", "fhir-json")])
-def test_generate_writes_bundles_that_validate_and_the_pipeline_reads_alike(ingest_stack, tmp_path, capsys, output,
-                                                                           fmt):
+@pytest.mark.parametrize(
+    ("output", "fmt"), [("birth.xml", None), ("birth.json.gz", None), ("bundles", "fhir-xml"), ("bundles", "fhir-json")]
+)
+def test_generate_writes_bundles_that_validate_and_the_pipeline_reads_alike(
+    ingest_stack, tmp_path, capsys, output, fmt
+):
     path = tmp_path / output
     rows = ["--rows", "3"] if fmt else []
-    assert main(["generate", str(path), *(["--format", fmt] if fmt else []), *rows, "--seed", "5",
-                 "--invalid", "0.3", "--withheld", "0.3"]) == EXIT_OK
+    assert (
+        main(
+            [
+                "generate",
+                str(path),
+                *(["--format", fmt] if fmt else []),
+                *rows,
+                "--seed",
+                "5",
+                "--invalid",
+                "0.3",
+                "--withheld",
+                "0.3",
+            ]
+        )
+        == EXIT_OK
+    )
     capsys.readouterr()
     files = sorted(path.iterdir()) if fmt else [path]
     assert len(files) == (3 if fmt else 1)
@@ -65,7 +82,10 @@ def test_generate_writes_bundles_that_validate_and_the_pipeline_reads_alike(inge
         capsys.readouterr()  # the handler's own log lines
         report = ingest_stack.report("RX1", file.name)
         assert (offline["errors"], offline["warnings"], offline["outcome"]) == (
-            report["errors"], report["warnings"], report["outcome"])
+            report["errors"],
+            report["warnings"],
+            report["outcome"],
+        )
         for error in offline["errors"]:  # named by element, never by a CSV column
             assert error["field"] is None or " " in error["field"] or "." in error["field"]
 
@@ -113,7 +133,7 @@ class DiesBeforeDeleting:
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_consume_survives_an_interruption_without_loss_or_duplicates(ingest_stack, rows_factory, tmp_path, fmt):
     rows = rows_factory(23, today(), districts={LEEDS: 1})
-    rows[0]["mother_family_name"] = "=HYPERLINK(\"http://x\")"
+    rows[0]["mother_family_name"] = '=HYPERLINK("http://x")'
     ingest_stack.upload("RX1", "leeds.csv", to_bytes(rows, "x.csv"))
     ingest_stack.run()
     queue = ingest_stack.authority_queue_urls[LEEDS]
@@ -151,5 +171,9 @@ def test_the_local_cloud_commands_enforce_iam_unless_told_not_to(monkeypatch):
     assert main(["local", "serve"]) == main(["local", "serve", "--no-iam-enforcement", "--retry-after", "5"]) == 0
     assert main(["demo"]) == main(["demo", "--no-iam-enforcement"]) == 0
     assert [(name, kwargs["enforce_iam"]) for name, kwargs in calls] == [
-        ("serve", True), ("serve", False), ("demo", True), ("demo", False)]
+        ("serve", True),
+        ("serve", False),
+        ("demo", True),
+        ("demo", False),
+    ]
     assert [kwargs.get("retry_delay_seconds") for name, kwargs in calls if name == "serve"] == [None, 5.0]

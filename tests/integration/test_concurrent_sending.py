@@ -24,12 +24,26 @@ def chains(rows_factory, count: int) -> list[dict]:
     """``count`` NEW notifications in Leeds and Kent, then an AMEND of each, then a CANCEL of every other:
     each group's messages are far apart in the file, so they travel in different batches, many at once."""
     news = rows_factory(count, today(), districts={LEEDS: 1, MAIDSTONE: 1}, seed=17)
-    amends = [new | {"notification_id": f"A-{n}", "notification_type": "AMEND",
-                     "original_notification_id": new["notification_id"], "birth_weight_grams": "3333"}
-              for n, new in enumerate(news)]
-    cancels = [new | {"notification_id": f"C-{n}", "notification_type": "CANCEL",
-                      "original_notification_id": new["notification_id"]}
-               for n, new in enumerate(news) if n % 2 == 0]
+    amends = [
+        new
+        | {
+            "notification_id": f"A-{n}",
+            "notification_type": "AMEND",
+            "original_notification_id": new["notification_id"],
+            "birth_weight_grams": "3333",
+        }
+        for n, new in enumerate(news)
+    ]
+    cancels = [
+        new
+        | {
+            "notification_id": f"C-{n}",
+            "notification_type": "CANCEL",
+            "original_notification_id": new["notification_id"],
+        }
+        for n, new in enumerate(news)
+        if n % 2 == 0
+    ]
     return [*news, *amends, *cancels]
 
 
@@ -66,8 +80,10 @@ class CountingSqs:
             refused = [e for e in Entries if self.down and e.get("MessageGroupId") in self.refused_groups]
             sent = [e for e in Entries if e not in refused]
             response = self._real.send_message_batch(QueueUrl=QueueUrl, Entries=sent) if sent else {}
-            return {"Successful": response.get("Successful", []),
-                    "Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "ServiceUnavailable"} for e in refused]}
+            return {
+                "Successful": response.get("Successful", []),
+                "Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "ServiceUnavailable"} for e in refused],
+            }
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -99,8 +115,9 @@ def test_overlapping_requests_keep_each_group_in_file_order_and_count_what_sqs_a
     assert counting.most_in_flight > 1  # the first request was still in flight when others were sent
 
 
-def test_a_group_sqs_refuses_fails_the_file_and_the_late_retry_sends_each_record_once(ingest_stack, rows_factory,
-                                                                                      sqs_clock):
+def test_a_group_sqs_refuses_fails_the_file_and_the_late_retry_sends_each_record_once(
+    ingest_stack, rows_factory, sqs_clock
+):
     rows = chains(rows_factory, 60)
     poisoned = frozenset(f"RX1:{rows[n]['notification_id']}" for n in (5, 33))
     flaky = CountingSqs(ingest_stack.sqs, refused_groups=poisoned)

@@ -38,16 +38,26 @@ def queues(stack) -> dict[str, list[dict]]:
     return {gss: stack.drain(url) for gss, url in stack.authority_queue_urls.items()}
 
 
-def test_an_amend_that_moves_the_family_reaches_the_new_council_and_tells_the_old_one(ingest_stack, rows_factory,
-                                                                                      capsys):
+def test_an_amend_that_moves_the_family_reaches_the_new_council_and_tells_the_old_one(
+    ingest_stack, rows_factory, capsys
+):
     babies = rows_factory(6, today(), districts={LEEDS: 1})
     upload_and_run(ingest_stack, "first.csv", babies)
     assert len(queues(ingest_stack)[LEEDS]) == 6
 
-    moved = moved_to(babies[2], MAIDSTONE, notification_id="AM-1", notification_type="AMEND",
-                     original_notification_id=babies[2]["notification_id"])
-    stayed = babies[4] | {"notification_id": "AM-2", "notification_type": "AMEND",  # a new address in Leeds
-                          "original_notification_id": babies[4]["notification_id"], "address_line_1": "2 New Row"}
+    moved = moved_to(
+        babies[2],
+        MAIDSTONE,
+        notification_id="AM-1",
+        notification_type="AMEND",
+        original_notification_id=babies[2]["notification_id"],
+    )
+    stayed = babies[4] | {
+        "notification_id": "AM-2",
+        "notification_type": "AMEND",  # a new address in Leeds
+        "original_notification_id": babies[4]["notification_id"],
+        "address_line_1": "2 New Row",
+    }
     outcome = upload_and_run(ingest_stack, "amends.csv", [moved, stayed])
 
     received = queues(ingest_stack)
@@ -56,7 +66,10 @@ def test_an_amend_that_moves_the_family_reaches_the_new_council_and_tells_the_ol
     assert kent["record"] and set(kent["record"]) <= REGISTRY.authority(KENT).agreement_on(today()).allowed_fields
     notice, amended = sorted(received[LEEDS], key=lambda body: body["notification_id"])
     assert (notice["notice"], notice["notification_id"], notice["original_notification_id"]) == (
-        "MOVED_OUT", "AM-1", babies[2]["notification_id"])
+        "MOVED_OUT",
+        "AM-1",
+        babies[2]["notification_id"],
+    )
     assert notice["record"] == {} and notice["agreement_id"] == REGISTRY.authority(LEEDS).agreement_on(today()).id
     assert notice["_attributes"]["MessageGroupId"] == f"RX1:{babies[2]['notification_id']}"  # after the NEW
     assert "notice" not in amended and amended["notification_id"] == "AM-2"  # no notice when the family stays
@@ -65,11 +78,26 @@ def test_an_amend_that_moves_the_family_reaches_the_new_council_and_tells_the_ol
     assert counts == {KENT: (1, 0), LEEDS: (1, 1)} and outcome["forwarded"] == 2
 
     capsys.readouterr()
-    assert main(["audit", "--nhs-number", babies[2]["baby_nhs_number"], "--format", "json", "--ledger-bucket", LEDGER,
-                 "--key-secret-id", LEDGER_SECRET]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "--nhs-number",
+                babies[2]["baby_nhs_number"],
+                "--format",
+                "json",
+                "--ledger-bucket",
+                LEDGER,
+                "--key-secret-id",
+                LEDGER_SECRET,
+            ]
+        )
+        == 0
+    )
     history = [(e["outcome"], e["council_gss_code"], e["notification_id"]) for e in json.loads(capsys.readouterr().out)]
-    assert sorted(history) == sorted([("FORWARDED", LEEDS, babies[2]["notification_id"]), ("FORWARDED", KENT, "AM-1"),
-                                      ("MOVED_OUT", LEEDS, "AM-1")])
+    assert sorted(history) == sorted(
+        [("FORWARDED", LEEDS, babies[2]["notification_id"]), ("FORWARDED", KENT, "AM-1"), ("MOVED_OUT", LEEDS, "AM-1")]
+    )
 
 
 def test_a_cancel_reaches_every_council_that_had_the_record(ingest_stack, rows_factory):
@@ -88,11 +116,13 @@ def test_a_cancel_reaches_every_council_that_had_the_record(ingest_stack, rows_f
         [body] = received[gss]
         assert (body["notification_type"], body["notification_id"], body.get("notice")) == ("CANCEL", "C-3", None)
         assert body["record"] and set(body["record"]) <= REGISTRY.authority(gss).agreement_on(today()).allowed_fields
-    assert {a["gss_code"]: (a["cancel"], a["notices"]) for a in outcome["authorities"]} == {KENT: (1, 0),
-                                                                                            LEEDS: (0, 1)}
+    assert {a["gss_code"]: (a["cancel"], a["notices"]) for a in outcome["authorities"]} == {KENT: (1, 0), LEEDS: (0, 1)}
     listed = ingest_stack.s3.list_objects_v2(Bucket=LEDGER, Prefix="ledger/")["Contents"]
-    entries = [LedgerEntry.model_validate_json(line) for item in listed for line in
-               ingest_stack.s3.get_object(Bucket=LEDGER, Key=item["Key"])["Body"].read().decode().splitlines()]
+    entries = [
+        LedgerEntry.model_validate_json(line)
+        for item in listed
+        for line in ingest_stack.s3.get_object(Bucket=LEDGER, Key=item["Key"])["Body"].read().decode().splitlines()
+    ]
     cancels = sorted((e.outcome.value, e.authority_gss_code) for e in entries if e.notification_id == "C-3")
     assert cancels == [("FORWARDED", LEEDS), ("FORWARDED", KENT)]
 
@@ -112,8 +142,9 @@ def test_the_destination_index_holds_no_personal_data(ingest_stack, rows_factory
 def test_a_council_is_told_once_that_the_family_left_and_hears_again_if_they_return(ingest_stack, rows_factory):
     [baby] = rows_factory(1, today(), districts={LEEDS: 1})
     baby["notification_id"] = "N-1"
-    to_kent = moved_to(baby, MAIDSTONE, notification_id="A-2", notification_type="AMEND",
-                       original_notification_id="N-1")
+    to_kent = moved_to(
+        baby, MAIDSTONE, notification_id="A-2", notification_type="AMEND", original_notification_id="N-1"
+    )
     upload_and_run(ingest_stack, "new-and-move.csv", [baby, to_kent])
     queues(ingest_stack)
 

@@ -53,13 +53,17 @@ def registry_with_york_agreement(directory: Path) -> Path:
     source = REGISTRY_PATH.parent
     for name in ("authorities-england-wales.csv", "postcodes.csv"):
         shutil.copy(source / name, directory / name)
-    lapsed = 'valid_to = 2026-06-30\nallowed_fields = ["baby_date_of_birth", "mother_given_name", ' \
-             '"mother_family_name", "address_line_1", "postcode"]\n'
+    lapsed = (
+        'valid_to = 2026-06-30\nallowed_fields = ["baby_date_of_birth", "mother_given_name", '
+        '"mother_family_name", "address_line_1", "postcode"]\n'
+    )
     text = (source / "registry.toml").read_text(encoding="utf-8")
     assert text.count(lapsed) == 1
-    renewed = (f'[[authorities.agreements]]\nid = "YORK-HCS-RENEWED"\npurpose = "Healthy Child Service: universal '
-               f'new-birth contact."\nvalid_from = {today() - timedelta(days=1)}\nvalid_to = '
-               f'{today() + timedelta(days=365)}\nallowed_fields = ["baby_date_of_birth", "postcode"]\n')
+    renewed = (
+        f'[[authorities.agreements]]\nid = "YORK-HCS-RENEWED"\npurpose = "Healthy Child Service: universal '
+        f'new-birth contact."\nvalid_from = {today() - timedelta(days=1)}\nvalid_to = '
+        f'{today() + timedelta(days=365)}\nallowed_fields = ["baby_date_of_birth", "postcode"]\n'
+    )
     path = directory / "registry.toml"
     path.write_text(text.replace(lapsed, lapsed + renewed), encoding="utf-8")
     assert load_registry(path).authority(YORK).agreement_on(today()).id == "YORK-HCS-RENEWED"
@@ -76,13 +80,19 @@ def consumed(ingest_stack, gss: str, output: Path) -> list[dict]:
 
 
 def file_events(ingest_stack) -> list[HeldActionEvent]:
-    return [event for event in (notifier_event(json.dumps({k: v for k, v in body.items() if k != "_attributes"}))
-                                for body in ingest_stack.drain(ingest_stack.events_queue_url))
-            if isinstance(event, HeldActionEvent)]
+    return [
+        event
+        for event in (
+            notifier_event(json.dumps({k: v for k, v in body.items() if k != "_attributes"}))
+            for body in ingest_stack.drain(ingest_stack.events_queue_url)
+        )
+        if isinstance(event, HeldActionEvent)
+    ]
 
 
 def test_a_record_held_for_no_agreement_reaches_the_council_once_after_an_agreement_is_signed(
-        ingest_stack, rows_factory, tmp_path, capsys):
+    ingest_stack, rows_factory, tmp_path, capsys
+):
     york = upload_with_york(ingest_stack, rows_factory, "york.csv", 30, seed=61)
 
     assert held_command("list") == EXIT_OK
@@ -93,8 +103,9 @@ def test_a_record_held_for_no_agreement_reaches_the_council_once_after_an_agreem
     assert not any(str(h.message.record["postcode"]) in listing for h in held)  # counts only, unless --show
     assert held_command("list", "--show") == EXIT_OK
     shown = capsys.readouterr().out
-    assert all(str(h.message.record["postcode"]) in shown and h.message.record["notification_id"] in shown
-               for h in held)
+    assert all(
+        str(h.message.record["postcode"]) in shown and h.message.record["notification_id"] in shown for h in held
+    )
     assert "mother" not in shown and not any(str(h.message.record.get("mother_family_name")) in shown for h in held)
 
     # With the registry still as deployed, releasing changes nothing: York has no agreement in force.
@@ -131,12 +142,14 @@ def test_a_record_held_for_no_agreement_reaches_the_council_once_after_an_agreem
     assert history.count(f" released to {YORK} (YORK-HCS-RENEWED)") == len(york)
 
 
-def test_a_released_record_goes_with_the_message_and_deduplication_id_of_a_first_send(ingest_stack, rows_factory,
-                                                                                      tmp_path):
+def test_a_released_record_goes_with_the_message_and_deduplication_id_of_a_first_send(
+    ingest_stack, rows_factory, tmp_path
+):
     upload_with_york(ingest_stack, rows_factory, "dedup.csv", 9, seed=62)
     assert held_command("release", "--registry", str(registry_with_york_agreement(tmp_path))) == EXIT_OK
-    received = ingest_stack.sqs.receive_message(QueueUrl=ingest_stack.authority_queue_urls[YORK],
-                                                MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    received = ingest_stack.sqs.receive_message(
+        QueueUrl=ingest_stack.authority_queue_urls[YORK], MaxNumberOfMessages=10, AttributeNames=["All"]
+    )["Messages"]
     assert len(received) == 3
     for message in received:
         body = json.loads(message["Body"])
@@ -151,8 +164,17 @@ def test_a_discarded_record_never_reaches_the_council(ingest_stack, rows_factory
     assert held_command("discard", "--reason", "short") == EXIT_USAGE  # which records, and a real reason
     assert held_command("discard", "--file", "discard.csv", "--reason", "x") == EXIT_USAGE
     capsys.readouterr()
-    assert held_command("discard", "--file", "discard.csv", *(f"--row={r}" for r in discarded_rows),
-                        "--reason", "the family moved to Scotland before the birth") == EXIT_OK
+    assert (
+        held_command(
+            "discard",
+            "--file",
+            "discard.csv",
+            *(f"--row={r}" for r in discarded_rows),
+            "--reason",
+            "the family moved to Scotland before the birth",
+        )
+        == EXIT_OK
+    )
     assert "4 records were discarded" in capsys.readouterr().out
     assert sorted(h.key.row for h in ingest_stack.held()) == sorted(york - set(discarded_rows))
 
@@ -160,16 +182,16 @@ def test_a_discarded_record_never_reaches_the_council(ingest_stack, rows_factory
     messages = consumed(ingest_stack, YORK, tmp_path / "york.jsonl")
     assert sorted(m["source"]["row"] for m in messages) == sorted(york - set(discarded_rows))
     events = file_events(ingest_stack)
-    assert [(e.action, e.discarded, e.still_held) for e in events] == [
-        ("discard", 4, len(york) - 4), ("release", 0, 0)]
+    assert [(e.action, e.discarded, e.still_held) for e in events] == [("discard", 4, len(york) - 4), ("release", 0, 0)]
     assert held_command("actions") == EXIT_OK
     history = capsys.readouterr().out
     assert "discard by arn:aws:" in history and "why: the family moved to Scotland before the birth" in history
     assert all(f"row {row} " in history for row in discarded_rows)
 
 
-def test_a_held_record_older_than_14_days_is_still_there_and_can_be_released(ingest_stack, rows_factory, tmp_path,
-                                                                            sqs_clock):
+def test_a_held_record_older_than_14_days_is_still_there_and_can_be_released(
+    ingest_stack, rows_factory, tmp_path, sqs_clock
+):
     york = upload_with_york(ingest_stack, rows_factory, "old.csv", 12, seed=64)
     canary = ingest_stack.authority_queue_urls[LEEDS]
     ingest_stack.sqs.send_message(QueueUrl=canary, MessageBody="{}", MessageGroupId="g", MessageDeduplicationId="d")
@@ -180,10 +202,15 @@ def test_a_held_record_older_than_14_days_is_still_there_and_can_be_released(ing
     later = datetime.now(UTC) + SQS_RETENTION + timedelta(days=1)
     renewed = registry_with_york_agreement(tmp_path)
     registry = load_registry(renewed)
-    review = HeldReview(store=DynamoHeldStore(boto3.client("dynamodb"), HELD_TABLE), registry=registry,
-                        actor="arn:aws:iam::123456789012:role/reviewer", clock=lambda: later,
-                        postcodes=PostcodeDirectory.load(tmp_path / "postcodes.csv", registry.postcode_directory),
-                        sender=_sender(), queues=_queues())
+    review = HeldReview(
+        store=DynamoHeldStore(boto3.client("dynamodb"), HELD_TABLE),
+        registry=registry,
+        actor="arn:aws:iam::123456789012:role/reviewer",
+        clock=lambda: later,
+        postcodes=PostcodeDirectory.load(tmp_path / "postcodes.csv", registry.postcode_directory),
+        sender=_sender(),
+        queues=_queues(),
+    )
     overview = review.overview()
     assert overview.total == len(york) and overview.oldest is not None and overview.oldest > SQS_RETENTION
     assert overview.by_age == {"14-30 days": len(york)}
@@ -194,20 +221,34 @@ def test_a_held_record_older_than_14_days_is_still_there_and_can_be_released(ing
     assert sorted(m["source"]["row"] for m in consumed(ingest_stack, YORK, tmp_path / "y.jsonl")) == sorted(york)
 
 
-def test_an_open_record_never_expires_and_one_acted_on_expires_the_retention_after_the_action(ingest_stack,
-                                                                                                rows_factory, tmp_path):
+def test_an_open_record_never_expires_and_one_acted_on_expires_the_retention_after_the_action(
+    ingest_stack, rows_factory, tmp_path
+):
     york = upload_with_york(ingest_stack, rows_factory, "ttl.csv", 30, seed=65)
     discarded_row, *_ = sorted(york)
     dynamodb = boto3.client("dynamodb")
 
     def items() -> dict[int, dict]:
-        found = [item for page in dynamodb.get_paginator("scan").paginate(TableName=HELD_TABLE)
-                 for item in page["Items"] if item["kind"]["S"] == "record"]
+        found = [
+            item
+            for page in dynamodb.get_paginator("scan").paginate(TableName=HELD_TABLE)
+            for item in page["Items"]
+            if item["kind"]["S"] == "record"
+        ]
         return {int(item["row"]["N"]): item for item in found}
 
     assert york and all("expiration" not in item for item in items().values())  # open: kept until someone acts
-    assert held_command("discard", "--file", "ttl.csv", f"--row={discarded_row}",
-                        "--reason", "the family asked that nothing be shared") == EXIT_OK
+    assert (
+        held_command(
+            "discard",
+            "--file",
+            "ttl.csv",
+            f"--row={discarded_row}",
+            "--reason",
+            "the family asked that nothing be shared",
+        )
+        == EXIT_OK
+    )
     closed = items()[discarded_row]
     acted_at = datetime.fromisoformat(closed["acted_at"]["S"])
     retention = timedelta(days=int(closed["retention_days"]["N"]))
@@ -229,8 +270,9 @@ def _queues():
     return SqsQueues(boto3.client("sqs"), STAGE.authority_queue_prefix)
 
 
-def test_the_trust_operators_and_council_are_told_of_a_release_in_counts_only(notify_stack, ingest_stack,
-                                                                              rows_factory, tmp_path):
+def test_the_trust_operators_and_council_are_told_of_a_release_in_counts_only(
+    notify_stack, ingest_stack, rows_factory, tmp_path
+):
     from notify_support import find_personal, personal_values
 
     rows = rows_factory(12, today(), districts={LEEDS: 1}, seed=65)
@@ -258,8 +300,7 @@ def test_the_trust_operators_and_council_are_told_of_a_release_in_counts_only(no
     assert notify_stack.run() == []  # one event per file and action: told once
 
 
-def test_operators_are_reminded_once_a_day_of_held_records_waiting_too_long(notify_stack, ingest_stack,
-                                                                            rows_factory):
+def test_operators_are_reminded_once_a_day_of_held_records_waiting_too_long(notify_stack, ingest_stack, rows_factory):
     from notify_support import find_personal, personal_values
 
     rows = rows_factory(12, today(), districts={LEEDS: 1}, seed=66)

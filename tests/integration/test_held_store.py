@@ -47,14 +47,13 @@ class CountingDynamo:
         [(table, requests)] = RequestItems.items()
         self.batches.append(len(requests))
         if self.unprocess:
-            left, self.unprocess = requests[:self.unprocess], 0
-            self._real.batch_write_item(RequestItems={table: requests[len(left):]})
+            left, self.unprocess = requests[: self.unprocess], 0
+            self._real.batch_write_item(RequestItems={table: requests[len(left) :]})
             return {"UnprocessedItems": {table: left}}
         return self._real.batch_write_item(RequestItems=RequestItems)
 
 
-def test_held_records_are_stored_25_to_a_request_and_only_unprocessed_ones_are_sent_again(ingest_stack,
-                                                                                           rows_factory):
+def test_held_records_are_stored_25_to_a_request_and_only_unprocessed_ones_are_sent_again(ingest_stack, rows_factory):
     rows, york = rows_with_york(rows_factory, 120, york_every=2, seed=51)  # 60 held
     dynamo = CountingDynamo(boto3.client("dynamodb"), unprocess=3)
     ingest_stack.rewire(held_dynamodb=dynamo)
@@ -68,8 +67,9 @@ def test_held_records_are_stored_25_to_a_request_and_only_unprocessed_ones_are_s
     assert ingest_stack.report("RX1", "york.csv")["outcome"]["held"] == 60
 
 
-def test_a_late_retry_never_brings_back_a_held_record_a_reviewer_discarded_meanwhile(ingest_stack, rows_factory,
-                                                                                     sqs_clock):
+def test_a_late_retry_never_brings_back_a_held_record_a_reviewer_discarded_meanwhile(
+    ingest_stack, rows_factory, sqs_clock
+):
     rows, york = rows_with_york(rows_factory, 30, york_every=5, seed=52)
     # The end-of-file checkpoint fails at every attempt, and so does the save on the way out: the retry does
     # not know which records were stored.
@@ -82,8 +82,13 @@ def test_a_late_retry_never_brings_back_a_held_record_a_reviewer_discarded_meanw
 
     # A reviewer discards one of them in the hour before the retry.
     store, discarded = ingest_stack.held_store, stored[0].key
-    action = HeldAction(action_id="test-discard", kind=ActionKind.DISCARD, actor="arn:aws:iam::1:user/r",
-                        at=datetime.now(UTC), why="a duplicate of a record sent by phone")
+    action = HeldAction(
+        action_id="test-discard",
+        kind=ActionKind.DISCARD,
+        actor="arn:aws:iam::1:user/r",
+        at=datetime.now(UTC),
+        why="a duplicate of a record sent by phone",
+    )
     assert store.discard(discarded, action)
 
     sqs_clock.advance(AN_HOUR)
@@ -91,7 +96,8 @@ def test_a_late_retry_never_brings_back_a_held_record_a_reviewer_discarded_meanw
 
     assert sorted(h.key.row for h in ingest_stack.held()) == sorted(york - {discarded.row})
     item = boto3.client("dynamodb").get_item(
-        TableName=HELD_TABLE, Key={"id": {"S": f"held#RX1#{discarded.sha256}#{discarded.row}"}})["Item"]
+        TableName=HELD_TABLE, Key={"id": {"S": f"held#RX1#{discarded.sha256}#{discarded.row}"}}
+    )["Item"]
     assert item["status"]["S"] == HeldStatus.DISCARDED and "body" not in item  # still discarded, no content
     # It was held by this file, and the report says so: the discard is a later action, told separately.
     assert ingest_stack.report("RX1", "lost-progress.csv")["outcome"]["held"] == len(york)

@@ -46,13 +46,19 @@ def run_both(stack, tmp_path, trust: str, name: str, body: bytes) -> dict:
     report = stack.report(trust, name)
     path = tmp_path / name
     path.write_bytes(body)
-    offline = check_file(path, trust_ods_code=trust, registry=REGISTRY, upload_day=today(),
-                         postcodes=PostcodeDirectory.load(REGISTRY_PATH.parent / "postcodes.csv",
-                                                          REGISTRY.postcode_directory))
+    offline = check_file(
+        path,
+        trust_ods_code=trust,
+        registry=REGISTRY,
+        upload_day=today(),
+        postcodes=PostcodeDirectory.load(REGISTRY_PATH.parent / "postcodes.csv", REGISTRY.postcode_directory),
+    )
     if report["status"] == "REJECTED":
         assert offline.rejection is not None
-        assert (offline.rejection.code.value, offline.rejection.message) == (report["file_error"]["code"],
-                                                                             report["file_error"]["message"])
+        assert (offline.rejection.code.value, offline.rejection.message) == (
+            report["file_error"]["code"],
+            report["file_error"]["message"],
+        )
     else:
         assert offline.rejection is None
         assert [e.model_dump(mode="json") for e in offline.errors] == report["errors"]
@@ -102,14 +108,17 @@ def test_a_character_sqs_refuses_rejects_only_its_row(ingest_stack, rows_factory
 
     report = run_both(ingest_stack, tmp_path, "RX1", "nonchars.csv", csv_bytes(rows))
 
-    assert errors_by_row(report) == {4: [("address_line_1", "TEXT_CHARACTERS_INVALID")],
-                                     5: [("mother_family_name", "TEXT_CHARACTERS_INVALID")]}
+    assert errors_by_row(report) == {
+        4: [("address_line_1", "TEXT_CHARACTERS_INVALID")],
+        5: [("mother_family_name", "TEXT_CHARACTERS_INVALID")],
+    }
     assert report["outcome"]["forwarded"] == 10
     assert sum(forwarded_ids(ingest_stack).values()) == 10
 
 
 def test_an_unexpected_fault_in_one_row_becomes_that_rows_error_with_a_metric_and_a_log(
-        ingest_stack, rows_factory, monkeypatch, capsys, caplog):
+    ingest_stack, rows_factory, monkeypatch, capsys, caplog
+):
     from birthnotify.domain.routing import Router
 
     rows = rows_factory(15, today(), districts={LEEDS: 1}, seed=23)
@@ -164,8 +173,9 @@ def test_a_stray_quote_closed_rows_later_also_rejects_the_file(ingest_stack, row
     assert forwarded_ids(ingest_stack) == Counter()
 
 
-def test_a_multi_line_address_in_quotes_is_one_row_and_rows_in_is_the_record_count(ingest_stack, rows_factory,
-                                                                                   tmp_path):
+def test_a_multi_line_address_in_quotes_is_one_row_and_rows_in_is_the_record_count(
+    ingest_stack, rows_factory, tmp_path
+):
     rows = rows_factory(8, today(), districts={LEEDS: 1}, seed=26)
     rows[2]["address_line_1"] = "Flat 2\r\n17 Acorn Way"
     report = run_both(ingest_stack, tmp_path, "RX1", "multi.csv", csv_bytes(rows))
@@ -187,8 +197,9 @@ def test_a_duplicated_column_rejects_the_file_before_anything_is_sent(ingest_sta
     report = run_both(ingest_stack, tmp_path, "RX1", "twice.csv", "\r\n".join(lines).encode())
 
     assert report["file_error"]["code"] == "FILE_DUPLICATE_COLUMNS"
-    assert (f"residence_la_code (columns {RECORD_FIELDS.index('residence_la_code') + 1}, "
-            f"{len(RECORD_FIELDS) + 1})") in report["file_error"]["message"]
+    assert (
+        f"residence_la_code (columns {RECORD_FIELDS.index('residence_la_code') + 1}, {len(RECORD_FIELDS) + 1})"
+    ) in report["file_error"]["message"]
     assert forwarded_ids(ingest_stack) == Counter()
 
 
@@ -223,42 +234,58 @@ def test_a_council_code_that_contradicts_the_postcode_is_held_not_forwarded(inge
     assert {h.message.reason for h in held} == {"RESIDENCE_CONFLICT"}
 
 
-def test_a_correction_before_its_original_is_rejected_naming_where_the_original_is(ingest_stack, rows_factory,
-                                                                                   tmp_path):
+def test_a_correction_before_its_original_is_rejected_naming_where_the_original_is(
+    ingest_stack, rows_factory, tmp_path
+):
     rows = rows_factory(6, today(), districts={LEEDS: 1}, seed=30)
     original = rows[4]
-    cancel = dict(original, notification_id="BNX1", notification_type="CANCEL",
-                  original_notification_id=original["notification_id"])
-    amend = dict(original, notification_id="BNX2", notification_type="AMEND",
-                 original_notification_id=original["notification_id"])
+    cancel = dict(
+        original,
+        notification_id="BNX1",
+        notification_type="CANCEL",
+        original_notification_id=original["notification_id"],
+    )
+    amend = dict(
+        original,
+        notification_id="BNX2",
+        notification_type="AMEND",
+        original_notification_id=original["notification_id"],
+    )
     later_amend = dict(amend, notification_id="BNX3")
     rows = [*rows[:2], cancel, amend, *rows[2:], later_amend]  # rows 3 and 4 correct row 7
 
     report = run_both(ingest_stack, tmp_path, "RX1", "order.csv", csv_bytes(rows))
 
-    assert errors_by_row(report) == {3: [("original_notification_id", "CORRECTION_BEFORE_ORIGINAL")],
-                                     4: [("original_notification_id", "CORRECTION_BEFORE_ORIGINAL")]}
+    assert errors_by_row(report) == {
+        3: [("original_notification_id", "CORRECTION_BEFORE_ORIGINAL")],
+        4: [("original_notification_id", "CORRECTION_BEFORE_ORIGINAL")],
+    }
     [message] = {e["message"] for e in report["errors"] if e["row"] == 3}
     assert "(row 7 of this file)" in message and message.startswith("This CANCEL comes before")
     leeds = ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])
     corrections = {original["notification_id"], "BNX1", "BNX2", "BNX3"}
     assert [b["notification_id"] for b in leeds if b["notification_id"] in corrections] == [
-        original["notification_id"], "BNX3"]
+        original["notification_id"],
+        "BNX3",
+    ]
 
 
 # -- exactly what the contract says --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value", "code"), [
-    ("baby_date_of_birth", "2026-W45-1", "DATE_INVALID"),
-    ("birth_weight_grams", "3_200", "NUMBER_INVALID"),
-    ("birth_weight_grams", "+3200", "NUMBER_INVALID"),
-    ("birth_weight_grams", "3200.0", "NUMBER_INVALID"),
-    ("gestation_weeks", "\u0663\u0668", "NUMBER_INVALID"),  # Arabic-Indic digits
-    ("live_birth", "yes", "FLAG_INVALID"),
-    ("restricted", "no", "FLAG_INVALID"),
-    ("residence_la_code", "E0800003\u0665", "GSS_CODE_INVALID"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("baby_date_of_birth", "2026-W45-1", "DATE_INVALID"),
+        ("birth_weight_grams", "3_200", "NUMBER_INVALID"),
+        ("birth_weight_grams", "+3200", "NUMBER_INVALID"),
+        ("birth_weight_grams", "3200.0", "NUMBER_INVALID"),
+        ("gestation_weeks", "\u0663\u0668", "NUMBER_INVALID"),  # Arabic-Indic digits
+        ("live_birth", "yes", "FLAG_INVALID"),
+        ("restricted", "no", "FLAG_INVALID"),
+        ("residence_la_code", "E0800003\u0665", "GSS_CODE_INVALID"),
+    ],
+)
 def test_only_the_documented_forms_are_accepted(ingest_stack, rows_factory, tmp_path, field, value, code):
     rows = rows_factory(3, today(), districts={LEEDS: 1}, seed=31)
     rows[1][field] = value
@@ -267,29 +294,43 @@ def test_only_the_documented_forms_are_accepted(ingest_stack, rows_factory, tmp_
 
 
 def test_places_outside_the_service_and_ended_councils_are_held_with_their_reason_never_rejected(
-        ingest_stack, rows_factory, tmp_path):
+    ingest_stack, rows_factory, tmp_path
+):
     """Scottish, Northern Irish, Channel Islands and Isle of Man codes and postcodes, an ended council split in
     two, and a council without an agreement: each row held with its own reason, the same offline."""
-    places = [("S12000036", "ZZ99 3VZ"), ("", POSTCODES["S12000036"][0]), ("N09000003", "BT1 1AA"),
-              ("L99999999", "GY1 1AA"), ("", "JE2 3AB"), ("M99999999", "IM1 1AA"), ("E10000006", "ZZ99 3VZ"),
-              ("E10000006", POSTCODES["E07000028"][0]), ("", POSTCODES["E08000003"][0]),
-              ("W06000015", POSTCODES["W06000015"][0])]
+    places = [
+        ("S12000036", "ZZ99 3VZ"),
+        ("", POSTCODES["S12000036"][0]),
+        ("N09000003", "BT1 1AA"),
+        ("L99999999", "GY1 1AA"),
+        ("", "JE2 3AB"),
+        ("M99999999", "IM1 1AA"),
+        ("E10000006", "ZZ99 3VZ"),
+        ("E10000006", POSTCODES["E07000028"][0]),
+        ("", POSTCODES["E08000003"][0]),
+        ("W06000015", POSTCODES["W06000015"][0]),
+    ]
     rows = rows_factory(len(places), today(), districts={LEEDS: 1}, seed=35)
     for row, (code, postcode) in zip(rows, places, strict=True):
         row["residence_la_code"], row["postcode"] = code, postcode.lower()
     report = run_both(ingest_stack, tmp_path, "RX1", "places.csv", csv_bytes(rows))
     assert report["errors"] == []
-    held = {(h["reason"], h["authority_gss_code"], h["authority_name"]): h["count"]
-            for h in report["outcome"]["held_by_reason"]}
-    assert held == {("OUTSIDE_SERVICE", None, None): 6,
-                    ("AMBIGUOUS_SUCCESSOR", "E10000006", "Cumbria County Council"): 1,
-                    ("NO_AGREEMENT", "E06000063", "Cumberland Council"): 1,  # the postcode decided
-                    ("NO_AGREEMENT", "E08000003", "Manchester City Council"): 1}
+    held = {
+        (h["reason"], h["authority_gss_code"], h["authority_name"]): h["count"]
+        for h in report["outcome"]["held_by_reason"]
+    }
+    assert held == {
+        ("OUTSIDE_SERVICE", None, None): 6,
+        ("AMBIGUOUS_SUCCESSOR", "E10000006", "Cumbria County Council"): 1,
+        ("NO_AGREEMENT", "E06000063", "Cumberland Council"): 1,  # the postcode decided
+        ("NO_AGREEMENT", "E08000003", "Manchester City Council"): 1,
+    }
     assert [a["gss_code"] for a in report["outcome"]["authorities"]] == ["W06000015"]  # a Welsh birth
 
 
-def test_an_invalid_optional_detail_is_left_out_and_the_row_forwarded_with_a_warning(ingest_stack, rows_factory,
-                                                                                       tmp_path):
+def test_an_invalid_optional_detail_is_left_out_and_the_row_forwarded_with_a_warning(
+    ingest_stack, rows_factory, tmp_path
+):
     # Until issue 14, each of these rejected its row (baby_time_of_birth "0930" was a TIME_INVALID row error).
     rows = rows_factory(4, today(), districts={LEEDS: 1}, seed=38)
     rows[1]["baby_time_of_birth"] = "0930"
@@ -299,13 +340,18 @@ def test_an_invalid_optional_detail_is_left_out_and_the_row_forwarded_with_a_war
 
     outcome = report["outcome"]
     assert (outcome["forwarded"], outcome["rejected"], outcome["rows_with_warnings"]) == (4, 0, 3)
-    assert outcome["warnings_by_code"] == {"TIME_INVALID": 1, "NHS_NUMBER_CHECKSUM": 1, "ODS_CODE_INVALID": 1,
-                                           "MOTHER_AGE_IMPLAUSIBLE": 1}
+    assert outcome["warnings_by_code"] == {
+        "TIME_INVALID": 1,
+        "NHS_NUMBER_CHECKSUM": 1,
+        "ODS_CODE_INVALID": 1,
+        "MOTHER_AGE_IMPLAUSIBLE": 1,
+    }
     assert [(w["row"], w["notification_id"], w["field"], w["code"]) for w in report["warnings"]] == [
         (2, rows[1]["notification_id"], "baby_time_of_birth", "TIME_INVALID"),
         (3, rows[2]["notification_id"], "mother_nhs_number", "NHS_NUMBER_CHECKSUM"),
         (3, rows[2]["notification_id"], "gp_practice_code", "ODS_CODE_INVALID"),
-        (4, rows[3]["notification_id"], "mother_date_of_birth", "MOTHER_AGE_IMPLAUSIBLE")]
+        (4, rows[3]["notification_id"], "mother_date_of_birth", "MOTHER_AGE_IMPLAUSIBLE"),
+    ]
     assert "1112223330" not in json.dumps(report) and "B8605" not in json.dumps(report)
     leeds = {m["notification_id"]: m["record"] for m in ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])}
     assert "mother_nhs_number" not in leeds[rows[2]["notification_id"]]
@@ -316,10 +362,12 @@ def test_an_invalid_optional_detail_is_left_out_and_the_row_forwarded_with_a_war
 def test_a_bad_number_on_the_first_json_line_is_that_rows_error_not_the_files(ingest_stack, rows_factory, tmp_path):
     rows = rows_factory(5, today(), districts={LEEDS: 1}, seed=32)
     lines = [json.dumps({k: v for k, v in row.items() if v}) for row in rows]
-    lines[0] = lines[0].replace(f'"birth_weight_grams": "{rows[0]["birth_weight_grams"]}"',
-                                '"birth_weight_grams": 1e999')
-    lines[1] = lines[1].replace(f'"birth_weight_grams": "{rows[1]["birth_weight_grams"]}"',
-                                f'"birth_weight_grams": {"9" * 5000}')
+    lines[0] = lines[0].replace(
+        f'"birth_weight_grams": "{rows[0]["birth_weight_grams"]}"', '"birth_weight_grams": 1e999'
+    )
+    lines[1] = lines[1].replace(
+        f'"birth_weight_grams": "{rows[1]["birth_weight_grams"]}"', f'"birth_weight_grams": {"9" * 5000}'
+    )
     report = run_both(ingest_stack, tmp_path, "RX1", "numbers.jsonl", ("\n".join(lines) + "\n").encode())
 
     assert report["status"] == "PROCESSED"
@@ -328,15 +376,18 @@ def test_a_bad_number_on_the_first_json_line_is_that_rows_error_not_the_files(in
     assert report["outcome"]["forwarded"] == 3
 
 
-@pytest.mark.parametrize(("name", "make", "code", "says"), [
-    ("semi.csv", lambda b: b.replace(b",", b";"), "FILE_NOT_CSV", "separated by semicolons"),
-    ("sep.csv", lambda b: b"sep=;\r\n" + b, "FILE_NOT_CSV", "separator hint"),
-    ("packed.csv", lambda b: gzip.compress(b), "FILE_UNSUPPORTED_TYPE", "gzip-compressed but its name"),
-    ("oneline.csv", lambda b: b"x" * (20 * 2**20), "FILE_LINE_TOO_LONG", "Line 1 is longer than 16 MB"),
-    ("book.csv", lambda b: b"PK\x03\x04" + b, "FILE_UNSUPPORTED_TYPE", "ZIP archive"),
-    ("array.jsonl", lambda b: json.dumps([{"notification_id": "N1"}]).encode(), "FILE_NOT_JSONL", "one JSON array"),
-    ("nohead.csv", lambda b: b.split(b"\r\n", 1)[1], "FILE_MISSING_COLUMNS", "not a header"),
-])
+@pytest.mark.parametrize(
+    ("name", "make", "code", "says"),
+    [
+        ("semi.csv", lambda b: b.replace(b",", b";"), "FILE_NOT_CSV", "separated by semicolons"),
+        ("sep.csv", lambda b: b"sep=;\r\n" + b, "FILE_NOT_CSV", "separator hint"),
+        ("packed.csv", lambda b: gzip.compress(b), "FILE_UNSUPPORTED_TYPE", "gzip-compressed but its name"),
+        ("oneline.csv", lambda b: b"x" * (20 * 2**20), "FILE_LINE_TOO_LONG", "Line 1 is longer than 16 MB"),
+        ("book.csv", lambda b: b"PK\x03\x04" + b, "FILE_UNSUPPORTED_TYPE", "ZIP archive"),
+        ("array.jsonl", lambda b: json.dumps([{"notification_id": "N1"}]).encode(), "FILE_NOT_JSONL", "one JSON array"),
+        ("nohead.csv", lambda b: b.split(b"\r\n", 1)[1], "FILE_MISSING_COLUMNS", "not a header"),
+    ],
+)
 def test_each_whole_file_problem_names_its_real_cause(ingest_stack, rows_factory, tmp_path, name, make, code, says):
     body = make(csv_bytes(rows_factory(4, today(), districts={LEEDS: 1}, seed=33)))
     report = run_both(ingest_stack, tmp_path, "RX1", name, body)
@@ -431,8 +482,9 @@ def test_uploads_to_a_bucket_without_versioning_are_still_told_apart(ingest_stac
 # -- uploads of one name --------------------------------------------------------------------------------------
 
 
-def test_an_identical_reupload_to_the_same_key_is_a_duplicate_with_its_own_report(ingest_stack, notify_stack,
-                                                                                  rows_factory):
+def test_an_identical_reupload_to_the_same_key_is_a_duplicate_with_its_own_report(
+    ingest_stack, notify_stack, rows_factory
+):
     rows = rows_factory(12, today(), districts={LEEDS: 1, MAIDSTONE: 1}, seed=37)
     body = csv_bytes(rows)
     ingest_stack.upload("RX1", "same.csv", body)
@@ -448,8 +500,10 @@ def test_an_identical_reupload_to_the_same_key_is_a_duplicate_with_its_own_repor
     assert second["duplicate_of"] == {"key": "inbound/RX1/same.csv", "report_key": first["report_key"]}
     assert forwarded_ids(ingest_stack) == Counter(row["notification_id"] for row in rows)  # each once
     to_trust = [m for m in notify_stack.sent() if m.to == REGISTRY.trust("RX1").contact_emails]
-    assert [m.subject for m in to_trust] == ["File processed: same.csv: 12 forwarded, 0 rejected",
-                                             "Already processed: same.csv"]
+    assert [m.subject for m in to_trust] == [
+        "File processed: same.csv: 12 forwarded, 0 rejected",
+        "Already processed: same.csv",
+    ]
     assert "nothing in it was forwarded again" in to_trust[1].text and first["report_key"] in to_trust[1].text
 
 
@@ -468,6 +522,7 @@ def test_a_corrected_reupload_to_the_same_key_never_mixes_with_the_first_reports
     assert second["status"] == "PROCESSED" and second["outcome"]["rejected"] == 0
     assert second["rejected_rows_key"] is None and second["errors"] == []
     folder = first["report_key"].rsplit("/", 1)[0]
-    listed = sorted(item["Key"] for item in ingest_stack.s3.list_objects_v2(
-        Bucket="test-reports", Prefix=folder + "/")["Contents"])
+    listed = sorted(
+        item["Key"] for item in ingest_stack.s3.list_objects_v2(Bucket="test-reports", Prefix=folder + "/")["Contents"]
+    )
     assert listed == sorted([first["report_key"], first["rejected_rows_key"], second["report_key"]])

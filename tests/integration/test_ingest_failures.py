@@ -34,8 +34,10 @@ class FlakySqs:
         refused = min(len(Entries), self.refuse(QueueUrl, self.attempts[QueueUrl]))
         self.refused += refused
         accepted = self._real.send_message_batch(QueueUrl=QueueUrl, Entries=Entries[refused:])
-        failed = [{"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"}
-                  for entry in Entries[:refused]]
+        failed = [
+            {"Id": entry["Id"], "SenderFault": False, "Code": "InternalError", "Message": "try again"}
+            for entry in Entries[:refused]
+        ]
         return {"Successful": accepted.get("Successful", []), "Failed": failed}
 
 
@@ -75,8 +77,9 @@ def test_a_file_sqs_keeps_refusing_fails_alone_and_completes_on_retry(ingest_sta
     ingest_stack.upload("RX1", "leeds.csv", to_bytes(leeds_rows, "x.csv"))
     ingest_stack.upload("RX2", "kent.csv", to_bytes(kent_rows, "x.csv"))
 
-    messages = ingest_stack.sqs.receive_message(QueueUrl=ingest_stack.ingest_queue_url, MaxNumberOfMessages=10,
-                                                VisibilityTimeout=0, AttributeNames=["All"])["Messages"]
+    messages = ingest_stack.sqs.receive_message(
+        QueueUrl=ingest_stack.ingest_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+    )["Messages"]
     assert len(messages) == 2
     [first] = ingest_stack.run(batch_size=10, max_polls=1, visibility_timeout=0)
     [failure] = first["batchItemFailures"]
@@ -99,8 +102,7 @@ def test_a_file_sqs_keeps_refusing_fails_alone_and_completes_on_retry(ingest_sta
     assert (outcome["rows_in"], outcome["forwarded"]) == (25, 25)
 
 
-def test_a_file_interrupted_by_the_timeout_resumes_without_loss_or_duplicates(ingest_stack, rows_factory,
-                                                                              monkeypatch):
+def test_a_file_interrupted_by_the_timeout_resumes_without_loss_or_duplicates(ingest_stack, rows_factory, monkeypatch):
     monkeypatch.setattr(ingest_stack.handler, "RESUME_DELAY_SECONDS", 0)
     rows = rows_factory(450, today(), districts={LEEDS: 2, MAIDSTONE: 1})
     ingest_stack.upload("RX1", "big.csv", to_bytes(rows, "x.csv"))

@@ -18,8 +18,16 @@ LEEDS, KENT, CAMDEN, YORK = "E08000035", "E10000016", "E09000007", "E06000014"
 MAIDSTONE = "E07000110"  # a district: its births go to Kent County Council
 MANCHESTER = "E08000003"  # runs children's services, not in the registry
 REGISTRY = load_registry(REGISTRY_PATH)
-PERSONAL_FIELDS = ("baby_nhs_number", "mother_nhs_number", "mother_given_name", "mother_family_name",
-                   "baby_date_of_birth", "mother_date_of_birth", "address_line_1", "postcode")
+PERSONAL_FIELDS = (
+    "baby_nhs_number",
+    "mother_nhs_number",
+    "mother_given_name",
+    "mother_family_name",
+    "baby_date_of_birth",
+    "mother_date_of_birth",
+    "address_line_1",
+    "postcode",
+)
 
 
 def today():
@@ -59,20 +67,27 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
     assert_balanced(outcome)
     assert (outcome["rows_in"], outcome["rejected"], outcome["withheld"], outcome["held"]) == (60, 4, 3, 4)
     assert outcome["withheld_by_reason"] == {"STILLBIRTH": 1, "RESTRICTED": 1, "SHARING_OBJECTION": 1}
-    held = {(h["reason"], h["authority_gss_code"], h["authority_name"]): h["count"]
-            for h in outcome["held_by_reason"]}
-    assert held == {("PSEUDO_POSTCODE", None, None): 1, ("NO_AGREEMENT", YORK, "City of York Council"): 1,
-                    ("NO_AGREEMENT", MANCHESTER, "Manchester City Council"): 1, ("NO_AUTHORITY", None, None): 1}
+    held = {(h["reason"], h["authority_gss_code"], h["authority_name"]): h["count"] for h in outcome["held_by_reason"]}
+    assert held == {
+        ("PSEUDO_POSTCODE", None, None): 1,
+        ("NO_AGREEMENT", YORK, "City of York Council"): 1,
+        ("NO_AGREEMENT", MANCHESTER, "Manchester City Council"): 1,
+        ("NO_AUTHORITY", None, None): 1,
+    }
     codes = {(e["row"], e["field"], e["code"]) for e in report["errors"]}
-    assert codes == {(1, "baby_nhs_number", "NHS_NUMBER_CHECKSUM"), (2, "postcode", "POSTCODE_INVALID"),
-                     (3, "birth_order", "BIRTH_ORDER_EXCEEDS_BABIES"), (11, "notification_id",
-                                                                        "NOTIFICATION_ID_DUPLICATE")}
+    assert codes == {
+        (1, "baby_nhs_number", "NHS_NUMBER_CHECKSUM"),
+        (2, "postcode", "POSTCODE_INVALID"),
+        (3, "birth_order", "BIRTH_ORDER_EXCEEDS_BABIES"),
+        (11, "notification_id", "NOTIFICATION_ID_DUPLICATE"),
+    }
 
     queues = bodies_by_queue(ingest_stack)
     forwarded = [body for bodies in queues.values() for body in bodies]
     assert len(forwarded) == outcome["forwarded"] == 60 - 4 - 3 - 4
     assert {a["gss_code"]: a["new"] for a in outcome["authorities"]} == {
-        gss: len(bodies) for gss, bodies in queues.items() if bodies}
+        gss: len(bodies) for gss, bodies in queues.items() if bodies
+    }
     assert queues[YORK] == []
     assert queues[KENT], "district E07000110 routes to Kent County Council"
     for gss, bodies in queues.items():
@@ -87,9 +102,15 @@ def test_mixed_file_is_split_filtered_and_reconciled(ingest_stack, rows_factory)
     assert "baby_nhs_number" not in kent_fields and "mother_given_name" in kent_fields
     held = ingest_stack.held()  # in the held store, every field of each record, for the reviewers
     assert sorted((h.message.reason, h.message.authority_gss_code or "") for h in held) == [
-        ("NO_AGREEMENT", YORK), ("NO_AGREEMENT", MANCHESTER), ("NO_AUTHORITY", ""), ("PSEUDO_POSTCODE", "")]
-    assert all(h.summary.report_key == report["report_key"] and h.message.source.key == "inbound/RX1/births 2026-11.csv"
-               for h in held)
+        ("NO_AGREEMENT", YORK),
+        ("NO_AGREEMENT", MANCHESTER),
+        ("NO_AUTHORITY", ""),
+        ("PSEUDO_POSTCODE", ""),
+    ]
+    assert all(
+        h.summary.report_key == report["report_key"] and h.message.source.key == "inbound/RX1/births 2026-11.csv"
+        for h in held
+    )
 
     [event] = ingest_stack.drain(ingest_stack.events_queue_url)
     assert event["status"] == "PROCESSED" and event["outcome"]["rows_in"] == 60
@@ -110,26 +131,42 @@ def test_reports_event_and_logs_never_echo_personal_data(ingest_stack, rows_fact
     # Every log record with all its structured keys, and what was printed (the EMF metrics).
     logs = [json.dumps(record.__dict__, default=str) for record in caplog.records]
     assert any('"file processed"' in line for line in logs)
-    texts = [json.dumps(ingest_stack.report("RX1", "pii.csv")), ingest_stack.rejected_csv("RX1", "pii.csv"),
-             json.dumps(ingest_stack.drain(ingest_stack.events_queue_url)), *logs, capsys.readouterr().out]
+    texts = [
+        json.dumps(ingest_stack.report("RX1", "pii.csv")),
+        ingest_stack.rejected_csv("RX1", "pii.csv"),
+        json.dumps(ingest_stack.drain(ingest_stack.events_queue_url)),
+        *logs,
+        capsys.readouterr().out,
+    ]
     personal = {row[key].strip("\x07") for row in rows[:5] for key in PERSONAL_FIELDS if row[key]}
     for text in texts:
         for value in personal:
             assert value not in text
     rejected = list(csv.DictReader(io.StringIO(ingest_stack.rejected_csv("RX1", "pii.csv"))))
     assert [(r["row"], r["code"]) for r in rejected] == [
-        ("1", "NHS_NUMBER_CHECKSUM"), ("2", "TEXT_CONTROL_CHARACTERS"), ("3", "POSTCODE_INVALID"),
-        ("4", "DATE_IN_FUTURE"), ("5", "NOTIFICATION_ID_INVALID")]
+        ("1", "NHS_NUMBER_CHECKSUM"),
+        ("2", "TEXT_CONTROL_CHARACTERS"),
+        ("3", "POSTCODE_INVALID"),
+        ("4", "DATE_IN_FUTURE"),
+        ("5", "NOTIFICATION_ID_INVALID"),
+    ]
     assert rejected[4]["notification_id"] == ""
 
 
 def test_amend_and_cancel_reach_the_authority_in_file_order(ingest_stack, rows_factory):
     [new] = rows_factory(1, today(), districts={LEEDS: 1})
     new["notification_id"] = "N-1"
-    amend = new | {"notification_id": "A-2", "notification_type": "AMEND", "original_notification_id":
-                   new["notification_id"], "birth_weight_grams": "3510"}
-    cancel = new | {"notification_id": "C-3", "notification_type": "CANCEL", "original_notification_id":
-                    new["notification_id"]}
+    amend = new | {
+        "notification_id": "A-2",
+        "notification_type": "AMEND",
+        "original_notification_id": new["notification_id"],
+        "birth_weight_grams": "3510",
+    }
+    cancel = new | {
+        "notification_id": "C-3",
+        "notification_type": "CANCEL",
+        "original_notification_id": new["notification_id"],
+    }
     others = rows_factory(25, today(), districts={LEEDS: 1}, seed=99)
     rows = [new, *others[:12], amend, *others[12:], cancel]
     ingest_stack.upload("RX1", "chain.csv", to_bytes(rows, "chain.csv"))
@@ -138,7 +175,10 @@ def test_amend_and_cancel_reach_the_authority_in_file_order(ingest_stack, rows_f
     bodies = ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])
     chain = [b for b in bodies if b["_attributes"]["MessageGroupId"] == f"RX1:{new['notification_id']}"]
     assert [(b["notification_type"], b["notification_id"]) for b in chain] == [
-        ("NEW", new["notification_id"]), ("AMEND", "A-2"), ("CANCEL", "C-3")]
+        ("NEW", new["notification_id"]),
+        ("AMEND", "A-2"),
+        ("CANCEL", "C-3"),
+    ]
     assert chain[1]["original_notification_id"] == new["notification_id"]
     assert chain[1]["record"]["birth_weight_grams"] == 3510
     [leeds] = ingest_stack.report("RX1", "chain.csv")["outcome"]["authorities"]
@@ -177,8 +217,9 @@ def test_duplicate_event_and_reupload_forward_nothing_twice(ingest_stack, rows_f
     rows = rows_factory(15, today(), districts={LEEDS: 1})
     body = to_bytes(rows, "a.csv")
     ingest_stack.upload("RX1", "first.csv", body)
-    [message] = ingest_stack.sqs.receive_message(QueueUrl=ingest_stack.ingest_queue_url,
-                                                 VisibilityTimeout=0)["Messages"]
+    [message] = ingest_stack.sqs.receive_message(QueueUrl=ingest_stack.ingest_queue_url, VisibilityTimeout=0)[
+        "Messages"
+    ]
     ingest_stack.sqs.send_message(QueueUrl=ingest_stack.ingest_queue_url, MessageBody=message["Body"])  # S3 resends
     ingest_stack.run()
     assert len(ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS])) == 15
@@ -244,8 +285,11 @@ def test_gzip_content_is_hashed_as_uploaded(ingest_stack, rows_factory):
 def test_nhs_numbers_with_spaces_and_a_multiple_birth(ingest_stack, rows_factory):
     twin_a, twin_b = rows_factory(2, today(), districts={LEEDS: 1})
     number = synthetic_nhs_number(__import__("random").Random(5))
-    twin_a |= {"baby_nhs_number": f"{number[:3]} {number[3:6]} {number[6:]}", "birth_order": "1",
-               "number_of_babies": "2"}
+    twin_a |= {
+        "baby_nhs_number": f"{number[:3]} {number[3:6]} {number[6:]}",
+        "birth_order": "1",
+        "number_of_babies": "2",
+    }
     twin_b |= {"birth_order": "2", "number_of_babies": "2", "postcode": twin_a["postcode"].lower().replace(" ", "")}
     ingest_stack.upload("RX1", "twins.csv", to_bytes([twin_a, twin_b], "x.csv"))
     ingest_stack.run()

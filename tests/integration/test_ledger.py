@@ -18,8 +18,17 @@ from test_retries_after_the_window import AN_HOUR, KENT, FlakySqs, mixed_rows
 
 LEEDS, CAMDEN, YORK, MAIDSTONE = "E08000035", "E09000007", "E06000014", "E07000110"
 REGISTRY = load_registry(REGISTRY_PATH)
-PERSONAL_FIELDS = ("baby_nhs_number", "mother_nhs_number", "mother_given_name", "mother_family_name",
-                   "baby_date_of_birth", "mother_date_of_birth", "address_line_1", "address_line_2", "postcode")
+PERSONAL_FIELDS = (
+    "baby_nhs_number",
+    "mother_nhs_number",
+    "mother_given_name",
+    "mother_family_name",
+    "baby_date_of_birth",
+    "mother_date_of_birth",
+    "address_line_1",
+    "address_line_2",
+    "postcode",
+)
 
 
 def today():
@@ -33,14 +42,29 @@ def ledger_objects(stack) -> dict[str, bytes]:
 
 def ledger_entries(stack) -> list[LedgerEntry]:
     """Every entry as written (repeats included), each held to the published model."""
-    return [LedgerEntry.model_validate_json(line) for body in ledger_objects(stack).values()
-            for line in body.decode().splitlines()]
+    return [
+        LedgerEntry.model_validate_json(line)
+        for body in ledger_objects(stack).values()
+        for line in body.decode().splitlines()
+    ]
 
 
 def audit(capsys, nhs_number: str, *extra: str) -> tuple[int, list[dict]]:
     capsys.readouterr()
-    code = main(["audit", "--nhs-number", nhs_number, "--ledger-bucket", LEDGER, "--key-secret-id", LEDGER_SECRET,
-                 "--format", "json", *extra])
+    code = main(
+        [
+            "audit",
+            "--nhs-number",
+            nhs_number,
+            "--ledger-bucket",
+            LEDGER,
+            "--key-secret-id",
+            LEDGER_SECRET,
+            "--format",
+            "json",
+            *extra,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return code, json.loads(captured.out)
@@ -60,8 +84,7 @@ def mixed_file(ingest_stack, rows_factory):
     return rows
 
 
-def test_audit_of_a_forwarded_baby_lists_exactly_its_council_agreement_and_fields(ingest_stack, mixed_file,
-                                                                                  capsys):
+def test_audit_of_a_forwarded_baby_lists_exactly_its_council_agreement_and_fields(ingest_stack, mixed_file, capsys):
     # A Maidstone family (Kent County Council runs its children's services) with the mother's NHS number given.
     row = next(r for r in mixed_file[9:] if r["postcode"].startswith("ME") and r["mother_nhs_number"])
     code, answer = audit(capsys, row["baby_nhs_number"])
@@ -80,11 +103,25 @@ def test_audit_of_a_forwarded_baby_lists_exactly_its_council_agreement_and_field
     assert code == 0 and [e["notification_id"] for e in by_mother] == [row["notification_id"]]
 
     # The hash an Athena query needs is the one the ledger holds for this baby.
-    assert main(["audit", "--nhs-number", row["baby_nhs_number"], "--hash-only", "--ledger-bucket", LEDGER,
-                 "--key-secret-id", LEDGER_SECRET]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "--nhs-number",
+                row["baby_nhs_number"],
+                "--hash-only",
+                "--ledger-bucket",
+                LEDGER,
+                "--key-secret-id",
+                LEDGER_SECRET,
+            ]
+        )
+        == 0
+    )
     hashed = capsys.readouterr().out.strip()
-    assert [e.baby_nhs_hash for e in ledger_entries(ingest_stack) if e.notification_id == row["notification_id"]] \
-        == [hashed]
+    assert [e.baby_nhs_hash for e in ledger_entries(ingest_stack) if e.notification_id == row["notification_id"]] == [
+        hashed
+    ]
 
 
 def test_audit_of_a_withheld_or_held_baby_says_so_and_that_nothing_was_shared(ingest_stack, mixed_file, capsys):
@@ -93,10 +130,12 @@ def test_audit_of_a_withheld_or_held_baby_says_so_and_that_nothing_was_shared(in
     _, york = audit(capsys, mixed_file[7]["baby_nhs_number"])
 
     assert [(e["outcome"], e["reason"], e["council_gss_code"], e["fields_shared"]) for e in stillbirth] == [
-        ("WITHHELD", "STILLBIRTH", None, [])]
+        ("WITHHELD", "STILLBIRTH", None, [])
+    ]
     assert [(e["outcome"], e["reason"]) for e in objection] == [("WITHHELD", "SHARING_OBJECTION")]
     assert [(e["outcome"], e["reason"], e["council_gss_code"], e["fields_shared"]) for e in york] == [
-        ("HELD", "NO_AGREEMENT", YORK, [])]
+        ("HELD", "NO_AGREEMENT", YORK, [])
+    ]
 
 
 def test_audit_of_an_unknown_number_is_empty_and_succeeds(ingest_stack, mixed_file, capsys):
@@ -106,8 +145,9 @@ def test_audit_of_an_unknown_number_is_empty_and_succeeds(ingest_stack, mixed_fi
     capsys.readouterr()
     assert main(["audit", "--nhs-number", unknown, "--ledger-bucket", LEDGER, "--key-secret-id", LEDGER_SECRET]) == 0
     assert "No ledger entry" in capsys.readouterr().out
-    assert main(["audit", "--nhs-number", "1234567890", "--ledger-bucket", LEDGER,
-                 "--key-secret-id", LEDGER_SECRET]) == 2  # not a valid NHS number: a usage error
+    assert (
+        main(["audit", "--nhs-number", "1234567890", "--ledger-bucket", LEDGER, "--key-secret-id", LEDGER_SECRET]) == 2
+    )  # not a valid NHS number: a usage error
 
 
 def test_the_ledger_holds_no_nhs_number_name_postcode_or_date_of_birth(ingest_stack, mixed_file):
@@ -116,8 +156,12 @@ def test_the_ledger_holds_no_nhs_number_name_postcode_or_date_of_birth(ingest_st
     valid = mixed_file[:8] + mixed_file[9:]  # row 9's NHS number ("123") was rejected and is never recorded
     personal = {row[key] for row in valid for key in PERSONAL_FIELDS if row.get(key)}
     personal |= {row["postcode"].replace(" ", "") for row in valid}
-    personal |= {"/".join(reversed(row[key].split("-"))) for row in valid  # DD/MM/YYYY too
-                 for key in ("baby_date_of_birth", "mother_date_of_birth") if row.get(key)}
+    personal |= {
+        "/".join(reversed(row[key].split("-")))
+        for row in valid  # DD/MM/YYYY too
+        for key in ("baby_date_of_birth", "mother_date_of_birth")
+        if row.get(key)
+    }
     for key, body in objects.items():
         text = (key + "\n" + body.decode()).lower()
         leaked = sorted(value for value in personal if value.lower() in text)
@@ -145,8 +189,7 @@ def test_an_outage_retried_after_the_window_leaves_one_entry_per_outcome(ingest_
     assert len({e.entry_id for e in entries}) == 57
 
 
-def test_a_file_stopped_by_the_timeout_and_resumed_leaves_one_entry_per_outcome(ingest_stack, rows_factory,
-                                                                                sqs_clock):
+def test_a_file_stopped_by_the_timeout_and_resumed_leaves_one_entry_per_outcome(ingest_stack, rows_factory, sqs_clock):
     rows = mixed_rows(rows_factory, 450, seed=44)
     ingest_stack.upload("RX1", "late.csv", to_bytes(rows, "x.csv"))
     [stopped] = ingest_stack.run(context=RunsOutOfTime(checks_before_timeout=2), max_polls=1)
@@ -169,8 +212,9 @@ def test_the_agreements_register_counts_records_shared_from_the_ledger(ingest_st
 
     register = {row["agreement_id"]: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     forwarded = Counter(e.agreement_id for e in ledger_entries(ingest_stack) if e.outcome.value == "FORWARDED")
-    assert {agreement: int(row["records_shared"]) for agreement, row in register.items() if
-            int(row["records_shared"])} == dict(forwarded)
+    assert {
+        agreement: int(row["records_shared"]) for agreement, row in register.items() if int(row["records_shared"])
+    } == dict(forwarded)
     kent = REGISTRY.authority(KENT).agreement_on(today())
     row = register[kent.id]
     assert (row["council"], row["gss_code"], row["purpose"]) == ("Kent County Council", KENT, kent.purpose)
@@ -188,8 +232,9 @@ def test_a_redelivered_s3_event_and_a_reupload_add_no_entry(ingest_stack, rows_f
     rows = rows_factory(15, today(), districts={LEEDS: 1})
     body = to_bytes(rows, "a.csv")
     ingest_stack.upload("RX1", "first.csv", body)
-    [message] = ingest_stack.sqs.receive_message(QueueUrl=ingest_stack.ingest_queue_url,
-                                                 VisibilityTimeout=0)["Messages"]
+    [message] = ingest_stack.sqs.receive_message(QueueUrl=ingest_stack.ingest_queue_url, VisibilityTimeout=0)[
+        "Messages"
+    ]
     ingest_stack.sqs.send_message(QueueUrl=ingest_stack.ingest_queue_url, MessageBody=message["Body"])  # S3 resends
     ingest_stack.run()
     ingest_stack.upload("RX1", "again.csv", body)  # the same content under another name: DUPLICATE
@@ -199,14 +244,24 @@ def test_a_redelivered_s3_event_and_a_reupload_add_no_entry(ingest_stack, rows_f
     assert Counter(e.row for e in entries) == Counter(range(1, 16))
 
 
-def test_a_held_record_released_or_discarded_is_in_the_ledger_once_per_outcome(ingest_stack, rows_factory, tmp_path,
-                                                                                 capsys):
+def test_a_held_record_released_or_discarded_is_in_the_ledger_once_per_outcome(
+    ingest_stack, rows_factory, tmp_path, capsys
+):
     from test_held_review import held_command, registry_with_york_agreement, upload_with_york
 
     york = upload_with_york(ingest_stack, rows_factory, "held.csv", 12, seed=64)
     discarded, released = sorted(york)[0], sorted(york)[1:]
-    assert held_command("discard", "--file", "held.csv", f"--row={discarded}",
-                        "--reason", "the family moved to Scotland before the birth") == 0
+    assert (
+        held_command(
+            "discard",
+            "--file",
+            "held.csv",
+            f"--row={discarded}",
+            "--reason",
+            "the family moved to Scotland before the birth",
+        )
+        == 0
+    )
     assert held_command("release", "--registry", str(registry_with_york_agreement(tmp_path))) == 0
     assert held_command("release", "--registry", str(registry_with_york_agreement(tmp_path))) == 0  # nothing more
 

@@ -52,7 +52,8 @@ def through_the_pipeline(mesh_stack) -> None:
 
 
 def test_a_file_sent_from_a_trusts_mailbox_reaches_its_authority_and_its_report_goes_back_to_that_mailbox(
-        mesh_stack, rows_factory):
+    mesh_stack, rows_factory
+):
     rows, body = a_file(rows_factory, 20, rejected=2)
     name = "naissances été 2026-11.csv"  # a name MESH carries as given; S3 metadata is ASCII
     message_id = mesh_stack.send(body, file_name=name, local_id="WEALD-2026-11-25-01")
@@ -66,15 +67,23 @@ def test_a_file_sent_from_a_trusts_mailbox_reaches_its_authority_and_its_report_
     assert list(stored) == [key] and stored[key]["versions"] == 1
     assert mesh_stack.content(key) == body
     assert stored[key]["head"]["Metadata"] == {
-        "mesh-message-id": message_id, "mesh-sender": TRUST_MAILBOX, "mesh-workflow-id": FILES_WORKFLOW,
-        "mesh-local-id": "WEALD-2026-11-25-01", "mesh-file-name": quote(name, safe="")}
+        "mesh-message-id": message_id,
+        "mesh-sender": TRUST_MAILBOX,
+        "mesh-workflow-id": FILES_WORKFLOW,
+        "mesh-local-id": "WEALD-2026-11-25-01",
+        "mesh-file-name": quote(name, safe=""),
+    }
 
     through_the_pipeline(mesh_stack)
 
     report = mesh_stack.ingest.report(TRUST, f"mesh-{message_id}.csv")
     assert report["outcome"]["forwarded"] == 18 and report["outcome"]["rejected"] == 2
-    assert report["mesh"] == {"message_id": message_id, "mailbox": TRUST_MAILBOX, "workflow_id": FILES_WORKFLOW,
-                              "local_id": "WEALD-2026-11-25-01"}
+    assert report["mesh"] == {
+        "message_id": message_id,
+        "mailbox": TRUST_MAILBOX,
+        "workflow_id": FILES_WORKFLOW,
+        "local_id": "WEALD-2026-11-25-01",
+    }
     assert len(forwarded_to_leeds(mesh_stack)) == 18
     # The report and the rejected rows come back to the mailbox the file came from, under the report workflow,
     # naming the trust's message as their local id.
@@ -84,8 +93,10 @@ def test_a_file_sent_from_a_trusts_mailbox_reaches_its_authority_and_its_report_
     assert json.loads(back[f"report-{message_id}.json"].body) == report
     rejected = list(csv.DictReader(io.StringIO(back[f"rejected-rows-{message_id}.csv"].body.decode())))
     assert [row["row"] for row in rejected] == ["1", "2"] and {row["code"] for row in rejected} == {"NHS_NUMBER_FORMAT"}
-    assert mesh_stack.ingest.rejected_csv(TRUST, f"mesh-{message_id}.csv") == \
-        back[f"rejected-rows-{message_id}.csv"].body.decode()
+    assert (
+        mesh_stack.ingest.rejected_csv(TRUST, f"mesh-{message_id}.csv")
+        == back[f"rejected-rows-{message_id}.csv"].body.decode()
+    )
     # The trust's email receipt says so too; nothing of a person is in the subject MESH carries.
     [receipt] = [email for email in mesh_stack.notify.sent() if email.to == ["information@weald-medway.example.nhs.uk"]]
     assert f"message {message_id}" in receipt.text and TRUST_MAILBOX in receipt.text
@@ -93,14 +104,19 @@ def test_a_file_sent_from_a_trusts_mailbox_reaches_its_authority_and_its_report_
 
     # A redelivered file event (SQS is at-least-once) sends nothing back a second time.
     event = mesh_stack.ingest.sqs  # the notify run above consumed the queue: put the same event again
-    event.send_message(QueueUrl=mesh_stack.ingest.events_queue_url, MessageBody=json.dumps(
-        {k: v for k, v in report.items() if k not in ("errors", "ignored_columns", "ignored_names_not_listed")}))
+    event.send_message(
+        QueueUrl=mesh_stack.ingest.events_queue_url,
+        MessageBody=json.dumps(
+            {k: v for k, v in report.items() if k not in ("errors", "ignored_columns", "ignored_names_not_listed")}
+        ),
+    )
     mesh_stack.notify.run()
     assert mesh_stack.read(TRUST_MAILBOX, REPORTS_WORKFLOW) == []
 
 
 def test_a_message_from_a_mailbox_no_trust_has_is_quarantined_acknowledged_and_reported_by_its_id_only(
-        mesh_stack, rows_factory):
+    mesh_stack, rows_factory
+):
     rows, body = a_file(rows_factory, 5)
     name = f"{rows[0]['mother_family_name']} {rows[0]['baby_nhs_number']}.csv"  # a name a person could be found by
     message_id = mesh_stack.send(body, sender=STRANGER_MAILBOX, file_name=name)
@@ -149,7 +165,8 @@ def test_a_file_whose_name_the_pipeline_cannot_read_is_quarantined_not_ingested(
 
 
 def test_nems_bundles_sent_under_the_nems_workflow_reach_their_authorities_and_are_answered_by_mesh(
-        mesh_stack, tmp_path):
+    mesh_stack, tmp_path
+):
     from birthnotify_cli.demo import demo_bundles
 
     example, generated, _ = demo_bundles(tmp_path, seed=5)  # NHS Digital's published example (Leeds); one for Kent
@@ -160,8 +177,10 @@ def test_nems_bundles_sent_under_the_nems_workflow_reach_their_authorities_and_a
     run = mesh_stack.run()
 
     assert sorted(run["stored"]) == sorted([unnamed, named]) and run["quarantined"] == {}
-    assert set(mesh_stack.objects("inbound/")) == {f"inbound/{TRUST}/mesh-{unnamed}.xml",
-                                                   f"inbound/{TRUST}/mesh-{named}.json.gz"}
+    assert set(mesh_stack.objects("inbound/")) == {
+        f"inbound/{TRUST}/mesh-{unnamed}.xml",
+        f"inbound/{TRUST}/mesh-{named}.json.gz",
+    }
     through_the_pipeline(mesh_stack)
     [to_leeds] = forwarded_to_leeds(mesh_stack)
     assert to_leeds["notification_id"] == "85b9d933-b3e2-41a7-a8f2-f5ee7be4ee82"  # the example's own id
@@ -193,7 +212,8 @@ NO_METRICS = pytest.mark.filterwarnings("ignore:No application metrics to publis
 
 @NO_METRICS
 def test_a_run_that_dies_between_the_write_and_the_acknowledgement_delivers_nothing_twice(
-        mesh_stack, rows_factory, sqs_clock, monkeypatch):
+    mesh_stack, rows_factory, sqs_clock, monkeypatch
+):
     _, body = a_file(rows_factory, 30, rejected=1)
     message_id = mesh_stack.send(body)
 
@@ -225,7 +245,8 @@ def test_a_run_that_dies_between_the_write_and_the_acknowledgement_delivers_noth
 
 @NO_METRICS
 def test_the_same_message_written_twice_is_answered_as_a_duplicate_with_nothing_forwarded_again(
-        mesh_stack, rows_factory, sqs_clock, monkeypatch):
+    mesh_stack, rows_factory, sqs_clock, monkeypatch
+):
     """Were a retry to write the object again (a second version, a second S3 event), ingest's content
     idempotency on [trust, sha256] forwards nothing again, however late the event comes."""
     _, body = a_file(rows_factory, 25)
@@ -252,7 +273,8 @@ def test_the_same_message_written_twice_is_answered_as_a_duplicate_with_nothing_
 
 
 def test_mesh_down_fails_the_run_without_acknowledging_anything_and_the_next_run_takes_it_all(
-        mesh_stack, rows_factory, tmp_path):
+    mesh_stack, rows_factory, tmp_path
+):
     """A sandbox that keeps its messages in files, stopped (MESH unreachable) and started again."""
     _, body = a_file(rows_factory, 10)
     with MeshSandbox(store_dir=tmp_path / "store", log_path=tmp_path / "sandbox.log") as sandbox:
@@ -344,9 +366,12 @@ def test_an_upload_that_names_a_mailbox_in_its_metadata_gets_no_report_by_mesh(m
     """Anyone who can upload to a folder can set metadata: a report goes back by MESH only to the folder's own
     trust's registered mailbox, so RX1 cannot have its report (or anyone's) sent to RX2's mailbox."""
     _, body = a_file(rows_factory, 5)
-    mesh_stack.ingest.s3.put_object(Bucket=mesh_stack.bucket, Key="inbound/RX1/mesh-FAKE123.csv", Body=body,
-                                    Metadata={"mesh-message-id": "FAKE123", "mesh-sender": TRUST_MAILBOX,
-                                              "mesh-workflow-id": FILES_WORKFLOW})
+    mesh_stack.ingest.s3.put_object(
+        Bucket=mesh_stack.bucket,
+        Key="inbound/RX1/mesh-FAKE123.csv",
+        Body=body,
+        Metadata={"mesh-message-id": "FAKE123", "mesh-sender": TRUST_MAILBOX, "mesh-workflow-id": FILES_WORKFLOW},
+    )
     through_the_pipeline(mesh_stack)
     report = mesh_stack.ingest.report("RX1", "mesh-FAKE123.csv")
     assert report["status"] == "PROCESSED" and report["mesh"] is None

@@ -42,8 +42,11 @@ def moto_elsewhere() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],  # noqa: S603
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_GUARD_SECONDS
     while True:
@@ -68,20 +71,34 @@ def receiver(moto_elsewhere, mesh_sandbox, root):
     s3, sqs, dynamodb = boto3.client("s3", **aws), boto3.client("sqs", **aws), boto3.client("dynamodb", **aws)
     if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
-        dynamodb.create_table(TableName="chunks-state", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                              BillingMode="PAY_PER_REQUEST")
+        dynamodb.create_table(
+            TableName="chunks-state",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
     queue = sqs.create_queue(QueueName="chunks-file-events")["QueueUrl"]
-    settings = MeshSettings.model_validate({
-        "REGISTRY_PATH": str(root / "config" / "registry.toml"), "INBOUND_BUCKET": BUCKET,
-        "FILE_EVENTS_QUEUE_URL": queue, "STATE_TABLE": "chunks-state", "MESH_SECRET_ID": "in-this-test",
-        "MESH_FILE_WORKFLOW_ID": FILES_WORKFLOW, "MESH_NEMS_WORKFLOW_ID": NEMS_WORKFLOW,
-        "MESH_REPORT_WORKFLOW_ID": REPORTS_WORKFLOW})
+    settings = MeshSettings.model_validate(
+        {
+            "REGISTRY_PATH": str(root / "config" / "registry.toml"),
+            "INBOUND_BUCKET": BUCKET,
+            "FILE_EVENTS_QUEUE_URL": queue,
+            "STATE_TABLE": "chunks-state",
+            "MESH_SECRET_ID": "in-this-test",
+            "MESH_FILE_WORKFLOW_ID": FILES_WORKFLOW,
+            "MESH_NEMS_WORKFLOW_ID": NEMS_WORKFLOW,
+            "MESH_REPORT_WORKFLOW_ID": REPORTS_WORKFLOW,
+        }
+    )
     secret = json.dumps(mesh_sandbox.credentials())
     ports = mesh_ports(settings, s3=s3, sqs=sqs, dynamodb=dynamodb, read_secret=lambda: secret)
-    service = MeshReceiver(registry=load_registry(settings.registry_path),
-                           workflows=MeshWorkflows(FILES_WORKFLOW, NEMS_WORKFLOW, REPORTS_WORKFLOW),
-                           inbound_bucket=BUCKET, ports=ports, max_messages=10)
+    service = MeshReceiver(
+        registry=load_registry(settings.registry_path),
+        workflows=MeshWorkflows(FILES_WORKFLOW, NEMS_WORKFLOW, REPORTS_WORKFLOW),
+        inbound_bucket=BUCKET,
+        ports=ports,
+        max_messages=10,
+    )
     return service, s3
 
 
@@ -93,8 +110,11 @@ def a_csv_of(size: int, seed: int) -> bytes:
 
 def sent_in_chunks(sandbox, data: bytes) -> tuple[str, int]:
     with sandbox.client(TRUST_MAILBOX) as client:
-        message_id = str(client.send_message(SERVICE_MAILBOX, data, max_chunk_size=CHUNK_BYTES,
-                                             workflow_id=FILES_WORKFLOW, filename="births.csv"))
+        message_id = str(
+            client.send_message(
+                SERVICE_MAILBOX, data, max_chunk_size=CHUNK_BYTES, workflow_id=FILES_WORKFLOW, filename="births.csv"
+            )
+        )
     with sandbox.client(SERVICE_MAILBOX) as client:
         message = client.retrieve_message(message_id)
         chunks = int(message.mex_header("total-chunks"))

@@ -51,8 +51,11 @@ def baby(bundle: dict) -> dict:
 
 
 def observation(bundle: dict, code: str) -> dict:
-    return next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
-                and e["resource"]["code"]["coding"][0]["code"] == code)
+    return next(
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation" and e["resource"]["code"]["coding"][0]["code"] == code
+    )
 
 
 def leeds_bundle(rows_factory, seed: int) -> tuple[dict, dict]:
@@ -72,8 +75,9 @@ def test_the_mapping_names_every_field_of_the_contract_once():
 
 
 @pytest.mark.parametrize("name", ["birth.xml", "birth.json", "birth.xml.gz", "birth.json.gz"])
-def test_a_generated_bundle_reaches_its_council_with_exactly_its_csv_rows_record(ingest_stack, rows_factory,
-                                                                                tmp_path, name):
+def test_a_generated_bundle_reaches_its_council_with_exactly_its_csv_rows_record(
+    ingest_stack, rows_factory, tmp_path, name
+):
     row, _ = leeds_bundle(rows_factory, seed=41)
     run_both(ingest_stack, tmp_path, "RX1", "same-birth.csv", csv_bytes([row]))
     [as_csv] = drain_leeds(ingest_stack)
@@ -100,8 +104,11 @@ def test_generated_xml_and_json_of_one_birth_read_the_same(rows_factory, tmp_pat
     results = []
     for name in ("b.xml", "b.json"):
         (tmp_path / name).write_bytes(encoded(bundle, name))
-        results.append(check_file(tmp_path / name, trust_ods_code="RX1", registry=REGISTRY, postcodes=postcodes,
-                                  upload_day=today()))
+        results.append(
+            check_file(
+                tmp_path / name, trust_ods_code="RX1", registry=REGISTRY, postcodes=postcodes, upload_day=today()
+            )
+        )
     assert results[0].outcome == results[1].outcome and results[0].outcome.forwarded == 1
 
 
@@ -124,14 +131,18 @@ def _no_link(bundle: dict) -> None:
     del mother(bundle)["link"]
 
 
-@pytest.mark.parametrize(("damage", "expected"), [
-    (_no_subject, [("Communication.subject", "REQUIRED")]),
-    (_no_mother, [("Communication.subject", "REFERENCE_UNRESOLVED")]),
-    (_no_link, [("mother Patient.link", "REQUIRED")]),
-    (_no_names, [("mother Patient.name.given", "REQUIRED"), ("mother Patient.name.family", "REQUIRED")]),
-])
-def test_a_bundle_without_its_mother_is_rejected_naming_what_is_missing(ingest_stack, rows_factory, tmp_path,
-                                                                        damage, expected):
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (_no_subject, [("Communication.subject", "REQUIRED")]),
+        (_no_mother, [("Communication.subject", "REFERENCE_UNRESOLVED")]),
+        (_no_link, [("mother Patient.link", "REQUIRED")]),
+        (_no_names, [("mother Patient.name.given", "REQUIRED"), ("mother Patient.name.family", "REQUIRED")]),
+    ],
+)
+def test_a_bundle_without_its_mother_is_rejected_naming_what_is_missing(
+    ingest_stack, rows_factory, tmp_path, damage, expected
+):
     row, bundle = leeds_bundle(rows_factory, seed=43)
     damage(bundle)
     report = run_both(ingest_stack, tmp_path, "RX1", "no-mother.json", encoded(bundle, "x.json"))
@@ -142,8 +153,9 @@ def test_a_bundle_without_its_mother_is_rejected_naming_what_is_missing(ingest_s
     assert forwarded_ids(ingest_stack) == Counter()
 
 
-def test_a_mother_registered_without_her_nhs_number_or_birth_date_is_still_forwarded(ingest_stack, rows_factory,
-                                                                                     tmp_path):
+def test_a_mother_registered_without_her_nhs_number_or_birth_date_is_still_forwarded(
+    ingest_stack, rows_factory, tmp_path
+):
     # As NEMS sends a birth registered without the mother's complete details.
     row, bundle = leeds_bundle(rows_factory, seed=44)
     del mother(bundle)["identifier"], mother(bundle)["birthDate"]
@@ -173,16 +185,22 @@ def _bundle_label(bundle: dict, code: str) -> None:
 
 
 def _mother_label(bundle: dict, code: str) -> None:
-    mother(bundle)["meta"] = {"security": [
-        {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": code}]}
+    mother(bundle)["meta"] = {
+        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": code}]
+    }
 
 
-@pytest.mark.parametrize(("label", "code", "withheld"), [
-    (_bundle_label, "R", True), (_bundle_label, "V", True), (_mother_label, "R", True), (_mother_label, "V", True),
-    (_bundle_label, "N", False),
-])
-def test_a_restricted_security_label_withholds_the_bundle(ingest_stack, rows_factory, tmp_path, label, code,
-                                                          withheld):
+@pytest.mark.parametrize(
+    ("label", "code", "withheld"),
+    [
+        (_bundle_label, "R", True),
+        (_bundle_label, "V", True),
+        (_mother_label, "R", True),
+        (_mother_label, "V", True),
+        (_bundle_label, "N", False),
+    ],
+)
+def test_a_restricted_security_label_withholds_the_bundle(ingest_stack, rows_factory, tmp_path, label, code, withheld):
     row, bundle = leeds_bundle(rows_factory, seed=46)
     label(bundle, code)
     report = run_both(ingest_stack, tmp_path, "RX1", "label.json", encoded(bundle, "x.json"))
@@ -226,23 +244,33 @@ def _event_type(code: str):
     return change
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (_set("baby.birthDate", "2026"), ("baby Patient.birthDate", "DATE_INVALID")),
-    (_set("baby.gender", "F"), ("baby Patient.gender", "SEX_CODE_INVALID")),
-    (_set("baby.identifier", None), ("baby Patient.identifier", "REQUIRED")),
-    (_set("baby.address.0.postalCode", "NOT A POSTCODE"), ("baby Patient.address.postalCode", "POSTCODE_INVALID")),
-    (_set("baby.multipleBirthInteger", 3), ("baby Patient.multipleBirthInteger", "BIRTH_ORDER_EXCEEDS_BABIES")),
-    (_set("364589006.valueQuantity.value", 90000),
-     ("Observation 364589006 (birth weight).valueQuantity", "OUT_OF_RANGE")),
-    (_set("364589006.valueQuantity.code", "lb"), ("Observation 364589006 (birth weight).valueQuantity",
-                                                   "NUMBER_INVALID")),
-    (_second_weight, ("Observation 364589006 (birth weight).valueQuantity", "ROW_DUPLICATE_FIELD")),
-    (_set("237364002.valueCodeableConcept.coding.0.code", "9"),
-     ("Observation 237364002 (stillborn indicator).valueCodeableConcept", "FLAG_INVALID")),
-    (_event_type("update"), ("MessageHeader.extension(messageEventType)", "NOTIFICATION_TYPE_INVALID")),
-])
-def test_an_error_in_a_bundle_names_its_fhir_element_with_the_contracts_code(ingest_stack, rows_factory, tmp_path,
-                                                                              change, expected):
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_set("baby.birthDate", "2026"), ("baby Patient.birthDate", "DATE_INVALID")),
+        (_set("baby.gender", "F"), ("baby Patient.gender", "SEX_CODE_INVALID")),
+        (_set("baby.identifier", None), ("baby Patient.identifier", "REQUIRED")),
+        (_set("baby.address.0.postalCode", "NOT A POSTCODE"), ("baby Patient.address.postalCode", "POSTCODE_INVALID")),
+        (_set("baby.multipleBirthInteger", 3), ("baby Patient.multipleBirthInteger", "BIRTH_ORDER_EXCEEDS_BABIES")),
+        (
+            _set("364589006.valueQuantity.value", 90000),
+            ("Observation 364589006 (birth weight).valueQuantity", "OUT_OF_RANGE"),
+        ),
+        (
+            _set("364589006.valueQuantity.code", "lb"),
+            ("Observation 364589006 (birth weight).valueQuantity", "NUMBER_INVALID"),
+        ),
+        (_second_weight, ("Observation 364589006 (birth weight).valueQuantity", "ROW_DUPLICATE_FIELD")),
+        (
+            _set("237364002.valueCodeableConcept.coding.0.code", "9"),
+            ("Observation 237364002 (stillborn indicator).valueCodeableConcept", "FLAG_INVALID"),
+        ),
+        (_event_type("update"), ("MessageHeader.extension(messageEventType)", "NOTIFICATION_TYPE_INVALID")),
+    ],
+)
+def test_an_error_in_a_bundle_names_its_fhir_element_with_the_contracts_code(
+    ingest_stack, rows_factory, tmp_path, change, expected
+):
     _, bundle = leeds_bundle(rows_factory, seed=47)
     change(bundle)
     report = run_both(ingest_stack, tmp_path, "RX1", "named.xml", encoded(bundle, "x.xml"))
@@ -252,7 +280,8 @@ def test_an_error_in_a_bundle_names_its_fhir_element_with_the_contracts_code(ing
 
 
 def test_an_invalid_optional_detail_in_a_bundle_is_left_out_with_a_warning_naming_its_element(
-        ingest_stack, rows_factory, tmp_path):
+    ingest_stack, rows_factory, tmp_path
+):
     row, bundle = leeds_bundle(rows_factory, seed=48)
     mother(bundle)["generalPractitioner"] = [{"reference": "Organization/not-in-this-bundle"}]
     baby(bundle)["_birthDate"]["extension"][0]["valueDateTime"] = "2020-01-01T09:00:00+00:00"  # another day
@@ -261,7 +290,8 @@ def test_an_invalid_optional_detail_in_a_bundle_is_left_out_with_a_warning_namin
     assert report["outcome"]["forwarded"] == 1 and report["outcome"]["rows_with_warnings"] == 1
     assert sorted((w["field"], w["code"]) for w in report["warnings"]) == [
         ("baby Patient.birthDate.extension(patient-birthTime)", "TIME_INVALID"),
-        ("mother Patient.generalPractitioner", "ODS_CODE_INVALID")]
+        ("mother Patient.generalPractitioner", "ODS_CODE_INVALID"),
+    ]
     [message] = drain_leeds(ingest_stack)
     assert "gp_practice_code" not in message["record"] and message["record"]["postcode"] == row["postcode"]
 
@@ -281,11 +311,14 @@ def _two_headers(bundle: dict) -> None:
     bundle["entry"].append(copy.deepcopy(bundle["entry"][0]) | {"fullUrl": "urn:uuid:second"})
 
 
-@pytest.mark.parametrize(("change", "says"), [
-    (_change_of_address, 'event is "pds-change-of-address-1", not pds-birth-notification-1'),
-    (_collection, 'Bundle.type is "collection", not "message"'),
-    (_two_headers, "2 MessageHeader resources"),
-])
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (_change_of_address, 'event is "pds-change-of-address-1", not pds-birth-notification-1'),
+        (_collection, 'Bundle.type is "collection", not "message"'),
+        (_two_headers, "2 MessageHeader resources"),
+    ],
+)
 def test_a_bundle_that_is_not_a_birth_notification_is_rejected(ingest_stack, rows_factory, tmp_path, change, says):
     _, bundle = leeds_bundle(rows_factory, seed=49)
     change(bundle)
@@ -296,18 +329,38 @@ def test_a_bundle_that_is_not_a_birth_notification_is_rejected(ingest_stack, row
     assert forwarded_ids(ingest_stack) == Counter()
 
 
-@pytest.mark.parametrize(("name", "body", "code", "says"), [
-    ("patient.json", b'{"resourceType": "Patient", "id": "p1"}', "FILE_NOT_BIRTH_NOTIFICATION", "not a FHIR Bundle"),
-    ("plain.xml", b"<Bundle><id value='x'/></Bundle>", "FILE_NOT_BIRTH_NOTIFICATION", "outside the FHIR namespace"),
-    ("rows.xml", b"notification_id,notification_type\r\nN1,NEW\r\n", "FILE_NOT_XML", "line 1, column 1"),
-    ("twice.json", b'{"resourceType": "Bundle", "type": "message", "type": "collection"}', "FILE_NOT_JSON",
-     "same key twice"),
-    ("empty.xml", b"", "FILE_EMPTY", "empty"),
-    ("rows.json", b'{"notification_id": "N1"}\n{"notification_id": "N2"}\n', "FILE_NOT_JSON",
-     "rows as JSON Lines go in a .jsonl file"),
-    ("row.json", b'{"notification_id": "N1", "notification_type": "NEW"}', "FILE_NOT_BIRTH_NOTIFICATION",
-     "rows as JSON Lines go in a .jsonl file"),
-])
+@pytest.mark.parametrize(
+    ("name", "body", "code", "says"),
+    [
+        (
+            "patient.json",
+            b'{"resourceType": "Patient", "id": "p1"}',
+            "FILE_NOT_BIRTH_NOTIFICATION",
+            "not a FHIR Bundle",
+        ),
+        ("plain.xml", b"<Bundle><id value='x'/></Bundle>", "FILE_NOT_BIRTH_NOTIFICATION", "outside the FHIR namespace"),
+        ("rows.xml", b"notification_id,notification_type\r\nN1,NEW\r\n", "FILE_NOT_XML", "line 1, column 1"),
+        (
+            "twice.json",
+            b'{"resourceType": "Bundle", "type": "message", "type": "collection"}',
+            "FILE_NOT_JSON",
+            "same key twice",
+        ),
+        ("empty.xml", b"", "FILE_EMPTY", "empty"),
+        (
+            "rows.json",
+            b'{"notification_id": "N1"}\n{"notification_id": "N2"}\n',
+            "FILE_NOT_JSON",
+            "rows as JSON Lines go in a .jsonl file",
+        ),
+        (
+            "row.json",
+            b'{"notification_id": "N1", "notification_type": "NEW"}',
+            "FILE_NOT_BIRTH_NOTIFICATION",
+            "rows as JSON Lines go in a .jsonl file",
+        ),
+    ],
+)
 def test_a_file_that_is_not_a_bundle_is_rejected_naming_why(ingest_stack, tmp_path, name, body, code, says):
     report = run_both(ingest_stack, tmp_path, "RX1", name, body)
     assert report["file_error"]["code"] == code and says in report["file_error"]["message"]
@@ -324,8 +377,10 @@ BILLION_LAUGHS = (
 
 
 def external_entity(target: Path) -> bytes:
-    return (f'<?xml version="1.0"?>\n<!DOCTYPE Bundle [<!ENTITY secret SYSTEM "file://{target}">]>\n'
-            '<Bundle xmlns="http://hl7.org/fhir"><id value="&secret;"/><type value="message"/></Bundle>\n').encode()
+    return (
+        f'<?xml version="1.0"?>\n<!DOCTYPE Bundle [<!ENTITY secret SYSTEM "file://{target}">]>\n'
+        '<Bundle xmlns="http://hl7.org/fhir"><id value="&secret;"/><type value="message"/></Bundle>\n'
+    ).encode()
 
 
 def test_a_billion_laughs_is_refused_before_anything_is_expanded(ingest_stack, tmp_path):
@@ -360,9 +415,14 @@ def test_refusing_a_billion_laughs_keeps_memory_flat():
 def test_an_external_entity_is_never_read(ingest_stack, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("MARKER-7f3a-not-to-be-read")
-    for name, body in (("xxe.xml", external_entity(secret)),
-                       ("dtd.xml", b'<?xml version="1.0"?>\n<!DOCTYPE Bundle SYSTEM "http://127.0.0.1:9/x.dtd">\n'
-                                   b'<Bundle xmlns="http://hl7.org/fhir"/>\n')):
+    for name, body in (
+        ("xxe.xml", external_entity(secret)),
+        (
+            "dtd.xml",
+            b'<?xml version="1.0"?>\n<!DOCTYPE Bundle SYSTEM "http://127.0.0.1:9/x.dtd">\n'
+            b'<Bundle xmlns="http://hl7.org/fhir"/>\n',
+        ),
+    ):
         report = run_both(ingest_stack, tmp_path, "RX1", name, body)
         assert report["file_error"]["code"] == "FILE_XML_DTD_FORBIDDEN"
         assert "MARKER" not in json.dumps(report)
@@ -392,7 +452,8 @@ def test_the_published_example_reaches_leeds_with_exactly_its_agreements_fields(
     assert (leeds["gss_code"], leeds["agreement_id"], leeds["new"]) == (LEEDS, agreement.id, 1)
     # The mother's NHS number fails modulus 11: left out, and the trust told where and why (not what).
     assert [(w["row"], w["field"], w["code"]) for w in report["warnings"]] == [
-        (1, "mother Patient.identifier", "NHS_NUMBER_CHECKSUM")]
+        (1, "mother Patient.identifier", "NHS_NUMBER_CHECKSUM")
+    ]
     assert "1112223330" not in json.dumps(report)
 
     [message] = drain_leeds(ingest_stack)
@@ -402,10 +463,18 @@ def test_the_published_example_reaches_leeds_with_exactly_its_agreements_fields(
     # Exactly the agreement's fields, less the ones the example lacks and the one left out.
     assert set(record) == set(agreement.shared_fields) - {"mother_nhs_number", "address_line_3", "address_line_4"}
     assert record == {
-        "baby_nhs_number": "9912003888", "baby_date_of_birth": (today() - timedelta(days=3)).isoformat(),
-        "baby_sex": "1", "birth_weight_grams": 3980, "gestation_weeks": 39, "birth_order": 1,
-        "number_of_babies": 1, "mother_given_name": "Sally", "mother_family_name": "DAWKINS",
-        "address_line_1": "4 Sandmoor Drive", "address_line_2": "LEEDS", "postcode": "LS17 7DF",
+        "baby_nhs_number": "9912003888",
+        "baby_date_of_birth": (today() - timedelta(days=3)).isoformat(),
+        "baby_sex": "1",
+        "birth_weight_grams": 3980,
+        "gestation_weeks": 39,
+        "birth_order": 1,
+        "number_of_babies": 1,
+        "mother_given_name": "Sally",
+        "mother_family_name": "DAWKINS",
+        "address_line_1": "4 Sandmoor Drive",
+        "address_line_2": "LEEDS",
+        "postcode": "LS17 7DF",
         "gp_practice_code": "B86056",
     }
     for queue in (url for gss, url in ingest_stack.authority_queue_urls.items() if gss != LEEDS):

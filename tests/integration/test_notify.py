@@ -20,8 +20,14 @@ from notify_support import (
 )
 
 REGISTRY = load_registry(REGISTRY_PATH)
-LEEDS, KENT, CAMDEN, YORK, MAIDSTONE, MANCHESTER = ("E08000035", "E10000016", "E09000007", "E06000014", "E07000110",
-                                                "E08000003")
+LEEDS, KENT, CAMDEN, YORK, MAIDSTONE, MANCHESTER = (
+    "E08000035",
+    "E10000016",
+    "E09000007",
+    "E06000014",
+    "E07000110",
+    "E08000003",
+)
 OPERATORS = REGISTRY.operator_emails[0]
 RX1_CONTACT = REGISTRY.trust("RX1").contact_emails[0]
 
@@ -38,12 +44,21 @@ def rich_rows(count: int = 150, seed: int = 21) -> list[dict[str, str]]:
     """A file with every outcome: forwarded NEW, AMEND and CANCEL rows to per-file and digest councils,
     rejected, withheld and held rows (lapsed agreement, a council without one, no fixed abode), every address
     line."""
-    rows = list(SyntheticRows(
-        load_postcodes_by_district(ROOT / "config" / "postcodes.csv"), today(), seed=seed,
-        mix=Mix(invalid=0.08, withheld=0.08, held=0.08, amend_cancel=0.2,
-                districts={LEEDS: 3, MAIDSTONE: 2, CAMDEN: 1, YORK: 1}),
-        held_districts=(MANCHESTER,),
-    ).rows(count))
+    rows = list(
+        SyntheticRows(
+            load_postcodes_by_district(ROOT / "config" / "postcodes.csv"),
+            today(),
+            seed=seed,
+            mix=Mix(
+                invalid=0.08,
+                withheld=0.08,
+                held=0.08,
+                amend_cancel=0.2,
+                districts={LEEDS: 3, MAIDSTONE: 2, CAMDEN: 1, YORK: 1},
+            ),
+            held_districts=(MANCHESTER,),
+        ).rows(count)
+    )
     for index, row in enumerate(rows):
         row["address_line_2"] = f"Flat {index + 3} Quarry Mount House"
         row["address_line_3"] = "Hollinsworth"
@@ -78,10 +93,13 @@ def test_each_party_is_told_what_it_needs_once(notify_stack, ingest_stack):
     reference = report["sha256"][:12]
 
     [receipt] = mail[RX1_CONTACT]
-    assert receipt.subject == (f"File processed: november.csv: {outcome['forwarded']} forwarded, "
-                               f"{outcome['rejected']} rejected")
-    assert (f"{outcome['rows_in']} rows received: {outcome['forwarded']} forwarded, {outcome['rejected']} rejected, "
-            f"{outcome['withheld']} withheld, {outcome['held']} held for review.") in receipt.text
+    assert receipt.subject == (
+        f"File processed: november.csv: {outcome['forwarded']} forwarded, {outcome['rejected']} rejected"
+    )
+    assert (
+        f"{outcome['rows_in']} rows received: {outcome['forwarded']} forwarded, {outcome['rejected']} rejected, "
+        f"{outcome['withheld']} withheld, {outcome['held']} held for review."
+    ) in receipt.text
     for counts in outcome["authorities"]:
         total = counts["new"] + counts["amend"] + counts["cancel"]
         assert f"{counts['name']}: {total} forwarded ({counts['new']} new, {counts['amend']} amended" in receipt.text
@@ -140,10 +158,15 @@ def test_no_email_and_no_log_line_carries_personal_data(notify_stack, ingest_sta
     assert find_personal(logs, personal) == [] and "births-week-48" not in logs
 
 
-def test_ses_mails_have_text_and_escaped_html_parts_and_use_the_tls_configuration_set(notify_stack, ingest_stack,
-                                                                                      rows_factory, edit_registry):
-    edit_registry((r'^name = "Northgate Teaching Hospitals NHS Trust"$',
-                   'name = "Northgate & <Moor> Teaching Hospitals NHS Trust"'))
+def test_ses_mails_have_text_and_escaped_html_parts_and_use_the_tls_configuration_set(
+    notify_stack, ingest_stack, rows_factory, edit_registry
+):
+    edit_registry(
+        (
+            r'^name = "Northgate Teaching Hospitals NHS Trust"$',
+            'name = "Northgate & <Moor> Teaching Hospitals NHS Trust"',
+        )
+    )
     upload(ingest_stack, rows_factory(10, today(), districts={LEEDS: 1}, seed=4), name="small.csv")
     notify_stack.run()
 
@@ -183,8 +206,11 @@ def test_a_rejected_file_tells_the_trust_why_in_plain_words(notify_stack, ingest
 
 
 def test_a_file_in_a_subfolder_is_refused_and_its_trust_told(notify_stack, ingest_stack, rows_factory):
-    ingest_stack.s3.put_object(Bucket="test-inbound", Key="inbound/RX1/2026/nov.csv",
-                               Body=to_bytes(rows_factory(3, today(), seed=8), "nov.csv"))
+    ingest_stack.s3.put_object(
+        Bucket="test-inbound",
+        Key="inbound/RX1/2026/nov.csv",
+        Body=to_bytes(rows_factory(3, today(), seed=8), "nov.csv"),
+    )
     ingest_stack.run()
     notify_stack.run()
     [receipt] = notify_stack.sent()
@@ -192,8 +218,9 @@ def test_a_file_in_a_subfolder_is_refused_and_its_trust_told(notify_stack, inges
     assert "FILE_BAD_LOCATION" in receipt.text and "inbound/<your trust's ODS code>/<file name>" in receipt.text
 
 
-def test_a_file_from_an_unregistered_folder_reaches_the_operators_without_its_name(notify_stack, ingest_stack,
-                                                                                     rows_factory):
+def test_a_file_from_an_unregistered_folder_reaches_the_operators_without_its_name(
+    notify_stack, ingest_stack, rows_factory
+):
     rows = rows_factory(3, today(), seed=9)
     ingest_stack.upload("RZZ", "jane-doe-9990000018.csv", to_bytes(rows, "x.csv"))
     ingest_stack.run()

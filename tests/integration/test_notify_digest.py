@@ -55,8 +55,10 @@ def test_a_digest_authority_gets_one_mail_for_the_day(notify_stack, camden_uploa
     [digest] = notify_stack.to(CAMDEN_CONTACT)
     assert digest.subject == "Daily digest: 13 birth notifications waiting"
     assert f"digest for {today():%d %B %Y}" in digest.text
-    assert "From 2 files sent by Northgate Teaching Hospitals NHS Trust, Weald and Medway Maternity NHS Trust " \
-           "under sharing agreement CAMDEN-SFL-2026" in digest.text
+    assert (
+        "From 2 files sent by Northgate Teaching Hospitals NHS Trust, Weald and Medway Maternity NHS Trust "
+        "under sharing agreement CAMDEN-SFL-2026" in digest.text
+    )
     assert "13 new" in digest.text and "0 amended" in digest.text and "consumer-guide" in digest.text
     assert find_personal(digest.everything, personal_values(rows)) == []
     assert notify_stack.schedule(now=days_later(1))["digests_sent"] == 0  # the next run does not repeat it
@@ -104,8 +106,9 @@ def test_a_failed_digest_fails_the_scheduled_run_and_the_next_run_sends_it_once(
     assert digest.subject == "Daily digest: 6 birth notifications waiting"
 
 
-def test_counts_taken_before_an_authority_left_the_digest_are_still_sent(notify_stack, ingest_stack, rows_factory,
-                                                                        edit_registry):
+def test_counts_taken_before_an_authority_left_the_digest_are_still_sent(
+    notify_stack, ingest_stack, rows_factory, edit_registry
+):
     leeds_principal = r'^(consumer_principals = \["arn:aws:iam::333333333333:role/leeds-birth-notifications"\])$'
     edit_registry((leeds_principal, r'\1\nnotification_mode = "digest"'))
     rows = rows_factory(9, today(), districts={LEEDS: 1}, seed=4)

@@ -37,8 +37,7 @@ def test_brief_ses_throttling_is_absorbed_by_backing_off(notify_stack, kent_file
     assert recipients(notify_stack) == EXPECTED
 
 
-def test_lasting_ses_throttling_fails_the_event_and_the_retry_mails_only_those_not_yet_mailed(notify_stack,
-                                                                                                kent_file):
+def test_lasting_ses_throttling_fails_the_event_and_the_retry_mails_only_those_not_yet_mailed(notify_stack, kent_file):
     throttle = notify_stack.throttle_ses(allow=1)  # the receipt goes out, then SES keeps refusing
     [first] = notify_stack.run()
     assert len(first["batchItemFailures"]) == 1

@@ -31,9 +31,9 @@ def consumed(ingest_stack, output) -> tuple[list[dict], object]:
 
 
 def waiting(ingest_stack, gss: str) -> str:
-    return ingest_stack.sqs.get_queue_attributes(QueueUrl=ingest_stack.authority_queue_urls[gss],
-                                                 AttributeNames=["ApproximateNumberOfMessages"]
-                                                 )["Attributes"]["ApproximateNumberOfMessages"]
+    return ingest_stack.sqs.get_queue_attributes(
+        QueueUrl=ingest_stack.authority_queue_urls[gss], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
 
 
 def with_prefix(rows: list[dict], prefix: str) -> list[dict]:
@@ -101,8 +101,9 @@ def test_redelivery_after_a_purge_gives_the_council_every_record_once(ingest_sta
     assert {(e.authority_gss_code, e.agreement_id) for e in redelivered} == {(LEEDS, "LEEDS-BN-2026")}
 
 
-def test_a_file_whose_routing_changed_since_is_refused_and_nothing_of_it_sent(ingest_stack, rows_factory, tmp_path,
-                                                                              capsys):
+def test_a_file_whose_routing_changed_since_is_refused_and_nothing_of_it_sent(
+    ingest_stack, rows_factory, tmp_path, capsys
+):
     rows = rows_factory(30, today(), districts={LEEDS: 1}, seed=73)
     ingest_stack.upload("RX1", "changed.csv", to_bytes(rows, "changed.csv"))
     assert ingest_stack.run() == [{"batchItemFailures": []}]
@@ -111,8 +112,10 @@ def test_a_file_whose_routing_changed_since_is_refused_and_nothing_of_it_sent(in
     for name in ("authorities-england-wales.csv", "postcodes.csv"):
         shutil.copy(REGISTRY_PATH.parent / name, tmp_path / name)
     edited = tmp_path / "registry.toml"
-    edited.write_text(REGISTRY_PATH.read_text(encoding="utf-8").replace('id = "LEEDS-BN-2026"',
-                                                                        'id = "LEEDS-BN-RENAMED"'), encoding="utf-8")
+    edited.write_text(
+        REGISTRY_PATH.read_text(encoding="utf-8").replace('id = "LEEDS-BN-2026"', 'id = "LEEDS-BN-RENAMED"'),
+        encoding="utf-8",
+    )
 
     assert redeliver("--authority", LEEDS, "--file", "changed.csv", "--registry", str(edited)) == EXIT_ROWS
     captured = capsys.readouterr()

@@ -33,21 +33,28 @@ def mixed_rows(rows_factory, count: int, seed: int) -> list[dict]:
 
 def everything_sent(stack) -> tuple[Counter, Counter]:
     """(notification ids on the authority queues, rows in the held store), counted with repeats."""
-    forwarded = Counter(body["notification_id"] for url in stack.authority_queue_urls.values()
-                        for body in stack.drain(url))
+    forwarded = Counter(
+        body["notification_id"] for url in stack.authority_queue_urls.values() for body in stack.drain(url)
+    )
     held = Counter(detail.message.source.row for detail in stack.held())
     return forwarded, held
 
 
 def assert_each_record_once(stack, rows: list[dict], name: str) -> None:
     forwarded, held = everything_sent(stack)
-    held_rows = {index + 1 for index, row in enumerate(rows) if row["residence_la_code"] == "" and
-                 row["postcode"].startswith("YO")}
+    held_rows = {
+        index + 1
+        for index, row in enumerate(rows)
+        if row["residence_la_code"] == "" and row["postcode"].startswith("YO")
+    }
     assert held == Counter(held_rows)
     assert forwarded == Counter(row["notification_id"] for index, row in enumerate(rows) if index + 1 not in held_rows)
     outcome = stack.report("RX1", name)["outcome"]
-    assert (outcome["rows_in"], outcome["forwarded"], outcome["held"]) == (len(rows), sum(forwarded.values()),
-                                                                          len(held_rows))
+    assert (outcome["rows_in"], outcome["forwarded"], outcome["held"]) == (
+        len(rows),
+        sum(forwarded.values()),
+        len(held_rows),
+    )
 
 
 class FlakySqs:
@@ -67,8 +74,13 @@ class FlakySqs:
         if QueueUrl == self._kent_url:
             self.kent_batches += 1
             if self.down and self.kent_batches > self.accept_first:
-                return {"Successful": [], "Failed": [{"Id": e["Id"], "SenderFault": False, "Code": "ServiceUnavailable",
-                                                      "Message": "try again"} for e in Entries]}
+                return {
+                    "Successful": [],
+                    "Failed": [
+                        {"Id": e["Id"], "SenderFault": False, "Code": "ServiceUnavailable", "Message": "try again"}
+                        for e in Entries
+                    ],
+                }
         return self._real.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
 
 
@@ -125,7 +137,8 @@ def test_one_failed_checkpoint_write_is_tried_again_and_costs_nothing(ingest_sta
 
 
 def test_a_checkpoint_that_cannot_be_written_fails_the_file_and_the_late_retry_resends_nothing(
-        ingest_stack, rows_factory, sqs_clock):
+    ingest_stack, rows_factory, sqs_clock
+):
     rows = mixed_rows(rows_factory, 60, seed=43)
     # Every attempt at the end-of-file checkpoint fails; the write on the way out succeeds.
     writes = use_failing_progress(ingest_stack, failing=set(range(2, 2 + SAVE_ATTEMPTS)))

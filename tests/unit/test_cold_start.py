@@ -27,8 +27,9 @@ ENVIRONMENTS = [
 
 
 @pytest.mark.parametrize("environ", ENVIRONMENTS, ids=lambda environ: ",".join(f"{k}={v}" for k, v in environ.items()))
-def test_tracing_is_on_exactly_when_powertools_would_trace(environ: dict[str, str],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracing_is_on_exactly_when_powertools_would_trace(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("LAMBDA_TASK_ROOT", "POWERTOOLS_TRACE_DISABLED", "AWS_SAM_LOCAL", "AWS_CHALICE_CLI_MODE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
@@ -48,8 +49,13 @@ print(json.dumps({"xray": "aws_xray_sdk" in sys.modules, "xml": "defusedxml" in 
 def _imports(function: str, **environ: str) -> dict[str, bool]:
     env = {key: value for key, value in os.environ.items() if key != "POWERTOOLS_TRACE_DISABLED"}
     env |= {"REGISTRY_PATH": str(REGISTRY_PATH)} | environ
-    result = subprocess.run([sys.executable, "-c", IMPORTS, str(ROOT / "functions" / function / "handler.py")],  # noqa: S603
-                            env=env, check=True, capture_output=True, text=True)
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", IMPORTS, str(ROOT / "functions" / function / "handler.py")],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(result.stdout.splitlines()[-1])
 
 

@@ -26,16 +26,34 @@ POSTCODES = PostcodeDirectory.load(REGISTRY_PATH.parent / "postcodes.csv", REGIS
 BY_DISTRICT = load_postcodes_by_district(REGISTRY_PATH.parent / "postcodes.csv")
 DAY = date(2026, 11, 20)
 LEEDS, KENT, MAIDSTONE, SEVENOAKS, CAMDEN, YORK, MANCHESTER = (
-    "E08000035", "E10000016", "E07000110", "E07000111", "E09000007", "E06000014", "E08000003")
+    "E08000035",
+    "E10000016",
+    "E07000110",
+    "E07000111",
+    "E09000007",
+    "E06000014",
+    "E08000003",
+)
 CARDIFF, EDINBURGH, SCOTTISH_BORDERS, NORTHUMBERLAND = "W06000015", "S12000036", "S12000026", "E06000057"
 CUMBRIA, CARLISLE, SOUTH_LAKELAND, CUMBERLAND, WESTMORLAND = (
-    "E10000006", "E07000028", "E07000031", "E06000063", "E06000064")
+    "E10000006",
+    "E07000028",
+    "E07000031",
+    "E06000063",
+    "E06000064",
+)
 NOT_LISTED = "LS99 9ZZ"  # an English postcode the directory does not have
 
 
 def record(**changes: str) -> BirthNotification:
-    row = next(SyntheticRows(BY_DISTRICT, DAY, seed=1, mix=Mix(invalid=0, withheld=0, held=0, amend_cancel=0),
-                             ).rows(1))
+    row = next(
+        SyntheticRows(
+            BY_DISTRICT,
+            DAY,
+            seed=1,
+            mix=Mix(invalid=0, withheld=0, held=0, amend_cancel=0),
+        ).rows(1)
+    )
     row.update(postcode=BY_DISTRICT[LEEDS][0], residence_la_code="")
     row.update(changes)
     return BirthNotification.model_validate({k: v for k, v in row.items() if v})
@@ -64,57 +82,60 @@ def terminated(district: str) -> str:
     return next(row["pcds"] for row in rows if row["lad25cd"] == district and row["doterm"])
 
 
-@pytest.mark.parametrize(("changes", "expected"), [
-    ({}, ("forward", LEEDS)),
-    ({"postcode": BY_DISTRICT[MAIDSTONE][0]}, ("forward", KENT)),  # a district's postcode: its county
-    ({"residence_la_code": MAIDSTONE, "postcode": BY_DISTRICT[MAIDSTONE][0]}, ("forward", KENT)),
-    ({"residence_la_code": MAIDSTONE, "postcode": BY_DISTRICT[SEVENOAKS][0]}, ("forward", KENT)),  # one county
-    ({"residence_la_code": CAMDEN, "postcode": BY_DISTRICT[CAMDEN][0]}, ("forward", CAMDEN)),
-    ({"postcode": BY_DISTRICT[CARDIFF][0]}, ("forward", CARDIFF)),  # Wales
-    ({"residence_la_code": CARDIFF, "postcode": BY_DISTRICT[CARDIFF][5]}, ("forward", CARDIFF)),
-    ({"postcode": terminated(LEEDS)}, ("forward", LEEDS)),  # a terminated postcode still routes
-    ({"postcode": BY_DISTRICT[YORK][0]}, ("NO_AGREEMENT", YORK)),  # its agreement lapsed
-    # Councils that run children's services but are not in the registry: held, naming them.
-    ({"postcode": BY_DISTRICT[MANCHESTER][0]}, ("NO_AGREEMENT", MANCHESTER)),
-    ({"residence_la_code": MANCHESTER, "postcode": "ZZ99 3VZ"}, ("NO_AGREEMENT", MANCHESTER)),
-    ({"postcode": BY_DISTRICT[NORTHUMBERLAND][0]}, ("NO_AGREEMENT", NORTHUMBERLAND)),  # TD15: Berwick, England
-    # Ended councils: a former Cumbria district's code goes to its one successor; Cumbria's own code (split
-    # in two) is decided by the postcode, and held, naming Cumbria, when the postcode cannot decide.
-    ({"postcode": BY_DISTRICT[CARLISLE][0]}, ("NO_AGREEMENT", CUMBERLAND)),
-    ({"residence_la_code": SOUTH_LAKELAND, "postcode": "ZZ99 3VZ"}, ("NO_AGREEMENT", WESTMORLAND)),
-    ({"residence_la_code": CUMBRIA, "postcode": BY_DISTRICT[CARLISLE][1]}, ("NO_AGREEMENT", CUMBERLAND)),
-    ({"residence_la_code": CUMBRIA, "postcode": BY_DISTRICT[SOUTH_LAKELAND][0]}, ("NO_AGREEMENT", WESTMORLAND)),
-    ({"residence_la_code": CUMBRIA, "postcode": NOT_LISTED}, ("AMBIGUOUS_SUCCESSOR", CUMBRIA)),
-    ({"residence_la_code": CUMBRIA, "postcode": "ZZ99 3VZ"}, ("AMBIGUOUS_SUCCESSOR", CUMBRIA)),
-    ({"residence_la_code": CUMBRIA}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
-    ({"residence_la_code": CARLISLE, "postcode": BY_DISTRICT[SOUTH_LAKELAND][0]}, ("RESIDENCE_CONFLICT", None)),
-    # Outside this service, by code or postcode: held, never rejected.
-    ({"postcode": BY_DISTRICT[EDINBURGH][0]}, ("OUTSIDE_SERVICE", None)),  # in the directory
-    ({"postcode": BY_DISTRICT[SCOTTISH_BORDERS][0]}, ("OUTSIDE_SERVICE", None)),  # TD1: only the directory knows
-    ({"postcode": "AB1 0AA"}, ("OUTSIDE_SERVICE", None)),  # Aberdeen, not in the directory: by its area
-    ({"postcode": "BT1 1AA"}, ("OUTSIDE_SERVICE", None)),
-    ({"postcode": "GY1 1AA"}, ("OUTSIDE_SERVICE", None)),
-    ({"postcode": "JE2 3AB"}, ("OUTSIDE_SERVICE", None)),
-    ({"postcode": "IM1 1AA"}, ("OUTSIDE_SERVICE", None)),
-    ({"postcode": "G1 1AA"}, ("OUTSIDE_SERVICE", None)),
-    ({"postcode": "TD9 9ZZ"}, ("POSTCODE_NOT_FOUND", None)),  # TD crosses the border: the area cannot say
-    ({"residence_la_code": EDINBURGH, "postcode": BY_DISTRICT[EDINBURGH][1]}, ("OUTSIDE_SERVICE", None)),
-    ({"residence_la_code": "N09000003", "postcode": "BT1 1AA"}, ("OUTSIDE_SERVICE", None)),
-    ({"residence_la_code": "L99999999", "postcode": "ZZ99 3VZ"}, ("OUTSIDE_SERVICE", None)),
-    ({"residence_la_code": "M99999999", "postcode": NOT_LISTED}, ("OUTSIDE_SERVICE", None)),
-    ({"residence_la_code": EDINBURGH}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
-    ({"residence_la_code": LEEDS, "postcode": "EH1 1AA"}, ("RESIDENCE_CONFLICT", None)),
-    # Codes and postcodes nobody knows.
-    ({"postcode": "ZZ99 3VZ"}, ("PSEUDO_POSTCODE", None)),
-    ({"postcode": "ZZ99 3VZ", "residence_la_code": LEEDS}, ("forward", LEEDS)),  # the trust named the council
-    ({"postcode": NOT_LISTED}, ("POSTCODE_NOT_FOUND", None)),
-    ({"postcode": NOT_LISTED, "residence_la_code": "E07999999"}, ("NO_AUTHORITY", None)),
-    ({"residence_la_code": "E07999999"}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
-    ({"residence_la_code": KENT}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
-    ({"live_birth": "N", "restricted": "Y", "sharing_objection": "Y"}, ("STILLBIRTH", None)),
-    ({"restricted": "Y", "sharing_objection": "Y"}, ("RESTRICTED", None)),
-    ({"sharing_objection": "Y", "postcode": "ZZ99 3VZ"}, ("SHARING_OBJECTION", None)),  # withholding first
-])
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, ("forward", LEEDS)),
+        ({"postcode": BY_DISTRICT[MAIDSTONE][0]}, ("forward", KENT)),  # a district's postcode: its county
+        ({"residence_la_code": MAIDSTONE, "postcode": BY_DISTRICT[MAIDSTONE][0]}, ("forward", KENT)),
+        ({"residence_la_code": MAIDSTONE, "postcode": BY_DISTRICT[SEVENOAKS][0]}, ("forward", KENT)),  # one county
+        ({"residence_la_code": CAMDEN, "postcode": BY_DISTRICT[CAMDEN][0]}, ("forward", CAMDEN)),
+        ({"postcode": BY_DISTRICT[CARDIFF][0]}, ("forward", CARDIFF)),  # Wales
+        ({"residence_la_code": CARDIFF, "postcode": BY_DISTRICT[CARDIFF][5]}, ("forward", CARDIFF)),
+        ({"postcode": terminated(LEEDS)}, ("forward", LEEDS)),  # a terminated postcode still routes
+        ({"postcode": BY_DISTRICT[YORK][0]}, ("NO_AGREEMENT", YORK)),  # its agreement lapsed
+        # Councils that run children's services but are not in the registry: held, naming them.
+        ({"postcode": BY_DISTRICT[MANCHESTER][0]}, ("NO_AGREEMENT", MANCHESTER)),
+        ({"residence_la_code": MANCHESTER, "postcode": "ZZ99 3VZ"}, ("NO_AGREEMENT", MANCHESTER)),
+        ({"postcode": BY_DISTRICT[NORTHUMBERLAND][0]}, ("NO_AGREEMENT", NORTHUMBERLAND)),  # TD15: Berwick, England
+        # Ended councils: a former Cumbria district's code goes to its one successor; Cumbria's own code (split
+        # in two) is decided by the postcode, and held, naming Cumbria, when the postcode cannot decide.
+        ({"postcode": BY_DISTRICT[CARLISLE][0]}, ("NO_AGREEMENT", CUMBERLAND)),
+        ({"residence_la_code": SOUTH_LAKELAND, "postcode": "ZZ99 3VZ"}, ("NO_AGREEMENT", WESTMORLAND)),
+        ({"residence_la_code": CUMBRIA, "postcode": BY_DISTRICT[CARLISLE][1]}, ("NO_AGREEMENT", CUMBERLAND)),
+        ({"residence_la_code": CUMBRIA, "postcode": BY_DISTRICT[SOUTH_LAKELAND][0]}, ("NO_AGREEMENT", WESTMORLAND)),
+        ({"residence_la_code": CUMBRIA, "postcode": NOT_LISTED}, ("AMBIGUOUS_SUCCESSOR", CUMBRIA)),
+        ({"residence_la_code": CUMBRIA, "postcode": "ZZ99 3VZ"}, ("AMBIGUOUS_SUCCESSOR", CUMBRIA)),
+        ({"residence_la_code": CUMBRIA}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
+        ({"residence_la_code": CARLISLE, "postcode": BY_DISTRICT[SOUTH_LAKELAND][0]}, ("RESIDENCE_CONFLICT", None)),
+        # Outside this service, by code or postcode: held, never rejected.
+        ({"postcode": BY_DISTRICT[EDINBURGH][0]}, ("OUTSIDE_SERVICE", None)),  # in the directory
+        ({"postcode": BY_DISTRICT[SCOTTISH_BORDERS][0]}, ("OUTSIDE_SERVICE", None)),  # TD1: only the directory knows
+        ({"postcode": "AB1 0AA"}, ("OUTSIDE_SERVICE", None)),  # Aberdeen, not in the directory: by its area
+        ({"postcode": "BT1 1AA"}, ("OUTSIDE_SERVICE", None)),
+        ({"postcode": "GY1 1AA"}, ("OUTSIDE_SERVICE", None)),
+        ({"postcode": "JE2 3AB"}, ("OUTSIDE_SERVICE", None)),
+        ({"postcode": "IM1 1AA"}, ("OUTSIDE_SERVICE", None)),
+        ({"postcode": "G1 1AA"}, ("OUTSIDE_SERVICE", None)),
+        ({"postcode": "TD9 9ZZ"}, ("POSTCODE_NOT_FOUND", None)),  # TD crosses the border: the area cannot say
+        ({"residence_la_code": EDINBURGH, "postcode": BY_DISTRICT[EDINBURGH][1]}, ("OUTSIDE_SERVICE", None)),
+        ({"residence_la_code": "N09000003", "postcode": "BT1 1AA"}, ("OUTSIDE_SERVICE", None)),
+        ({"residence_la_code": "L99999999", "postcode": "ZZ99 3VZ"}, ("OUTSIDE_SERVICE", None)),
+        ({"residence_la_code": "M99999999", "postcode": NOT_LISTED}, ("OUTSIDE_SERVICE", None)),
+        ({"residence_la_code": EDINBURGH}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
+        ({"residence_la_code": LEEDS, "postcode": "EH1 1AA"}, ("RESIDENCE_CONFLICT", None)),
+        # Codes and postcodes nobody knows.
+        ({"postcode": "ZZ99 3VZ"}, ("PSEUDO_POSTCODE", None)),
+        ({"postcode": "ZZ99 3VZ", "residence_la_code": LEEDS}, ("forward", LEEDS)),  # the trust named the council
+        ({"postcode": NOT_LISTED}, ("POSTCODE_NOT_FOUND", None)),
+        ({"postcode": NOT_LISTED, "residence_la_code": "E07999999"}, ("NO_AUTHORITY", None)),
+        ({"residence_la_code": "E07999999"}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
+        ({"residence_la_code": KENT}, ("RESIDENCE_CONFLICT", None)),  # a Leeds postcode
+        ({"live_birth": "N", "restricted": "Y", "sharing_objection": "Y"}, ("STILLBIRTH", None)),
+        ({"restricted": "Y", "sharing_objection": "Y"}, ("RESTRICTED", None)),
+        ({"sharing_objection": "Y", "postcode": "ZZ99 3VZ"}, ("SHARING_OBJECTION", None)),  # withholding first
+    ],
+)
 def test_the_router_decides_by_council_code_postcode_and_flags(router, changes, expected):
     assert decided(router, **changes) == expected
 
@@ -131,8 +152,10 @@ def test_a_held_record_names_the_council_by_the_registry_or_the_councils_data(ro
 def test_an_ended_councils_code_reaches_its_registered_successor():
     raw = tomllib.loads(REGISTRY_PATH.read_text())
     cardiff = next(a for a in raw["authorities"] if a["gss_code"] == CARDIFF)
-    raw["authorities"] = [*raw["authorities"], {**cardiff, "gss_code": CUMBERLAND, "agreements": [
-        {**cardiff["agreements"][0], "id": "CUMBERLAND-2026"}]}]
+    raw["authorities"] = [
+        *raw["authorities"],
+        {**cardiff, "gss_code": CUMBERLAND, "agreements": [{**cardiff["agreements"][0], "id": "CUMBERLAND-2026"}]},
+    ]
     registry = Registry.model_validate(raw, context={"councils": REGISTRY.councils_data})
     router = Router(registry, POSTCODES, DAY)
     assert registry.authority(CUMBERLAND).name == "Cumberland Council"  # from the councils data
@@ -140,7 +163,9 @@ def test_an_ended_councils_code_reaches_its_registered_successor():
     assert decided(router, residence_la_code=CARLISLE, postcode="ZZ99 3VZ") == ("forward", CUMBERLAND)
     assert decided(router, residence_la_code=CUMBRIA, postcode=BY_DISTRICT[CARLISLE][0]) == ("forward", CUMBERLAND)
     assert decided(router, residence_la_code=CUMBRIA, postcode=BY_DISTRICT[SOUTH_LAKELAND][0]) == (
-        "NO_AGREEMENT", WESTMORLAND)
+        "NO_AGREEMENT",
+        WESTMORLAND,
+    )
 
 
 def test_an_agreement_is_judged_on_the_processing_day():
@@ -167,8 +192,10 @@ class RecordingSqs:
         if self.error is not None:
             raise self.error
         refused = self.refuse(len(self.calls), Entries)
-        return {"Successful": [{"Id": e["Id"]} for e in Entries if e["Id"] not in refused],
-                "Failed": [{"Id": i, "SenderFault": self.sender_fault, "Code": "InternalError"} for i in refused]}
+        return {
+            "Successful": [{"Id": e["Id"]} for e in Entries if e["Id"] not in refused],
+            "Failed": [{"Id": i, "SenderFault": self.sender_fault, "Code": "InternalError"} for i in refused],
+        }
 
 
 def message(n: int, group: str | None = None, size: int = 10) -> Outgoing[int]:
@@ -246,8 +273,12 @@ def test_the_tally_counts_each_outcome_where_it_went_and_balances():
     tally.accepted(Sent(2, leeds, NotificationType.AMEND))
     tally.accepted(Sent(3, york, NotificationType.NEW))
     tally.withhold(WithheldReason.STILLBIRTH)
-    tally.reject([RowError(row=5, code=ErrorCode.POSTCODE_INVALID, field="postcode", message="m"),
-                  RowError(row=5, code=ErrorCode.DATE_INVALID, field="baby_date_of_birth", message="m")])
+    tally.reject(
+        [
+            RowError(row=5, code=ErrorCode.POSTCODE_INVALID, field="postcode", message="m"),
+            RowError(row=5, code=ErrorCode.DATE_INVALID, field="baby_date_of_birth", message="m"),
+        ]
+    )
     outcome = tally.outcome()
     assert outcome.balanced and (outcome.forwarded, outcome.held, outcome.withheld, outcome.rejected) == (2, 1, 1, 1)
     [leeds_counts] = outcome.authorities
@@ -256,7 +287,9 @@ def test_the_tally_counts_each_outcome_where_it_went_and_balances():
     assert (held.reason, held.authority_gss_code, held.count) == (HeldReason.NO_AGREEMENT, YORK, 1)
     assert outcome.rejected_by_code == {ErrorCode.POSTCODE_INVALID: 1, ErrorCode.DATE_INVALID: 1}
     assert [RowError.model_validate_json(line).code for line in tally.row_errors()] == [
-        ErrorCode.POSTCODE_INVALID, ErrorCode.DATE_INVALID]
+        ErrorCode.POSTCODE_INVALID,
+        ErrorCode.DATE_INVALID,
+    ]
 
 
 # -- row reader ----------------------------------------------------------------------------------------
@@ -274,8 +307,17 @@ def test_the_reader_numbers_records_not_lines_and_names_ignored_columns():
 
     header = ["Ward", *sorted(REQUIRED_FIELDS)]
     line = ["W1", *("x" for _ in REQUIRED_FIELDS)]
-    body = "\ufeff" + ",".join(header).upper() + "\r\n\r\n" + ",".join(line) + "\r\n" + \
-        ",".join(f'"{v} \n"' for v in line) + "\n\n" + ",".join(line[:3]) + "\r\n"
+    body = (
+        "\ufeff"
+        + ",".join(header).upper()
+        + "\r\n\r\n"
+        + ",".join(line)
+        + "\r\n"
+        + ",".join(f'"{v} \n"' for v in line)
+        + "\n\n"
+        + ",".join(line[:3])
+        + "\r\n"
+    )
     rows, reader = read(body.encode())
     assert [r.row for r in rows] == [1, 2, 3]
     assert rows[0].values["notification_id"] == "x" and "ward" not in rows[0].values
@@ -285,7 +327,8 @@ def test_the_reader_numbers_records_not_lines_and_names_ignored_columns():
 
 
 def test_json_lines_keep_types_and_drop_empty_values():
-    rows, _ = read(b'{"notification_id": " N1 ", "birth_order": 1, "live_birth": true, "postcode": ""}\n\n'
-                   b'[1, 2]\n', "f.jsonl")
+    rows, _ = read(
+        b'{"notification_id": " N1 ", "birth_order": 1, "live_birth": true, "postcode": ""}\n\n[1, 2]\n', "f.jsonl"
+    )
     assert rows[0].values == {"notification_id": "N1", "birth_order": 1, "live_birth": True}
     assert rows[1].row == 2 and rows[1].problems[0].message == "The line is not one JSON object."

@@ -30,30 +30,53 @@ def test_the_shipped_registry_loads_and_routes_districts_to_their_county():
     assert registry.authority("E07999999") is None
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ('"baby_nhs_number", "baby_date_of_birth", "baby_sex"', '"baby_nhs_number", "restricted", "baby_sex"',
-     "unknown or unshareable fields ['restricted']"),
-    ('valid_from = 2026-04-01', 'valid_from = 2026-03-01', "KENT-FH-2025 and KENT-FH-2026 overlap"),
-    # An authority must be a current council that runs children's services, by the councils data.
-    ('gss_code = "E08000035"', 'gss_code = "E07000035"',
-     "E07000035 (Derbyshire Dales District Council) is a district: Derbyshire County Council (E10000007) runs"),
-    ('gss_code = "E08000035"', 'gss_code = "E10000006"',
-     "E10000006 (Cumbria County Council) ended on 2023-04-01; its area is now served by E06000063 (Cumberland "
-     "Council), E06000064 (Westmorland and Furness Council)"),
-    ('gss_code = "E08000035"', 'gss_code = "S12000036"', "S12000036 is in Scotland, outside this service"),
-    ('gss_code = "E08000035"', 'gss_code = "E06000999"', "E06000999 is not a council in the councils data"),
-    ('name = "Kent County Council"', 'name = "Kent County Council"\ndistricts = ["E07000008"]',
-     "places districts ['E07000008 (Cambridge City Council: E10000003)'] under another council"),
-    ('name = "Kent County Council"', 'name = "Kent County Council"\ndistricts = [7000110]',
-     "authorities.1.districts.0\n  Input should be a valid string"),
-    ('ods_code = "RX2"', 'ods_code = "RX1"', "duplicate trust ods_code: ['RX1']"),
-    ('contact_emails = ["childrens-centres@leeds.example.gov.uk"]', 'contact_emails = ["leeds"]',
-     "'leeds' is not a valid email address"),
-    ('mesh_mailbox = "X26ABC2"', 'mesh_mailbox = "x26 abc2"', "'x26 abc2' is not a valid MESH mailbox id"),
-    ('uploader_principals = ["arn:aws:iam::111111111111:role/northgate-maternity-upload"]',
-     'uploader_principals = ["arn:aws:iam::111111111111:role/northgate-maternity-upload"]\nmesh_mailbox = "X26ABC2"',
-     "duplicate trust mesh_mailbox: ['X26ABC2']"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            '"baby_nhs_number", "baby_date_of_birth", "baby_sex"',
+            '"baby_nhs_number", "restricted", "baby_sex"',
+            "unknown or unshareable fields ['restricted']",
+        ),
+        ("valid_from = 2026-04-01", "valid_from = 2026-03-01", "KENT-FH-2025 and KENT-FH-2026 overlap"),
+        # An authority must be a current council that runs children's services, by the councils data.
+        (
+            'gss_code = "E08000035"',
+            'gss_code = "E07000035"',
+            "E07000035 (Derbyshire Dales District Council) is a district: Derbyshire County Council (E10000007) runs",
+        ),
+        (
+            'gss_code = "E08000035"',
+            'gss_code = "E10000006"',
+            "E10000006 (Cumbria County Council) ended on 2023-04-01; its area is now served by E06000063 (Cumberland "
+            "Council), E06000064 (Westmorland and Furness Council)",
+        ),
+        ('gss_code = "E08000035"', 'gss_code = "S12000036"', "S12000036 is in Scotland, outside this service"),
+        ('gss_code = "E08000035"', 'gss_code = "E06000999"', "E06000999 is not a council in the councils data"),
+        (
+            'name = "Kent County Council"',
+            'name = "Kent County Council"\ndistricts = ["E07000008"]',
+            "places districts ['E07000008 (Cambridge City Council: E10000003)'] under another council",
+        ),
+        (
+            'name = "Kent County Council"',
+            'name = "Kent County Council"\ndistricts = [7000110]',
+            "authorities.1.districts.0\n  Input should be a valid string",
+        ),
+        ('ods_code = "RX2"', 'ods_code = "RX1"', "duplicate trust ods_code: ['RX1']"),
+        (
+            'contact_emails = ["childrens-centres@leeds.example.gov.uk"]',
+            'contact_emails = ["leeds"]',
+            "'leeds' is not a valid email address",
+        ),
+        ('mesh_mailbox = "X26ABC2"', 'mesh_mailbox = "x26 abc2"', "'x26 abc2' is not a valid MESH mailbox id"),
+        (
+            'uploader_principals = ["arn:aws:iam::111111111111:role/northgate-maternity-upload"]',
+            'uploader_principals = ["arn:aws:iam::111111111111:role/northgate-maternity-upload"]\nmesh_mailbox = "X26ABC2"',  # noqa: E501
+            "duplicate trust mesh_mailbox: ['X26ABC2']",
+        ),
+    ],
+)
 def test_a_bad_registry_is_refused_with_a_message_that_says_what_to_fix(tmp_path, old, new, message):
     assert old in REGISTRY_TEXT
     with pytest.raises(RegistryError) as caught:
@@ -61,12 +84,14 @@ def test_a_bad_registry_is_refused_with_a_message_that_says_what_to_fix(tmp_path
     assert message in str(caught.value)
 
 
-def test_an_authority_takes_its_name_type_and_districts_from_the_councils_data_unless_the_registry_gives_them(
-        tmp_path):
+def test_an_authority_takes_its_name_type_and_districts_from_the_councils_data_unless_the_registry_gives_them(tmp_path):
     registry = registry_with(tmp_path, REGISTRY_TEXT.replace('name = "Kent County Council"', 'name = "Kent"'))
     kent, cardiff = registry.authority("E10000016"), registry.authority("W06000015")
-    assert (kent.name, kent.type, kent.districts) == ("Kent", "county", list(
-        registry.councils_data.districts("E10000016")))
+    assert (kent.name, kent.type, kent.districts) == (
+        "Kent",
+        "county",
+        list(registry.councils_data.districts("E10000016")),
+    )
     assert len(kent.districts) == 12 and "E07000110" in kent.districts  # Maidstone, no longer listed by hand
     assert (cardiff.name, cardiff.type) == ("City of Cardiff Council", "welsh principal area")
     assert registry.council_name("E10000016") == "Kent"
@@ -74,8 +99,9 @@ def test_an_authority_takes_its_name_type_and_districts_from_the_councils_data_u
 
 
 def test_a_district_the_councils_data_does_not_know_yet_may_be_listed_and_routes_to_its_county(tmp_path):
-    text = REGISTRY_TEXT.replace('name = "Kent County Council"', 'name = "Kent County Council"\n'
-                                 'districts = ["E07000110", "E07000999"]')
+    text = REGISTRY_TEXT.replace(
+        'name = "Kent County Council"', 'name = "Kent County Council"\ndistricts = ["E07000110", "E07000999"]'
+    )
     registry = registry_with(tmp_path, text)
     assert registry.authority("E07000999").gss_code == "E10000016"
     assert "E07000999" in registry.authority("E10000016").districts
@@ -103,11 +129,14 @@ def test_a_missing_or_malformed_registry_file_is_named(tmp_path):
         registry_with(tmp_path, "schema_version = ")
 
 
-@pytest.mark.parametrize(("header", "row"), [
-    ("pcds,lad26cd,cty26cd", "LS1 4AP,E08000035,E99999999"),  # a 2026 release
-    ("pcd,oslaua,cty", "LS1  4AP,E08000035,"),  # an older ONSPD with padded postcodes
-    ("PCD7,LAUA", "LS1 4AP,E08000035"),  # no county column at all
-])
+@pytest.mark.parametrize(
+    ("header", "row"),
+    [
+        ("pcds,lad26cd,cty26cd", "LS1 4AP,E08000035,E99999999"),  # a 2026 release
+        ("pcd,oslaua,cty", "LS1  4AP,E08000035,"),  # an older ONSPD with padded postcodes
+        ("PCD7,LAUA", "LS1 4AP,E08000035"),  # no county column at all
+    ],
+)
 def test_postcode_directories_of_different_releases_load(tmp_path, header, row):
     path = tmp_path / "pd.csv"
     path.write_text(f"{header}\nME14 1XX,E07000110,E10000016\n{row}\nXX1 1XX,,\n")
@@ -125,10 +154,19 @@ def test_a_postcode_directory_without_known_columns_says_which_to_add(tmp_path):
         PostcodeDirectory.load(path, PostcodeDirectoryColumns())
 
 
-@pytest.mark.parametrize(("value", "safe"), [
-    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+44 113", "'+44 113"), ("@SUM(A1)", "'@SUM(A1)"),
-    ("-1", "-1"), ("3400", "3400"), ("O'Neill", "O'Neill"), (None, ""), ("\tcmd", "'\tcmd"),
-])
+@pytest.mark.parametrize(
+    ("value", "safe"),
+    [
+        ('=HYPERLINK("x")', '\'=HYPERLINK("x")'),
+        ("+44 113", "'+44 113"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-1", "-1"),
+        ("3400", "3400"),
+        ("O'Neill", "O'Neill"),
+        (None, ""),
+        ("\tcmd", "'\tcmd"),
+    ],
+)
 def test_csv_cells_are_safe_to_open_in_a_spreadsheet(value, safe):
     assert spreadsheet_safe(value) == safe
 
@@ -143,5 +181,6 @@ def test_the_lambda_layer_pins_every_runtime_dependency():
             pins[re.split(r"\[", name, maxsplit=1)[0].lower()] = version
     assert wanted - {"boto3"} == set(pins)  # boto3 comes with the Lambda runtime
     from importlib.metadata import version
+
     for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: the venv has {version(name)}, the layer pins {pinned}"

@@ -19,42 +19,90 @@ CURRENT = [row for row in ROWS if row["current"] == "True"]
 ENDED = [row for row in ROWS if row["current"] == "False"]
 
 # By GSS entity: who runs children's services for the council with that code prefix (E07: its county).
-SELF_SERVING = {"E06": "unitary", "E08": "metropolitan district", "E09": "london borough", "E10": "county",
-                "W06": "welsh principal area"}
+SELF_SERVING = {
+    "E06": "unitary",
+    "E08": "metropolitan district",
+    "E09": "london borough",
+    "E10": "county",
+    "W06": "welsh principal area",
+}
 
 DISTRICTS_PER_COUNTY = {
-    "E10000003": ("Cambridgeshire", 5), "E10000007": ("Derbyshire", 8), "E10000008": ("Devon", 8),
-    "E10000011": ("East Sussex", 5), "E10000012": ("Essex", 12), "E10000013": ("Gloucestershire", 6),
-    "E10000014": ("Hampshire", 11), "E10000015": ("Hertfordshire", 10), "E10000016": ("Kent", 12),
-    "E10000017": ("Lancashire", 12), "E10000018": ("Leicestershire", 7), "E10000019": ("Lincolnshire", 7),
-    "E10000020": ("Norfolk", 7), "E10000024": ("Nottinghamshire", 7), "E10000025": ("Oxfordshire", 5),
-    "E10000028": ("Staffordshire", 8), "E10000029": ("Suffolk", 5), "E10000030": ("Surrey", 11),
-    "E10000031": ("Warwickshire", 5), "E10000032": ("West Sussex", 7), "E10000034": ("Worcestershire", 6),
+    "E10000003": ("Cambridgeshire", 5),
+    "E10000007": ("Derbyshire", 8),
+    "E10000008": ("Devon", 8),
+    "E10000011": ("East Sussex", 5),
+    "E10000012": ("Essex", 12),
+    "E10000013": ("Gloucestershire", 6),
+    "E10000014": ("Hampshire", 11),
+    "E10000015": ("Hertfordshire", 10),
+    "E10000016": ("Kent", 12),
+    "E10000017": ("Lancashire", 12),
+    "E10000018": ("Leicestershire", 7),
+    "E10000019": ("Lincolnshire", 7),
+    "E10000020": ("Norfolk", 7),
+    "E10000024": ("Nottinghamshire", 7),
+    "E10000025": ("Oxfordshire", 5),
+    "E10000028": ("Staffordshire", 8),
+    "E10000029": ("Suffolk", 5),
+    "E10000030": ("Surrey", 11),
+    "E10000031": ("Warwickshire", 5),
+    "E10000032": ("West Sussex", 7),
+    "E10000034": ("Worcestershire", 6),
 }
 """England's 21 two-tier counties in 2025 and how many districts each has (written out, not read from the data)."""
 
 BCP, DORSET, BUCKS, NORTH_NORTHANTS, WEST_NORTHANTS = "E06000058", "E06000059", "E06000060", "E06000061", "E06000062"
-CUMBERLAND, WESTMORLAND, NORTH_YORKS, SOMERSET, SUFFOLK = "E06000063", "E06000064", "E06000065", "E06000066", \
-    "E10000029"
+CUMBERLAND, WESTMORLAND, NORTH_YORKS, SOMERSET, SUFFOLK = (
+    "E06000063",
+    "E06000064",
+    "E06000065",
+    "E06000066",
+    "E10000029",
+)
 SUCCESSORS = {
-    "E06000028": (BCP,), "E06000029": (BCP,),  # Bournemouth, Poole (2019)
-    "E07000004": (BUCKS,), "E07000005": (BUCKS,), "E07000006": (BUCKS,), "E07000007": (BUCKS,),  # 2020
+    "E06000028": (BCP,),
+    "E06000029": (BCP,),  # Bournemouth, Poole (2019)
+    "E07000004": (BUCKS,),
+    "E07000005": (BUCKS,),
+    "E07000006": (BUCKS,),
+    "E07000007": (BUCKS,),  # 2020
     "E10000002": (BUCKS,),
-    "E07000026": (CUMBERLAND,), "E07000028": (CUMBERLAND,), "E07000029": (CUMBERLAND,),  # Cumbria (2023)
-    "E07000027": (WESTMORLAND,), "E07000030": (WESTMORLAND,), "E07000031": (WESTMORLAND,),
+    "E07000026": (CUMBERLAND,),
+    "E07000028": (CUMBERLAND,),
+    "E07000029": (CUMBERLAND,),  # Cumbria (2023)
+    "E07000027": (WESTMORLAND,),
+    "E07000030": (WESTMORLAND,),
+    "E07000031": (WESTMORLAND,),
     "E10000006": (CUMBERLAND, WESTMORLAND),  # split: only an address can decide
-    "E07000048": (BCP,), "E07000049": (DORSET,), "E07000050": (DORSET,), "E07000051": (DORSET,),  # Dorset (2019)
-    "E07000052": (DORSET,), "E07000053": (DORSET,), "E10000009": (DORSET,),
-    "E07000150": (NORTH_NORTHANTS,), "E07000152": (NORTH_NORTHANTS,), "E07000153": (NORTH_NORTHANTS,),  # 2021
-    "E07000156": (NORTH_NORTHANTS,), "E07000151": (WEST_NORTHANTS,), "E07000154": (WEST_NORTHANTS,),
-    "E07000155": (WEST_NORTHANTS,), "E10000021": (NORTH_NORTHANTS, WEST_NORTHANTS),
-    **dict.fromkeys(("E07000163", "E07000164", "E07000165", "E07000166", "E07000167", "E07000168", "E07000169",
-                     "E10000023"), (NORTH_YORKS,)),  # North Yorkshire (2023)
+    "E07000048": (BCP,),
+    "E07000049": (DORSET,),
+    "E07000050": (DORSET,),
+    "E07000051": (DORSET,),  # Dorset (2019)
+    "E07000052": (DORSET,),
+    "E07000053": (DORSET,),
+    "E10000009": (DORSET,),
+    "E07000150": (NORTH_NORTHANTS,),
+    "E07000152": (NORTH_NORTHANTS,),
+    "E07000153": (NORTH_NORTHANTS,),  # 2021
+    "E07000156": (NORTH_NORTHANTS,),
+    "E07000151": (WEST_NORTHANTS,),
+    "E07000154": (WEST_NORTHANTS,),
+    "E07000155": (WEST_NORTHANTS,),
+    "E10000021": (NORTH_NORTHANTS, WEST_NORTHANTS),
+    **dict.fromkeys(
+        ("E07000163", "E07000164", "E07000165", "E07000166", "E07000167", "E07000168", "E07000169", "E10000023"),
+        (NORTH_YORKS,),
+    ),  # North Yorkshire (2023)
     # Somerset (2023); Taunton Deane and West Somerset through Somerset West and Taunton (2019-2023).
-    **dict.fromkeys(("E07000187", "E07000188", "E07000189", "E07000190", "E07000191", "E07000246", "E10000027"),
-                    (SOMERSET,)),
+    **dict.fromkeys(
+        ("E07000187", "E07000188", "E07000189", "E07000190", "E07000191", "E07000246", "E10000027"), (SOMERSET,)
+    ),
     # Suffolk's districts merged in 2019 into West Suffolk and East Suffolk, both still Suffolk's districts.
-    "E07000201": (SUFFOLK,), "E07000204": (SUFFOLK,), "E07000205": (SUFFOLK,), "E07000206": (SUFFOLK,),
+    "E07000201": (SUFFOLK,),
+    "E07000204": (SUFFOLK,),
+    "E07000205": (SUFFOLK,),
+    "E07000206": (SUFFOLK,),
 }
 """Every council that has ended since 2009 and who runs children's services for its area now (written out)."""
 
@@ -110,24 +158,58 @@ def test_an_ended_councils_own_childrens_services_column_is_not_followed():
 
 
 def csv_text(*rows: str) -> str:
-    return ",".join(("gss_code", "name", "nation", "type", "childrens_services_gss", "current", "start_date",
-                     "end_date", "replaced_by_gss")) + "\n" + "\n".join(rows) + "\n"
+    return (
+        ",".join(
+            (
+                "gss_code",
+                "name",
+                "nation",
+                "type",
+                "childrens_services_gss",
+                "current",
+                "start_date",
+                "end_date",
+                "replaced_by_gss",
+            )
+        )
+        + "\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    (("E06000001,A,England,unitary,E06000001,True,,,", "E06000002,B,England,unitary,E06000002,False,,2020-01-01,"),
-     "E06000002 has ended but names no successor"),
-    (("E06000002,B,England,unitary,E06000002,False,,2020-01-01,E06000009",), "successors ['E06000009'] are not"),
-    (("E06000001,A,England,unitary,E06000001,False,,,E06000002",
-      "E06000002,B,England,unitary,E06000002,False,,,E06000001"), "loop back"),
-    (("E07000001,D,England,non-metropolitan district,E10000001,True,,,",
-      "E10000001,C,England,county,E10000001,False,,,E06000001", "E06000001,U,England,unitary,E06000001,True,,,"),
-     "E07000001: its children's services council E10000001 is not a current council"),
-    (("E0600000١,A,England,unitary,E0600000١,True,,,",), "line 2: gss_code 'E0600000١' is not an ONS GSS code"),
-    (("S12000036,Edinburgh,Scotland,unitary,S12000036,True,,,",), "nation 'Scotland'"),
-    (("E06000001,A,England,unitary,E06000001,Yes,,,",), "current 'Yes' must be True or False"),
-    (("E06000001,A,England,unitary,E06000001,True,1 April 1996,,",), "start_date '1 April 1996' is not a date"),
-])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            (
+                "E06000001,A,England,unitary,E06000001,True,,,",
+                "E06000002,B,England,unitary,E06000002,False,,2020-01-01,",
+            ),
+            "E06000002 has ended but names no successor",
+        ),
+        (("E06000002,B,England,unitary,E06000002,False,,2020-01-01,E06000009",), "successors ['E06000009'] are not"),
+        (
+            (
+                "E06000001,A,England,unitary,E06000001,False,,,E06000002",
+                "E06000002,B,England,unitary,E06000002,False,,,E06000001",
+            ),
+            "loop back",
+        ),
+        (
+            (
+                "E07000001,D,England,non-metropolitan district,E10000001,True,,,",
+                "E10000001,C,England,county,E10000001,False,,,E06000001",
+                "E06000001,U,England,unitary,E06000001,True,,,",
+            ),
+            "E07000001: its children's services council E10000001 is not a current council",
+        ),
+        (("E0600000١,A,England,unitary,E0600000١,True,,,",), "line 2: gss_code 'E0600000١' is not an ONS GSS code"),
+        (("S12000036,Edinburgh,Scotland,unitary,S12000036,True,,,",), "nation 'Scotland'"),
+        (("E06000001,A,England,unitary,E06000001,Yes,,,",), "current 'Yes' must be True or False"),
+        (("E06000001,A,England,unitary,E06000001,True,1 April 1996,,",), "start_date '1 April 1996' is not a date"),
+    ],
+)
 def test_inconsistent_councils_data_is_refused_naming_the_problem(tmp_path, rows, message):
     path = tmp_path / "councils.csv"
     path.write_text(csv_text(*rows), encoding="utf-8")

@@ -24,6 +24,7 @@ def _nhs_numbers() -> st.SearchStrategy[str]:
             if nhs_number_checksum_ok(nine + last):
                 return nine + last
         return nine + "0"  # no valid check digit: an invalid number
+
     return st.from_regex(r"[0-9]{9}", fullmatch=True).map(with_check_digit)
 
 
@@ -33,8 +34,8 @@ COMMON = {
     "original_notification_id": st.from_regex(r"[A-Za-z0-9._/-]{1,64}", fullmatch=True),
     "baby_nhs_number": _nhs_numbers(),
     "baby_date_of_birth": st.dates(date(1900, 1, 1), date(2100, 12, 31)).map(date.isoformat),
-    "baby_time_of_birth": st.times().map(lambda t: t.strftime("%H:%M")) | st.times().map(
-        lambda t: t.strftime("%H:%M:%S")),
+    "baby_time_of_birth": st.times().map(lambda t: t.strftime("%H:%M"))
+    | st.times().map(lambda t: t.strftime("%H:%M:%S")),
     "baby_sex": st.sampled_from(["1", "2", "9", "X"]),
     "birth_weight_grams": st.integers(150, 7100).map(str),
     "gestation_weeks": st.integers(15, 50).map(str),
@@ -58,21 +59,97 @@ COMMON = {
 OPTIONAL = {name for name, field in BirthNotification.model_fields.items() if not field.is_required()}
 
 # Spellings the model accepts or rejects that the fast path must leave to it, and a few it may not expect.
-ODD_TEXT = st.sampled_from([
-    "", " ", " NEW", "new", "Amend ", "cancel", "y", "n", "yes", "true", "1", "0", "-1", "+3200", "3_200",
-    "3200.0", " 3200", "٣٢٠٠", "3200 ", "1e3", "2026-02-30", "2026-2-05", "05/11/2026", "31/02/2026", "20261105",
-    "2026-11-05T00:00", "1700000000", " 2026-11-05", "2026-W45-1", "24:00", "23:59:60", "7:05", "21:15:00.5",
-    "21.15", " 21:15", "x", "ls1 4ap", "LS14AP", "LS1  4AP", "e08000035", " E08000035", "e31006", "999 728 6235",
-    "999-728-6235", "9997286236", "１２３４５６７８９０", "Zoë", "Ngozi\nAdebayo", "Flat 2\r\n1 Street", "a\tb",
-    "\u00a0Anna", "Anna\u200b", "\ud800", "\uffff", "x" * 101, "A" * 65, "O'Brien", "St. Mary's", "(none)",
-])
-ODD_VALUE = ODD_TEXT | st.text(max_size=12) | st.integers(-10, 8000) | st.booleans() | st.none() | st.floats(
-    allow_nan=False, max_value=1e4, min_value=-1e4) | st.sampled_from([date(2026, 11, 5), time(21, 15), [], {}])
+ODD_TEXT = st.sampled_from(
+    [
+        "",
+        " ",
+        " NEW",
+        "new",
+        "Amend ",
+        "cancel",
+        "y",
+        "n",
+        "yes",
+        "true",
+        "1",
+        "0",
+        "-1",
+        "+3200",
+        "3_200",
+        "3200.0",
+        " 3200",
+        "٣٢٠٠",
+        "3200 ",
+        "1e3",
+        "2026-02-30",
+        "2026-2-05",
+        "05/11/2026",
+        "31/02/2026",
+        "20261105",
+        "2026-11-05T00:00",
+        "1700000000",
+        " 2026-11-05",
+        "2026-W45-1",
+        "24:00",
+        "23:59:60",
+        "7:05",
+        "21:15:00.5",
+        "21.15",
+        " 21:15",
+        "x",
+        "ls1 4ap",
+        "LS14AP",
+        "LS1  4AP",
+        "e08000035",
+        " E08000035",
+        "e31006",
+        "999 728 6235",
+        "999-728-6235",
+        "9997286236",
+        "１２３４５６７８９０",
+        "Zoë",
+        "Ngozi\nAdebayo",
+        "Flat 2\r\n1 Street",
+        "a\tb",
+        "\u00a0Anna",
+        "Anna\u200b",
+        "\ud800",
+        "\uffff",
+        "x" * 101,
+        "A" * 65,
+        "O'Brien",
+        "St. Mary's",
+        "(none)",
+    ]
+)
+ODD_VALUE = (
+    ODD_TEXT
+    | st.text(max_size=12)
+    | st.integers(-10, 8000)
+    | st.booleans()
+    | st.none()
+    | st.floats(allow_nan=False, max_value=1e4, min_value=-1e4)
+    | st.sampled_from([date(2026, 11, 5), time(21, 15), [], {}])
+)
 
-RESPELLINGS = [str.lower, str.upper, str.title, lambda s: f" {s}", lambda s: f"{s} ", lambda s: f"{s}\n",
-               lambda s: f"\u00a0{s}", lambda s: f"{s}\u200b", lambda s: s.replace(" ", ""),
-               lambda s: s.replace(" ", "  "), lambda s: s.replace("-", "/"), lambda s: s.replace(":", "."),
-               lambda s: s[:-1], lambda s: s + s[-1:], lambda s: f"{s}\t", lambda s: f"0{s}"]
+RESPELLINGS = [
+    str.lower,
+    str.upper,
+    str.title,
+    lambda s: f" {s}",
+    lambda s: f"{s} ",
+    lambda s: f"{s}\n",
+    lambda s: f"\u00a0{s}",
+    lambda s: f"{s}\u200b",
+    lambda s: s.replace(" ", ""),
+    lambda s: s.replace(" ", "  "),
+    lambda s: s.replace("-", "/"),
+    lambda s: s.replace(":", "."),
+    lambda s: s[:-1],
+    lambda s: s + s[-1:],
+    lambda s: f"{s}\t",
+    lambda s: f"0{s}",
+]
 
 
 @st.composite
@@ -94,8 +171,9 @@ def rows(draw: st.DrawFn) -> dict[str, object]:
     return row
 
 
-@settings(max_examples=2000, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=2000, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(rows())
 def test_the_fast_path_never_accepts_what_the_model_rejects_and_yields_identical_values(row):
     fast = fast_record(row)
@@ -125,18 +203,33 @@ def test_the_fast_path_takes_commonly_written_rows():
 def test_the_pydantic_internals_the_fast_path_sets_are_those_of_the_pinned_version():
     """fast_record builds the record as BaseModel.model_construct does (its __dict__, fields set, extra and
     private slots): a new pydantic may change that, so it is pinned and compared with model_construct."""
-    pinned = re.search(r"^pydantic==(\S+)$", (ROOT / "layers" / "dependencies" / "requirements.txt").read_text(),
-                       re.MULTILINE)
+    pinned = re.search(
+        r"^pydantic==(\S+)$", (ROOT / "layers" / "dependencies" / "requirements.txt").read_text(), re.MULTILINE
+    )
     assert pinned and pydantic.VERSION == pinned[1], "re-check domain/fast_record.py against this pydantic"
-    written = {"notification_id": "N-1", "notification_type": "NEW", "baby_nhs_number": "9997286235",
-               "baby_date_of_birth": "2026-10-28", "baby_sex": "2", "birth_weight_grams": "3200",
-               "gestation_weeks": "40", "birth_order": "1", "number_of_babies": "1", "live_birth": "Y",
-               "mother_given_name": "Orla", "mother_family_name": "Gill", "address_line_1": "1 Canal Street",
-               "postcode": "LS1 4AP", "restricted": "N", "sharing_objection": "N"}
+    written = {
+        "notification_id": "N-1",
+        "notification_type": "NEW",
+        "baby_nhs_number": "9997286235",
+        "baby_date_of_birth": "2026-10-28",
+        "baby_sex": "2",
+        "birth_weight_grams": "3200",
+        "gestation_weeks": "40",
+        "birth_order": "1",
+        "number_of_babies": "1",
+        "live_birth": "Y",
+        "mother_given_name": "Orla",
+        "mother_family_name": "Gill",
+        "address_line_1": "1 Canal Street",
+        "postcode": "LS1 4AP",
+        "restricted": "N",
+        "sharing_objection": "N",
+    }
     fast = fast_record(written)
     assert fast is not None
-    constructed = BirthNotification.model_construct(**dict(BirthNotification.model_validate(written)),
-                                                    _fields_set=set(written))
+    constructed = BirthNotification.model_construct(
+        **dict(BirthNotification.model_validate(written)), _fields_set=set(written)
+    )
     for slot in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"):
         assert getattr(fast, slot) == getattr(constructed, slot), slot
     assert fast.model_copy(update={"baby_sex": "1"}).baby_sex == "1" and hash(fast) == hash(constructed)

@@ -27,11 +27,14 @@ def test_every_kind_of_line_is_a_valid_entry_naming_fields_only_when_shared():
     agreement = load_registry(REGISTRY_PATH).authority("E08000035").agreement_on(datetime.now(UTC).date())
     subject = Subject("a" * 64, None, "N-1", NotificationType.AMEND, "N-0")
     when = json.dumps(datetime(2026, 11, 25, 9, 30, tzinfo=UTC).isoformat())
-    for outcome, reason, gss, shared in ((LedgerOutcome.FORWARDED, None, "E08000035", True),
-                                         (LedgerOutcome.MOVED_OUT, "CHAIN_EARLIER_RECIPIENT", "E08000035", False),
-                                         (LedgerOutcome.WITHHELD, 'a "quoted" reason', None, False)):
-        entry = LedgerEntry.model_validate_json(ledger_line(when, "RX1", "f" * 64, 7, subject, outcome, reason, gss,
-                                                            agreement if gss else None))
+    for outcome, reason, gss, shared in (
+        (LedgerOutcome.FORWARDED, None, "E08000035", True),
+        (LedgerOutcome.MOVED_OUT, "CHAIN_EARLIER_RECIPIENT", "E08000035", False),
+        (LedgerOutcome.WITHHELD, 'a "quoted" reason', None, False),
+    ):
+        entry = LedgerEntry.model_validate_json(
+            ledger_line(when, "RX1", "f" * 64, 7, subject, outcome, reason, gss, agreement if gss else None)
+        )
         assert (entry.outcome, entry.reason, entry.authority_gss_code, entry.row) == (outcome, reason, gss, 7)
         assert entry.fields_shared == (sorted(agreement.allowed_fields) if shared else [])
         assert entry.mother_nhs_hash is None and entry.original_notification_id == "N-0"

@@ -29,9 +29,14 @@ def aws():
 
 
 def fifo(sqs, name: str, scope: str = "queue") -> str:
-    return sqs.create_queue(QueueName=f"{name}.fifo", Attributes={
-        "FifoQueue": "true", "DeduplicationScope": scope, "FifoThroughputLimit": "perQueue" if scope == "queue"
-        else "perMessageGroupId"})["QueueUrl"]
+    return sqs.create_queue(
+        QueueName=f"{name}.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "DeduplicationScope": scope,
+            "FifoThroughputLimit": "perQueue" if scope == "queue" else "perMessageGroupId",
+        },
+    )["QueueUrl"]
 
 
 def send(sqs, url: str, dedup: str, group: str = "g") -> None:
@@ -118,12 +123,19 @@ def test_events_of_a_versioned_bucket_name_the_objects_version(aws):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
             if versioned:
                 s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-            s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket,
+                NotificationConfiguration={
+                    "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+                },
+            )
         versions = [s3.put_object(Bucket="versioned", Key="same key", Body=b"same")["VersionId"] for _ in range(2)]
         s3.put_object(Bucket="unversioned", Key="key", Body=b"x")
-        records = [json.loads(m["Body"])["Records"][0] for m in sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10)["Messages"] if "Records" in json.loads(m["Body"])]
+        records = [
+            json.loads(m["Body"])["Records"][0]
+            for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+            if "Records" in json.loads(m["Body"])
+        ]
     by_bucket = {}
     for record in records:
         by_bucket.setdefault(record["s3"]["bucket"]["name"], []).append(record["s3"]["object"].get("versionId"))

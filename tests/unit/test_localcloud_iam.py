@@ -52,23 +52,38 @@ def code(call) -> str:
     return refused.value.response["Error"]["Code"]
 
 
-def test_sqs_batch_calls_are_allowed_by_the_single_calls_permission_and_refusals_read_as_access_denied(
-        server, admin):
+def test_sqs_batch_calls_are_allowed_by_the_single_calls_permission_and_refusals_read_as_access_denied(server, admin):
     sqs = client(server, admin, "sqs")
     own, other = (sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("own", "other"))
     arn = f"arn:aws:sqs:{REGION}:123456789012:own"
-    sender = client(server, user(server, admin, "sender", [
-        {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-                                       "sqs:GetQueueUrl"], "Resource": arn}]), "sqs")
+    sender = client(
+        server,
+        user(
+            server,
+            admin,
+            "sender",
+            [
+                {
+                    "Effect": "Allow",
+                    "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueUrl"],
+                    "Resource": arn,
+                }
+            ],
+        ),
+        "sqs",
+    )
     assert sender.get_queue_url(QueueName="own")["QueueUrl"].endswith("/own")  # authorised on the queue's ARN
     sent = sender.send_message_batch(QueueUrl=own, Entries=[{"Id": "1", "MessageBody": "a"}])
     assert [s["Id"] for s in sent["Successful"]] == ["1"]
     [message] = sender.receive_message(QueueUrl=own)["Messages"]
-    deleted = sender.delete_message_batch(QueueUrl=own, Entries=[
-        {"Id": "1", "ReceiptHandle": message["ReceiptHandle"]}])
+    deleted = sender.delete_message_batch(
+        QueueUrl=own, Entries=[{"Id": "1", "ReceiptHandle": message["ReceiptHandle"]}]
+    )
     assert deleted["Successful"]
-    assert code(lambda: sender.send_message_batch(QueueUrl=other, Entries=[{"Id": "1", "MessageBody": "a"}])) == \
-        "AccessDenied"  # as AWS names it (moto's XML error read as "403" by the JSON client)
+    assert (
+        code(lambda: sender.send_message_batch(QueueUrl=other, Entries=[{"Id": "1", "MessageBody": "a"}]))
+        == "AccessDenied"
+    )  # as AWS names it (moto's XML error read as "403" by the JSON client)
     assert code(lambda: sender.get_queue_url(QueueName="other")) == "AccessDenied"
 
 
@@ -76,9 +91,22 @@ def test_iam_wildcards_match_one_character_or_any_run_of_them(server, admin):
     sqs = client(server, admin, "sqs")
     for name in ("authority-E08000035.fifo", "authority-E0800003.fifo", "authority-E08000035Xfifo"):
         sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"} if name.endswith(".fifo") else {})
-    reader = client(server, user(server, admin, "wildcards", [
-        {"Effect": "Allow", "Action": "sqs:GetQueueUrl",
-         "Resource": f"arn:aws:sqs:{REGION}:123456789012:authority-?????????.fifo"}]), "sqs")
+    reader = client(
+        server,
+        user(
+            server,
+            admin,
+            "wildcards",
+            [
+                {
+                    "Effect": "Allow",
+                    "Action": "sqs:GetQueueUrl",
+                    "Resource": f"arn:aws:sqs:{REGION}:123456789012:authority-?????????.fifo",
+                }
+            ],
+        ),
+        "sqs",
+    )
     assert reader.get_queue_url(QueueName="authority-E08000035.fifo")["QueueUrl"]
     assert code(lambda: reader.get_queue_url(QueueName="authority-E0800003.fifo")) == "AccessDenied"  # one short
     assert code(lambda: reader.get_queue_url(QueueName="authority-E08000035Xfifo")) == "AccessDenied"  # . is a dot
@@ -87,52 +115,116 @@ def test_iam_wildcards_match_one_character_or_any_run_of_them(server, admin):
 def test_dynamodb_calls_are_authorised_against_each_table_they_name(server, admin):
     dynamodb = client(server, admin, "dynamodb")
     for table in ("state", "other"):
-        dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                              BillingMode="PAY_PER_REQUEST")
-    reader = client(server, user(server, admin, "reader", [
-        {"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": f"arn:aws:dynamodb:{REGION}:123456789012:"
-                                                                       "table/state"}]), "dynamodb")
+        dynamodb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    reader = client(
+        server,
+        user(
+            server,
+            admin,
+            "reader",
+            [
+                {
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:GetItem"],
+                    "Resource": f"arn:aws:dynamodb:{REGION}:123456789012:table/state",
+                }
+            ],
+        ),
+        "dynamodb",
+    )
     key = {"id": {"S": "x"}}
     reader.get_item(TableName="state", Key=key)
     assert code(lambda: reader.get_item(TableName="other", Key=key)) == "AccessDenied"
     # BatchGetItem is a permission of its own, on each table of the request.
     assert code(lambda: reader.batch_get_item(RequestItems={"state": {"Keys": [key]}})) == "AccessDenied"
-    batch = client(server, user(server, admin, "batch", [
-        {"Effect": "Allow", "Action": ["dynamodb:BatchGetItem"], "Resource": f"arn:aws:dynamodb:{REGION}:"
-                                                                            "123456789012:table/state"}]), "dynamodb")
+    batch = client(
+        server,
+        user(
+            server,
+            admin,
+            "batch",
+            [
+                {
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:BatchGetItem"],
+                    "Resource": f"arn:aws:dynamodb:{REGION}:123456789012:table/state",
+                }
+            ],
+        ),
+        "dynamodb",
+    )
     batch.batch_get_item(RequestItems={"state": {"Keys": [key]}})
-    assert code(lambda: batch.batch_get_item(RequestItems={"state": {"Keys": [key]}, "other": {"Keys": [key]}})) == \
-        "AccessDenied"
+    assert (
+        code(lambda: batch.batch_get_item(RequestItems={"state": {"Keys": [key]}, "other": {"Keys": [key]}}))
+        == "AccessDenied"
+    )
 
 
 def test_a_stand_in_alone_may_assume_the_role_and_a_lambda_role_is_for_lambda_only(server, admin):
     admin_iam = client(server, admin, "iam")
-    role = admin_iam.create_role(RoleName="upload", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"AWS": "arn:aws:iam::111111111111:role/elsewhere"}}]}))
+    role = admin_iam.create_role(
+        RoleName="upload",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Principal": {"AWS": "arn:aws:iam::111111111111:role/elsewhere"},
+                    }
+                ],
+            }
+        ),
+    )
     stand_in = iam.stand_in_for(admin_iam, role["Role"]["Arn"], "stand-in-trust-RX1")
-    identity = iam.assume_role_session(server, stand_in, role["Role"]["Arn"], "trust-RX1").client(
-        "sts", endpoint_url=server).get_caller_identity()
+    identity = (
+        iam.assume_role_session(server, stand_in, role["Role"]["Arn"], "trust-RX1")
+        .client("sts", endpoint_url=server)
+        .get_caller_identity()
+    )
     assert identity["Arn"] == "arn:aws:sts::123456789012:assumed-role/upload/trust-RX1"
-    assert code(lambda: client(server, admin, "sts").assume_role(RoleArn=role["Role"]["Arn"],
-                                                                 RoleSessionName="admin")) == "AccessDenied"
-    function_role = admin_iam.create_role(RoleName="fn", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))["Role"]
+    assert (
+        code(lambda: client(server, admin, "sts").assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="admin"))
+        == "AccessDenied"
+    )
+    function_role = admin_iam.create_role(
+        RoleName="fn",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "lambda.amazonaws.com"}}
+                ],
+            }
+        ),
+    )["Role"]
     assert iam.trusts_lambda(function_role["AssumeRolePolicyDocument"])
     assert not iam.trusts_lambda(role["Role"]["AssumeRolePolicyDocument"])
     # Only Lambda's service principal assumes it (moto answered an IAM user with an internal error).
-    assert code(lambda: client(server, admin, "sts").assume_role(RoleArn=function_role["Arn"],
-                                                                 RoleSessionName="admin")) == "AccessDenied"
-    lambda_identity = iam.lambda_session(function_role["Arn"], "my-function").client(
-        "sts", endpoint_url=server).get_caller_identity()
+    assert (
+        code(lambda: client(server, admin, "sts").assume_role(RoleArn=function_role["Arn"], RoleSessionName="admin"))
+        == "AccessDenied"
+    )
+    lambda_identity = (
+        iam.lambda_session(function_role["Arn"], "my-function").client("sts", endpoint_url=server).get_caller_identity()
+    )
     assert lambda_identity["Arn"] == "arn:aws:sts::123456789012:assumed-role/fn/my-function"
 
 
 def test_fake_keys_are_refused_once_iam_is_enforced(server, admin):
-    anyone = boto3.client("sqs", endpoint_url=server, region_name=REGION, aws_access_key_id="local",
-                          aws_secret_access_key="local")  # noqa: S106
+    anyone = boto3.client(
+        "sqs",
+        endpoint_url=server,
+        region_name=REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106
+    )
     assert code(anyone.list_queues) == "InvalidClientTokenId"
 
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 from birthnotify_cli.localcloud.runtime import FunctionLog, LocalFunction, LocalRuntime, Schedule, SqsMapping
 
-HANDLER = textwrap.dedent('''
+HANDLER = textwrap.dedent("""
     import json, os
     import boto3
 
@@ -41,7 +41,7 @@ HANDLER = textwrap.dedent('''
         if any(b.get("nonsense") for b in bodies):
             failed = ["not-a-message-id"]
         return {"batchItemFailures": [{"itemIdentifier": i} for i in failed]}
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,15 @@ def function(tmp_path):
     code = tmp_path / "code"
     code.mkdir()
     (code / "app.py").write_text(HANDLER)
-    return LocalFunction("Fn", "unit-fn", code, "app.handler", {"TABLE": "t1"}, timeout_seconds=30,
-                         log=FunctionLog(tmp_path / "logs" / "unit-fn.log"))
+    return LocalFunction(
+        "Fn",
+        "unit-fn",
+        code,
+        "app.handler",
+        {"TABLE": "t1"},
+        timeout_seconds=30,
+        log=FunctionLog(tmp_path / "logs" / "unit-fn.log"),
+    )
 
 
 def queue(sqs, name: str, max_receive: int | None = None) -> tuple[str, str]:
@@ -117,8 +124,9 @@ def test_the_function_runs_with_its_environment_and_the_moto_endpoint_then_it_is
 def test_only_reported_failures_return_and_a_poison_message_reaches_the_dlq(server, sqs, function):
     url, arn = queue(sqs, "partial", max_receive=3)
     send(sqs, url, [{"n": 1}, {"n": 2, "bad": True}, {"n": 3}])
-    stats = runtime(server, function, [SqsMapping("M", function, url, arn, 10, report_batch_item_failures=True)]
-                    ).run_until_idle(30)
+    stats = runtime(
+        server, function, [SqsMapping("M", function, url, arn, 10, report_batch_item_failures=True)]
+    ).run_until_idle(30)
     delivered = [b["n"] for call in calls(function) for b in call["bodies"]]
     assert sorted(delivered) == [1, 2, 2, 2, 3]  # the bad one three times (maxReceiveCount), the others once
     assert stats.failed == 3
@@ -130,8 +138,9 @@ def test_only_reported_failures_return_and_a_poison_message_reaches_the_dlq(serv
 def test_without_report_batch_item_failures_the_response_is_ignored(server, sqs, function):
     url, arn = queue(sqs, "ignored", max_receive=2)
     send(sqs, url, [{"n": 1, "bad": True}])
-    stats = runtime(server, function, [SqsMapping("M", function, url, arn, 10, report_batch_item_failures=False)]
-                    ).run_until_idle(30)
+    stats = runtime(
+        server, function, [SqsMapping("M", function, url, arn, 10, report_batch_item_failures=False)]
+    ).run_until_idle(30)
     assert stats.invocations == 1 and stats.failed == 0
 
 
@@ -139,8 +148,9 @@ def test_an_unknown_item_identifier_or_an_exception_fails_the_whole_batch(server
     url, arn = queue(sqs, "whole", max_receive=2)
     send(sqs, url, [{"n": 1, "nonsense": True}])
     send(sqs, url, [{"n": 2, "raise": True}])
-    stats = runtime(server, function, [SqsMapping("M", function, url, arn, 1, report_batch_item_failures=True)]
-                    ).run_until_idle(30)
+    stats = runtime(
+        server, function, [SqsMapping("M", function, url, arn, 1, report_batch_item_failures=True)]
+    ).run_until_idle(30)
     assert stats.failed == 4 and stats.errors == 2  # each message twice; the raising one twice
     assert "ValueError: whole batch fails" in function.log.path.read_text()  # the traceback, in its log
     dlq = sqs.get_queue_url(QueueName="whole-dlq")["QueueUrl"]
@@ -172,10 +182,18 @@ def test_background_polling_handles_messages_until_stopped(server, sqs, function
     assert local.pending() == {}
 
 
-LAMBDA_VARIABLES = ("AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-                    "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_EXECUTION_ENV", "_HANDLER", "_X_AMZN_TRACE_ID",
-                    "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
-ENVIRONMENT_HANDLER = textwrap.dedent(f'''
+LAMBDA_VARIABLES = (
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_EXECUTION_ENV",
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN",
+)
+ENVIRONMENT_HANDLER = textwrap.dedent(f"""
     import os
     import boto3
 
@@ -183,7 +201,7 @@ ENVIRONMENT_HANDLER = textwrap.dedent(f'''
         seen = {{name: os.environ.get(name) for name in {LAMBDA_VARIABLES!r}}}
         seen["session_key"] = boto3.DEFAULT_SESSION.get_credentials().access_key  # what boto3.client() signs with
         return seen
-''')
+""")
 
 
 def test_a_function_sees_the_variables_lambda_sets_and_its_own_credentials(server, sqs, tmp_path):
@@ -195,8 +213,12 @@ def test_a_function_sees_the_variables_lambda_sets_and_its_own_credentials(serve
 
     def session_of(fn):
         sessions.append(fn.name)
-        return boto3.session.Session(aws_access_key_id="ASIAFUNCTION", aws_secret_access_key="s",  # noqa: S106
-                                     aws_session_token="t", region_name="eu-west-2")  # noqa: S106
+        return boto3.session.Session(
+            aws_access_key_id="ASIAFUNCTION",
+            aws_secret_access_key="s",  # noqa: S106
+            aws_session_token="t",  # noqa: S106
+            region_name="eu-west-2",
+        )
 
     before = {name: os.environ.get(name) for name in LAMBDA_VARIABLES}
     seen = LocalRuntime(server, {"Env": function}, [], [], sessions=session_of).invoke(function, {})
@@ -205,8 +227,11 @@ def test_a_function_sees_the_variables_lambda_sets_and_its_own_credentials(serve
     assert seen["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/unit-env"
     assert seen["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.13"
     assert seen["_X_AMZN_TRACE_ID"].startswith("Root=1-") and seen["_X_AMZN_TRACE_ID"].endswith(";Sampled=0")
-    assert (seen["AWS_ACCESS_KEY_ID"], seen["AWS_SESSION_TOKEN"], seen["session_key"]) == ("ASIAFUNCTION", "t",
-                                                                                          "ASIAFUNCTION")
+    assert (seen["AWS_ACCESS_KEY_ID"], seen["AWS_SESSION_TOKEN"], seen["session_key"]) == (
+        "ASIAFUNCTION",
+        "t",
+        "ASIAFUNCTION",
+    )
     assert sessions == ["unit-env"]
     assert {name: os.environ.get(name) for name in LAMBDA_VARIABLES} == before  # restored afterwards
 
@@ -215,13 +240,17 @@ def test_each_invocation_is_logged_as_cloudwatch_logs_it_and_an_exception_with_i
     url, arn = queue(sqs, "logged", max_receive=1)
     send(sqs, url, [{"n": 1}])
     send(sqs, url, [{"n": 2, "raise": True}])
-    runtime(server, function, [SqsMapping("M", function, url, arn, 1, report_batch_item_failures=True)]
-            ).run_until_idle(30)
+    runtime(server, function, [SqsMapping("M", function, url, arn, 1, report_batch_item_failures=True)]).run_until_idle(
+        30
+    )
     log = function.log.path.read_text()
     starts = re.findall(r"^START RequestId: (\S+) Version: \$LATEST$", log, re.MULTILINE)
     ends = re.findall(r"^END RequestId: (\S+)$", log, re.MULTILINE)
-    reports = re.findall(r"^REPORT RequestId: (\S+)\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 128 MB",
-                         log, re.MULTILINE)
+    reports = re.findall(
+        r"^REPORT RequestId: (\S+)\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 128 MB",
+        log,
+        re.MULTILINE,
+    )
     assert len(starts) == 2 and starts == ends == reports
     assert "Init Duration" in log.splitlines()[log.splitlines().index(f"END RequestId: {starts[0]}") + 1]
     error = log.index("[ERROR] ValueError: whole batch fails\nTraceback (most recent call last):\n")
@@ -229,18 +258,18 @@ def test_each_invocation_is_logged_as_cloudwatch_logs_it_and_an_exception_with_i
     assert 'raise ValueError("whole batch fails")' in log[error:]
 
 
-LAYER_MODULE = textwrap.dedent('''
+LAYER_MODULE = textwrap.dedent("""
     import os
     SERVICE = os.environ["SERVICE"]  # read at import, as Powertools' loggers read theirs
     CALLS = []
-''')
-LAYER_HANDLER = textwrap.dedent('''
+""")
+LAYER_HANDLER = textwrap.dedent("""
     import layerpkg
 
     def handler(event, context):
         layerpkg.CALLS.append(event)
         return {"service": layerpkg.SERVICE, "calls": len(layerpkg.CALLS), "module": id(layerpkg)}
-''')
+""")
 
 
 def test_each_function_imports_its_layers_packages_for_itself(server, sqs, tmp_path):
@@ -251,25 +280,30 @@ def test_each_function_imports_its_layers_packages_for_itself(server, sqs, tmp_p
     for name in ("one", "two"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "app.py").write_text(LAYER_HANDLER)
-        functions[name] = LocalFunction(name, f"fn-{name}", tmp_path / name, "app.handler", {"SERVICE": name},
-                                        python_paths=[layer])
+        functions[name] = LocalFunction(
+            name, f"fn-{name}", tmp_path / name, "app.handler", {"SERVICE": name}, python_paths=[layer]
+        )
     local = LocalRuntime(server, functions, [], [])
-    first, second, again = (local.invoke(functions["one"], {}), local.invoke(functions["two"], {}),
-                            local.invoke(functions["one"], {}))
+    first, second, again = (
+        local.invoke(functions["one"], {}),
+        local.invoke(functions["two"], {}),
+        local.invoke(functions["one"], {}),
+    )
     assert (first["service"], second["service"]) == ("one", "two")  # imported in each one's environment
     assert first["module"] != second["module"] and again["module"] == first["module"]  # warm: kept
     assert (first["calls"], second["calls"], again["calls"]) == (1, 1, 2)
     assert "layerpkg" not in sys.modules  # nothing left behind in this process
 
 
-SLOW_RETRY_HANDLER = textwrap.dedent('''
+SLOW_RETRY_HANDLER = textwrap.dedent("""
     def handler(event, context):
         raise RuntimeError("always fails")
-''')
+""")
 
 
 def test_a_failed_message_returns_after_its_visibility_timeout_which_run_until_idle_does_not_wait_for(
-        server, sqs, tmp_path):
+    server, sqs, tmp_path
+):
     from birthnotify_cli.localcloud import behaviour
 
     code = tmp_path / "slow"
@@ -278,8 +312,13 @@ def test_a_failed_message_returns_after_its_visibility_timeout_which_run_until_i
     function = LocalFunction("Slow", "unit-slow", code, "slowapp.handler", {})
     dlq = sqs.create_queue(QueueName="slow-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(QueueName="slow", Attributes={"VisibilityTimeout": "600", "RedrivePolicy": json.dumps(
-        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})})["QueueUrl"]
+    url = sqs.create_queue(
+        QueueName="slow",
+        Attributes={
+            "VisibilityTimeout": "600",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}),
+        },
+    )["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     send(sqs, url, [{"n": 1}])
     mapping = SqsMapping("M", function, url, arn, 1)
@@ -299,14 +338,14 @@ def test_a_failed_message_returns_after_its_visibility_timeout_which_run_until_i
     assert behaviour.skipped_seconds() == 0  # back to the machine's time once no local cloud is on
 
 
-LOGGING_HANDLER = textwrap.dedent('''
+LOGGING_HANDLER = textwrap.dedent("""
     from aws_lambda_powertools import Logger
 
     logger = Logger()  # its service from POWERTOOLS_SERVICE_NAME, its handler on this container's stdout
 
     def handler(event, context):
         logger.info("handled", extra={"n": event["n"]})
-''')
+""")
 
 
 def test_a_later_local_cloud_s_function_logs_into_its_own_log_not_an_earlier_ones(server, sqs, tmp_path):
@@ -316,8 +355,9 @@ def test_a_later_local_cloud_s_function_logs_into_its_own_log_not_an_earlier_one
     logs = []
     for n in (1, 2):  # two local clouds in one process, one after the other (as pytest runs them)
         log = FunctionLog(tmp_path / f"cloud{n}" / "fn.log")
-        function = LocalFunction("Log", "unit-log", code, "logapp.handler", {"POWERTOOLS_SERVICE_NAME": "unit-log"},
-                                 log=log)
+        function = LocalFunction(
+            "Log", "unit-log", code, "logapp.handler", {"POWERTOOLS_SERVICE_NAME": "unit-log"}, log=log
+        )
         LocalRuntime(server, {"Log": function}, [], []).invoke(function, {"n": n})
         logs.append(log.path.read_text())
     assert ['"n":1' in text for text in logs] == [True, False]

@@ -48,14 +48,23 @@ def test_a_synthesis_is_reused_until_the_sources_change(tmp_path, monkeypatch):
 
 def test_stacks_deploy_after_the_stacks_they_depend_on(tmp_path):
     stacks = {"Core": [], "Shard-B": ["Core"], "Shard-A": ["Core", "Shard-B"]}
-    artifacts = {name: {"type": "aws:cloudformation:stack", "properties": {"templateFile": f"{name}.template.json"},
-                        "dependencies": [*dependencies, f"{name}.assets"]} for name, dependencies in stacks.items()}
+    artifacts = {
+        name: {
+            "type": "aws:cloudformation:stack",
+            "properties": {"templateFile": f"{name}.template.json"},
+            "dependencies": [*dependencies, f"{name}.assets"],
+        }
+        for name, dependencies in stacks.items()
+    }
     artifacts |= {f"{name}.assets": {"type": "cdk:asset-manifest"} for name in stacks}
     (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
     for name in stacks:
         (tmp_path / f"{name}.template.json").write_text("{}")
     assert [p.name for p in deployment_order(tmp_path)] == [
-        "Core.template.json", "Shard-B.template.json", "Shard-A.template.json"]
+        "Core.template.json",
+        "Shard-B.template.json",
+        "Shard-A.template.json",
+    ]
 
 
 def test_asset_directories_are_zipped_once_with_relative_paths(tmp_path):
@@ -80,8 +89,11 @@ def test_sped_up_sqs_counts_are_the_counts_moto_would_give():
         sqs.send_message(QueueUrl=url, MessageBody=str(n), DelaySeconds=300 if n < 2 else 0)
     sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=300)
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"],
-            attributes["ApproximateNumberOfMessagesDelayed"]) == ("3", "1", "2")
+    assert (
+        attributes["ApproximateNumberOfMessages"],
+        attributes["ApproximateNumberOfMessagesNotVisible"],
+        attributes["ApproximateNumberOfMessagesDelayed"],
+    ) == ("3", "1", "2")
     queue = sqs_backends["123456789012"]["eu-west-2"].queues["counts"]
     # moto's own per-message properties, which the speed-ups do not replace, agree.
     assert queue.approximate_number_of_messages == sum(1 for m in queue._messages if m.visible and not m.delayed)

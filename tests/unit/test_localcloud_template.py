@@ -16,26 +16,47 @@ from birthnotify_cli.localcloud.template import (
 
 SUPPORTED = {"AWS::SQS::Queue", "AWS::S3::Bucket", "AWS::Lambda::Function", "AWS::SSM::Parameter"}
 TEMPLATE = {
-    "Parameters": {"BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>",
-                                        "Default": "/cdk-bootstrap/hnb659fds/version"}},
+    "Parameters": {
+        "BootstrapVersion": {
+            "Type": "AWS::SSM::Parameter::Value<String>",
+            "Default": "/cdk-bootstrap/hnb659fds/version",
+        }
+    },
     "Rules": {"CheckBootstrapVersion": {"Assertions": []}},
     "Resources": {
         "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "q"}},
         "Bucket": {"Type": "AWS::S3::Bucket"},
-        "Notifications": {"Type": "Custom::S3BucketNotifications", "DependsOn": ["Queue"],
-                          "Properties": {"BucketName": {"Ref": "Bucket"}}},
+        "Notifications": {
+            "Type": "Custom::S3BucketNotifications",
+            "DependsOn": ["Queue"],
+            "Properties": {"BucketName": {"Ref": "Bucket"}},
+        },
         "Seeder": {"Type": "Custom::TableSeeder", "Properties": {"ServiceToken": "x"}},
         "Widget": {"Type": "AWS::Widget::Thing", "Properties": {}},
         "ConfigSet": {"Type": "AWS::SES::ConfigurationSet", "Properties": {"Name": "emails"}},
-        "Mapping": {"Type": "AWS::Lambda::EventSourceMapping",
-                    "Properties": {"FunctionName": {"Ref": "Function"}, "BatchSize": 5}},
-        "Function": {"Type": "AWS::Lambda::Function", "DependsOn": ["Notifications", "Seeder"],
-                     "Properties": {"Environment": {"Variables": {
-                         "SET": {"Ref": "ConfigSet"}, "SEED": {"Fn::GetAtt": ["Seeder", "Result"]},
-                         "QUEUE": {"Ref": "Queue"}}}}},
+        "Mapping": {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {"FunctionName": {"Ref": "Function"}, "BatchSize": 5},
+        },
+        "Function": {
+            "Type": "AWS::Lambda::Function",
+            "DependsOn": ["Notifications", "Seeder"],
+            "Properties": {
+                "Environment": {
+                    "Variables": {
+                        "SET": {"Ref": "ConfigSet"},
+                        "SEED": {"Fn::GetAtt": ["Seeder", "Result"]},
+                        "QUEUE": {"Ref": "Queue"},
+                    }
+                }
+            },
+        },
     },
-    "Outputs": {"SeedOutput": {"Value": {"Ref": "Seeder"}}, "QueueUrl": {"Value": {"Ref": "Queue"}},
-                "SetName": {"Value": {"Ref": "ConfigSet"}}},
+    "Outputs": {
+        "SeedOutput": {"Value": {"Ref": "Seeder"}},
+        "QueueUrl": {"Value": {"Ref": "Queue"}},
+        "SetName": {"Value": {"Ref": "ConfigSet"}},
+    },
 }
 
 
@@ -67,16 +88,19 @@ def test_references_are_kept_deployable():
 
 
 def test_the_resolver_reads_physical_ids_and_pseudo_parameters():
-    physical = {"Queue": "https://sqs.eu-west-2.amazonaws.com/123456789012/q", "Bucket": "bucket-1",
-                "Function": "fn"}
-    template = {"Resources": {k: v for k, v in TEMPLATE["Resources"].items() if k in physical},
-                "Parameters": TEMPLATE["Parameters"]}
+    physical = {"Queue": "https://sqs.eu-west-2.amazonaws.com/123456789012/q", "Bucket": "bucket-1", "Function": "fn"}
+    template = {
+        "Resources": {k: v for k, v in TEMPLATE["Resources"].items() if k in physical},
+        "Parameters": TEMPLATE["Parameters"],
+    }
     resolve = Resolver(template, physical, "Stack")
     assert resolve({"Fn::GetAtt": ["Queue", "Arn"]}) == "arn:aws:sqs:eu-west-2:123456789012:q"
     assert resolve({"Fn::GetAtt": "Queue.QueueName"}) == "q"
     assert resolve({"Fn::Join": ["", [{"Fn::GetAtt": ["Bucket", "Arn"]}, "/*"]]}) == "arn:aws:s3:::bucket-1/*"
-    assert resolve({"Fn::Sub": "cdk-${AWS::AccountId}-${AWS::Region}-${Bucket}-${Function.Arn}-${!Literal}"}) == \
-        "cdk-123456789012-eu-west-2-bucket-1-arn:aws:lambda:eu-west-2:123456789012:function:fn-${Literal}"
+    assert (
+        resolve({"Fn::Sub": "cdk-${AWS::AccountId}-${AWS::Region}-${Bucket}-${Function.Arn}-${!Literal}"})
+        == "cdk-123456789012-eu-west-2-bucket-1-arn:aws:lambda:eu-west-2:123456789012:function:fn-${Literal}"
+    )
     assert resolve({"Fn::Sub": ["${A}/x", {"A": {"Ref": "Bucket"}}]}) == "bucket-1/x"
     assert resolve({"Fn::Select": [1, {"Fn::Split": ["/", "a/b/c"]}]}) == "b"
     assert resolve({"Ref": "BootstrapVersion"}) == "/cdk-bootstrap/hnb659fds/version"

@@ -25,29 +25,37 @@ ID = "20261125101813838554_1B8F53"
 
 
 def message(**headers) -> MeshMessage:
-    return MeshMessage(**{"message_id": ID, "sender": "X26ABC2", "workflow_id": WORKFLOWS.files,
-                          "file_name": "births.csv", **headers})
+    return MeshMessage(
+        **{"message_id": ID, "sender": "X26ABC2", "workflow_id": WORKFLOWS.files, "file_name": "births.csv", **headers}
+    )
 
 
-@pytest.mark.parametrize(("headers", "gzip", "key", "reason"), [
-    ({}, False, f"inbound/RX2/mesh-{ID}.csv", None),
-    ({"sender": "x26abc2"}, False, f"inbound/RX2/mesh-{ID}.csv", None),  # MESH's ids are case-insensitive
-    ({"file_name": "Births 2026.JSONL.GZ"}, False, f"inbound/RX2/mesh-{ID}.jsonl.gz", None),
-    ({}, True, f"inbound/RX2/mesh-{ID}.csv.gz", None),  # a client that compresses what it sends
-    ({"file_name": "births.csv.gz"}, True, f"inbound/RX2/mesh-{ID}.csv.gz", None),
-    ({"sender": "X26ABC3"}, False, f"quarantine/mesh-{ID}", "UNKNOWN_SENDER"),
-    ({"file_name": "births.xlsx"}, False, f"quarantine/mesh-{ID}", "UNREADABLE_FILE_NAME"),
-    ({"file_name": f"{ID}.dat"}, False, f"quarantine/mesh-{ID}", "UNREADABLE_FILE_NAME"),  # sent without a name
-    ({"workflow_id": "SOMETHING_ELSE"}, False, f"quarantine/mesh-{ID}", "UNEXPECTED_WORKFLOW"),
-    ({"message_type": "REPORT"}, False, f"quarantine/mesh-{ID}", "NOT_A_DATA_MESSAGE"),
-    # NEMS bundles: stored for the pipeline whatever it can read today; .xml when MESH gave no name.
-    ({"workflow_id": WORKFLOWS.nems, "file_name": f"{ID}.dat"}, False, f"inbound/RX2/mesh-{ID}.xml", None),
-    ({"workflow_id": WORKFLOWS.nems, "file_name": "bundle.json"}, False, f"inbound/RX2/mesh-{ID}.json", None),
-    ({"workflow_id": WORKFLOWS.nems, "file_name": "bundle.xml"}, True, f"inbound/RX2/mesh-{ID}.xml.gz", None),
-    ({"workflow_id": WORKFLOWS.nems, "file_name": "no extension"}, False, f"inbound/RX2/mesh-{ID}.xml", None),
-    ({"workflow_id": WORKFLOWS.nems, "file_name": "a.b/../weird ext.x y"}, False, f"inbound/RX2/mesh-{ID}.xml",
-     None),
-])
+@pytest.mark.parametrize(
+    ("headers", "gzip", "key", "reason"),
+    [
+        ({}, False, f"inbound/RX2/mesh-{ID}.csv", None),
+        ({"sender": "x26abc2"}, False, f"inbound/RX2/mesh-{ID}.csv", None),  # MESH's ids are case-insensitive
+        ({"file_name": "Births 2026.JSONL.GZ"}, False, f"inbound/RX2/mesh-{ID}.jsonl.gz", None),
+        ({}, True, f"inbound/RX2/mesh-{ID}.csv.gz", None),  # a client that compresses what it sends
+        ({"file_name": "births.csv.gz"}, True, f"inbound/RX2/mesh-{ID}.csv.gz", None),
+        ({"sender": "X26ABC3"}, False, f"quarantine/mesh-{ID}", "UNKNOWN_SENDER"),
+        ({"file_name": "births.xlsx"}, False, f"quarantine/mesh-{ID}", "UNREADABLE_FILE_NAME"),
+        ({"file_name": f"{ID}.dat"}, False, f"quarantine/mesh-{ID}", "UNREADABLE_FILE_NAME"),  # sent without a name
+        ({"workflow_id": "SOMETHING_ELSE"}, False, f"quarantine/mesh-{ID}", "UNEXPECTED_WORKFLOW"),
+        ({"message_type": "REPORT"}, False, f"quarantine/mesh-{ID}", "NOT_A_DATA_MESSAGE"),
+        # NEMS bundles: stored for the pipeline whatever it can read today; .xml when MESH gave no name.
+        ({"workflow_id": WORKFLOWS.nems, "file_name": f"{ID}.dat"}, False, f"inbound/RX2/mesh-{ID}.xml", None),
+        ({"workflow_id": WORKFLOWS.nems, "file_name": "bundle.json"}, False, f"inbound/RX2/mesh-{ID}.json", None),
+        ({"workflow_id": WORKFLOWS.nems, "file_name": "bundle.xml"}, True, f"inbound/RX2/mesh-{ID}.xml.gz", None),
+        ({"workflow_id": WORKFLOWS.nems, "file_name": "no extension"}, False, f"inbound/RX2/mesh-{ID}.xml", None),
+        (
+            {"workflow_id": WORKFLOWS.nems, "file_name": "a.b/../weird ext.x y"},
+            False,
+            f"inbound/RX2/mesh-{ID}.xml",
+            None,
+        ),
+    ],
+)
 def test_a_message_goes_to_its_trusts_folder_named_by_its_id_or_to_quarantine(headers, gzip, key, reason):
     where = destination(message(**headers), REGISTRY, WORKFLOWS, gzip_content=gzip)
     assert where.key == key
@@ -73,12 +81,15 @@ def test_the_metadata_names_the_message_and_a_report_goes_back_only_to_the_folde
 SANDBOX = {"url": "http://127.0.0.1:8700", "mailbox": "X26ABC1", "password": "password", "shared_key": "k"}
 
 
-@pytest.mark.parametrize(("value", "why"), [
-    ("a generated password the stack put", "not a JSON object"),
-    (json.dumps({**SANDBOX, "url": "http://mesh.example.net"}), "invalid fields ['url']"),  # plain HTTP leaving
-    (json.dumps({**SANDBOX, "url": "https://mesh-sync.spineservices.nhs.uk"}), "client_cert"),  # no mutual TLS
-    (json.dumps({k: v for k, v in SANDBOX.items() if k != "password"}), "invalid fields ['password']"),
-])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("a generated password the stack put", "not a JSON object"),
+        (json.dumps({**SANDBOX, "url": "http://mesh.example.net"}), "invalid fields ['url']"),  # plain HTTP leaving
+        (json.dumps({**SANDBOX, "url": "https://mesh-sync.spineservices.nhs.uk"}), "client_cert"),  # no mutual TLS
+        (json.dumps({k: v for k, v in SANDBOX.items() if k != "password"}), "invalid fields ['password']"),
+    ],
+)
 def test_an_unset_or_unusable_mesh_secret_is_refused_by_name_without_showing_it(value, why):
     with pytest.raises(MeshNotConfigured) as refused:
         MeshCredentials.from_secret("birthnotify-prod/mesh", value)
@@ -89,16 +100,27 @@ def test_an_unset_or_unusable_mesh_secret_is_refused_by_name_without_showing_it(
 
 
 def test_a_live_endpoint_takes_certificates_and_a_sandbox_plain_http():
-    live = MeshCredentials.from_secret("s", json.dumps({**SANDBOX, "url": "https://mesh-sync.spineservices.nhs.uk/",
-                                                         "client_cert": "PEM", "client_key": "KEY"}))
+    live = MeshCredentials.from_secret(
+        "s",
+        json.dumps(
+            {**SANDBOX, "url": "https://mesh-sync.spineservices.nhs.uk/", "client_cert": "PEM", "client_key": "KEY"}
+        ),
+    )
     assert live.url == "https://mesh-sync.spineservices.nhs.uk" and "KEY" not in repr(live)
     assert MeshCredentials.from_secret("s", json.dumps(SANDBOX)).url == "http://127.0.0.1:8700"
 
 
 def test_the_notifier_tells_a_quarantine_notice_from_a_file_event():
-    notice = MeshQuarantinedEvent(event_id=f"mesh-quarantined:{ID}", message_id=ID, sender_mailbox="X26ABC3",
-                                  workflow_id=WORKFLOWS.files, reason="UNKNOWN_SENDER", bucket="b",
-                                  key=f"quarantine/mesh-{ID}", received_at="2026-11-25T10:00:00Z")
+    notice = MeshQuarantinedEvent(
+        event_id=f"mesh-quarantined:{ID}",
+        message_id=ID,
+        sender_mailbox="X26ABC3",
+        workflow_id=WORKFLOWS.files,
+        reason="UNKNOWN_SENDER",
+        bucket="b",
+        key=f"quarantine/mesh-{ID}",
+        received_at="2026-11-25T10:00:00Z",
+    )
     assert notifier_event(notice.model_dump_json()) == notice
     with pytest.raises(ValueError):
         notifier_event('{"not": "a file-processed event"}')

@@ -28,8 +28,10 @@ HEADER = "pcd,pcd2,pcds,dointr,doterm,usertype,cty25cd,lad25cd,ctry25cd"
 def expected_areas(path: Path) -> dict[str, PostcodeArea]:
     """What the directory says, read the plain way: postcode -> (district, county or None)."""
     with path.open(newline="") as handle:
-        return {row["pcds"]: PostcodeArea(row["lad25cd"], None if row["cty25cd"].endswith("99999999")
-                                          else row["cty25cd"]) for row in csv.DictReader(handle)}
+        return {
+            row["pcds"]: PostcodeArea(row["lad25cd"], None if row["cty25cd"].endswith("99999999") else row["cty25cd"])
+            for row in csv.DictReader(handle)
+        }
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_the_index_and_the_csv_give_the_directorys_answer_for_every_postcode_in_
     expected = expected_areas(EXTRACT)
     from_index = PostcodeDirectory.load(index_path, COLUMNS)
     from_csv = PostcodeDirectory.load(EXTRACT, COLUMNS)
-    assert index_path.read_bytes()[:len(MAGIC)] == MAGIC and len(from_index) == len(from_csv) == len(expected)
+    assert index_path.read_bytes()[: len(MAGIC)] == MAGIC and len(from_index) == len(from_csv) == len(expected)
     for postcode, area in expected.items():
         for spelling in spellings(postcode):
             assert from_index.lookup(spelling) == area == from_csv.lookup(spelling), spelling
@@ -68,17 +70,28 @@ def test_a_national_shaped_directory_indexes_exactly(tmp_path):
     """Thousands of postcodes over many outward codes, in shuffled order, with a county for some: every one is
     found with its own councils, and near misses are not."""
     rng = random.Random(11)
-    outwards = [f"{area}{number}{suffix}" for area in ("B", "LS", "SW", "CF", "EH") for number in range(1, 21)
-                for suffix in ("", "A")[:2 if number < 10 else 1]]  # SW1A, not SW10A
-    areas = [("E08000035", "E99999999"), ("E07000110", "E10000016"), ("W06000015", "W99999999"),
-             ("S12000036", "S99999999"), ("E06000014", "")]
+    outwards = [
+        f"{area}{number}{suffix}"
+        for area in ("B", "LS", "SW", "CF", "EH")
+        for number in range(1, 21)
+        for suffix in ("", "A")[: 2 if number < 10 else 1]
+    ]  # SW1A, not SW10A
+    areas = [
+        ("E08000035", "E99999999"),
+        ("E07000110", "E10000016"),
+        ("W06000015", "W99999999"),
+        ("S12000036", "S99999999"),
+        ("E06000014", ""),
+    ]
     rows, expected = [], {}
     for outward in outwards:
         for inward in rng.sample([f"{d}{a}{b}" for d in "0123456789" for a in "ABDEFG" for b in "HJLNPQ"], 60):
             district, county = rng.choice(areas)
             postcode = f"{outward} {inward}"
-            rows.append(f"{outward:<4}{inward},x,{postcode},199001,{rng.choice(['', '', '201901'])},0,{county},"
-                        f"{district},E92000001")
+            rows.append(
+                f"{outward:<4}{inward},x,{postcode},199001,{rng.choice(['', '', '201901'])},0,{county},"
+                f"{district},E92000001"
+            )
             expected[postcode] = PostcodeArea(district, county if county and not county.endswith("99999999") else None)
     rng.shuffle(rows)
     source = tmp_path / "national.csv"
@@ -95,15 +108,20 @@ def test_a_national_shaped_directory_indexes_exactly(tmp_path):
 
 def test_rows_without_a_council_or_a_postcode_are_left_out_and_a_live_row_beats_a_terminated_twin(tmp_path):
     source = tmp_path / "directory.csv"
-    source.write_text("\n".join([
-        HEADER,
-        "LS1 4AP,,LS1 4AP,199001,202001,0,E99999999,E08000003,E92000001",  # terminated twin, listed first
-        "LS1 4AP,,LS1 4AP,199001,,0,E99999999,E08000035,E92000001",
-        "LS1 4AQ,,LS1 4AQ,199001,,0,,,",  # non-geographic: no council
-        "NOT A PC,,NOT A PC,199001,,0,E99999999,E08000035,E92000001",
-        "LS1 4AR,,LS1 4AR",  # a short row
-        "GY1 1AA,,GY1 1AA,199001,,0,L99999999,L99999999,L93000001",  # the Channel Islands' pseudo-code
-    ]) + "\n")
+    source.write_text(
+        "\n".join(
+            [
+                HEADER,
+                "LS1 4AP,,LS1 4AP,199001,202001,0,E99999999,E08000003,E92000001",  # terminated twin, listed first
+                "LS1 4AP,,LS1 4AP,199001,,0,E99999999,E08000035,E92000001",
+                "LS1 4AQ,,LS1 4AQ,199001,,0,,,",  # non-geographic: no council
+                "NOT A PC,,NOT A PC,199001,,0,E99999999,E08000035,E92000001",
+                "LS1 4AR,,LS1 4AR",  # a short row
+                "GY1 1AA,,GY1 1AA,199001,,0,L99999999,L99999999,L93000001",  # the Channel Islands' pseudo-code
+            ]
+        )
+        + "\n"
+    )
     builder = IndexBuilder.from_csv(source, COLUMNS)
     directory = PostcodeDirectory(builder.to_bytes())
     stats = builder.stats
@@ -113,11 +131,14 @@ def test_rows_without_a_council_or_a_postcode_are_left_out_and_a_live_row_beats_
     assert directory.lookup("LS1 4AQ") is None
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    (lambda data: data[:-10], "truncated or damaged"),
-    (lambda data: data[:8] + b"\x02" + data[9:], "version 2 postcode index"),
-    (lambda data: data[:30], "truncated or damaged"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[:-10], "truncated or damaged"),
+        (lambda data: data[:8] + b"\x02" + data[9:], "version 2 postcode index"),
+        (lambda data: data[:30], "truncated or damaged"),
+    ],
+)
 def test_a_damaged_index_is_refused_with_how_to_rebuild_it(index_path, tmp_path, damage, message):
     path = tmp_path / "damaged.idx"
     path.write_bytes(damage(index_path.read_bytes()))
@@ -141,8 +162,10 @@ def test_devops_build_the_index_from_a_release_and_look_postcodes_up(tmp_path, c
     release = tmp_path / "NSPL_NOV_2026_UK.csv"
     with EXTRACT.open(newline="") as handle:
         text = handle.read()
-    release.write_text(text.replace("lad25cd", "lad26cd").replace("cty25cd", "cty26cd")  # a newer release
-                       + "NE1 1ZZ,NE1  1ZZ,NE1 1ZZ,202601,,0,E99999999,E06000099,E92000001\n")
+    release.write_text(
+        text.replace("lad25cd", "lad26cd").replace("cty25cd", "cty26cd")  # a newer release
+        + "NE1 1ZZ,NE1  1ZZ,NE1 1ZZ,202601,,0,E99999999,E06000099,E92000001\n"
+    )
     output = tmp_path / "build" / "postcodes.idx"
     assert main(["postcodes", "build", str(release), "--output", str(output)]) == EXIT_OK
     out = capsys.readouterr().out

@@ -13,5 +13,15 @@ from birthnotify_cli.localcloud.cloud import LocalCloud, Resources, serve
 from birthnotify_cli.localcloud.report import DeployItem, DeployReport
 from birthnotify_cli.localcloud.runtime import LocalFunction, LocalRuntime, RunStats, ScheduleRun, SqsMapping
 
-__all__ = ["DeployItem", "DeployReport", "LocalCloud", "LocalFunction", "LocalRuntime", "Resources", "RunStats",
-           "ScheduleRun", "SqsMapping", "serve"]
+__all__ = [
+    "DeployItem",
+    "DeployReport",
+    "LocalCloud",
+    "LocalFunction",
+    "LocalRuntime",
+    "Resources",
+    "RunStats",
+    "ScheduleRun",
+    "SqsMapping",
+    "serve",
+]

@@ -100,11 +100,23 @@ class LocalCloud:
     """``LocalCloud.start()`` synthesizes (cached), starts moto and deploys; ``run_until_idle()`` plays Lambda
     until every mapped queue is drained; ``stop()`` (or a ``with`` block) ends it."""
 
-    def __init__(self, server: Any, endpoint_url: str, workdir: Path, deployments: list[Deployment],
-                 runtime: LocalRuntime, resources: Resources, template_paths: tuple[Path, ...], *,
-                 admin: iam.AccessKey, principals: dict[str, Principal], iam_enforced: bool,
-                 previous_enforcement: float, switched_on: ExitStack | None = None,
-                 mesh: MeshSandbox | None = None) -> None:
+    def __init__(
+        self,
+        server: Any,
+        endpoint_url: str,
+        workdir: Path,
+        deployments: list[Deployment],
+        runtime: LocalRuntime,
+        resources: Resources,
+        template_paths: tuple[Path, ...],
+        *,
+        admin: iam.AccessKey,
+        principals: dict[str, Principal],
+        iam_enforced: bool,
+        previous_enforcement: float,
+        switched_on: ExitStack | None = None,
+        mesh: MeshSandbox | None = None,
+    ) -> None:
         self.server = server
         self.endpoint_url = endpoint_url
         self.workdir = workdir
@@ -131,9 +143,17 @@ class LocalCloud:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: Path | None = None, progress: Progress | None = None, *, host: str = "127.0.0.1",
-              port: int = 0, retry_delay_seconds: float | None = None, enforce_iam: bool = True,
-              synth_cache: Path = CACHE) -> LocalCloud:
+    def start(
+        cls,
+        workdir: Path | None = None,
+        progress: Progress | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        retry_delay_seconds: float | None = None,
+        enforce_iam: bool = True,
+        synth_cache: Path = CACHE,
+    ) -> LocalCloud:
         """Synthesize the CDK app (cached by its sources), start moto on ``host:port`` (0: any free port),
         deploy every stack's template (in dependency order) and load the functions. ``workdir`` holds the
         functions' logs (``logs/``) and the AWS CLI profiles of the trusts and authorities (``aws/``); the
@@ -145,8 +165,10 @@ class LocalCloud:
         workdir = Path(workdir) if workdir is not None else DEFAULT_WORKDIR
         workdir.mkdir(parents=True, exist_ok=True)
         synthesized = synthesize_cached(synth_cache, progress=say)
-        say(f"{len(synthesized.template_paths)} templates, {synthesized.template_path.name} first "
-            f"({'cached' if synthesized.cached else 'synthesized'} in {time.monotonic() - started:.1f} s)")
+        say(
+            f"{len(synthesized.template_paths)} templates, {synthesized.template_path.name} first "
+            f"({'cached' if synthesized.cached else 'synthesized'} in {time.monotonic() - started:.1f} s)"
+        )
 
         from moto.server import ThreadedMotoServer
 
@@ -173,15 +195,19 @@ class LocalCloud:
             deploy_started = time.monotonic()
             # moto's state lives in this process, not in the server: start from nothing (an earlier local
             # cloud or a mock_aws test in this process would otherwise still be there).
-            urllib.request.urlopen(urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST"),  # noqa: S310
-                                   timeout=30).close()
+            urllib.request.urlopen(  # noqa: S310
+                urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST"),  # noqa: S310
+                timeout=30,
+            ).close()
             # The deployer is made while anyone may do anything (no identity could make it afterwards).
             previous = iam.set_enforced(endpoint_url, False)
             admin = iam.create_admin(endpoint_url)
             if enforce_iam:
                 iam.set_enforced(endpoint_url, True)
-            say(f"moto listening on {endpoint_url} ({'IAM enforced' if enforce_iam else 'IAM not enforced'}); "
-                "deploying the stacks ...")
+            say(
+                f"moto listening on {endpoint_url} ({'IAM enforced' if enforce_iam else 'IAM not enforced'}); "
+                "deploying the stacks ..."
+            )
             report = DeployReport(synthesis_cached=synthesized.cached)
             clients = _client_factory(endpoint_url, admin)
             deployments = deploy_app(clients, synthesized.template_paths, synth_cache / "zips", report)
@@ -190,11 +216,14 @@ class LocalCloud:
             functions = {k: f for d in deployments for k, f in load_functions(d, workdir / "logs").items()}
             _check_execution_roles(clients("iam"), functions)
             sqs = clients("sqs")
-            runtime = LocalRuntime(endpoint_url, functions,
-                                   [m for d in deployments for m in load_mappings(d, functions, sqs)],
-                                   [s for d in deployments for s in load_schedules(d, functions)],
-                                   retry_delay_seconds=retry_delay_seconds,
-                                   sessions=lambda function: iam.lambda_session(function.role_arn, function.name))
+            runtime = LocalRuntime(
+                endpoint_url,
+                functions,
+                [m for d in deployments for m in load_mappings(d, functions, sqs)],
+                [s for d in deployments for s in load_schedules(d, functions)],
+                retry_delay_seconds=retry_delay_seconds,
+                sessions=lambda function: iam.lambda_session(function.role_arn, function.name),
+            )
             resources = _resources(deployments, functions, runtime.mappings, sqs, endpoint_url)
             _set_mesh_secret(clients("secretsmanager"), resources, mesh, report)
             principals = _stand_in_principals(clients("iam"), deployments, resources, report)
@@ -208,9 +237,21 @@ class LocalCloud:
             switched_on.close()
             raise
         say(f"deployed {', '.join(report.stacks)} in {report.seconds:.1f} s")
-        cloud = cls(server, endpoint_url, workdir, deployments, runtime, resources, synthesized.template_paths,
-                    admin=admin, principals=principals, iam_enforced=enforce_iam, previous_enforcement=previous,
-                    switched_on=switched_on, mesh=mesh)
+        cloud = cls(
+            server,
+            endpoint_url,
+            workdir,
+            deployments,
+            runtime,
+            resources,
+            synthesized.template_paths,
+            admin=admin,
+            principals=principals,
+            iam_enforced=enforce_iam,
+            previous_enforcement=previous,
+            switched_on=switched_on,
+            mesh=mesh,
+        )
         cloud.write_aws_profiles()
         return cloud
 
@@ -265,10 +306,13 @@ class LocalCloud:
             else:
                 principal = self.principals.get(acting_as)
                 if principal is None:
-                    raise KeyError(f"no role for {acting_as!r}: roles exist for {sorted(self.principals)} (a trust "
-                                   "or authority gets one when the registry names its principals)")
-                self._sessions[key] = iam.assume_role_session(self.endpoint_url, principal.stand_in,
-                                                              principal.role_arn, principal.profile)
+                    raise KeyError(
+                        f"no role for {acting_as!r}: roles exist for {sorted(self.principals)} (a trust "
+                        "or authority gets one when the registry names its principals)"
+                    )
+                self._sessions[key] = iam.assume_role_session(
+                    self.endpoint_url, principal.stand_in, principal.role_arn, principal.profile
+                )
         return self._sessions[key]
 
     def client(self, service: str, acting_as: str | None = None) -> Any:
@@ -276,8 +320,9 @@ class LocalCloud:
         authority ``acting_as`` names (its ODS or GSS code)."""
         return self.session(acting_as).client(service, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG)
 
-    def run_until_idle(self, timeout_seconds: float = 300, on_batch: Callable[[RunStats], None] | None = None,
-                       skip_waits: bool = True) -> RunStats:
+    def run_until_idle(
+        self, timeout_seconds: float = 300, on_batch: Callable[[RunStats], None] | None = None, skip_waits: bool = True
+    ) -> RunStats:
         """Play the event source mappings until no mapped queue holds a message; raises TimeoutError. A wait
         for a failed message's visibility timeout (or a delay) is skipped by moving SQS's clock forward."""
         return self.runtime.run_until_idle(timeout_seconds, on_batch, skip_waits)
@@ -296,8 +341,7 @@ class LocalCloud:
         """Invoke a function (by name or logical id) with any event, synchronously."""
         return self.runtime.invoke(function, event)
 
-    def start_polling(self, interval_seconds: float = 0.5,
-                      on_batch: Callable[[RunStats], None] | None = None) -> None:
+    def start_polling(self, interval_seconds: float = 0.5, on_batch: Callable[[RunStats], None] | None = None) -> None:
         self.runtime.start_polling(interval_seconds, on_batch)
 
     def stop_polling(self) -> None:
@@ -309,8 +353,18 @@ class LocalCloud:
     def sent_emails(self) -> list[dict[str, Any]]:
         """Every email SES accepted since this cloud started: id, from, to, subject, text and html parts
         (moto keeps them in this process)."""
-        return [{"id": mail.id, "from": mail.sender, "to": mail.to, "subject": mail.subject, "text": mail.text,
-                 "html": mail.html} for mail in ses_sent_mail(ACCOUNT, REGION) if mail.id not in self._email_ids_before]
+        return [
+            {
+                "id": mail.id,
+                "from": mail.sender,
+                "to": mail.to,
+                "subject": mail.subject,
+                "text": mail.text,
+                "html": mail.html,
+            }
+            for mail in ses_sent_mail(ACCOUNT, REGION)
+            if mail.id not in self._email_ids_before
+        ]
 
     # -- for people at a shell -------------------------------------------------------------------------------
 
@@ -329,17 +383,25 @@ class LocalCloud:
         run = secrets.token_hex(3)
         place = {"region": REGION, "endpoint_url": self.endpoint_url}
         config[f"profile {iam.ADMIN_USER}"] = place
-        credentials[iam.ADMIN_USER] = {"aws_access_key_id": self.admin.access_key_id,
-                                       "aws_secret_access_key": self.admin.secret_access_key}
+        credentials[iam.ADMIN_USER] = {
+            "aws_access_key_id": self.admin.access_key_id,
+            "aws_secret_access_key": self.admin.secret_access_key,
+        }
         for principal in self.principals.values():
             stand_in = f"stand-in-{principal.profile}"
             config[f"profile {stand_in}"] = place
-            credentials[stand_in] = {"aws_access_key_id": principal.stand_in.access_key_id,
-                                     "aws_secret_access_key": principal.stand_in.secret_access_key}
+            credentials[stand_in] = {
+                "aws_access_key_id": principal.stand_in.access_key_id,
+                "aws_secret_access_key": principal.stand_in.secret_access_key,
+            }
             # A session name of this run's: the AWS CLI caches assumed-role credentials (~/.aws/cli/cache) by
             # role and session name, and would offer a restarted local cloud the previous one's.
-            config[f"profile {principal.profile}"] = {"role_arn": principal.role_arn, "source_profile": stand_in,
-                                                      "role_session_name": f"{principal.profile}-{run}", **place}
+            config[f"profile {principal.profile}"] = {
+                "role_arn": principal.role_arn,
+                "source_profile": stand_in,
+                "role_session_name": f"{principal.profile}-{run}",
+                **place,
+            }
         self.aws_config_file.parent.mkdir(parents=True, exist_ok=True)
         with self.aws_config_file.open("w", encoding="utf-8") as handle:
             config.write(handle)
@@ -352,14 +414,19 @@ class LocalCloud:
         resources, endpoint = self.resources, self.endpoint_url
         queue = resources.authority_queues.get(authority, f"<queue of {authority}>")
         trust_profile = self.principals[trust].profile if trust in self.principals else f"trust-{trust}"
-        authority_profile = (self.principals[authority].profile if authority in self.principals
-                             else f"authority-{authority}")
-        enforced = ("IAM is enforced: each call needs the credentials of an identity allowed to make it"
-                    if self.iam_enforced else "IAM is NOT enforced (--no-iam-enforcement): any credentials work")
+        authority_profile = (
+            self.principals[authority].profile if authority in self.principals else f"authority-{authority}"
+        )
+        enforced = (
+            "IAM is enforced: each call needs the credentials of an identity allowed to make it"
+            if self.iam_enforced
+            else "IAM is NOT enforced (--no-iam-enforcement): any credentials work"
+        )
         roles = "\n".join(
             f"    {p.profile:<22} {p.role_arn}\n    {'':<22} assumed as {p.stand_in.user_arn.rsplit('/', 1)[-1]}: "
             f"aws_access_key_id={p.stand_in.access_key_id} aws_secret_access_key={p.stand_in.secret_access_key}"
-            for p in self.principals.values())
+            for p in self.principals.values()
+        )
         aws = f".venv/bin/aws --endpoint-url {endpoint}"
         mesh = self.mesh.url if self.mesh else "<not running>"
         return f"""The local cloud is running at {endpoint}; {enforced}.
@@ -384,7 +451,7 @@ that make install puts there; any AWS CLI or boto3 reads the same profiles):
 Roles, with the key of the user that may assume each:
 {roles}
     {iam.ADMIN_USER:<22} the operator, allowed everything (an IAM user):
-    {'':<22} aws_access_key_id={self.admin.access_key_id} aws_secret_access_key={self.admin.secret_access_key}
+    {"":<22} aws_access_key_id={self.admin.access_key_id} aws_secret_access_key={self.admin.secret_access_key}
 
 MESH: the mesh-sandbox at {mesh}; the service's mailbox is X26ABC1 and the mesh function takes its
 messages every minute while this runs. Trust RX2 sends from its mailbox X26ABC2 and gets its report back
@@ -394,28 +461,39 @@ there (the sandbox's mailboxes all have the password 'password'):
     # once this console lists inbound/RX2/mesh-<message id>.csv: its report, from RX2's mailbox
     .venv/bin/birthnotify mesh receive --url {mesh} --mailbox X26ABC2 --output mesh-reports
 
-Authority queues: {', '.join(f'{gss} {url}' for gss, url in resources.authority_queues.items())}
+Authority queues: {", ".join(f"{gss} {url}" for gss, url in resources.authority_queues.items())}
 Held store (DynamoDB table): {resources.held_table}
-Function logs: {self.workdir / 'logs'}"""
+Function logs: {self.workdir / "logs"}"""
 
 
-def serve(host: str = "127.0.0.1", port: int = 4566, workdir: Path | None = None, progress: Progress | None = None,
-          poll_interval_seconds: float = 0.5, until: threading.Event | None = None, *, enforce_iam: bool = True,
-          retry_delay_seconds: float | None = None) -> int:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 4566,
+    workdir: Path | None = None,
+    progress: Progress | None = None,
+    poll_interval_seconds: float = 0.5,
+    until: threading.Event | None = None,
+    *,
+    enforce_iam: bool = True,
+    retry_delay_seconds: float | None = None,
+) -> int:
     """``make serve``: start the local cloud, print how to reach it, run uploads through the functions in
     the background until Ctrl-C (or ``until`` is set), naming each file processed with its counts, then
     stop. Returns the exit status."""
     say = progress or (lambda message: print(message, flush=True))
     if host not in ("127.0.0.1", "localhost", "::1"):
         say(f"warning: listening on {host}: anyone who can reach it can use the credentials printed below")
-    cloud = LocalCloud.start(workdir, say, host=host, port=port, enforce_iam=enforce_iam,
-                             retry_delay_seconds=retry_delay_seconds)
+    cloud = LocalCloud.start(
+        workdir, say, host=host, port=port, enforce_iam=enforce_iam, retry_delay_seconds=retry_delay_seconds
+    )
     try:
         for line in cloud.report.lines():
             say(f"    {line}")
         say(cloud.usage())
-        say("Uploads are ingested and emails sent while this runs; each file processed is listed below. "
-            "Ctrl-C stops it.")
+        say(
+            "Uploads are ingested and emails sent while this runs; each file processed is listed below. "
+            "Ctrl-C stops it."
+        )
         handled = [0]
         reports = _ReportWatcher(cloud)
         errors_seen = [0]
@@ -423,8 +501,10 @@ def serve(host: str = "127.0.0.1", port: int = 4566, workdir: Path | None = None
         def on_batch(stats: RunStats) -> None:
             if stats.invocations != handled[0]:
                 handled[0] = stats.invocations
-                say(f"{time.strftime('%H:%M:%S')} {stats.invocations} invocations, {stats.messages} messages, "
-                    f"{stats.failed} returned to their queue (function logs in {cloud.workdir / 'logs'})")
+                say(
+                    f"{time.strftime('%H:%M:%S')} {stats.invocations} invocations, {stats.messages} messages, "
+                    f"{stats.failed} returned to their queue (function logs in {cloud.workdir / 'logs'})"
+                )
                 for line in reports.new_lines():
                     say(f"{time.strftime('%H:%M:%S')} {line}")
 
@@ -432,7 +512,7 @@ def serve(host: str = "127.0.0.1", port: int = 4566, workdir: Path | None = None
         try:
             while not (until.wait(0.5) if until else time.sleep(0.5)):
                 errors = cloud.runtime.background_errors
-                for error in errors[errors_seen[0]:]:
+                for error in errors[errors_seen[0] :]:
                     say(f"{time.strftime('%H:%M:%S')} the event source mappings failed: {error}")
                 errors_seen[0] = len(errors)
         except KeyboardInterrupt:
@@ -471,9 +551,11 @@ def describe_report(report: dict[str, Any], where: str) -> str:
         return f"{report.get('key')}: {report.get('status')} of {first.get('key')}, nothing forwarded again ({where})"
     if error:
         return f"{report.get('key')}: {report.get('status')} [{error.get('code')}] {error.get('message')} ({where})"
-    return (f"{report.get('key')}: {report.get('status')}, {outcome.get('rows_in', 0)} rows in = "
-            f"{outcome.get('forwarded', 0)} forwarded + {outcome.get('rejected', 0)} rejected + "
-            f"{outcome.get('withheld', 0)} withheld + {outcome.get('held', 0)} held ({where})")
+    return (
+        f"{report.get('key')}: {report.get('status')}, {outcome.get('rows_in', 0)} rows in = "
+        f"{outcome.get('forwarded', 0)} forwarded + {outcome.get('rejected', 0)} rejected + "
+        f"{outcome.get('withheld', 0)} withheld + {outcome.get('held', 0)} held ({where})"
+    )
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
@@ -493,39 +575,74 @@ def _check_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise OSError(f"cannot listen on {host}:{port} ({exc.strerror}): is a local cloud already running?") \
-                from exc
+            raise OSError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): is a local cloud already running?"
+            ) from exc
 
 
-def _report_behaviour(report: DeployReport, runtime: LocalRuntime, slow: str | None, changed: list[str],
-                      iam_fixes: list[str] | None) -> None:
+def _report_behaviour(
+    report: DeployReport, runtime: LocalRuntime, slow: str | None, changed: list[str], iam_fixes: list[str] | None
+) -> None:
     if iam_fixes is None:
-        report.add("", "", NOT_EMULATED, "IAM is not enforced (--no-iam-enforcement): any credentials are "
-                   "accepted and no policy is evaluated")
+        report.add(
+            "",
+            "",
+            NOT_EMULATED,
+            "IAM is not enforced (--no-iam-enforcement): any credentials are accepted and no policy is evaluated",
+        )
     else:
-        report.add("", "", APPLIED, "IAM is enforced by moto: each call is checked against its caller's identity "
-                   "policies (actions and resources) and the bucket's policy; each function runs as its execution "
-                   "role, the event source mappings poll as it")
-        report.add("", "", NOT_EMULATED, "IAM conditions are not evaluated (an Allow with a condition allows: "
-                   "kms:ViaService, s3:prefix, ses:FromAddress), nor queue, topic and key policies, nor the KMS "
-                   "permissions S3 and SQS would use on a caller's behalf")
+        report.add(
+            "",
+            "",
+            APPLIED,
+            "IAM is enforced by moto: each call is checked against its caller's identity "
+            "policies (actions and resources) and the bucket's policy; each function runs as its execution "
+            "role, the event source mappings poll as it",
+        )
+        report.add(
+            "",
+            "",
+            NOT_EMULATED,
+            "IAM conditions are not evaluated (an Allow with a condition allows: "
+            "kms:ViaService, s3:prefix, ses:FromAddress), nor queue, topic and key policies, nor the KMS "
+            "permissions S3 and SQS would use on a caller's behalf",
+        )
         for why in iam_fixes:
             report.add("", "", APPLIED, why)
     for why in changed:
         report.add("", "", APPLIED, why)
     if runtime.retry_delay_seconds is None:
-        report.add("", "", LOCAL_RUNTIME, "a message whose processing failed is visible again when its queue's "
-                   "visibility timeout ends, as with Lambda; run_until_idle moves SQS's clock forward to then instead "
-                   "of waiting, so a retry comes after the FIFO deduplication window as in AWS")
+        report.add(
+            "",
+            "",
+            LOCAL_RUNTIME,
+            "a message whose processing failed is visible again when its queue's "
+            "visibility timeout ends, as with Lambda; run_until_idle moves SQS's clock forward to then instead "
+            "of waiting, so a retry comes after the FIFO deduplication window as in AWS",
+        )
     else:
-        report.add("", "", NOT_EMULATED, "a message whose processing failed is visible again after "
-                   f"{runtime.retry_delay_seconds:g} s (shortened: Lambda leaves it for its queue's visibility "
-                   "timeout)")
-    report.add("", "", NOT_EMULATED, f"functions run in this process on Python {platform.python_version()} "
-               f"{platform.machine()}, one invocation at a time (the template says python3.13 arm64; concurrency "
-               "limits are not played)")
-    report.add("", "", NOT_EMULATED, "alarms never fire; metrics and logs stay on this machine (function logs in "
-               "<workdir>/logs)")
+        report.add(
+            "",
+            "",
+            NOT_EMULATED,
+            "a message whose processing failed is visible again after "
+            f"{runtime.retry_delay_seconds:g} s (shortened: Lambda leaves it for its queue's visibility "
+            "timeout)",
+        )
+    report.add(
+        "",
+        "",
+        NOT_EMULATED,
+        f"functions run in this process on Python {platform.python_version()} "
+        f"{platform.machine()}, one invocation at a time (the template says python3.13 arm64; concurrency "
+        "limits are not played)",
+    )
+    report.add(
+        "",
+        "",
+        NOT_EMULATED,
+        "alarms never fire; metrics and logs stay on this machine (function logs in <workdir>/logs)",
+    )
     if slow:
         report.add("", "", NOT_EMULATED, slow)
 
@@ -536,11 +653,21 @@ def _set_mesh_secret(secrets: Any, resources: Resources, mesh: MeshSandbox, repo
     if not name:
         return
     secrets.put_secret_value(SecretId=name, SecretString=json.dumps(mesh.credentials()))
-    report.add("", "AWS::SecretsManager::Secret", APPLIED, f"the MESH secret {name} is set to the local "
-               f"mesh-sandbox ({mesh.url}, mailbox {mesh.credentials()['mailbox']}, plain HTTP on loopback), as DevOps "
-               "set the real mailbox's after deploying; the sandbox checks every auth token (AUTH_MODE=full)")
-    report.add("", "", NOT_EMULATED, "MESH over mutual TLS with a client certificate: the sandbox speaks plain "
-               "HTTP, so the certificate half of the MESH secret is not exercised locally")
+    report.add(
+        "",
+        "AWS::SecretsManager::Secret",
+        APPLIED,
+        f"the MESH secret {name} is set to the local "
+        f"mesh-sandbox ({mesh.url}, mailbox {mesh.credentials()['mailbox']}, plain HTTP on loopback), as DevOps "
+        "set the real mailbox's after deploying; the sandbox checks every auth token (AUTH_MODE=full)",
+    )
+    report.add(
+        "",
+        "",
+        NOT_EMULATED,
+        "MESH over mutual TLS with a client certificate: the sandbox speaks plain "
+        "HTTP, so the certificate half of the MESH secret is not exercised locally",
+    )
 
 
 def _check_execution_roles(iam_client: Any, functions: dict[str, LocalFunction]) -> None:
@@ -550,12 +677,15 @@ def _check_execution_roles(iam_client: Any, functions: dict[str, LocalFunction])
             raise RuntimeError(f"function {function.name} has no execution role in the template")
         role = iam_client.get_role(RoleName=function.role_arn.rsplit("/", 1)[-1])["Role"]
         if not iam.trusts_lambda(role["AssumeRolePolicyDocument"]):
-            raise RuntimeError(f"the execution role of {function.name} ({function.role_arn}) does not trust "
-                               f"{iam.LAMBDA_SERVICE}: Lambda could not assume it")
+            raise RuntimeError(
+                f"the execution role of {function.name} ({function.role_arn}) does not trust "
+                f"{iam.LAMBDA_SERVICE}: Lambda could not assume it"
+            )
 
 
-def _stand_in_principals(iam_client: Any, deployments: list[Deployment], resources: Resources,
-                         report: DeployReport) -> dict[str, Principal]:
+def _stand_in_principals(
+    iam_client: Any, deployments: list[Deployment], resources: Resources, report: DeployReport
+) -> dict[str, Principal]:
     """A local IAM user in place of the registry's principals of each trust's and authority's role."""
     logical_of = {physical: logical for d in deployments for logical, physical in d.physical.items()}
     principals = {}
@@ -563,14 +693,23 @@ def _stand_in_principals(iam_client: Any, deployments: list[Deployment], resourc
         for code, role_arn in roles.items():
             key = iam.stand_in_for(iam_client, role_arn, f"stand-in-{kind}-{code}")
             principals[code] = Principal(code, kind, role_arn, key)
-            report.add(logical_of.get(role_arn.rsplit("/", 1)[-1], ""), "AWS::IAM::Role", APPLIED,
-                       "its trust policy names a local IAM user (stand-in-<trust|authority>-<code>) instead of the "
-                       "registry's principals, which are in the organisations' own AWS accounts")
+            report.add(
+                logical_of.get(role_arn.rsplit("/", 1)[-1], ""),
+                "AWS::IAM::Role",
+                APPLIED,
+                "its trust policy names a local IAM user (stand-in-<trust|authority>-<code>) instead of the "
+                "registry's principals, which are in the organisations' own AWS accounts",
+            )
     return principals
 
 
-def _resources(deployments: list[Deployment], functions: dict[str, LocalFunction], mappings: list[SqsMapping],
-               sqs: Any, endpoint_url: str) -> Resources:
+def _resources(
+    deployments: list[Deployment],
+    functions: dict[str, LocalFunction],
+    mappings: list[SqsMapping],
+    sqs: Any,
+    endpoint_url: str,
+) -> Resources:
     from birthnotify.domain.registry import load_registry
     from birthnotify.shared.names import authority_queue_name
     from birthnotify.shared.settings import Env
@@ -602,21 +741,42 @@ def _resources(deployments: list[Deployment], functions: dict[str, LocalFunction
     authority_queues, authority_stacks, trust_roles, consumer_roles = {}, {}, {}, {}
     if registry_path and Path(registry_path).exists():
         registry = load_registry(registry_path)
-        authority_queues = {a.gss_code: by_name[name] for a in registry.authorities
-                            if (name := authority_queue_name(prefix, a.gss_code)) in by_name}
+        authority_queues = {
+            a.gss_code: by_name[name]
+            for a in registry.authorities
+            if (name := authority_queue_name(prefix, a.gss_code)) in by_name
+        }
         authority_stacks = {gss: stack_of[url.rsplit("/", 1)[-1]] for gss, url in authority_queues.items()}
-        trust_roles = {t.ods_code: value for t in registry.trusts for key, value in outputs.items()
-                       if key.startswith(f"Trusts{t.ods_code}UploadRoleArn")}
-        consumer_roles = {a.gss_code: value for a in registry.authorities for key, value in outputs.items()
-                          if key.startswith(f"Authorities{a.gss_code}ConsumerRoleArn")}
+        trust_roles = {
+            t.ods_code: value
+            for t in registry.trusts
+            for key, value in outputs.items()
+            if key.startswith(f"Trusts{t.ods_code}UploadRoleArn")
+        }
+        consumer_roles = {
+            a.gss_code: value
+            for a in registry.authorities
+            for key, value in outputs.items()
+            if key.startswith(f"Authorities{a.gss_code}ConsumerRoleArn")
+        }
     ingest = next((m.queue_url for m in mappings if Env.INBOUND_BUCKET in m.function.environment), "")
     return Resources(
-        stack_name=deployments[0].stack_name, inbound_bucket=env.get(Env.INBOUND_BUCKET, ""),
-        reports_bucket=env.get(Env.REPORTS_BUCKET, ""), state_table=env.get(Env.STATE_TABLE, ""),
-        ledger_bucket=env.get(Env.LEDGER_BUCKET, ""), ledger_key_secret_id=env.get(Env.LEDGER_KEY_SECRET_ID, ""),
-        ingest_queue_url=local(ingest), file_events_queue_url=local(env.get(Env.FILE_EVENTS_QUEUE_URL, "")),
-        held_table=env.get(Env.HELD_TABLE, ""), authority_queue_prefix=prefix,
-        authority_queues=authority_queues, authority_stacks=authority_stacks, dead_letter_queues=dead_letters,
+        stack_name=deployments[0].stack_name,
+        inbound_bucket=env.get(Env.INBOUND_BUCKET, ""),
+        reports_bucket=env.get(Env.REPORTS_BUCKET, ""),
+        state_table=env.get(Env.STATE_TABLE, ""),
+        ledger_bucket=env.get(Env.LEDGER_BUCKET, ""),
+        ledger_key_secret_id=env.get(Env.LEDGER_KEY_SECRET_ID, ""),
+        ingest_queue_url=local(ingest),
+        file_events_queue_url=local(env.get(Env.FILE_EVENTS_QUEUE_URL, "")),
+        held_table=env.get(Env.HELD_TABLE, ""),
+        authority_queue_prefix=prefix,
+        authority_queues=authority_queues,
+        authority_stacks=authority_stacks,
+        dead_letter_queues=dead_letters,
         trust_upload_roles=trust_roles,
-        authority_consumer_roles=consumer_roles, functions={f.name: logical for logical, f in functions.items()},
-        registry_path=registry_path, outputs=dict(outputs))
+        authority_consumer_roles=consumer_roles,
+        functions={f.name: logical for logical, f in functions.items()},
+        registry_path=registry_path,
+        outputs=dict(outputs),
+    )

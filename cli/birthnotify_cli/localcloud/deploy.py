@@ -37,8 +37,12 @@ from birthnotify_cli.localcloud.template import (
 Clients = Callable[[str], Any]
 BOOTSTRAP_VERSION = "21"
 ASSET_BUCKET = f"cdk-hnb659fds-assets-{ACCOUNT}-{REGION}"
-BUCKET_PROPERTIES_NOT_APPLIED = ("LifecycleConfiguration", "LoggingConfiguration", "OwnershipControls",
-                                 "PublicAccessBlockConfiguration")
+BUCKET_PROPERTIES_NOT_APPLIED = (
+    "LifecycleConfiguration",
+    "LoggingConfiguration",
+    "OwnershipControls",
+    "PublicAccessBlockConfiguration",
+)
 
 
 @dataclass
@@ -55,8 +59,9 @@ class Deployment:
     resolve: Resolver | None = None
 
 
-def deploy_app(clients: Clients, template_paths: list[Path] | tuple[Path, ...], zip_cache: Path,
-               report: DeployReport | None = None) -> list[Deployment]:
+def deploy_app(
+    clients: Clients, template_paths: list[Path] | tuple[Path, ...], zip_cache: Path, report: DeployReport | None = None
+) -> list[Deployment]:
     """Every stack, in the order given (``synth.deployment_order``: each after the stacks it depends on), into
     one report; the assets of the cloud assembly are published once."""
     report = report or DeployReport()
@@ -67,8 +72,14 @@ def deploy_app(clients: Clients, template_paths: list[Path] | tuple[Path, ...], 
     return deployments
 
 
-def deploy(clients: Clients, template_path: Path, zip_cache: Path, report: DeployReport | None = None,
-           stack_name: str | None = None, assets: dict[str, Path] | None = None) -> Deployment:
+def deploy(
+    clients: Clients,
+    template_path: Path,
+    zip_cache: Path,
+    report: DeployReport | None = None,
+    stack_name: str | None = None,
+    assets: dict[str, Path] | None = None,
+) -> Deployment:
     """One stack; its cloud assembly's assets are published unless ``assets`` says they already are."""
     outdir = template_path.parent
     template = json.loads(template_path.read_text(encoding="utf-8"))
@@ -78,16 +89,20 @@ def deploy(clients: Clients, template_path: Path, zip_cache: Path, report: Deplo
     report.stacks.append(stack_name)
 
     if assets is None:
-        clients("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION,
-                                     Type="String", Overwrite=True)
+        clients("ssm").put_parameter(
+            Name="/cdk-bootstrap/hnb659fds/version", Value=BOOTSTRAP_VERSION, Type="String", Overwrite=True
+        )
         assets = publish_assets(clients("s3"), outdir, zip_cache)
     adapted = adapt(template, created=_create_secrets(clients, template))
     report.notes += adapted.notes
     _create_before_the_stack(clients, adapted, report)
 
     cfn = clients("cloudformation")
-    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(adapted.body),
-                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
+    cfn.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(adapted.body),
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
     status, reason = _wait_for_stack(cfn, stack_name)
     if status != "CREATE_COMPLETE":
         raise RuntimeError(f"the local stack {stack_name} ended {status}: {reason}")
@@ -114,8 +129,9 @@ def publish_assets(s3: Any, outdir: Path, zip_cache: Path) -> dict[str, Path]:
         for entry in json.loads(manifest.read_text(encoding="utf-8")).get("files", {}).values():
             source = outdir / entry["source"]["path"]
             for destination in entry["destinations"].values():
-                bucket = destination["bucketName"].replace("${AWS::AccountId}", ACCOUNT).replace("${AWS::Region}",
-                                                                                                 REGION)
+                bucket = (
+                    destination["bucketName"].replace("${AWS::AccountId}", ACCOUNT).replace("${AWS::Region}", REGION)
+                )
                 if bucket != ASSET_BUCKET:
                     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
                 key = destination["objectKey"]
@@ -138,7 +154,8 @@ def _create_secrets(clients: Clients, template: dict[str, Any]) -> dict[str, str
         else:  # what GenerateSecretString would give: a random password, which the functions refuse as unset
             value = secrets.token_urlsafe(32)
         made[logical] = clients("secretsmanager").create_secret(
-            Name=properties["Name"], Description=properties.get("Description", ""), SecretString=value)["ARN"]
+            Name=properties["Name"], Description=properties.get("Description", ""), SecretString=value
+        )["ARN"]
     return made
 
 
@@ -149,24 +166,32 @@ def _create_before_the_stack(clients: Clients, adapted: AdaptedTemplate, report:
     sesv2 = clients("sesv2")
     for logical, resource in adapted.removed_of_type("AWS::SES::ConfigurationSet").items():
         properties = resource["Properties"]
-        options = {key: properties[key] for key in ("DeliveryOptions", "ReputationOptions", "SendingOptions")
-                   if key in properties}
+        options = {
+            key: properties[key]
+            for key in ("DeliveryOptions", "ReputationOptions", "SendingOptions")
+            if key in properties
+        }
         sesv2.create_configuration_set(ConfigurationSetName=properties["Name"], **options)
         report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
-        report.add(logical, resource["Type"], NOT_EMULATED, "its TLS requirement and sending options are stored; "
-                   "moto's SendEmail does not look at the configuration set")
+        report.add(
+            logical,
+            resource["Type"],
+            NOT_EMULATED,
+            "its TLS requirement and sending options are stored; "
+            "moto's SendEmail does not look at the configuration set",
+        )
     for logical, resource in adapted.removed_of_type("AWS::SES::EmailIdentity").items():
         properties = resource["Properties"]
         set_name = properties.get("ConfigurationSetAttributes", {}).get("ConfigurationSetName")
         if isinstance(set_name, dict):
             set_name = adapted.names.get(set_name.get("Ref", ""), None)
-        sesv2.create_email_identity(EmailIdentity=properties["EmailIdentity"],
-                                    **({"ConfigurationSetName": set_name} if set_name else {}))
+        sesv2.create_email_identity(
+            EmailIdentity=properties["EmailIdentity"], **({"ConfigurationSetName": set_name} if set_name else {})
+        )
         report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
 
 
-def _apply_after_the_stack(clients: Clients, adapted: AdaptedTemplate, resolve: Resolver,
-                           report: DeployReport) -> None:
+def _apply_after_the_stack(clients: Clients, adapted: AdaptedTemplate, resolve: Resolver, report: DeployReport) -> None:
     s3, sqs, sns = clients("s3"), clients("sqs"), clients("sns")
     # Before the notifications: every object uploaded from now on has a version, as in AWS.
     for logical, resource in adapted.body["Resources"].items():
@@ -175,18 +200,30 @@ def _apply_after_the_stack(clients: Clients, adapted: AdaptedTemplate, resolve: 
         properties = resource.get("Properties", {})
         versioning = properties.get("VersioningConfiguration")
         if versioning:
-            s3.put_bucket_versioning(Bucket=resolve.ref(logical),
-                                     VersioningConfiguration={"Status": versioning["Status"]})
-            report.add(logical, resource["Type"], APPLIED, "moto's CloudFormation ignores VersioningConfiguration: "
-                       "applied with PutBucketVersioning (events carry each upload's versionId)")
+            s3.put_bucket_versioning(
+                Bucket=resolve.ref(logical), VersioningConfiguration={"Status": versioning["Status"]}
+            )
+            report.add(
+                logical,
+                resource["Type"],
+                APPLIED,
+                "moto's CloudFormation ignores VersioningConfiguration: "
+                "applied with PutBucketVersioning (events carry each upload's versionId)",
+            )
         ignored = [name for name in BUCKET_PROPERTIES_NOT_APPLIED if name in properties]
         if ignored:
-            report.add(logical, resource["Type"], NOT_EMULATED, f"{', '.join(ignored)} not applied (moto's "
-                       "CloudFormation skips them): nothing expires and no access log is written locally")
+            report.add(
+                logical,
+                resource["Type"],
+                NOT_EMULATED,
+                f"{', '.join(ignored)} not applied (moto's "
+                "CloudFormation skips them): nothing expires and no access log is written locally",
+            )
     for logical, resource in adapted.removed_of_type("Custom::S3BucketNotifications").items():
         properties = resolve(resource["Properties"])
-        s3.put_bucket_notification_configuration(Bucket=properties["BucketName"],
-                                                 NotificationConfiguration=properties["NotificationConfiguration"])
+        s3.put_bucket_notification_configuration(
+            Bucket=properties["BucketName"], NotificationConfiguration=properties["NotificationConfiguration"]
+        )
         report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
 
     for logical, resource in adapted.removed_of_type("AWS::S3::BucketPolicy").items():
@@ -201,22 +238,29 @@ def _apply_after_the_stack(clients: Clients, adapted: AdaptedTemplate, resolve: 
         why = TREATMENTS[resource["Type"]][1]
         report.add(logical, resource["Type"], APPLIED, why if kept else why + " (nothing left to apply)")
         if left_out:
-            report.add(logical, resource["Type"], NOT_EMULATED, "its conditional Deny statements (TLS only, "
-                       "encryption with the bucket's key) are left out: moto's S3 evaluates a Deny without its "
-                       "conditions and would refuse every request")
+            report.add(
+                logical,
+                resource["Type"],
+                NOT_EMULATED,
+                "its conditional Deny statements (TLS only, "
+                "encryption with the bucket's key) are left out: moto's S3 evaluates a Deny without its "
+                "conditions and would refuse every request",
+            )
 
     for logical, resource in adapted.removed_of_type("AWS::SQS::QueuePolicy").items():
         properties = resolve(resource["Properties"])
         for queue_url in properties["Queues"]:
-            sqs.set_queue_attributes(QueueUrl=queue_url,
-                                     Attributes={"Policy": policy_json(properties["PolicyDocument"])})
+            sqs.set_queue_attributes(
+                QueueUrl=queue_url, Attributes={"Policy": policy_json(properties["PolicyDocument"])}
+            )
         report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
 
     for logical, resource in adapted.removed_of_type("AWS::SNS::TopicPolicy").items():
         properties = resolve(resource["Properties"])
         for topic in properties["Topics"]:
-            sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy",
-                                     AttributeValue=policy_json(properties["PolicyDocument"]))
+            sns.set_topic_attributes(
+                TopicArn=topic, AttributeName="Policy", AttributeValue=policy_json(properties["PolicyDocument"])
+            )
         report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
 
     for logical, resource in adapted.removed_of_type("AWS::SNS::Subscription").items():
@@ -231,9 +275,13 @@ def _apply_after_the_stack(clients: Clients, adapted: AdaptedTemplate, resolve: 
             destination = properties["EventDestination"]
             clients("ses").create_configuration_set_event_destination(
                 ConfigurationSetName=properties["ConfigurationSetName"],
-                EventDestination={"Name": destination.get("Name", logical), "Enabled": destination.get("Enabled", True),
-                                  "MatchingEventTypes": destination["MatchingEventTypes"],
-                                  "SNSDestination": {"TopicARN": destination["SnsDestination"]["TopicARN"]}})
+                EventDestination={
+                    "Name": destination.get("Name", logical),
+                    "Enabled": destination.get("Enabled", True),
+                    "MatchingEventTypes": destination["MatchingEventTypes"],
+                    "SNSDestination": {"TopicARN": destination["SnsDestination"]["TopicARN"]},
+                },
+            )
             report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
         except (ClientError, BotoCoreError, KeyError) as exc:
             report.add(logical, resource["Type"], SKIPPED, f"could not be applied: {exc}")
@@ -247,6 +295,7 @@ def _apply_after_the_stack(clients: Clients, adapted: AdaptedTemplate, resolve: 
 
 # -- what the local runtime plays --------------------------------------------------------------------------
 
+
 def load_functions(deployment: Deployment, logs: Path | None) -> dict[str, LocalFunction]:
     """Every function with a code asset (the custom-resource provider with inline code is never needed)."""
     template, resolve, report = deployment.template, deployment.resolve, deployment.report
@@ -259,8 +308,12 @@ def load_functions(deployment: Deployment, logs: Path | None) -> dict[str, Local
             continue
         code = properties.get("Code", {})
         if "S3Key" not in code or code["S3Key"] not in deployment.assets:
-            report.add(logical, resource["Type"], NOT_EMULATED, "created by moto, never invoked locally (inline "
-                       "code of a custom-resource provider, or no code asset)")
+            report.add(
+                logical,
+                resource["Type"],
+                NOT_EMULATED,
+                "created by moto, never invoked locally (inline code of a custom-resource provider, or no code asset)",
+            )
             continue
         layer_dirs = []
         for layer in properties.get("Layers", []):
@@ -281,14 +334,23 @@ def load_functions(deployment: Deployment, logs: Path | None) -> dict[str, Local
             if any(python.rglob("*.so")):
                 if not first:
                     continue
-                report.add(layer_logical, "AWS::Lambda::LayerVersion", NOT_EMULATED,
-                           "holds compiled packages built for the Lambda runtime (python3.13 arm64): not put on "
-                           "sys.path; this environment's packages (installed with the same pins) stand in")
+                report.add(
+                    layer_logical,
+                    "AWS::Lambda::LayerVersion",
+                    NOT_EMULATED,
+                    "holds compiled packages built for the Lambda runtime (python3.13 arm64): not put on "
+                    "sys.path; this environment's packages (installed with the same pins) stand in",
+                )
             else:
                 python_paths.append(python)
         if "TracingConfig" in properties:
-            report.add(logical, resource["Type"], NOT_EMULATED, "X-Ray tracing is off locally (the trace "
-                       "header says not sampled, and POWERTOOLS_TRACE_DISABLED=true while it runs)")
+            report.add(
+                logical,
+                resource["Type"],
+                NOT_EMULATED,
+                "X-Ray tracing is off locally (the trace "
+                "header says not sampled, and POWERTOOLS_TRACE_DISABLED=true while it runs)",
+            )
         environment = {}
         for name, value in properties.get("Environment", {}).get("Variables", {}).items():
             resolved = resolve(value)
@@ -298,11 +360,19 @@ def load_functions(deployment: Deployment, logs: Path | None) -> dict[str, Local
         dead_letter = properties.get("DeadLetterConfig", {}).get("TargetArn")
         dead_letter_url = _queue_url_of(resolve(dead_letter), deployment) if dead_letter else None
         functions[logical] = LocalFunction(
-            logical_id=logical, name=name, code_dir=deployment.assets[code["S3Key"]], handler=properties["Handler"],
-            environment=environment, timeout_seconds=float(properties.get("Timeout", 3)),
-            memory_mb=int(properties.get("MemorySize", 128)), python_paths=python_paths,
-            dead_letter_queue_url=dead_letter_url, log=FunctionLog(logs / f"{name}.log") if logs else None,
-            role_arn=str(resolve(role)) if role else None, runtime=str(properties.get("Runtime", "python3.13")))
+            logical_id=logical,
+            name=name,
+            code_dir=deployment.assets[code["S3Key"]],
+            handler=properties["Handler"],
+            environment=environment,
+            timeout_seconds=float(properties.get("Timeout", 3)),
+            memory_mb=int(properties.get("MemorySize", 128)),
+            python_paths=python_paths,
+            dead_letter_queue_url=dead_letter_url,
+            log=FunctionLog(logs / f"{name}.log") if logs else None,
+            role_arn=str(resolve(role)) if role else None,
+            runtime=str(properties.get("Runtime", "python3.13")),
+        )
     _report_layers(functions, layer_of, report)
     return functions
 
@@ -316,7 +386,8 @@ def load_mappings(deployment: Deployment, functions: dict[str, LocalFunction], s
         function_ref = properties["FunctionName"]
         function_logical = function_ref.get("Ref") if isinstance(function_ref, dict) else None
         function = functions.get(function_logical or "") or next(
-            (f for f in functions.values() if f.name == resolve(function_ref)), None)
+            (f for f in functions.values() if f.name == resolve(function_ref)), None
+        )
         source_arn = str(resolve(properties.get("EventSourceArn", "")))
         if function is None or not source_arn.startswith("arn:aws:sqs:"):
             report.add(logical, resource["Type"], SKIPPED, f"not an SQS mapping to a local function ({source_arn})")
@@ -326,12 +397,17 @@ def load_mappings(deployment: Deployment, functions: dict[str, LocalFunction], s
         partial = "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", [])
         enabled = properties.get("Enabled", True) not in (False, "false")
         mappings.append(SqsMapping(logical, function, queue_url, source_arn, batch_size, partial, enabled))
-        unplayed = [key for key in ("MaximumBatchingWindowInSeconds", "ScalingConfig", "FilterCriteria")
-                    if key in properties]
-        report.add(logical, resource["Type"], LOCAL_RUNTIME,
-                   f"polls {queue_url.rsplit('/', 1)[-1]} -> {function.name}, batch {batch_size}"
-                   f"{', partial batch failures' if partial else ''}{'' if enabled else ', disabled'}"
-                   + (f"; not played: {', '.join(unplayed)} (one batch at a time, no waiting)" if unplayed else ""))
+        unplayed = [
+            key for key in ("MaximumBatchingWindowInSeconds", "ScalingConfig", "FilterCriteria") if key in properties
+        ]
+        report.add(
+            logical,
+            resource["Type"],
+            LOCAL_RUNTIME,
+            f"polls {queue_url.rsplit('/', 1)[-1]} -> {function.name}, batch {batch_size}"
+            f"{', partial batch failures' if partial else ''}{'' if enabled else ', disabled'}"
+            + (f"; not played: {', '.join(unplayed)} (one batch at a time, no waiting)" if unplayed else ""),
+        )
     return mappings
 
 
@@ -344,9 +420,14 @@ def load_schedules(deployment: Deployment, functions: dict[str, LocalFunction]) 
         if resource["Type"] == "AWS::Lambda::EventInvokeConfig":
             properties = resource["Properties"]
             retries[str(resolve(properties["FunctionName"]))] = int(properties.get("MaximumRetryAttempts", 2))
-            report.add(logical, resource["Type"], LOCAL_RUNTIME, f"retries of {resolve(properties['FunctionName'])}'s "
-                       f"asynchronous invocations: {retries[str(resolve(properties['FunctionName']))]}, played by "
-                       "fire_schedules (the event's maximum age is not: nothing waits locally)")
+            report.add(
+                logical,
+                resource["Type"],
+                LOCAL_RUNTIME,
+                f"retries of {resolve(properties['FunctionName'])}'s "
+                f"asynchronous invocations: {retries[str(resolve(properties['FunctionName']))]}, played by "
+                "fire_schedules (the event's maximum age is not: nothing waits locally)",
+            )
     schedules = []
     for logical, resource in deployment.template["Resources"].items():
         properties = resource.get("Properties", {})
@@ -357,20 +438,36 @@ def load_schedules(deployment: Deployment, functions: dict[str, LocalFunction]) 
         for target in properties.get("Targets", []):
             function = by_arn.get(str(resolve(target["Arn"])))
             if function is None:
-                report.add(logical, resource["Type"], SKIPPED, f"scheduled target {target.get('Id')} is not a local "
-                           "function: never delivered")
+                report.add(
+                    logical,
+                    resource["Type"],
+                    SKIPPED,
+                    f"scheduled target {target.get('Id')} is not a local function: never delivered",
+                )
                 continue
             if properties.get("State", "ENABLED") != "ENABLED":
                 report.add(logical, resource["Type"], SKIPPED, "disabled rule: never fired")
                 continue
             unsupported = [k for k in ("InputPath", "InputTransformer") if k in target]
             constant = json.loads(target["Input"]) if "Input" in target else None
-            schedules.append(Schedule(logical, rule_name, properties["ScheduleExpression"], function, constant,
-                                      retries=retries.get(function.name, ASYNC_RETRIES)))
-            report.add(logical, resource["Type"], LOCAL_RUNTIME,
-                       f"{properties['ScheduleExpression']} -> {function.name}: delivered on demand by "
-                       "fire_schedules() (nothing runs on a clock)"
-                       + (f"; {', '.join(unsupported)} not applied" if unsupported else ""))
+            schedules.append(
+                Schedule(
+                    logical,
+                    rule_name,
+                    properties["ScheduleExpression"],
+                    function,
+                    constant,
+                    retries=retries.get(function.name, ASYNC_RETRIES),
+                )
+            )
+            report.add(
+                logical,
+                resource["Type"],
+                LOCAL_RUNTIME,
+                f"{properties['ScheduleExpression']} -> {function.name}: delivered on demand by "
+                "fire_schedules() (nothing runs on a clock)"
+                + (f"; {', '.join(unsupported)} not applied" if unsupported else ""),
+            )
     return schedules
 
 
@@ -380,10 +477,14 @@ def _report_layers(functions: dict[str, LocalFunction], layer_of: dict[Path, str
         users = [f.name for f in functions.values() if python in f.python_paths]
         packages = sorted(p.name for p in python.iterdir() if (p / "__init__.py").exists())
         if users and packages:
-            report.add(logical, "AWS::Lambda::LayerVersion", LOCAL_RUNTIME,
-                       f"{', '.join(packages)} imported from the layer asset by {', '.join(users)}, each in a module "
-                       "namespace of its own (as in its own container): this process's imports are set aside while "
-                       "a function runs")
+            report.add(
+                logical,
+                "AWS::Lambda::LayerVersion",
+                LOCAL_RUNTIME,
+                f"{', '.join(packages)} imported from the layer asset by {', '.join(users)}, each in a module "
+                "namespace of its own (as in its own container): this process's imports are set aside while "
+                "a function runs",
+            )
 
 
 def _opt_path(value: str, layer_dirs: list[Path]) -> str:

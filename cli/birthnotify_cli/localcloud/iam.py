@@ -66,6 +66,7 @@ class AccessKey:
 
 # -- moto's evaluation, as AWS evaluates what this stack does -------------------------------------------
 
+
 def install() -> list[str]:
     """Correct moto's IAM evaluation where it would refuse what AWS allows (once per process); returns
     what was changed, for the deploy report."""
@@ -148,8 +149,9 @@ def _install() -> list[str]:
             address = sender.rsplit("<", 1)[-1].rstrip(">").strip()
             resources.append(f"arn:aws:ses:{self.region}:{self.current_account}:identity/{_identity_of(self, address)}")
         if params.get("ConfigurationSetName"):
-            resources.append(f"arn:aws:ses:{self.region}:{self.current_account}:configuration-set/"
-                             f"{params['ConfigurationSetName']}")
+            resources.append(
+                f"arn:aws:ses:{self.region}:{self.current_account}:configuration-set/{params['ConfigurationSetName']}"
+            )
         return resources or "*"
 
     SESV2Response._determine_resource = email_resources
@@ -189,16 +191,16 @@ def _install() -> list[str]:
         "SendMessageBatch, sqs:DeleteMessage for DeleteMessageBatch), as in AWS; moto asks for the API's name",
         "DynamoDB calls are authorised against the ARN of each table they name (batch and transaction calls too; "
         "a Query or Scan of an index against the index's), "
-        "SQS GetQueueUrl against the queue's (moto checks them against \"*\", which no resource-scoped policy "
+        'SQS GetQueueUrl against the queue\'s (moto checks them against "*", which no resource-scoped policy '
         "allows)",
-        "SESv2 SendEmail is authorised against the sender's identity and the configuration set (moto: \"*\")",
-        "Secrets Manager calls are authorised against the secret's ARN, named by name or ARN (moto: \"*\")",
+        'SESv2 SendEmail is authorised against the sender\'s identity and the configuration set (moto: "*")',
+        'Secrets Manager calls are authorised against the secret\'s ARN, named by name or ARN (moto: "*")',
         "AssumeRole of a role that trusts only a service principal is refused with AccessDenied (moto raised "
         "an internal error)",
         "IAM's wildcards in actions and resources match as in AWS (* any characters, ? one; moto read them as "
         "a regular expression, so a ? answered 500 and a . matched any character)",
         "a refusal reaches a JSON-protocol client (SQS, DynamoDB) as a JSON error with its code (AccessDenied, "
-        "InvalidClientTokenId), as AWS sends it (moto sent XML, which the client reads as \"403\")",
+        'InvalidClientTokenId), as AWS sends it (moto sent XML, which the client reads as "403")',
     ]
 
 
@@ -220,13 +222,18 @@ def set_enforced(endpoint_url: str, enforced: bool | float) -> float:
     let through unchecked, 0 to enforce, infinity never to)."""
     value = enforced if not isinstance(enforced, bool) else 0.0 if enforced else float("inf")
     # Not a form: moto reads the raw body, which a form content type would have consumed.
-    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset-auth", data=str(value).encode(),  # noqa: S310
-                                     method="POST", headers={"Content-Type": "text/plain"})
+    request = urllib.request.Request(  # noqa: S310
+        f"{endpoint_url}/moto-api/reset-auth",
+        data=str(value).encode(),
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (the local moto server)
         return float(json.loads(response.read())["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"])
 
 
 # -- identities ----------------------------------------------------------------------------------------
+
 
 def create_user(iam: Any, name: str, policy: dict[str, Any]) -> AccessKey:
     """An IAM user with one inline policy and an access key."""
@@ -239,21 +246,31 @@ def create_user(iam: Any, name: str, policy: dict[str, Any]) -> AccessKey:
 def create_admin(endpoint_url: str) -> AccessKey:
     """The deployer, made before enforcement is switched on (no identity could make it afterwards): any
     key is accepted until then."""
-    iam = boto3.client("iam", endpoint_url=endpoint_url, region_name=REGION, aws_access_key_id="bootstrap",
-                       aws_secret_access_key="bootstrap", config=CLIENT_CONFIG)  # noqa: S106
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",  # noqa: S106
+        config=CLIENT_CONFIG,
+    )
     return create_user(iam, ADMIN_USER, ALLOW_EVERYTHING)
 
 
 def session_for_key(key: AccessKey) -> boto3.session.Session:
-    return boto3.session.Session(aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key,
-                                 region_name=REGION)
+    return boto3.session.Session(
+        aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key, region_name=REGION
+    )
 
 
 def stand_in_for(iam: Any, role_arn: str, user_name: str) -> AccessKey:
     """Make a local IAM user the only principal the role trusts (in place of the registry's principals in
     other accounts), allowed nothing but assuming that role."""
-    key = create_user(iam, user_name, {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn}]})
+    key = create_user(
+        iam,
+        user_name,
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn}]},
+    )
     role_name = role_arn.rsplit("/", 1)[-1]
     document = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
     for statement in document["Statement"]:
@@ -267,11 +284,14 @@ def trusts_lambda(document: dict[str, Any]) -> bool:
     """Whether a role's trust policy lets Lambda's service principal assume it."""
     for statement in document.get("Statement", []):
         actions = statement.get("Action", [])
-        services = statement.get("Principal", {}).get("Service", []) if isinstance(statement.get("Principal"),
-                                                                                   dict) else []
-        if statement.get("Effect") == "Allow" and "sts:AssumeRole" in ([actions] if isinstance(actions, str)
-                                                                        else actions) and \
-                LAMBDA_SERVICE in ([services] if isinstance(services, str) else services):
+        services = (
+            statement.get("Principal", {}).get("Service", []) if isinstance(statement.get("Principal"), dict) else []
+        )
+        if (
+            statement.get("Effect") == "Allow"
+            and "sts:AssumeRole" in ([actions] if isinstance(actions, str) else actions)
+            and LAMBDA_SERVICE in ([services] if isinstance(services, str) else services)
+        ):
             return True
     return False
 
@@ -288,28 +308,48 @@ def refreshing_session(fetch: Fetch) -> boto3.session.Session:
 
     def metadata() -> dict[str, str]:
         access_key, secret, token, expiry = fetch()
-        return {"access_key": access_key, "secret_key": secret, "token": token,
-                "expiry_time": expiry.astimezone(UTC).isoformat()}
+        return {
+            "access_key": access_key,
+            "secret_key": secret,
+            "token": token,
+            "expiry_time": expiry.astimezone(UTC).isoformat(),
+        }
 
-    credentials = RefreshableCredentials.create_from_metadata(metadata(), refresh_using=metadata,
-                                                              method="sts-assume-role")
+    credentials = RefreshableCredentials.create_from_metadata(
+        metadata(), refresh_using=metadata, method="sts-assume-role"
+    )
     core = botocore.session.get_session()
     core._credentials = credentials  # the documented way to give a session refreshable credentials
     return boto3.session.Session(botocore_session=core, region_name=REGION)
 
 
-def assume_role_session(endpoint_url: str, source: AccessKey, role_arn: str, session_name: str,
-                        ) -> boto3.session.Session:
+def assume_role_session(
+    endpoint_url: str,
+    source: AccessKey,
+    role_arn: str,
+    session_name: str,
+) -> boto3.session.Session:
     """Act through ``role_arn`` as ``source`` would: sts:AssumeRole through the API (moto checks the role's
     trust policy and the source's permission to assume it)."""
-    sts = boto3.client("sts", endpoint_url=endpoint_url, region_name=REGION, config=CLIENT_CONFIG,
-                       aws_access_key_id=source.access_key_id, aws_secret_access_key=source.secret_access_key)
+    sts = boto3.client(
+        "sts",
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        config=CLIENT_CONFIG,
+        aws_access_key_id=source.access_key_id,
+        aws_secret_access_key=source.secret_access_key,
+    )
 
     def fetch() -> tuple[str, str, str, datetime]:
-        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name,
-                                      DurationSeconds=SESSION_SECONDS)["Credentials"]
-        return (credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"],
-                credentials["Expiration"])
+        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name, DurationSeconds=SESSION_SECONDS)[
+            "Credentials"
+        ]
+        return (
+            credentials["AccessKeyId"],
+            credentials["SecretAccessKey"],
+            credentials["SessionToken"],
+            credentials["Expiration"],
+        )
 
     return refreshing_session(fetch)
 
@@ -321,9 +361,18 @@ def lambda_session(role_arn: str, function_name: str) -> boto3.session.Session:
 
     def fetch() -> tuple[str, str, str, datetime]:
         role = sts_backends[ACCOUNT]["aws"].assume_role(
-            region_name=REGION, role_session_name=function_name, role_arn=role_arn, policy="",
-            duration=SESSION_SECONDS, external_id="")
-        return (role.access_key_id, role.secret_access_key, role.session_token,
-                datetime.now(UTC) + timedelta(seconds=SESSION_SECONDS))
+            region_name=REGION,
+            role_session_name=function_name,
+            role_arn=role_arn,
+            policy="",
+            duration=SESSION_SECONDS,
+            external_id="",
+        )
+        return (
+            role.access_key_id,
+            role.secret_access_key,
+            role.session_token,
+            datetime.now(UTC) + timedelta(seconds=SESSION_SECONDS),
+        )
 
     return refreshing_session(fetch)

@@ -59,10 +59,15 @@ class DeployReport:
 
     def lines(self) -> list[str]:
         """A readable summary: one line per action, type and reason, naming the resources when few."""
-        templates = "the synthesized template" if len(self.stacks) <= 1 else \
-            f"{len(self.stacks)} synthesized templates (stacks {', '.join(self.stacks)}, in that order)"
-        lines = [f"{self.created} resources created by moto's CloudFormation from {templates} "
-                 f"({'cached ' if self.synthesis_cached else ''}synthesis, deployed in {self.seconds:.1f} s)"]
+        templates = (
+            "the synthesized template"
+            if len(self.stacks) <= 1
+            else f"{len(self.stacks)} synthesized templates (stacks {', '.join(self.stacks)}, in that order)"
+        )
+        lines = [
+            f"{self.created} resources created by moto's CloudFormation from {templates} "
+            f"({'cached ' if self.synthesis_cached else ''}synthesis, deployed in {self.seconds:.1f} s)"
+        ]
         for action in (APPLIED, LOCAL_RUNTIME, SKIPPED, NOT_EMULATED):
             groups: dict[tuple[str, str], list[str]] = defaultdict(list)
             for item in self.of(action):

@@ -203,9 +203,15 @@ _RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 class LocalRuntime:
-    def __init__(self, endpoint_url: str, functions: dict[str, LocalFunction], mappings: list[SqsMapping],
-                 schedules: list[Schedule], retry_delay_seconds: float | None = None,
-                 sessions: Sessions | None = None) -> None:
+    def __init__(
+        self,
+        endpoint_url: str,
+        functions: dict[str, LocalFunction],
+        mappings: list[SqsMapping],
+        schedules: list[Schedule],
+        retry_delay_seconds: float | None = None,
+        sessions: Sessions | None = None,
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.functions = functions
         self.mappings = mappings
@@ -231,10 +237,15 @@ class LocalRuntime:
             session = self._sessions.get(function.name)
             if session is None:
                 session = self._sessions[function.name] = (
-                    self._session_factory(function) if self._session_factory else boto3.session.Session(
+                    self._session_factory(function)
+                    if self._session_factory
+                    else boto3.session.Session(
                         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"], region_name=REGION))
+                        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+                        region_name=REGION,
+                    )
+                )
             return session
 
     def _sqs(self, function: LocalFunction) -> Any:
@@ -243,7 +254,8 @@ class LocalRuntime:
             client = self._sqs_clients.get(function.name)
             if client is None:
                 client = self._sqs_clients[function.name] = self.session(function).client(
-                    "sqs", endpoint_url=self.endpoint_url, region_name=REGION, config=CLIENT_CONFIG)
+                    "sqs", endpoint_url=self.endpoint_url, region_name=REGION, config=CLIENT_CONFIG
+                )
             return client
 
     # -- invoking ----------------------------------------------------------------------------------------
@@ -271,10 +283,16 @@ class LocalRuntime:
                     init_ms = (time.monotonic() - started) * 1000
                     started = time.monotonic()
                 log.write(f"START RequestId: {request_id} Version: $LATEST\n")
-                context = LambdaContext(function_name=function.name, memory_limit_in_mb=function.memory_mb,
-                                        timeout_seconds=function.timeout_seconds, aws_request_id=request_id,
-                                        log_group_name=f"/aws/lambda/{function.name}",
-                                        log_stream_name=function.log_stream, account_id=ACCOUNT, region=REGION)
+                context = LambdaContext(
+                    function_name=function.name,
+                    memory_limit_in_mb=function.memory_mb,
+                    timeout_seconds=function.timeout_seconds,
+                    aws_request_id=request_id,
+                    log_group_name=f"/aws/lambda/{function.name}",
+                    log_stream_name=function.log_stream,
+                    account_id=ACCOUNT,
+                    region=REGION,
+                )
                 return function.handler_function()(event, context)
             except Exception as exc:
                 log.write(lambda_error(exc))
@@ -282,9 +300,12 @@ class LocalRuntime:
             finally:
                 elapsed = (time.monotonic() - started) * 1000
                 log.write(f"END RequestId: {request_id}\n")
-                log.write(f"REPORT RequestId: {request_id}\tDuration: {elapsed:.2f} ms\tBilled Duration: "
-                          f"{math.ceil(elapsed)} ms\tMemory Size: {function.memory_mb} MB"
-                          + (f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else "") + "\n")
+                log.write(
+                    f"REPORT RequestId: {request_id}\tDuration: {elapsed:.2f} ms\tBilled Duration: "
+                    f"{math.ceil(elapsed)} ms\tMemory Size: {function.memory_mb} MB"
+                    + (f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else "")
+                    + "\n"
+                )
 
     @contextmanager
     def _as_lambda(self, function: LocalFunction) -> Iterator[None]:
@@ -295,23 +316,37 @@ class LocalRuntime:
         # AWS_XRAY_DAEMON_ADDRESS. The trace header says "not sampled" and Powertools' tracer is off, so
         # nothing looks for an X-Ray daemon.
         environment = {
-            "AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
-            "AWS_SESSION_TOKEN": frozen.token or "", "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-            "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_LAMBDA_FUNCTION_NAME": function.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+            "AWS_ACCESS_KEY_ID": frozen.access_key,
+            "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
+            "AWS_SESSION_TOKEN": frozen.token or "",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": function.log_stream, "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime}", "_HANDLER": function.handler,
-            "LAMBDA_TASK_ROOT": str(function.code_dir), "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            "AWS_LAMBDA_LOG_STREAM_NAME": function.log_stream,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime}",
+            "_HANDLER": function.handler,
+            "LAMBDA_TASK_ROOT": str(function.code_dir),
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
             "_X_AMZN_TRACE_ID": f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};"
-                                f"Parent={secrets.token_hex(8)};Sampled=0",
-            "POWERTOOLS_TRACE_DISABLED": "true", **function.environment,
+            f"Parent={secrets.token_hex(8)};Sampled=0",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            **function.environment,
         }
         if not environment["AWS_SESSION_TOKEN"]:
             environment.pop("AWS_SESSION_TOKEN")
         # Anything that would send the SDK elsewhere or to other credentials: a profile, a per-service endpoint.
-        hidden = [name for name in os.environ if name in SESSION_VARIABLES or name.startswith("AWS_ENDPOINT_URL_")
-                  or (name == "AWS_SESSION_TOKEN" and name not in environment)]
+        hidden = [
+            name
+            for name in os.environ
+            if name in SESSION_VARIABLES
+            or name.startswith("AWS_ENDPOINT_URL_")
+            or (name == "AWS_SESSION_TOKEN" and name not in environment)
+        ]
         saved = {name: os.environ.get(name) for name in [*environment, *hidden]}
         paths = [str(p) for p in (function.code_dir, *function.python_paths) if str(p) not in sys.path]
         saved_session = boto3.DEFAULT_SESSION
@@ -351,8 +386,9 @@ class LocalRuntime:
                     on_batch(stats)
         return busy
 
-    def run_until_idle(self, timeout_seconds: float = 300,
-                       on_batch: Callable[[RunStats], None] | None = None, skip_waits: bool = True) -> RunStats:
+    def run_until_idle(
+        self, timeout_seconds: float = 300, on_batch: Callable[[RunStats], None] | None = None, skip_waits: bool = True
+    ) -> RunStats:
         """Poll and invoke until no mapped queue holds a message (visible, in flight or delayed). With
         ``skip_waits``, when every message left is waiting (a failed one for its visibility timeout, a
         delayed one), SQS's clock moves forward to when the first can be received, instead of waiting."""
@@ -367,8 +403,10 @@ class LocalRuntime:
             if not busy and not self.pending():
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"mapped queues still hold messages after {timeout_seconds} s: {self.pending()} "
-                                   f"({stats.invocations} invocations so far)")
+                raise TimeoutError(
+                    f"mapped queues still hold messages after {timeout_seconds} s: {self.pending()} "
+                    f"({stats.invocations} invocations so far)"
+                )
             if busy:
                 continue
             wait = seconds_until_visible(names, ACCOUNT, REGION) if skip_waits else None
@@ -382,14 +420,18 @@ class LocalRuntime:
 
     def pending(self) -> dict[str, int]:
         """Messages still in each mapped queue (visible, in flight or delayed), by queue name."""
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                 "ApproximateNumberOfMessagesDelayed"]
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
         pending = {}
         for mapping in self.mappings:
             if not mapping.enabled:
                 continue
             attributes = self._sqs(mapping.function).get_queue_attributes(
-                QueueUrl=mapping.queue_url, AttributeNames=names)["Attributes"]
+                QueueUrl=mapping.queue_url, AttributeNames=names
+            )["Attributes"]
             count = sum(int(attributes.get(name, 0)) for name in names)
             if count:
                 pending[mapping.queue_url.rsplit("/", 1)[-1]] = count
@@ -400,8 +442,12 @@ class LocalRuntime:
         sqs = self._sqs(mapping.function)
         while len(batch) < mapping.batch_size:
             received = sqs.receive_message(
-                QueueUrl=mapping.queue_url, MaxNumberOfMessages=min(10, mapping.batch_size - len(batch)),
-                AttributeNames=["All"], MessageAttributeNames=["All"], WaitTimeSeconds=0).get("Messages", [])
+                QueueUrl=mapping.queue_url,
+                MaxNumberOfMessages=min(10, mapping.batch_size - len(batch)),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
             if not received:
                 break
             batch += received
@@ -412,9 +458,14 @@ class LocalRuntime:
         stats.messages += len(batch)
         stats.by_function[mapping.function.name] = stats.by_function.get(mapping.function.name, 0) + 1
         sqs = self._sqs(mapping.function)
-        delivery = deliver_sqs_batch(sqs, queue_url=mapping.queue_url, queue_arn=mapping.queue_arn, messages=batch,
-                                     invoke=lambda event: self.invoke(mapping.function, event),
-                                     report_batch_item_failures=mapping.report_batch_item_failures)
+        delivery = deliver_sqs_batch(
+            sqs,
+            queue_url=mapping.queue_url,
+            queue_arn=mapping.queue_arn,
+            messages=batch,
+            invoke=lambda event: self.invoke(mapping.function, event),
+            report_batch_item_failures=mapping.report_batch_item_failures,
+        )
         failed = delivery.failed
         stats.errors += delivery.raised
         stats.failed += len(failed)
@@ -423,8 +474,11 @@ class LocalRuntime:
             # moves it to the dead-letter queue once it has been received maxReceiveCount times
         for message in batch:
             if message["MessageId"] in failed:
-                sqs.change_message_visibility(QueueUrl=mapping.queue_url, ReceiptHandle=message["ReceiptHandle"],
-                                              VisibilityTimeout=int(self.retry_delay_seconds))
+                sqs.change_message_visibility(
+                    QueueUrl=mapping.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=int(self.retry_delay_seconds),
+                )
 
     # -- schedules -------------------------------------------------------------------------------------------
 
@@ -438,9 +492,21 @@ class LocalRuntime:
             if function is not None and function not in (schedule.function.name, schedule.function.logical_id):
                 continue
             schedule.last_fired = time.monotonic()
-            event = schedule.input if schedule.input is not None else {
-                "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                "account": ACCOUNT, "time": moment, "region": REGION, "resources": [schedule.rule_arn], "detail": {}}
+            event = (
+                schedule.input
+                if schedule.input is not None
+                else {
+                    "version": "0",
+                    "id": str(uuid.uuid4()),
+                    "detail-type": "Scheduled Event",
+                    "source": "aws.events",
+                    "account": ACCOUNT,
+                    "time": moment,
+                    "region": REGION,
+                    "resources": [schedule.rule_arn],
+                    "detail": {},
+                }
+            )
             run = ScheduleRun(schedule.rule_name, schedule.function.name)
             for attempt in range(1, schedule.retries + 2):
                 run.attempts = attempt
@@ -452,17 +518,20 @@ class LocalRuntime:
             if run.error and schedule.function.dead_letter_queue_url:
                 # Lambda sends to the dead-letter queue with the function's execution role.
                 self._sqs(schedule.function).send_message(
-                    QueueUrl=schedule.function.dead_letter_queue_url, MessageBody=json.dumps(event),
-                    MessageAttributes={"ErrorCode": {"DataType": "Number", "StringValue": "200"},
-                                       "ErrorMessage": {"DataType": "String", "StringValue": run.error[:256]}})
+                    QueueUrl=schedule.function.dead_letter_queue_url,
+                    MessageBody=json.dumps(event),
+                    MessageAttributes={
+                        "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                        "ErrorMessage": {"DataType": "String", "StringValue": run.error[:256]},
+                    },
+                )
                 run.dead_lettered = True
             runs.append(run)
         return runs
 
     # -- in the background ---------------------------------------------------------------------------------
 
-    def start_polling(self, interval_seconds: float = 0.5,
-                      on_batch: Callable[[RunStats], None] | None = None) -> None:
+    def start_polling(self, interval_seconds: float = 0.5, on_batch: Callable[[RunStats], None] | None = None) -> None:
         """Poll in a background thread (``make serve``) until ``stop_polling``; SQS keeps the machine's time."""
         if self._thread is not None:
             return
@@ -487,8 +556,7 @@ class LocalRuntime:
         function every minute); a cron one (the daily digest) only through ``fire_schedules``."""
         for schedule in self.schedules:
             period = schedule.period_seconds
-            if period is not None and (schedule.last_fired is None or
-                                       time.monotonic() - schedule.last_fired >= period):
+            if period is not None and (schedule.last_fired is None or time.monotonic() - schedule.last_fired >= period):
                 for run in self.fire_schedules(function=schedule.function.name):
                     if run.error:
                         self.background_errors.append(f"{run.rule} -> {run.function}: {run.error}")
@@ -504,8 +572,9 @@ class LocalRuntime:
 def lambda_error(exc: BaseException) -> str:
     """An unhandled exception as Lambda's Python runtime logs it: ``[ERROR] Type: message`` and the
     traceback, one log event."""
-    return (f"[ERROR] {type(exc).__name__}: {exc}\nTraceback (most recent call last):\n"
-            + "".join(traceback.format_tb(exc.__traceback__)))
+    return f"[ERROR] {type(exc).__name__}: {exc}\nTraceback (most recent call last):\n" + "".join(
+        traceback.format_tb(exc.__traceback__)
+    )
 
 
 def _forget_loggers(service: str) -> None:

@@ -33,8 +33,13 @@ def install() -> str | None:
         return sqs_models.unix_time_millis()  # looked up per call: a test may move SQS's clock
 
     queue, message = sqs_models.Queue, sqs_models.Message
-    needed = [(queue, "messages"), (queue, "approximate_number_of_messages_delayed"),
-              (queue, "approximate_number_of_messages_not_visible"), (message, "visible"), (message, "delayed")]
+    needed = [
+        (queue, "messages"),
+        (queue, "approximate_number_of_messages_delayed"),
+        (queue, "approximate_number_of_messages_not_visible"),
+        (message, "visible"),
+        (message, "delayed"),
+    ]
     missing = [f"{cls.__name__}.{name}" for cls, name in needed if not isinstance(getattr(cls, name, None), property)]
     if missing or not callable(getattr(sqs_models, "camelcase_to_underscores", None)):
         return f"moto's SQS model changed ({', '.join(missing) or 'camelcase_to_underscores'}); not sped up"

@@ -62,8 +62,14 @@ def sources_key(root: Path = ROOT, sources: tuple[str, ...] = SOURCES) -> str:
         if path.is_file():
             files = [path]
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                           and p.suffix not in (".pyc", ".pyo") and ".pytest_cache" not in p.parts)
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and "__pycache__" not in p.parts
+                and p.suffix not in (".pyc", ".pyo")
+                and ".pytest_cache" not in p.parts
+            )
         else:
             files = []
         for file in files:
@@ -72,8 +78,11 @@ def sources_key(root: Path = ROOT, sources: tuple[str, ...] = SOURCES) -> str:
     return digest.hexdigest()
 
 
-def synthesize_cached(cache: Path = CACHE, progress: Callable[[str], None] | None = None,
-                      synthesize: Callable[[Path], object] | None = None) -> Synthesized:
+def synthesize_cached(
+    cache: Path = CACHE,
+    progress: Callable[[str], None] | None = None,
+    synthesize: Callable[[Path], object] | None = None,
+) -> Synthesized:
     """The local stage's templates (and their cdk.out with the asset directories), synthesized if no cached
     synthesis matches the current sources."""
     say = progress or (lambda message: None)
@@ -135,8 +144,11 @@ def deployment_order(outdir: Path) -> tuple[Path, ...]:
     if not manifest.exists():
         return tuple(templates[name] for name in sorted(templates))
     artifacts = json.loads(manifest.read_text(encoding="utf-8"))["artifacts"]
-    stacks = {artifact_id: artifact for artifact_id, artifact in artifacts.items()
-              if artifact.get("type") == "aws:cloudformation:stack"}
+    stacks = {
+        artifact_id: artifact
+        for artifact_id, artifact in artifacts.items()
+        if artifact.get("type") == "aws:cloudformation:stack"
+    }
     ordered: list[str] = []
 
     def visit(artifact_id: str, path: tuple[str, ...]) -> None:
@@ -165,9 +177,12 @@ def _templates_in(directory: Path) -> tuple[Path, ...]:
 
 
 def _prune(cache: Path, keep: Path) -> None:
-    done = sorted((d for d in cache.iterdir() if d.is_dir() and (d / "key").exists() and d != keep),
-                  key=lambda d: d.stat().st_mtime, reverse=True)
-    for stale in done[KEEP - 1:]:
+    done = sorted(
+        (d for d in cache.iterdir() if d.is_dir() and (d / "key").exists() and d != keep),
+        key=lambda d: d.stat().st_mtime,
+        reverse=True,
+    )
+    for stale in done[KEEP - 1 :]:
         shutil.rmtree(stale, ignore_errors=True)
     zips = cache / "zips"
     if zips.is_dir():

@@ -28,35 +28,59 @@ NOT_EMULATED = "not-emulated"
 """Created, but some of its behaviour does not happen locally."""
 
 TREATMENTS: dict[str, tuple[str, str]] = {
-    "Custom::S3BucketNotifications": (APPLIED, "moto's CloudFormation cannot run custom resources: the bucket "
-                                      "notification configuration in its properties is applied with "
-                                      "PutBucketNotificationConfiguration"),
+    "Custom::S3BucketNotifications": (
+        APPLIED,
+        "moto's CloudFormation cannot run custom resources: the bucket "
+        "notification configuration in its properties is applied with "
+        "PutBucketNotificationConfiguration",
+    ),
     "AWS::S3::BucketPolicy": (APPLIED, "moto's CloudFormation skips bucket policies: applied with PutBucketPolicy"),
-    "AWS::SQS::QueuePolicy": (APPLIED, "moto's CloudFormation skips queue policies: applied with "
-                              "SetQueueAttributes Policy"),
-    "AWS::Lambda::EventSourceMapping": (LOCAL_RUNTIME, "moto would invoke the function inside SendMessage, one "
-                                        "message a call, ignoring partial batch failures (and it needs Docker): "
-                                        "the local runtime polls the queue instead"),
-    "AWS::SES::ConfigurationSet": (APPLIED, "no moto CloudFormation model: created with SESv2 "
-                                   "CreateConfigurationSet before the stack"),
-    "AWS::SES::EmailIdentity": (APPLIED, "no moto CloudFormation model: created with SESv2 CreateEmailIdentity "
-                                "before the stack (moto verifies it at once)"),
-    "AWS::SES::ConfigurationSetEventDestination": (APPLIED, "no moto CloudFormation model: created with SES "
-                                                   "CreateConfigurationSetEventDestination (moto records it; no "
-                                                   "bounce or complaint ever happens locally)"),
+    "AWS::SQS::QueuePolicy": (
+        APPLIED,
+        "moto's CloudFormation skips queue policies: applied with SetQueueAttributes Policy",
+    ),
+    "AWS::Lambda::EventSourceMapping": (
+        LOCAL_RUNTIME,
+        "moto would invoke the function inside SendMessage, one "
+        "message a call, ignoring partial batch failures (and it needs Docker): "
+        "the local runtime polls the queue instead",
+    ),
+    "AWS::SES::ConfigurationSet": (
+        APPLIED,
+        "no moto CloudFormation model: created with SESv2 CreateConfigurationSet before the stack",
+    ),
+    "AWS::SES::EmailIdentity": (
+        APPLIED,
+        "no moto CloudFormation model: created with SESv2 CreateEmailIdentity "
+        "before the stack (moto verifies it at once)",
+    ),
+    "AWS::SES::ConfigurationSetEventDestination": (
+        APPLIED,
+        "no moto CloudFormation model: created with SES "
+        "CreateConfigurationSetEventDestination (moto records it; no "
+        "bounce or complaint ever happens locally)",
+    ),
     "AWS::SNS::TopicPolicy": (APPLIED, "no moto CloudFormation model: applied with SetTopicAttributes Policy"),
     "AWS::SNS::Subscription": (APPLIED, "no moto CloudFormation model: created with Subscribe"),
-    "AWS::CloudWatch::Alarm": (APPLIED, "no moto CloudFormation model: created with PutMetricAlarm (moto stores "
-                               "alarms but never evaluates metrics, so they do not fire)"),
-    "AWS::SecretsManager::Secret": (APPLIED, "no moto CloudFormation model: created with CreateSecret before the "
-                                    "stack, with the template's name and description and a generated value as "
-                                    "CloudFormation's GenerateSecretString gives (not encrypted with the stack's "
-                                    "key, which does not exist yet: moto does not encrypt); each Ref is its ARN"),
+    "AWS::CloudWatch::Alarm": (
+        APPLIED,
+        "no moto CloudFormation model: created with PutMetricAlarm (moto stores "
+        "alarms but never evaluates metrics, so they do not fire)",
+    ),
+    "AWS::SecretsManager::Secret": (
+        APPLIED,
+        "no moto CloudFormation model: created with CreateSecret before the "
+        "stack, with the template's name and description and a generated value as "
+        "CloudFormation's GenerateSecretString gives (not encrypted with the stack's "
+        "key, which does not exist yet: moto does not encrypt); each Ref is its ARN",
+    ),
 }
 CREATED_BEFORE = {"AWS::SES::ConfigurationSet": "Name", "AWS::SES::EmailIdentity": "EmailIdentity"}
 """Resources others refer to by Ref: made before the stack, each Ref replaced by the name they are made with."""
-CUSTOM_RESOURCE_WHY = ("a custom resource: moto's CloudFormation cannot invoke its provider, and the stack would "
-                       "wait in CREATE_IN_PROGRESS for ever; not applied locally")
+CUSTOM_RESOURCE_WHY = (
+    "a custom resource: moto's CloudFormation cannot invoke its provider, and the stack would "
+    "wait in CREATE_IN_PROGRESS for ever; not applied locally"
+)
 NO_MODEL_WHY = "moto's CloudFormation has no model for {type}; not created locally"
 SKIPPED_PLACEHOLDER = "localcloud-skipped-{logical}"
 """What a Ref or Fn::GetAtt to a skipped resource becomes, so the resources that refer to it still deploy."""
@@ -98,8 +122,9 @@ def moto_supported_types() -> set[str]:
     return set(get_model_map()) | set(NULL_MODELS)
 
 
-def adapt(template: dict[str, Any], supported: Iterable[str] | None = None,
-          created: dict[str, str] | None = None) -> AdaptedTemplate:
+def adapt(
+    template: dict[str, Any], supported: Iterable[str] | None = None, created: dict[str, str] | None = None
+) -> AdaptedTemplate:
     """Take out of the template what moto's CloudFormation cannot create, and say what happens instead.
     ``created``: logical id -> physical id (what a Ref gives) of resources already made before the stack."""
     supported = set(moto_supported_types() if supported is None else supported)
@@ -118,8 +143,11 @@ def adapt(template: dict[str, Any], supported: Iterable[str] | None = None,
             continue
         treatments[logical] = Treatment(logical, kind, action, why)
     removed = {logical: resources.pop(logical) for logical in treatments}
-    names = {logical: removed[logical]["Properties"][prop] for logical in removed
-             if (prop := CREATED_BEFORE.get(removed[logical]["Type"]))}
+    names = {
+        logical: removed[logical]["Properties"][prop]
+        for logical in removed
+        if (prop := CREATED_BEFORE.get(removed[logical]["Type"]))
+    }
     names.update(created or {})
     skipped = {logical for logical, t in treatments.items() if t.action == SKIPPED}
     notes: list[str] = []
@@ -129,8 +157,10 @@ def adapt(template: dict[str, Any], supported: Iterable[str] | None = None,
     rules = body.get("Rules", {})
     if "CheckBootstrapVersion" in rules:
         rules.pop("CheckBootstrapVersion")
-        notes.append("rule CheckBootstrapVersion removed (the SSM parameter /cdk-bootstrap/hnb659fds/version is put "
-                     "as 21 before the stack)")
+        notes.append(
+            "rule CheckBootstrapVersion removed (the SSM parameter /cdk-bootstrap/hnb659fds/version is put "
+            "as 21 before the stack)"
+        )
         if not rules:
             body.pop("Rules")
 
@@ -177,8 +207,11 @@ def _replace_refs(value: Any, names: dict[str, str], skipped: set[str], replaced
         if set(value) == {"Ref"} and value["Ref"] in names:
             return names[value["Ref"]]
         if _refers_to(value, skipped) and set(value) & {"Ref", "Fn::GetAtt"} and len(value) == 1:
-            target = value.get("Ref") or (value["Fn::GetAtt"][0] if isinstance(value["Fn::GetAtt"], list)
-                                          else value["Fn::GetAtt"].split(".", 1)[0])
+            target = value.get("Ref") or (
+                value["Fn::GetAtt"][0]
+                if isinstance(value["Fn::GetAtt"], list)
+                else value["Fn::GetAtt"].split(".", 1)[0]
+            )
             replaced.add(target)
             return SKIPPED_PLACEHOLDER.format(logical=target)
         return {key: _replace_refs(item, names, skipped, replaced) for key, item in value.items()}
@@ -191,10 +224,15 @@ class Resolver:
     def __init__(self, template: dict[str, Any], physical: dict[str, str], stack_name: str) -> None:
         self._resources = template["Resources"]
         self._physical = physical
-        self._pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws",
-                        "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": stack_name,
-                        "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}/local",
-                        "AWS::NoValue": None}
+        self._pseudo = {
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Region": REGION,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}/local",
+            "AWS::NoValue": None,
+        }
         self._parameters = {name: spec.get("Default", "") for name, spec in template.get("Parameters", {}).items()}
 
     def __call__(self, value: Any) -> Any:
@@ -203,7 +241,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (name, argument), = value.items()
+            ((name, argument),) = value.items()
             if name == "Ref":
                 return self.ref(argument)
             if name == "Fn::GetAtt":
@@ -243,8 +281,11 @@ class Resolver:
             name = physical.rsplit("/", 1)[-1]
             attributes = {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}", "QueueName": name, "QueueUrl": physical}
         elif kind == "AWS::S3::Bucket":
-            attributes = {"Arn": f"arn:aws:s3:::{physical}", "DomainName": f"{physical}.s3.amazonaws.com",
-                          "RegionalDomainName": f"{physical}.s3.{REGION}.amazonaws.com"}
+            attributes = {
+                "Arn": f"arn:aws:s3:::{physical}",
+                "DomainName": f"{physical}.s3.amazonaws.com",
+                "RegionalDomainName": f"{physical}.s3.{REGION}.amazonaws.com",
+            }
         else:
             arns = {
                 "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{physical}",

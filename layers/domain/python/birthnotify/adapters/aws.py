@@ -31,9 +31,16 @@ SQS_CLIENT_CONFIG = Config(max_pool_connections=DEFAULT_CONCURRENCY)
 default pool of 10 would make the rest wait)."""
 
 
-def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any, secrets: Any,
-                 sleep: Callable[[float], None] = time.sleep,
-                 send_concurrency: int = DEFAULT_CONCURRENCY) -> IngestPorts:
+def ingest_ports(
+    settings: IngestSettings,
+    *,
+    s3: Any,
+    sqs: Any,
+    dynamodb: Any,
+    secrets: Any,
+    sleep: Callable[[float], None] = time.sleep,
+    send_concurrency: int = DEFAULT_CONCURRENCY,
+) -> IngestPorts:
     """The ingest function's adapters over low-level boto3 clients (``sqs`` made with SQS_CLIENT_CONFIG; the
     ledger key is read here, once)."""
     return IngestPorts(
@@ -44,7 +51,8 @@ def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any, 
         progress=DynamoProgressStore(dynamodb, settings.state_table, sleep=sleep),
         sender=lambda on_accepted: BatchSender(sqs, on_accepted, sleep=sleep, concurrency=send_concurrency),
         held=lambda on_stored, conditional: DynamoHeldStore(dynamodb, settings.held_table, sleep=sleep).writer(
-            on_stored, conditional, retention_days=settings.held_retention_days),
+            on_stored, conditional, retention_days=settings.held_retention_days
+        ),
         ledger=S3Ledger(s3, settings.ledger_bucket),
         ledger_key=ledger_key(secrets, settings.ledger_key_secret_id),
         destinations=S3Destinations(s3, settings.ledger_bucket),
@@ -52,8 +60,14 @@ def ingest_ports(settings: IngestSettings, *, s3: Any, sqs: Any, dynamodb: Any, 
     )
 
 
-def notify_ports(settings: NotifySettings, *, dynamodb: Any, transport: EmailTransport, s3: Any = None,
-                 read_mesh_secret: Callable[[], str] | None = None) -> NotifyPorts:
+def notify_ports(
+    settings: NotifySettings,
+    *,
+    dynamodb: Any,
+    transport: EmailTransport,
+    s3: Any = None,
+    read_mesh_secret: Callable[[], str] | None = None,
+) -> NotifyPorts:
     """The notify function's adapters; with ``read_mesh_secret`` (the MESH secret's value) and ``s3``, it
     sends reports of files that came by MESH back by MESH."""
     mesh = bool(settings.mesh_secret_id) and read_mesh_secret is not None and s3 is not None
@@ -68,8 +82,9 @@ def notify_ports(settings: NotifySettings, *, dynamodb: Any, transport: EmailTra
     )
 
 
-def mesh_ports(settings: MeshSettings, *, s3: Any, sqs: Any, dynamodb: Any,
-               read_secret: Callable[[], str]) -> MeshPorts:
+def mesh_ports(
+    settings: MeshSettings, *, s3: Any, sqs: Any, dynamodb: Any, read_secret: Callable[[], str]
+) -> MeshPorts:
     """The mesh function's adapters; ``read_secret`` gives the MESH secret's value."""
     return MeshPorts(
         connect=mesh_connector(settings.mesh_secret_id, read_secret),

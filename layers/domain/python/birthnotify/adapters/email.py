@@ -87,7 +87,8 @@ class NotifyTransport:
 
     def _send(self, client: Any, email: Email, recipient: str) -> str:
         response = client.send_email_notification(
-            email_address=recipient, template_id=self._template_id,
+            email_address=recipient,
+            template_id=self._template_id,
             personalisation={"subject": email.subject, "body": email.text},
             # Unique per delivery, for finding it in Notify; the address itself is not put in it.
             reference=f"{email.key}:{hashlib.sha256(recipient.encode()).hexdigest()[:12]}",

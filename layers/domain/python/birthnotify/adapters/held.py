@@ -42,8 +42,15 @@ OPEN_INDEX, OPEN_ATTRIBUTE, TTL_ATTRIBUTE = HELD_OPEN_INDEX, HELD_OPEN_ATTRIBUTE
 MAX_BATCH_WRITE = 25
 MAX_BATCH_GET = 100
 ACTION_PART_RECORDS = 500
-NOT_RETRYABLE = frozenset({"AccessDenied", "AccessDeniedException", "ValidationException", "ResourceNotFoundException",
-                           "UnrecognizedClientException"})
+NOT_RETRYABLE = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "ValidationException",
+        "ResourceNotFoundException",
+        "UnrecognizedClientException",
+    }
+)
 
 
 class HeldStoreFailed(Exception):
@@ -67,12 +74,19 @@ def _expires(action: HeldAction) -> str:
 def held_item(entry: HeldEntry, held_at: datetime, retention_days: int) -> dict[str, Any]:
     """The DynamoDB item of a newly held record."""
     item: dict[str, Any] = {
-        "id": {"S": record_id(entry.key)}, "kind": {"S": "record"},
-        "trust": {"S": entry.key.trust_ods_code}, "sha256": {"S": entry.key.sha256}, "row": {"N": str(entry.key.row)},
-        "file_key": {"S": entry.file_key}, "report_key": {"S": entry.report_key},
-        "reason": {"S": entry.reason.value}, OPEN_ATTRIBUTE: {"S": entry.reason.value},
-        "notification_id": {"S": entry.notification_id}, "notification_type": {"S": entry.notification_type.value},
-        "body": {"S": entry.body}, "status": {"S": HeldStatus.HELD.value},
+        "id": {"S": record_id(entry.key)},
+        "kind": {"S": "record"},
+        "trust": {"S": entry.key.trust_ods_code},
+        "sha256": {"S": entry.key.sha256},
+        "row": {"N": str(entry.key.row)},
+        "file_key": {"S": entry.file_key},
+        "report_key": {"S": entry.report_key},
+        "reason": {"S": entry.reason.value},
+        OPEN_ATTRIBUTE: {"S": entry.reason.value},
+        "notification_id": {"S": entry.notification_id},
+        "notification_type": {"S": entry.notification_type.value},
+        "body": {"S": entry.body},
+        "status": {"S": HeldStatus.HELD.value},
         HELD_AT_ATTRIBUTE: {"S": held_at.astimezone(UTC).isoformat()},
         HELD_RETENTION_ATTRIBUTE: {"N": str(retention_days)},
     }
@@ -88,9 +102,19 @@ class DynamoHeldWriter:
     on a retried run, one conditional PutItem each, so that a record an earlier attempt stored (and a
     reviewer may have released since) is never overwritten: finding it there counts it as stored."""
 
-    def __init__(self, dynamodb: Any, table: str, on_stored: Callable[[Any], None], *, conditional: bool,
-                 retention_days: int, clock: Callable[[], datetime] = utc_now, max_attempts: int = 6,
-                 base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        on_stored: Callable[[Any], None],
+        *,
+        conditional: bool,
+        retention_days: int,
+        clock: Callable[[], datetime] = utc_now,
+        max_attempts: int = 6,
+        base_delay: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._dynamodb = dynamodb
         self._table = table
         self._on_stored = on_stored
@@ -124,15 +148,18 @@ class DynamoHeldWriter:
                 self._sleep(min(self._base_delay * 2 ** (attempt - 1), 5.0))
             self.stats.requests += 1
             try:
-                response = self._dynamodb.batch_write_item(RequestItems={self._table: [
-                    {"PutRequest": {"Item": item}} for item, _ in pending.values()]})
+                response = self._dynamodb.batch_write_item(
+                    RequestItems={self._table: [{"PutRequest": {"Item": item}} for item, _ in pending.values()]}
+                )
             except (ClientError, BotoCoreError) as exc:  # botocore has already retried throttling and 5xx
                 codes = [_code(exc)]
                 if codes[0] in NOT_RETRYABLE:
                     break
                 continue
-            unprocessed = {request["PutRequest"]["Item"]["id"]["S"]
-                           for request in response.get("UnprocessedItems", {}).get(self._table, [])}
+            unprocessed = {
+                request["PutRequest"]["Item"]["id"]["S"]
+                for request in response.get("UnprocessedItems", {}).get(self._table, [])
+            }
             for item_id in [i for i in pending if i not in unprocessed]:
                 _, tag = pending.pop(item_id)
                 self.stats.stored += 1
@@ -148,8 +175,9 @@ class DynamoHeldWriter:
                 self._sleep(min(self._base_delay * 2 ** (attempt - 1), 5.0))
             self.stats.requests += 1
             try:
-                self._dynamodb.put_item(TableName=self._table, Item=item,
-                                        ConditionExpression="attribute_not_exists(id)")
+                self._dynamodb.put_item(
+                    TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(id)"
+                )
             except ClientError as exc:
                 if _code(exc) != "ConditionalCheckFailedException":
                     codes = [_code(exc)]
@@ -182,9 +210,13 @@ def _summary(item: dict[str, Any]) -> HeldSummary:
     assert reason is not None
     return HeldSummary(
         key=HeldKey(item["trust"]["S"], item["sha256"]["S"], int(item["row"]["N"])),
-        file_key=item["file_key"]["S"], report_key=text("report_key") or "", reason=HeldReason(reason),
-        authority_gss_code=text("authority_gss_code"), authority_name=text("authority_name"),
-        notification_type=NotificationType(item["notification_type"]["S"]), held_at=held_at,
+        file_key=item["file_key"]["S"],
+        report_key=text("report_key") or "",
+        reason=HeldReason(reason),
+        authority_gss_code=text("authority_gss_code"),
+        authority_name=text("authority_name"),
+        notification_type=NotificationType(item["notification_type"]["S"]),
+        held_at=held_at,
         expires_at=datetime.fromtimestamp(int(expiration["N"]), UTC) if expiration else None,
         retention_days=int(retention["N"]) if retention else None,
         status=HeldStatus(item["status"]["S"]),
@@ -203,10 +235,23 @@ class DynamoHeldStore:
     def table(self) -> str:
         return self._table
 
-    def writer(self, on_stored: Callable[[Any], None], conditional: bool, *, retention_days: int,
-               clock: Callable[[], datetime] = utc_now) -> DynamoHeldWriter:
-        return DynamoHeldWriter(self._dynamodb, self._table, on_stored, conditional=conditional,
-                                retention_days=retention_days, clock=clock, sleep=self._sleep)
+    def writer(
+        self,
+        on_stored: Callable[[Any], None],
+        conditional: bool,
+        *,
+        retention_days: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> DynamoHeldWriter:
+        return DynamoHeldWriter(
+            self._dynamodb,
+            self._table,
+            on_stored,
+            conditional=conditional,
+            retention_days=retention_days,
+            clock=clock,
+            sleep=self._sleep,
+        )
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -214,10 +259,13 @@ class DynamoHeldStore:
         found: list[HeldSummary] = []
         for reason in reasons if reasons is not None else list(HeldReason):
             paginator = self._dynamodb.get_paginator("query")
-            for page in paginator.paginate(TableName=self._table, IndexName=OPEN_INDEX,
-                                           KeyConditionExpression="#open = :reason",
-                                           ExpressionAttributeNames={"#open": OPEN_ATTRIBUTE},
-                                           ExpressionAttributeValues={":reason": {"S": reason.value}}):
+            for page in paginator.paginate(
+                TableName=self._table,
+                IndexName=OPEN_INDEX,
+                KeyConditionExpression="#open = :reason",
+                ExpressionAttributeNames={"#open": OPEN_ATTRIBUTE},
+                ExpressionAttributeValues={":reason": {"S": reason.value}},
+            ):
                 found += [_summary(item) for item in page.get("Items", [])]
         return sorted(found, key=lambda s: (s.held_at, s.key.trust_ods_code, s.key.sha256, s.key.row))
 
@@ -225,7 +273,7 @@ class DynamoHeldStore:
         ids = list(dict.fromkeys(record_id(key) for key in keys))
         details: list[HeldDetail] = []
         for start in range(0, len(ids), MAX_BATCH_GET):
-            batch = [{"id": {"S": i}} for i in ids[start:start + MAX_BATCH_GET]]
+            batch = [{"id": {"S": i}} for i in ids[start : start + MAX_BATCH_GET]]
             request: dict[str, Any] = {self._table: {"Keys": batch, "ConsistentRead": True}}
             for attempt in range(10):
                 response = self._dynamodb.batch_get_item(RequestItems=request)
@@ -242,13 +290,18 @@ class DynamoHeldStore:
 
     # -- changing state: each a conditional write, so two reviewers never act on one record twice ---------
 
-    def _update(self, key: HeldKey, update: str, condition: str, values: dict[str, Any],
-                names: dict[str, str] | None = None) -> bool:
+    def _update(
+        self, key: HeldKey, update: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None
+    ) -> bool:
         try:
             self._dynamodb.update_item(
-                TableName=self._table, Key={"id": {"S": record_id(key)}}, UpdateExpression=update,
-                ConditionExpression=condition, ExpressionAttributeValues=values,
-                ExpressionAttributeNames={"#status": "status", **(names or {})})
+                TableName=self._table,
+                Key={"id": {"S": record_id(key)}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ExpressionAttributeNames={"#status": "status", **(names or {})},
+            )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 return False
@@ -257,70 +310,116 @@ class DynamoHeldStore:
 
     def claim(self, key: HeldKey, action: HeldAction, stale_before: datetime) -> bool:
         return self._update(
-            key, "SET #status = :releasing, action_id = :action, claimed_at = :now, actor = :actor",
+            key,
+            "SET #status = :releasing, action_id = :action, claimed_at = :now, actor = :actor",
             "#status = :held OR (#status = :releasing AND claimed_at < :stale)",
-            {":releasing": {"S": HeldStatus.RELEASING.value}, ":held": {"S": HeldStatus.HELD.value},
-             ":action": {"S": action.action_id}, ":now": {"S": action.at.astimezone(UTC).isoformat()},
-             ":actor": {"S": action.actor}, ":stale": {"S": stale_before.astimezone(UTC).isoformat()}})
+            {
+                ":releasing": {"S": HeldStatus.RELEASING.value},
+                ":held": {"S": HeldStatus.HELD.value},
+                ":action": {"S": action.action_id},
+                ":now": {"S": action.at.astimezone(UTC).isoformat()},
+                ":actor": {"S": action.actor},
+                ":stale": {"S": stale_before.astimezone(UTC).isoformat()},
+            },
+        )
 
     def unclaim(self, key: HeldKey, action: HeldAction) -> None:
-        self._update(key, "SET #status = :held REMOVE action_id, claimed_at, actor",
-                     "#status = :releasing AND action_id = :action",
-                     {":held": {"S": HeldStatus.HELD.value}, ":releasing": {"S": HeldStatus.RELEASING.value},
-                      ":action": {"S": action.action_id}})
+        self._update(
+            key,
+            "SET #status = :held REMOVE action_id, claimed_at, actor",
+            "#status = :releasing AND action_id = :action",
+            {
+                ":held": {"S": HeldStatus.HELD.value},
+                ":releasing": {"S": HeldStatus.RELEASING.value},
+                ":action": {"S": action.action_id},
+            },
+        )
 
     def mark_released(self, key: HeldKey, action: HeldAction, gss_code: str, agreement_id: str) -> bool:
         return self._update(
-            key, "SET #status = :released, released_to = :gss, agreement_id = :agreement, acted_at = :now, "
+            key,
+            "SET #status = :released, released_to = :gss, agreement_id = :agreement, acted_at = :now, "
             "#expiration = :expiration REMOVE body, #open, claimed_at",
             "#status = :releasing AND action_id = :action",
-            {":released": {"S": HeldStatus.RELEASED.value}, ":releasing": {"S": HeldStatus.RELEASING.value},
-             ":gss": {"S": gss_code}, ":agreement": {"S": agreement_id},
-             ":now": {"S": action.at.astimezone(UTC).isoformat()}, ":action": {"S": action.action_id},
-             ":expiration": {"N": _expires(action)}},
-            {"#open": OPEN_ATTRIBUTE, "#expiration": TTL_ATTRIBUTE})
+            {
+                ":released": {"S": HeldStatus.RELEASED.value},
+                ":releasing": {"S": HeldStatus.RELEASING.value},
+                ":gss": {"S": gss_code},
+                ":agreement": {"S": agreement_id},
+                ":now": {"S": action.at.astimezone(UTC).isoformat()},
+                ":action": {"S": action.action_id},
+                ":expiration": {"N": _expires(action)},
+            },
+            {"#open": OPEN_ATTRIBUTE, "#expiration": TTL_ATTRIBUTE},
+        )
 
     def discard(self, key: HeldKey, action: HeldAction) -> bool:
         return self._update(
-            key, "SET #status = :discarded, action_id = :action, actor = :actor, acted_at = :now, "
+            key,
+            "SET #status = :discarded, action_id = :action, actor = :actor, acted_at = :now, "
             "#expiration = :expiration REMOVE body, #open",
             "#status = :held",
-            {":discarded": {"S": HeldStatus.DISCARDED.value}, ":held": {"S": HeldStatus.HELD.value},
-             ":action": {"S": action.action_id}, ":actor": {"S": action.actor},
-             ":now": {"S": action.at.astimezone(UTC).isoformat()}, ":expiration": {"N": _expires(action)}},
-            {"#open": OPEN_ATTRIBUTE, "#expiration": TTL_ATTRIBUTE})
+            {
+                ":discarded": {"S": HeldStatus.DISCARDED.value},
+                ":held": {"S": HeldStatus.HELD.value},
+                ":action": {"S": action.action_id},
+                ":actor": {"S": action.actor},
+                ":now": {"S": action.at.astimezone(UTC).isoformat()},
+                ":expiration": {"N": _expires(action)},
+            },
+            {"#open": OPEN_ATTRIBUTE, "#expiration": TTL_ATTRIBUTE},
+        )
 
     # -- the action log ------------------------------------------------------------------------------------
 
     def save_action(self, action: HeldAction) -> None:
         head = action.model_dump(mode="json", exclude={"records"})
-        parts = [action.records[i:i + ACTION_PART_RECORDS] for i in range(0, len(action.records),
-                                                                          ACTION_PART_RECORDS)]
+        parts = [
+            action.records[i : i + ACTION_PART_RECORDS] for i in range(0, len(action.records), ACTION_PART_RECORDS)
+        ]
         expiration = {TTL_ATTRIBUTE: {"N": str(int(action.expires_at.timestamp()))}} if action.expires_at else {}
         # The parts first: an action item never names a part that is not there.
         for number, records in enumerate(parts):
-            self._dynamodb.put_item(TableName=self._table, Item={
-                "id": {"S": f"action#{action.action_id}#{number}"}, "kind": {"S": "action-part"},
-                "records": {"S": json.dumps([r.model_dump(mode="json", exclude_none=True) for r in records])},
-                **expiration})
-        self._dynamodb.put_item(TableName=self._table, Item={
-            "id": {"S": f"action#{action.action_id}"}, "kind": {"S": "action"}, "at": {"S": head["at"]},
-            "action": {"S": json.dumps(head)}, "parts": {"N": str(len(parts))}, **expiration})
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item={
+                    "id": {"S": f"action#{action.action_id}#{number}"},
+                    "kind": {"S": "action-part"},
+                    "records": {"S": json.dumps([r.model_dump(mode="json", exclude_none=True) for r in records])},
+                    **expiration,
+                },
+            )
+        self._dynamodb.put_item(
+            TableName=self._table,
+            Item={
+                "id": {"S": f"action#{action.action_id}"},
+                "kind": {"S": "action"},
+                "at": {"S": head["at"]},
+                "action": {"S": json.dumps(head)},
+                "parts": {"N": str(len(parts))},
+                **expiration,
+            },
+        )
 
     def actions(self, since: datetime) -> list[HeldAction]:
         found = []
         paginator = self._dynamodb.get_paginator("scan")
-        for page in paginator.paginate(TableName=self._table, FilterExpression="kind = :action AND #at >= :since",
-                                       ExpressionAttributeNames={"#at": "at"},
-                                       ExpressionAttributeValues={":action": {"S": "action"},
-                                                                  ":since": {"S": since.astimezone(UTC).isoformat()}},
-                                       ConsistentRead=True):
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression="kind = :action AND #at >= :since",
+            ExpressionAttributeNames={"#at": "at"},
+            ExpressionAttributeValues={":action": {"S": "action"}, ":since": {"S": since.astimezone(UTC).isoformat()}},
+            ConsistentRead=True,
+        ):
             for item in page.get("Items", []):
                 action = HeldAction.model_validate_json(item["action"]["S"])
                 records: list[ActionRecord] = []
                 for number in range(int(item["parts"]["N"])):
-                    part = self._dynamodb.get_item(TableName=self._table, ConsistentRead=True,
-                                                   Key={"id": {"S": f"action#{action.action_id}#{number}"}})
+                    part = self._dynamodb.get_item(
+                        TableName=self._table,
+                        ConsistentRead=True,
+                        Key={"id": {"S": f"action#{action.action_id}#{number}"}},
+                    )
                     if "Item" in part:
                         records += [ActionRecord.model_validate(r) for r in json.loads(part["Item"]["records"]["S"])]
                 found.append(action.model_copy(update={"records": records}))

@@ -25,8 +25,9 @@ class S3Ledger:
     def put(self, key: str, lines: list[str]) -> None:
         self.stats.requests += 1
         self.stats.entries += len(lines)
-        self._s3.put_object(Bucket=self.bucket, Key=key, Body=("\n".join(lines) + "\n").encode(),
-                            ContentType="application/x-ndjson")
+        self._s3.put_object(
+            Bucket=self.bucket, Key=key, Body=("\n".join(lines) + "\n").encode(), ContentType="application/x-ndjson"
+        )
 
     def lines(self, since: date | None = None) -> Iterator[str]:
         """Every entry, object by object in key (so day) order. A national answer comes from Athena over the
@@ -75,8 +76,13 @@ class S3Destinations:
         self.stats.requests += 1
         condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
         try:
-            self._s3.put_object(Bucket=self.bucket, Key=self._key(trust), ContentType="application/json",
-                                Body=json.dumps(index, separators=(",", ":"), sort_keys=True).encode(), **condition)
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self._key(trust),
+                ContentType="application/json",
+                Body=json.dumps(index, separators=(",", ":"), sort_keys=True).encode(),
+                **condition,
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 return False

@@ -33,8 +33,12 @@ class DynamoRunLock:
         try:
             self._dynamodb.put_item(
                 TableName=self._table_name,
-                Item={**self._key, "owner": {"S": owner}, "until": {"N": str(now + seconds)},
-                      "expiration": {"N": str(now + seconds + LEASE_TTL_EXTRA_SECONDS)}},
+                Item={
+                    **self._key,
+                    "owner": {"S": owner},
+                    "until": {"N": str(now + seconds)},
+                    "expiration": {"N": str(now + seconds + LEASE_TTL_EXTRA_SECONDS)},
+                },
                 ConditionExpression="attribute_not_exists(id) OR #until < :now",
                 ExpressionAttributeNames={"#until": "until"},
                 ExpressionAttributeValues={":now": {"N": str(now)}},
@@ -46,9 +50,12 @@ class DynamoRunLock:
     def release(self, owner: str) -> None:
         """Give the lease up, if this owner still holds it (an expired one may have been taken since)."""
         try:
-            self._dynamodb.delete_item(TableName=self._table_name, Key=self._key,
-                                       ConditionExpression="#owner = :owner",
-                                       ExpressionAttributeNames={"#owner": "owner"},
-                                       ExpressionAttributeValues={":owner": {"S": owner}})
+            self._dynamodb.delete_item(
+                TableName=self._table_name,
+                Key=self._key,
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
         except self._dynamodb.exceptions.ConditionalCheckFailedException:
             pass

@@ -47,8 +47,10 @@ class MeshCredentials(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(description="MESH endpoint: https://mesh-sync.spineservices.nhs.uk (live), "
-                     "https://msg.intspineservices.nhs.uk (integration), or http://127.0.0.1:<port> (a sandbox).")
+    url: str = Field(
+        description="MESH endpoint: https://mesh-sync.spineservices.nhs.uk (live), "
+        "https://msg.intspineservices.nhs.uk (integration), or http://127.0.0.1:<port> (a sandbox)."
+    )
     mailbox: str = Field(pattern=r"^[A-Za-z0-9]{4,20}$", description="The service's own mailbox id.")
     password: SecretStr
     shared_key: SecretStr = Field(description="The environment's MESH shared key (HMAC of the auth token).")
@@ -84,8 +86,10 @@ class MeshCredentials(BaseModel):
             why = "; ".join(([f"invalid fields {fields}"] if fields else []) + rules)
         except ValueError:
             why = "not a JSON object"
-        raise MeshNotConfigured(f"the MESH secret {secret_id} holds no usable value ({why}): set it as README.md "
-                                "'MESH: setting the secret' says")
+        raise MeshNotConfigured(
+            f"the MESH secret {secret_id} holds no usable value ({why}): set it as README.md "
+            "'MESH: setting the secret' says"
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -109,17 +113,22 @@ class MeshMailbox:
         self._client.handshake()
 
     def list(self, workflow_id: str, limit: int) -> list[str]:
-        return [str(message_id) for message_id in self._client.list_messages(max_results=limit,
-                                                                             workflow_filter=workflow_id)]
+        return [
+            str(message_id) for message_id in self._client.list_messages(max_results=limit, workflow_filter=workflow_id)
+        ]
 
     @contextmanager
     def retrieve(self, message_id: str) -> Iterator[ReceivedMessage]:
         message = self._client.retrieve_message(message_id)
         try:
             headers = MeshMessage(
-                message_id=str(message.message_id or message_id), sender=str(message.sender or ""),
-                workflow_id=str(message.workflow_id or ""), message_type=str(message.message_type or "DATA"),
-                local_id=str(message.local_id or ""), file_name=str(message.filename or ""))
+                message_id=str(message.message_id or message_id),
+                sender=str(message.sender or ""),
+                workflow_id=str(message.workflow_id or ""),
+                message_type=str(message.message_type or "DATA"),
+                local_id=str(message.local_id or ""),
+                file_name=str(message.filename or ""),
+            )
             yield ReceivedMessage(headers, message)
         finally:
             message.close()
@@ -127,14 +136,32 @@ class MeshMailbox:
     def acknowledge(self, message_id: str) -> None:
         self._client.acknowledge_message(message_id)
 
-    def send(self, recipient: str, body: IO[bytes], size: int, *, workflow_id: str, file_name: str, local_id: str,
-             subject: str, content_type: str) -> str:
+    def send(
+        self,
+        recipient: str,
+        body: IO[bytes],
+        size: int,
+        *,
+        workflow_id: str,
+        file_name: str,
+        local_id: str,
+        subject: str,
+        content_type: str,
+    ) -> str:
         """Send ``size`` bytes of ``body`` (in chunks of ``SEND_CHUNK_BYTES``, each read whole by mesh-client);
         returns MESH's message id."""
-        return str(self._client.send_message(recipient, {"Body": body, "ContentLength": size},
-                                             max_chunk_size=SEND_CHUNK_BYTES, workflow_id=workflow_id,
-                                             filename=file_name, local_id=local_id, subject=subject,
-                                             content_type=content_type))
+        return str(
+            self._client.send_message(
+                recipient,
+                {"Body": body, "ContentLength": size},
+                max_chunk_size=SEND_CHUNK_BYTES,
+                workflow_id=workflow_id,
+                filename=file_name,
+                local_id=local_id,
+                subject=subject,
+                content_type=content_type,
+            )
+        )
 
 
 @contextmanager
@@ -147,13 +174,23 @@ def mesh_session(credentials: MeshCredentials) -> Iterator[MeshMailbox]:
         cert: tuple[str, str] | None = None
         verify: str | None = None
         if credentials.client_cert:
-            cert = (_private_file(directory, "client.pem", credentials.client_cert),
-                    _private_file(directory, "client.key", credentials.client_key.get_secret_value()))
+            cert = (
+                _private_file(directory, "client.pem", credentials.client_cert),
+                _private_file(directory, "client.key", credentials.client_key.get_secret_value()),
+            )
         if credentials.ca_cert:
             verify = _private_file(directory, "ca.pem", credentials.ca_cert)
-        client = MeshClient(credentials.url, credentials.mailbox, credentials.password.get_secret_value(),
-                            shared_key=credentials.shared_key.get_secret_value().encode(), cert=cert, verify=verify,
-                            max_retries=MESH_RETRIES, timeout=MESH_TIMEOUT_SECONDS, application_name=CLIENT_NAME)
+        client = MeshClient(
+            credentials.url,
+            credentials.mailbox,
+            credentials.password.get_secret_value(),
+            shared_key=credentials.shared_key.get_secret_value().encode(),
+            cert=cert,
+            verify=verify,
+            max_retries=MESH_RETRIES,
+            timeout=MESH_TIMEOUT_SECONDS,
+            application_name=CLIENT_NAME,
+        )
         with client:
             yield MeshMailbox(client, credentials.mailbox)
     finally:
@@ -210,14 +247,16 @@ class S3InboundWriter:
             part = first
             while part:
                 number = len(parts) + 1
-                etag = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number,
-                                               Body=part)["ETag"]
+                etag = self.client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number, Body=part
+                )["ETag"]
                 parts.append({"ETag": etag, "PartNumber": number})
                 size += len(part)
                 del part  # the next part replaces it: one part in memory at a time
                 part = _read_part(body, self.part_bytes)
-            self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload,
-                                                  MultipartUpload={"Parts": parts})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
         except BaseException:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
             raise

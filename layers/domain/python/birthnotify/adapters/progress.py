@@ -55,12 +55,16 @@ class DynamoProgressStore:
         return f"progress#{trust}#{sha256}"
 
     def load(self, trust: str, sha256: str) -> Progress | None:
-        item = self._dynamodb.get_item(TableName=self._table_name, Key={"id": {"S": self._id(trust, sha256)}},
-                                       ConsistentRead=True).get("Item")
+        item = self._dynamodb.get_item(
+            TableName=self._table_name, Key={"id": {"S": self._id(trust, sha256)}}, ConsistentRead=True
+        ).get("Item")
         if not item:
             return None
-        return Progress(int(item["rows_done"]["N"]), date.fromisoformat(item["processing_day"]["S"]),
-                        decode_rows(item.get("accepted_rows", {"S": ""})["S"]))
+        return Progress(
+            int(item["rows_done"]["N"]),
+            date.fromisoformat(item["processing_day"]["S"]),
+            decode_rows(item.get("accepted_rows", {"S": ""})["S"]),
+        )
 
     def save(self, trust: str, sha256: str, progress: Progress) -> None:
         """Write the checkpoint, trying again on a failure: a lost checkpoint means records sent twice."""

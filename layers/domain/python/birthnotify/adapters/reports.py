@@ -19,13 +19,18 @@ REJECTED_COLUMNS = ("row", "notification_id", "field", "code", "message")
 def latest_report_key(s3: Any, bucket: str, trust: str, file_name: str) -> str | None:
     """The JSON report of the latest upload of ``file_name`` by ``trust`` (upload ids sort by time)."""
     prefix = report_folder(trust, file_name)
-    keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for item in page.get("Contents", []) if item["Key"].endswith(".json")]
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+        if item["Key"].endswith(".json")
+    ]
     return max(keys, default=None)
 
 
-def write_report(s3: Any, bucket: str, report: FileReport, row_errors: Iterable[str],
-                 row_warnings: Iterable[str] = ()) -> None:
+def write_report(
+    s3: Any, bucket: str, report: FileReport, row_errors: Iterable[str], row_warnings: Iterable[str] = ()
+) -> None:
     """Upload the JSON report (``report`` plus every row error and warning) and, when rows failed, the CSV.
 
     Both are spooled to temporary files first, so a file with many errors does not fill memory.
@@ -55,5 +60,9 @@ def write_report(s3: Any, bucket: str, report: FileReport, row_errors: Iterable[
                 for chunk in iter(lambda: rejected_text.read(1 << 16), ""):
                     rejected_bytes.write(chunk.encode())
                 rejected_bytes.seek(0)
-                s3.upload_fileobj(rejected_bytes, bucket, report.rejected_rows_key,
-                                  ExtraArgs={"ContentType": "text/csv; charset=utf-8"})
+                s3.upload_fileobj(
+                    rejected_bytes,
+                    bucket,
+                    report.rejected_rows_key,
+                    ExtraArgs={"ContentType": "text/csv; charset=utf-8"},
+                )

@@ -27,8 +27,9 @@ class S3Uploads:
         if upload.version_id:
             args["VersionId"] = upload.version_id
         head = self.client.head_object(**args)
-        return UploadHead(size=head["ContentLength"], last_modified=head["LastModified"],
-                          metadata=dict(head.get("Metadata", {})))
+        return UploadHead(
+            size=head["ContentLength"], last_modified=head["LastModified"], metadata=dict(head.get("Metadata", {}))
+        )
 
     def open(self, upload: InboundObject) -> IO[bytes]:
         return S3Object(bucket=upload.bucket, key=upload.key, version_id=upload.version_id, boto3_client=self.client)
@@ -80,8 +81,12 @@ class S3ProcessedFiles:
             for version in page.get("Versions", []):
                 if version["Key"] == key:
                     version_id = version.get("VersionId")
-                    found.append(StoredUpload(InboundObject(bucket, key, None if version_id == "null" else version_id),
-                                              version["LastModified"]))
+                    found.append(
+                        StoredUpload(
+                            InboundObject(bucket, key, None if version_id == "null" else version_id),
+                            version["LastModified"],
+                        )
+                    )
         return sorted(found, key=lambda stored: stored.uploaded_at, reverse=True)
 
     def open(self, upload: InboundObject) -> IO[bytes]:

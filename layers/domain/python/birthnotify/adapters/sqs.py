@@ -60,9 +60,16 @@ class _Outcome:
 class BatchSender:
     """Buffers messages per queue and sends full batches of ten, up to ``concurrency`` requests at once."""
 
-    def __init__(self, sqs: Any, on_accepted: Callable[[Any], None], *, max_attempts: int = 6,
-                 base_delay: float = 0.05, sleep: Callable[[float], None] = time.sleep,
-                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        on_accepted: Callable[[Any], None],
+        *,
+        max_attempts: int = 6,
+        base_delay: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
         self._sqs = sqs
         self._on_accepted = on_accepted
         self._max_attempts = max_attempts
@@ -113,8 +120,11 @@ class BatchSender:
         buffer.entries, buffer.groups, buffer.size = [], set(), 0
         self._raise_first_error()
         # An earlier batch holding one of these groups must finish first (its retries too).
-        earlier = {self._groups_in_flight[(queue_url, group)] for group in groups
-                   if (queue_url, group) in self._groups_in_flight}
+        earlier = {
+            self._groups_in_flight[(queue_url, group)]
+            for group in groups
+            if (queue_url, group) in self._groups_in_flight
+        }
         self._settle(wait_for=earlier)
         while len(self._in_flight) >= self._concurrency:
             self._settle(wait_for=set(self._in_flight), first_only=True)
@@ -134,8 +144,7 @@ class BatchSender:
         if not done:
             return
         self._in_flight -= done
-        self._groups_in_flight = {key: future for key, future in self._groups_in_flight.items()
-                                  if future not in done}
+        self._groups_in_flight = {key: future for key, future in self._groups_in_flight.items() if future not in done}
         for future in done:
             outcome = future.result()  # never raises: _send hands back its error, so no acceptance is lost
             self.stats.requests += outcome.requests

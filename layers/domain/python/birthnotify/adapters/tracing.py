@@ -14,6 +14,7 @@ from aws_lambda_powertools.shared.functions import strtobool
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
+
 def tracing_enabled(environ: Mapping[str, str] = os.environ) -> bool:
     """Powertools' own rule (tests hold it to the pinned version's): off when POWERTOOLS_TRACE_DISABLED is
     true, outside Lambda (no LAMBDA_TASK_ROOT), and under SAM local or Chalice."""

@@ -81,8 +81,12 @@ class Selection:
         return not (self.reasons or self.authority or self.file or self.rows)
 
     def describe(self) -> dict[str, str]:
-        described = {"reason": ",".join(r.value for r in self.reasons), "authority": self.authority or "",
-                     "file": self.file or "", "rows": ",".join(str(r) for r in self.rows)}
+        described = {
+            "reason": ",".join(r.value for r in self.reasons),
+            "authority": self.authority or "",
+            "file": self.file or "",
+            "rows": ",".join(str(r) for r in self.rows),
+        }
         return {name: value for name, value in described.items() if value}
 
     def admits(self, summary: HeldSummary, *, by_authority: bool = True) -> bool:
@@ -153,11 +157,20 @@ class _Release:
 class HeldReview:
     """The reviewers' use cases, over the held store and (for release) the authority queues."""
 
-    def __init__(self, *, store: HeldStore, registry: Registry, actor: str,
-                 postcodes: PostcodeDirectory | None = None, sender: SenderFactory | None = None,
-                 queues: QueueDirectory | None = None, events: EventPublisher | None = None,
-                 clock: Callable[[], datetime] = utc_now, log: Log | None = None,
-                 ledger: ActionLedger | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: HeldStore,
+        registry: Registry,
+        actor: str,
+        postcodes: PostcodeDirectory | None = None,
+        sender: SenderFactory | None = None,
+        queues: QueueDirectory | None = None,
+        events: EventPublisher | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        log: Log | None = None,
+        ledger: ActionLedger | None = None,
+    ) -> None:
         self.store = store
         self.ledger = ledger
         """The sharing ledger: each release and discard is an entry (written when the action ends)."""
@@ -192,10 +205,19 @@ class HeldReview:
     def show(self, selection: Selection = Selection()) -> list[HeldView]:
         now = self._clock()
         summaries = [s for s in self.store.open_records(selection.reasons or None) if selection.admits(s)]
-        return [HeldView(d.key.trust_ods_code, d.key.sha256[:12], d.key.row, str(d.message.record["notification_id"]),
-                         str(d.message.record.get("postcode", "")), d.summary.reason,
-                         _council(d.summary) or "", now - d.summary.held_at)
-                for d in self.store.details(s.key for s in summaries)]
+        return [
+            HeldView(
+                d.key.trust_ods_code,
+                d.key.sha256[:12],
+                d.key.row,
+                str(d.message.record["notification_id"]),
+                str(d.message.record.get("postcode", "")),
+                d.summary.reason,
+                _council(d.summary) or "",
+                now - d.summary.held_at,
+            )
+            for d in self.store.details(s.key for s in summaries)
+        ]
 
     # -- acting -------------------------------------------------------------------------------------------
 
@@ -222,8 +244,7 @@ class HeldReview:
             name = decision.name if isinstance(decision, Hold) else None
             label = decision.reason.value + (f" ({name})" if name else "")
             outcome.still_held[label] += 1
-            action.records.append(self._reference(detail, RecordOutcome.STILL_HELD,
-                                                  reason=decision.reason.value))
+            action.records.append(self._reference(detail, RecordOutcome.STILL_HELD, reason=decision.reason.value))
         if dry_run:
             for release in releases:
                 self._count_released(outcome, release)
@@ -244,9 +265,14 @@ class HeldReview:
         for release in claimed:
             if release.accepted:
                 self._count_released(outcome, release)
-                action.records.append(self._reference(
-                    release.detail, RecordOutcome.RELEASED, gss=release.forward.authority.gss_code,
-                    agreement=release.forward.agreement.id))
+                action.records.append(
+                    self._reference(
+                        release.detail,
+                        RecordOutcome.RELEASED,
+                        gss=release.forward.authority.gss_code,
+                        agreement=release.forward.agreement.id,
+                    )
+                )
             else:
                 self.store.unclaim(release.detail.key, action)
                 outcome.not_sent += 1
@@ -278,9 +304,14 @@ class HeldReview:
                 self._discarded(summary, action, outcome)
             else:
                 outcome.taken += 1
-                action.records.append(ActionRecord(trust_ods_code=summary.key.trust_ods_code,
-                                                   sha256=summary.key.sha256, row=summary.key.row,
-                                                   outcome=RecordOutcome.TAKEN))
+                action.records.append(
+                    ActionRecord(
+                        trust_ods_code=summary.key.trust_ods_code,
+                        sha256=summary.key.sha256,
+                        row=summary.key.row,
+                        outcome=RecordOutcome.TAKEN,
+                    )
+                )
         self._finish(action, outcome, every_open)
         return outcome
 
@@ -291,14 +322,22 @@ class HeldReview:
 
     def _released(self, release: _Release, action: HeldAction) -> None:
         """SQS accepted a released record: it is released (the store no longer keeps its content)."""
-        self.store.mark_released(release.detail.key, action, release.forward.authority.gss_code,
-                                 release.forward.agreement.id)
+        self.store.mark_released(
+            release.detail.key, action, release.forward.authority.gss_code, release.forward.agreement.id
+        )
         release.accepted = True
         if self.ledger is not None:
             key, forward = release.detail.key, release.forward
-            self.ledger.record(key.trust_ods_code, key.sha256, key.row, release.record, LedgerOutcome.RELEASED,
-                               reason=f"action {action.action_id}", authority_gss_code=forward.authority.gss_code,
-                               agreement=forward.agreement)
+            self.ledger.record(
+                key.trust_ods_code,
+                key.sha256,
+                key.row,
+                release.record,
+                LedgerOutcome.RELEASED,
+                reason=f"action {action.action_id}",
+                authority_gss_code=forward.authority.gss_code,
+                agreement=forward.agreement,
+            )
 
     def _discarded(self, summary: HeldSummary, action: HeldAction, outcome: ActionOutcome) -> None:
         """The store deleted a discarded record."""
@@ -306,11 +345,23 @@ class HeldReview:
         detail = self._discarding.get(summary.key)
         if self.ledger is not None and detail is not None:
             key = summary.key
-            self.ledger.record(key.trust_ods_code, key.sha256, key.row,
-                               BirthNotification.model_validate(detail.message.record), LedgerOutcome.DISCARDED,
-                               reason=f"action {action.action_id}", authority_gss_code=summary.authority_gss_code)
-        action.records.append(ActionRecord(trust_ods_code=summary.key.trust_ods_code, sha256=summary.key.sha256,
-                                           row=summary.key.row, outcome=RecordOutcome.DISCARDED))
+            self.ledger.record(
+                key.trust_ods_code,
+                key.sha256,
+                key.row,
+                BirthNotification.model_validate(detail.message.record),
+                LedgerOutcome.DISCARDED,
+                reason=f"action {action.action_id}",
+                authority_gss_code=summary.authority_gss_code,
+            )
+        action.records.append(
+            ActionRecord(
+                trust_ods_code=summary.key.trust_ods_code,
+                sha256=summary.key.sha256,
+                row=summary.key.row,
+                outcome=RecordOutcome.DISCARDED,
+            )
+        )
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -324,26 +375,50 @@ class HeldReview:
             sender.add(self.queues.authority_queue_url(release.forward.authority.gss_code), outgoing)
         sender.flush()
 
-    def _action(self, kind: ActionKind, now: datetime, why: str, selection: Selection,
-                chosen: Iterable[HeldSummary]) -> HeldAction:
-        retention = timedelta(days=max((s.retention_days for s in chosen if s.retention_days),
-                                       default=DEFAULT_HELD_RETENTION_DAYS))
-        return HeldAction(action_id=new_action_id(now), kind=kind, actor=self.actor, at=now, why=why.strip(),
-                          selection=selection.describe(), expires_at=now + retention)
+    def _action(
+        self, kind: ActionKind, now: datetime, why: str, selection: Selection, chosen: Iterable[HeldSummary]
+    ) -> HeldAction:
+        retention = timedelta(
+            days=max((s.retention_days for s in chosen if s.retention_days), default=DEFAULT_HELD_RETENTION_DAYS)
+        )
+        return HeldAction(
+            action_id=new_action_id(now),
+            kind=kind,
+            actor=self.actor,
+            at=now,
+            why=why.strip(),
+            selection=selection.describe(),
+            expires_at=now + retention,
+        )
 
     @staticmethod
-    def _reference(detail: HeldDetail, outcome: RecordOutcome, *, gss: str | None = None,
-                   agreement: str | None = None, reason: str | None = None) -> ActionRecord:
-        return ActionRecord(trust_ods_code=detail.key.trust_ods_code, sha256=detail.key.sha256, row=detail.key.row,
-                            notification_id=str(detail.message.record.get("notification_id")), outcome=outcome,
-                            authority_gss_code=gss, agreement_id=agreement, reason=reason)
+    def _reference(
+        detail: HeldDetail,
+        outcome: RecordOutcome,
+        *,
+        gss: str | None = None,
+        agreement: str | None = None,
+        reason: str | None = None,
+    ) -> ActionRecord:
+        return ActionRecord(
+            trust_ods_code=detail.key.trust_ods_code,
+            sha256=detail.key.sha256,
+            row=detail.key.row,
+            notification_id=str(detail.message.record.get("notification_id")),
+            outcome=outcome,
+            authority_gss_code=gss,
+            agreement_id=agreement,
+            reason=reason,
+        )
 
     def _count_released(self, outcome: ActionOutcome, release: _Release) -> None:
         forward = release.forward
         counts = outcome.released.setdefault(
             (forward.authority.gss_code, forward.agreement.id),
-            AuthorityCounts(gss_code=forward.authority.gss_code, name=forward.authority.name,
-                            agreement_id=forward.agreement.id))
+            AuthorityCounts(
+                gss_code=forward.authority.gss_code, name=forward.authority.name, agreement_id=forward.agreement.id
+            ),
+        )
         kind = release.record.notification_type
         if kind is NotificationType.NEW:
             counts.new += 1
@@ -362,8 +437,14 @@ class HeldReview:
         for event in outcome.events:
             if self.events is not None:
                 self.events.publish(event)
-        self.log.info("held records acted on", extra={"action_id": action.action_id, "kind": action.kind.value,
-                                                       "counts": {k.value: v for k, v in action.counts().items()}})
+        self.log.info(
+            "held records acted on",
+            extra={
+                "action_id": action.action_id,
+                "kind": action.kind.value,
+                "counts": {k.value: v for k, v in action.counts().items()},
+            },
+        )
 
     def _events(self, action: HeldAction, every_open: list[HeldSummary]) -> list[HeldActionEvent]:
         by_file: dict[HeldKey, list[ActionRecord]] = {}
@@ -381,9 +462,14 @@ class HeldReview:
                 if record.outcome is not RecordOutcome.RELEASED or not record.authority_gss_code:
                     continue
                 authority = self.registry.authority(record.authority_gss_code)
-                counts = released.setdefault((record.authority_gss_code, record.agreement_id or ""), AuthorityCounts(
-                    gss_code=record.authority_gss_code, name=authority.name if authority else record.authority_gss_code,
-                    agreement_id=record.agreement_id or ""))
+                counts = released.setdefault(
+                    (record.authority_gss_code, record.agreement_id or ""),
+                    AuthorityCounts(
+                        gss_code=record.authority_gss_code,
+                        name=authority.name if authority else record.authority_gss_code,
+                        agreement_id=record.agreement_id or "",
+                    ),
+                )
                 kind = types[(record.trust_ods_code, record.sha256, record.row)]
                 if kind is NotificationType.NEW:
                     counts.new += 1
@@ -392,13 +478,22 @@ class HeldReview:
                 else:
                     counts.cancel += 1
             discarded = sum(record.outcome is RecordOutcome.DISCARDED for record in records)
-            events.append(HeldActionEvent(
-                event_id=f"{action.action_id}:{file.trust_ods_code}:{file.sha256}", action_id=action.action_id,
-                action="release" if action.kind is ActionKind.RELEASE else "discard", acted_at=action.at,
-                trust_ods_code=file.trust_ods_code, trust_name=self.registry.trust_name(file.trust_ods_code),
-                key=summary.file_key, sha256=file.sha256, report_key=summary.report_key or None,
-                released=sorted(released.values(), key=lambda c: c.gss_code), discarded=discarded,
-                still_held=open_per_file[(file.trust_ods_code, file.sha256)] - len(records)))
+            events.append(
+                HeldActionEvent(
+                    event_id=f"{action.action_id}:{file.trust_ods_code}:{file.sha256}",
+                    action_id=action.action_id,
+                    action="release" if action.kind is ActionKind.RELEASE else "discard",
+                    acted_at=action.at,
+                    trust_ods_code=file.trust_ods_code,
+                    trust_name=self.registry.trust_name(file.trust_ods_code),
+                    key=summary.file_key,
+                    sha256=file.sha256,
+                    report_key=summary.report_key or None,
+                    released=sorted(released.values(), key=lambda c: c.gss_code),
+                    discarded=discarded,
+                    still_held=open_per_file[(file.trust_ods_code, file.sha256)] - len(records),
+                )
+            )
         return events
 
 
@@ -406,13 +501,18 @@ class ReleaseIncomplete(Exception):
     """SQS did not accept some released records: they were given back to the store, still held."""
 
     def __init__(self, outcome: ActionOutcome) -> None:
-        super().__init__(f"{outcome.not_sent} record(s) were not accepted by SQS and are still held; "
-                         f"{outcome.released_total} were released. Run the release again.")
+        super().__init__(
+            f"{outcome.not_sent} record(s) were not accepted by SQS and are still held; "
+            f"{outcome.released_total} were released. Run the release again."
+        )
         self.outcome = outcome
 
 
 def _council(summary: HeldSummary) -> str:
     if not summary.authority_gss_code:
         return ""
-    return f"{summary.authority_name} ({summary.authority_gss_code})" if summary.authority_name \
+    return (
+        f"{summary.authority_name} ({summary.authority_gss_code})"
+        if summary.authority_name
         else summary.authority_gss_code
+    )

@@ -106,9 +106,16 @@ class IngestSummary(BaseModel):
 class IngestService:
     """Everything the ingest function does to one object, with its AWS clients injected."""
 
-    def __init__(self, settings: IngestSettings, *, registry: Registry, postcodes: PostcodeDirectory,
-                 ports: IngestPorts, clock: Callable[[], datetime] = utc_now,
-                 log: Log | None = None) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        registry: Registry,
+        postcodes: PostcodeDirectory,
+        ports: IngestPorts,
+        clock: Callable[[], datetime] = utc_now,
+        log: Log | None = None,
+    ) -> None:
         self.settings = settings
         self.log: Log = log or logging.getLogger("birthnotify.ingest")
         self.registry = registry
@@ -122,7 +129,9 @@ class IngestService:
             raise_on_no_idempotency_key=True,
         )
         self._process_once = idempotent_function(
-            data_keyword_argument="file", persistence_store=ports.idempotency_store, config=self.idempotency,
+            data_keyword_argument="file",
+            persistence_store=ports.idempotency_store,
+            config=self.idempotency,
             output_serializer=PydanticSerializer(model=IngestSummary),
         )(self._process_content)
 
@@ -139,23 +148,33 @@ class IngestService:
             trust_code, file_name = parse_inbound_key(obj.key)
             trust = self.registry.trust(trust_code)
             if trust is None:
-                raise FileRejected(ErrorCode.FILE_UNKNOWN_TRUST,
-                                   f"No trust with ODS code {trust_code} is registered: check the upload folder.")
+                raise FileRejected(
+                    ErrorCode.FILE_UNKNOWN_TRUST,
+                    f"No trust with ODS code {trust_code} is registered: check the upload folder.",
+                )
             head = self.ports.uploads.head(obj)
             uploaded_at = obj.event_time or head.last_modified  # the event's has milliseconds
             # Before any check that may reject it: a file that came by MESH is answered by MESH, rejected or not.
             origin = mesh_origin(head.metadata, trust)
             kind = FileKind.from_name(file_name)
             if head.size > self.settings.max_file_bytes:
-                raise FileRejected(ErrorCode.FILE_TOO_LARGE,
-                                   f"The file is over the {self.settings.max_file_bytes // 2**20} MB limit; split it.")
+                raise FileRejected(
+                    ErrorCode.FILE_TOO_LARGE,
+                    f"The file is over the {self.settings.max_file_bytes // 2**20} MB limit; split it.",
+                )
             facts = scan_file(lambda: self.ports.uploads.open(obj), kind, self.settings.max_file_bytes)
         except FileRejected as rejection:
             return self._reject(obj, trust_code, rejection, None, uploaded_at, origin)
         identity = FileIdentity(
-            trust_ods_code=trust_code, sha256=facts.sha256, bucket=obj.bucket, key=obj.key,
-            version_id=obj.version_id, upload_ref=obj.upload_ref, uploaded_at=uploaded_at,
-            upload_day=london_day(uploaded_at), mesh=origin,
+            trust_ods_code=trust_code,
+            sha256=facts.sha256,
+            bucket=obj.bucket,
+            key=obj.key,
+            version_id=obj.version_id,
+            upload_ref=obj.upload_ref,
+            uploaded_at=uploaded_at,
+            upload_day=london_day(uploaded_at),
+            mesh=origin,
         )
         first: IngestSummary = self._process_once(file=identity, facts=facts, should_stop=should_stop)
         if (first.key, first.upload_ref) != (obj.key, obj.upload_ref):
@@ -169,8 +188,7 @@ class IngestService:
 
     # -- one file's content, at most once ------------------------------------------------------------
 
-    def _process_content(self, file: FileIdentity, facts: FileFacts,
-                         should_stop: Callable[[], bool]) -> IngestSummary:
+    def _process_content(self, file: FileIdentity, facts: FileFacts, should_stop: Callable[[], bool]) -> IngestSummary:
         identity = FileIdentity.model_validate(file)
         obj = InboundObject(identity.bucket, identity.key, identity.version_id)
         trust = identity.trust_ods_code
@@ -181,8 +199,9 @@ class IngestService:
             progress = Progress(0, london_day(self._clock()))
             store.save(trust, identity.sha256, progress)
         elif progress.rows_done or progress.accepted_rows:
-            self.log.info("resuming file", extra={"rows_done": progress.rows_done,
-                                                "accepted_after": len(progress.accepted_rows)})
+            self.log.info(
+                "resuming file", extra={"rows_done": progress.rows_done, "accepted_after": len(progress.accepted_rows)}
+            )
         file_name = obj.file_name
         kind = FileKind.from_name(file_name)
         report_key, rejected_key = report_keys(trust, file_name, upload_id(identity.uploaded_at, identity.upload_ref))
@@ -196,8 +215,14 @@ class IngestService:
             report_key=report_key,
             retrying=retrying,
             on_unexpected=self._log_unexpected_row,
-            ledger=LedgerRecorder(self.ports.ledger, trust_ods_code=trust, file_sha256=identity.sha256,
-                                  day=progress.processing_day, clock=self._clock, first_row=progress.rows_done + 1),
+            ledger=LedgerRecorder(
+                self.ports.ledger,
+                trust_ods_code=trust,
+                file_sha256=identity.sha256,
+                day=progress.processing_day,
+                clock=self._clock,
+                first_row=progress.rows_done + 1,
+            ),
             hasher=self._hasher,
             destinations=(destinations := Destinations.load(self.ports.destinations, trust)),
         )
@@ -211,8 +236,11 @@ class IngestService:
             tally = pipeline.run(reader, resume=progress, checkpoint=checkpoint, should_stop=should_stop)
             destinations.save(self.ports.destinations, trust, progress.processing_day, self.settings.max_baby_age_days)
             if destinations.unindexed:
-                self.log.warning("destination index full for this file: later AMEND and CANCEL of these chains reach "
-                                 "only the council they route to", extra={"unindexed": destinations.unindexed})
+                self.log.warning(
+                    "destination index full for this file: later AMEND and CANCEL of these chains reach "
+                    "only the council they route to",
+                    extra={"unindexed": destinations.unindexed},
+                )
             checkpoint(tally.rows_in)
             pipeline.settled_through, pipeline.accepted_since = tally.rows_in, set()
             outcome = tally.outcome()
@@ -220,11 +248,20 @@ class IngestService:
                 counts = outcome.model_dump_json(include={"rows_in", "forwarded", "rejected", "withheld", "held"})
                 raise RuntimeError(f"reconciliation failed: {counts}, records {facts.records}")  # doesn't add up
             report = FileReport(
-                event_id=f"{trust}:{identity.sha256}", status=FileStatus.PROCESSED, trust_ods_code=trust,
-                trust_name=self.registry.trust_name(trust), bucket=obj.bucket, key=obj.key, sha256=identity.sha256,
-                processed_at=self._clock(), outcome=outcome, report_key=report_key,
-                rejected_rows_key=rejected_key if outcome.rejected else None, ignored_columns=reader.ignored_columns,
-                ignored_names_not_listed=reader.ignored_names_not_listed, mesh=identity.mesh,
+                event_id=f"{trust}:{identity.sha256}",
+                status=FileStatus.PROCESSED,
+                trust_ods_code=trust,
+                trust_name=self.registry.trust_name(trust),
+                bucket=obj.bucket,
+                key=obj.key,
+                sha256=identity.sha256,
+                processed_at=self._clock(),
+                outcome=outcome,
+                report_key=report_key,
+                rejected_rows_key=rejected_key if outcome.rejected else None,
+                ignored_columns=reader.ignored_columns,
+                ignored_names_not_listed=reader.ignored_names_not_listed,
+                mesh=identity.mesh,
             )
             self.ports.reports.write(report, tally.row_errors(), tally.row_warnings())
             self._emit(report)
@@ -233,65 +270,136 @@ class IngestService:
         except BaseException:
             self._record_accepted(trust, identity.sha256, pipeline.progress(progress.processing_day))
             raise
-        self.log.info("file processed", extra={"outcome": outcome.model_dump(mode="json", exclude={"authorities"}),
-                                             "requests": pipeline.sender.stats.requests,
-                                             "held_store_requests": pipeline.held.stats.requests,
-                                             "ledger_requests": self.ports.ledger.stats.requests - ledger_requests})
-        return IngestSummary(key=obj.key, upload_ref=identity.upload_ref, status=report.status,
-                             report_key=report.report_key, outcome=outcome,
-                             send_requests=pipeline.sender.stats.requests,
-                             held_store_requests=pipeline.held.stats.requests,
-                             ledger_requests=self.ports.ledger.stats.requests - ledger_requests)
+        self.log.info(
+            "file processed",
+            extra={
+                "outcome": outcome.model_dump(mode="json", exclude={"authorities"}),
+                "requests": pipeline.sender.stats.requests,
+                "held_store_requests": pipeline.held.stats.requests,
+                "ledger_requests": self.ports.ledger.stats.requests - ledger_requests,
+            },
+        )
+        return IngestSummary(
+            key=obj.key,
+            upload_ref=identity.upload_ref,
+            status=report.status,
+            report_key=report.report_key,
+            outcome=outcome,
+            send_requests=pipeline.sender.stats.requests,
+            held_store_requests=pipeline.held.stats.requests,
+            ledger_requests=self.ports.ledger.stats.requests - ledger_requests,
+        )
 
     def _record_accepted(self, trust: str, sha256: str, progress: Progress) -> None:
         """Before a failed run gives up: remember what SQS accepted, so the retry sends none of it again."""
         try:
             self.ports.progress.save(trust, sha256, progress)
-            self.log.warning("file failed; progress saved", extra={"rows_done": progress.rows_done,
-                                                                  "accepted_after": len(progress.accepted_rows)})
+            self.log.warning(
+                "file failed; progress saved",
+                extra={"rows_done": progress.rows_done, "accepted_after": len(progress.accepted_rows)},
+            )
         except Exception as exc:  # noqa: BLE001 (the original failure is what the retry must see)
-            self.log.error("file failed and its progress could not be saved: a retry may send records again",
-                         extra={"error": type(exc).__name__})
+            self.log.error(
+                "file failed and its progress could not be saved: a retry may send records again",
+                extra={"error": type(exc).__name__},
+            )
 
     # -- outcomes without processing ----------------------------------------------------------------
 
-    def _reject(self, obj: InboundObject, trust_code: str | None, rejection: FileRejected,
-                sha256: str | None, uploaded_at: datetime, origin: MeshOrigin | None) -> IngestSummary:
+    def _reject(
+        self,
+        obj: InboundObject,
+        trust_code: str | None,
+        rejection: FileRejected,
+        sha256: str | None,
+        uploaded_at: datetime,
+        origin: MeshOrigin | None,
+    ) -> IngestSummary:
         self.log.warning("file rejected", extra={"code": rejection.code.value})
         stable = f"{obj.bucket}/{obj.key}/{obj.upload_ref}/{sha256}/{rejection.code.value}"
-        report = self._report(obj, trust_code, uploaded_at, f"rejected:{hashlib.sha256(stable.encode()).hexdigest()}",
-                              FileStatus.REJECTED, sha256, mesh=origin,
-                              file_error=FileError(code=rejection.code, message=rejection.message))
-        return IngestSummary(key=obj.key, upload_ref=obj.upload_ref, status=report.status,
-                             report_key=report.report_key, file_error=rejection.code, outcome=report.outcome)
+        report = self._report(
+            obj,
+            trust_code,
+            uploaded_at,
+            f"rejected:{hashlib.sha256(stable.encode()).hexdigest()}",
+            FileStatus.REJECTED,
+            sha256,
+            mesh=origin,
+            file_error=FileError(code=rejection.code, message=rejection.message),
+        )
+        return IngestSummary(
+            key=obj.key,
+            upload_ref=obj.upload_ref,
+            status=report.status,
+            report_key=report.report_key,
+            file_error=rejection.code,
+            outcome=report.outcome,
+        )
 
-    def _duplicate(self, obj: InboundObject, trust_code: str, facts: FileFacts, uploaded_at: datetime,
-                   first: IngestSummary, origin: MeshOrigin | None) -> IngestSummary:
+    def _duplicate(
+        self,
+        obj: InboundObject,
+        trust_code: str,
+        facts: FileFacts,
+        uploaded_at: datetime,
+        first: IngestSummary,
+        origin: MeshOrigin | None,
+    ) -> IngestSummary:
         self.log.info("duplicate content", extra={"first_key": first.key})
         stable = f"{obj.bucket}/{obj.key}/{obj.upload_ref}/{facts.sha256}"
-        report = self._report(obj, trust_code, uploaded_at, f"duplicate:{hashlib.sha256(stable.encode()).hexdigest()}",
-                              FileStatus.DUPLICATE, facts.sha256, mesh=origin,
-                              duplicate_of=DuplicateOf(key=first.key, report_key=first.report_key))
-        return IngestSummary(key=obj.key, upload_ref=obj.upload_ref, status=report.status,
-                             report_key=report.report_key, outcome=report.outcome)
+        report = self._report(
+            obj,
+            trust_code,
+            uploaded_at,
+            f"duplicate:{hashlib.sha256(stable.encode()).hexdigest()}",
+            FileStatus.DUPLICATE,
+            facts.sha256,
+            mesh=origin,
+            duplicate_of=DuplicateOf(key=first.key, report_key=first.report_key),
+        )
+        return IngestSummary(
+            key=obj.key,
+            upload_ref=obj.upload_ref,
+            status=report.status,
+            report_key=report.report_key,
+            outcome=report.outcome,
+        )
 
-    def _report(self, obj: InboundObject, trust_code: str | None, uploaded_at: datetime, event_id: str,
-                status: FileStatus, sha256: str | None, **details: Any) -> FileReport:
+    def _report(
+        self,
+        obj: InboundObject,
+        trust_code: str | None,
+        uploaded_at: datetime,
+        event_id: str,
+        status: FileStatus,
+        sha256: str | None,
+        **details: Any,
+    ) -> FileReport:
         trust = self.registry.trust(trust_code) if trust_code else None
-        report_key, _ = report_keys(trust_code or "_unattributed", obj.file_name,
-                                    upload_id(uploaded_at, obj.upload_ref))
+        report_key, _ = report_keys(
+            trust_code or "_unattributed", obj.file_name, upload_id(uploaded_at, obj.upload_ref)
+        )
         report = FileReport(
-            event_id=event_id, status=status, trust_ods_code=trust_code, trust_name=trust.name if trust else None,
-            bucket=obj.bucket, key=obj.key, sha256=sha256, processed_at=self._clock(), outcome=FileOutcome(),
-            report_key=report_key, **details,
+            event_id=event_id,
+            status=status,
+            trust_ods_code=trust_code,
+            trust_name=trust.name if trust else None,
+            bucket=obj.bucket,
+            key=obj.key,
+            sha256=sha256,
+            processed_at=self._clock(),
+            outcome=FileOutcome(),
+            report_key=report_key,
+            **details,
         )
         self.ports.reports.write(report, (), ())
         self._emit(report)
         return report
 
     def _emit(self, report: FileReport) -> None:
-        event = FileProcessedEvent.model_validate(report.model_dump(
-            exclude={"errors", "warnings", "ignored_columns", "ignored_names_not_listed"}))
+        event = FileProcessedEvent.model_validate(
+            report.model_dump(exclude={"errors", "warnings", "ignored_columns", "ignored_names_not_listed"})
+        )
         self.ports.events.publish(event)
 
     def _log_unexpected_row(self, row: int, notification_id: str | None, exc: Exception) -> None:
@@ -300,5 +408,7 @@ class IngestService:
         while frame is not None and frame.tb_next is not None:
             frame = frame.tb_next
         where = f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else "?"
-        self.log.error("row failed unexpectedly", extra={"row": row, "notification_id": notification_id,
-                                                         "error": type(exc).__name__, "where": where})
+        self.log.error(
+            "row failed unexpectedly",
+            extra={"row": row, "notification_id": notification_id, "error": type(exc).__name__, "where": where},
+        )

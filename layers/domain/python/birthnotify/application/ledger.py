@@ -50,8 +50,13 @@ class SubjectHasher:
 
     def __call__(self, record: BirthNotification) -> Subject:
         mother = record.mother_nhs_number
-        return Subject(self.of(record.baby_nhs_number), self.of(mother) if mother else None,
-                       record.notification_id, record.notification_type, record.original_notification_id)
+        return Subject(
+            self.of(record.baby_nhs_number),
+            self.of(mother) if mother else None,
+            record.notification_id,
+            record.notification_type,
+            record.original_notification_id,
+        )
 
     def of(self, nhs_number: str) -> str:
         """domain.ledger.subject_hash with this key."""
@@ -63,8 +68,16 @@ class SubjectHasher:
 class LedgerRecorder:
     """Collects the entries of one file's rows and writes them a chunk at a time."""
 
-    def __init__(self, store: LedgerStore, *, trust_ods_code: str, file_sha256: str, day: date,
-                 clock: Callable[[], datetime], first_row: int = 1) -> None:
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        trust_ods_code: str,
+        file_sha256: str,
+        day: date,
+        clock: Callable[[], datetime],
+        first_row: int = 1,
+    ) -> None:
         self._store = store
         self._trust = trust_ods_code
         self._sha256 = file_sha256
@@ -73,8 +86,16 @@ class LedgerRecorder:
         self._first_row = first_row
         self._pending: list[tuple[int, Subject, LedgerOutcome, str | None, str | None, SharingAgreement | None]] = []
 
-    def record(self, row: int, subject: Subject, outcome: LedgerOutcome, *, reason: str | None = None,
-               authority_gss_code: str | None = None, agreement: SharingAgreement | None = None) -> None:
+    def record(
+        self,
+        row: int,
+        subject: Subject,
+        outcome: LedgerOutcome,
+        *,
+        reason: str | None = None,
+        authority_gss_code: str | None = None,
+        agreement: SharingAgreement | None = None,
+    ) -> None:
         self._pending.append((row, subject, outcome, reason, authority_gss_code, agreement))
 
     def flush(self, next_first_row: int) -> None:
@@ -87,13 +108,30 @@ class LedgerRecorder:
             self._pending = []
         self._first_row = next_first_row
 
-    def _line(self, recorded_at: str, row: int, subject: Subject, outcome: LedgerOutcome, reason: str | None,
-              gss_code: str | None, agreement: SharingAgreement | None) -> str:
+    def _line(
+        self,
+        recorded_at: str,
+        row: int,
+        subject: Subject,
+        outcome: LedgerOutcome,
+        reason: str | None,
+        gss_code: str | None,
+        agreement: SharingAgreement | None,
+    ) -> str:
         return ledger_line(recorded_at, self._trust, self._sha256, row, subject, outcome, reason, gss_code, agreement)
 
 
-def ledger_line(recorded_at: str, trust: str, sha256: str, row: int, subject: Subject, outcome: LedgerOutcome,
-                reason: str | None, gss_code: str | None, agreement: SharingAgreement | None) -> str:
+def ledger_line(
+    recorded_at: str,
+    trust: str,
+    sha256: str,
+    row: int,
+    subject: Subject,
+    outcome: LedgerOutcome,
+    reason: str | None,
+    gss_code: str | None,
+    agreement: SharingAgreement | None,
+) -> str:
     """One entry as a JSON line (the shape of domain.ledger.LedgerEntry; ``recorded_at`` already JSON), built as
     text: this runs once per record. Ids, codes and hashes match patterns that need no JSON escaping; the
     reason, agreement id and field names go through json.dumps."""
@@ -174,15 +212,30 @@ class AuditLine:
     fields_shared: list[str]
 
     def as_json(self) -> dict[str, object]:
-        return {"date": self.when.isoformat(), "outcome": self.outcome.value, "reason": self.reason,
-                "trust": self.trust_ods_code, "notification_id": self.notification_id,
-                "notification_type": self.notification_type.value, "council_gss_code": self.council_gss_code,
-                "council": self.council_name, "agreement_id": self.agreement_id, "purpose": self.purpose,
-                "fields_shared": self.fields_shared}
+        return {
+            "date": self.when.isoformat(),
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "trust": self.trust_ods_code,
+            "notification_id": self.notification_id,
+            "notification_type": self.notification_type.value,
+            "council_gss_code": self.council_gss_code,
+            "council": self.council_name,
+            "agreement_id": self.agreement_id,
+            "purpose": self.purpose,
+            "fields_shared": self.fields_shared,
+        }
 
 
-def audit(store: LedgerStore, hasher: SubjectHasher, registry: Registry, nhs_number: str, *,
-          mother: bool = False, since: date | None = None) -> list[AuditLine]:
+def audit(
+    store: LedgerStore,
+    hasher: SubjectHasher,
+    registry: Registry,
+    nhs_number: str,
+    *,
+    mother: bool = False,
+    since: date | None = None,
+) -> list[AuditLine]:
     """Every ledger entry for the baby (or, with ``mother``, the mother) with that NHS number, oldest first."""
     wanted = hasher.of(nhs_number)
     agreements = {a.id: a for authority in registry.authorities for a in authority.agreements}
@@ -192,21 +245,28 @@ def audit(store: LedgerStore, hasher: SubjectHasher, registry: Registry, nhs_num
             continue
         agreement = agreements.get(entry.agreement_id or "")
         gss = entry.authority_gss_code
-        lines.append(AuditLine(
-            when=entry.recorded_at, outcome=entry.outcome, reason=entry.reason,
-            trust_ods_code=entry.trust_ods_code, notification_id=entry.notification_id,
-            notification_type=entry.notification_type, council_gss_code=gss,
-            council_name=registry.council_name(gss) if gss else None, agreement_id=entry.agreement_id,
-            purpose=agreement.purpose if agreement else None, fields_shared=entry.fields_shared,
-        ))
+        lines.append(
+            AuditLine(
+                when=entry.recorded_at,
+                outcome=entry.outcome,
+                reason=entry.reason,
+                trust_ods_code=entry.trust_ods_code,
+                notification_id=entry.notification_id,
+                notification_type=entry.notification_type,
+                council_gss_code=gss,
+                council_name=registry.council_name(gss) if gss else None,
+                agreement_id=entry.agreement_id,
+                purpose=agreement.purpose if agreement else None,
+                fields_shared=entry.fields_shared,
+            )
+        )
     return sorted(lines, key=lambda line: (line.when, line.trust_ods_code, line.notification_id))
 
 
 def records_per_agreement(store: LedgerStore) -> Counter[str]:
     """How many records each agreement carried to its council (forwarded, released and re-delivered)."""
     counted = {LedgerOutcome.FORWARDED, LedgerOutcome.RELEASED, LedgerOutcome.REDELIVERED}
-    return Counter(entry.agreement_id for entry in entries(store)
-                   if entry.outcome in counted and entry.agreement_id)
+    return Counter(entry.agreement_id for entry in entries(store) if entry.outcome in counted and entry.agreement_id)
 
 
 class ActionLedger:
@@ -218,12 +278,24 @@ class ActionLedger:
         self._clock = clock
         self._lines: list[str] = []
 
-    def record(self, trust: str, sha256: str, row: int, record: BirthNotification, outcome: LedgerOutcome, *,
-               reason: str | None = None, authority_gss_code: str | None = None,
-               agreement: SharingAgreement | None = None) -> None:
+    def record(
+        self,
+        trust: str,
+        sha256: str,
+        row: int,
+        record: BirthNotification,
+        outcome: LedgerOutcome,
+        *,
+        reason: str | None = None,
+        authority_gss_code: str | None = None,
+        agreement: SharingAgreement | None = None,
+    ) -> None:
         recorded_at = json.dumps(self._clock().isoformat())
-        self._lines.append(ledger_line(recorded_at, trust, sha256, row, self._hasher(record), outcome, reason,
-                                       authority_gss_code, agreement))
+        self._lines.append(
+            ledger_line(
+                recorded_at, trust, sha256, row, self._hasher(record), outcome, reason, authority_gss_code, agreement
+            )
+        )
 
     def write(self, action_id: str, day: date) -> None:
         write_action_entries(self._store, action_id, day, self._lines)

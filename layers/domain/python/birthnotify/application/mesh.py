@@ -114,8 +114,10 @@ class MeshRunFailed(RuntimeError):
 
     def __init__(self, message_id: str, run: MeshRun, cause: Exception) -> None:
         # The cause is an AWS or MESH client error: ids and keys, never a file name or content.
-        super().__init__(f"MESH message {message_id} could not be received ({type(cause).__name__}: "
-                         f"{str(cause)[:300]}); it stays in the inbox for the next run")
+        super().__init__(
+            f"MESH message {message_id} could not be received ({type(cause).__name__}: "
+            f"{str(cause)[:300]}); it stays in the inbox for the next run"
+        )
         self.message_id = message_id
         self.run = run
 
@@ -123,8 +125,17 @@ class MeshRunFailed(RuntimeError):
 class MeshReceiver:
     """Everything one run of the mesh function does, with its MESH, S3, DynamoDB and SQS adapters injected."""
 
-    def __init__(self, *, registry: Registry, workflows: MeshWorkflows, inbound_bucket: str, ports: MeshPorts,
-                 max_messages: int, clock: Callable[[], datetime] = utc_now, log: Log | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        workflows: MeshWorkflows,
+        inbound_bucket: str,
+        ports: MeshPorts,
+        max_messages: int,
+        clock: Callable[[], datetime] = utc_now,
+        log: Log | None = None,
+    ) -> None:
         self.registry = registry
         self.workflows = workflows
         self.inbound_bucket = inbound_bucket
@@ -159,8 +170,9 @@ class MeshReceiver:
                 self._take(inbox, message_id, run)
             except Exception as exc:
                 # The message id is MESH's, not the trust's: safe to log; the file name is not logged.
-                self.log.error("MESH message not received", extra={"message_id": message_id,
-                                                                   "error": type(exc).__name__})
+                self.log.error(
+                    "MESH message not received", extra={"message_id": message_id, "error": type(exc).__name__}
+                )
                 raise MeshRunFailed(message_id, run, exc) from exc
         return run
 
@@ -177,8 +189,9 @@ class MeshReceiver:
         with inbox.retrieve(message_id) as received:
             headers = received.headers
             body = io.BufferedReader(_Raw(received.body), buffer_size=SNIFF_BYTES)
-            where = destination(headers, self.registry, self.workflows,
-                                gzip_content=body.peek(len(GZIP_MAGIC)).startswith(GZIP_MAGIC))
+            where = destination(
+                headers, self.registry, self.workflows, gzip_content=body.peek(len(GZIP_MAGIC)).startswith(GZIP_MAGIC)
+            )
             if self.ports.inbound.holds(where.key, message_id):
                 run.already_stored.append(message_id)
                 self.log.info("MESH message already stored by an earlier run", extra={"message_id": message_id})
@@ -190,20 +203,32 @@ class MeshReceiver:
         elif message_id not in run.already_stored:
             run.stored.append(message_id)
         inbox.acknowledge(message_id)
-        self.log.info("MESH message received", extra={"message_id": message_id, "key": where.key,
-                                                      "quarantined": where.quarantined})
+        self.log.info(
+            "MESH message received",
+            extra={"message_id": message_id, "key": where.key, "quarantined": where.quarantined},
+        )
 
     def _report_quarantine(self, headers: MeshMessage, where: Destination) -> None:
         """Before the acknowledgement: the operators hear of it even if the run stops now (the notifier sends
         each event's email once)."""
         assert where.quarantined is not None
-        self.log.warning("MESH message quarantined", extra={"message_id": headers.message_id,
-                                                            "reason": where.quarantined.value})
-        self.ports.notices.publish(MeshQuarantinedEvent(
-            event_id=f"mesh-quarantined:{headers.message_id}", message_id=headers.message_id,
-            sender_mailbox=headers.sender.upper(), trust_ods_code=where.trust.ods_code if where.trust else None,
-            workflow_id=headers.workflow_id, message_type=headers.message_type, reason=where.quarantined,
-            bucket=self.inbound_bucket, key=where.key, received_at=self._clock()))
+        self.log.warning(
+            "MESH message quarantined", extra={"message_id": headers.message_id, "reason": where.quarantined.value}
+        )
+        self.ports.notices.publish(
+            MeshQuarantinedEvent(
+                event_id=f"mesh-quarantined:{headers.message_id}",
+                message_id=headers.message_id,
+                sender_mailbox=headers.sender.upper(),
+                trust_ods_code=where.trust.ods_code if where.trust else None,
+                workflow_id=headers.workflow_id,
+                message_type=headers.message_type,
+                reason=where.quarantined,
+                bucket=self.inbound_bucket,
+                key=where.key,
+                received_at=self._clock(),
+            )
+        )
 
 
 class _Raw(io.RawIOBase):
@@ -218,5 +243,5 @@ class _Raw(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         data = self._source.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)

@@ -65,9 +65,16 @@ class _AcceptingHeldStore:
         return None
 
 
-def check_file(path: str | Path, *, trust_ods_code: str, registry: Registry, postcodes: PostcodeDirectory,
-               upload_day: date, max_baby_age_days: int = DEFAULT_MAX_BABY_AGE_DAYS,
-               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> OfflineCheck:
+def check_file(
+    path: str | Path,
+    *,
+    trust_ods_code: str,
+    registry: Registry,
+    postcodes: PostcodeDirectory,
+    upload_day: date,
+    max_baby_age_days: int = DEFAULT_MAX_BABY_AGE_DAYS,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> OfflineCheck:
     """Read, validate and route every row of a local file; nothing leaves the machine."""
     path = Path(path)
     unexpected: list[tuple[int, str]] = []
@@ -96,4 +103,3 @@ def check_file(path: str | Path, *, trust_ods_code: str, registry: Registry, pos
         ignored_names_not_listed=reader.ignored_names_not_listed,
         unexpected=unexpected,
     )
-

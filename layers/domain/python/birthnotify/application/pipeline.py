@@ -124,8 +124,7 @@ class Tally:
     rows_with_warnings: int = 0
     warnings_by: dict[ErrorCode, int] = field(default_factory=dict)
     errors: IO[str] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(2**20, mode="w+", encoding="utf-8"))
-    warnings: IO[str] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(2**20, mode="w+",
-                                                                                    encoding="utf-8"))
+    warnings: IO[str] = field(default_factory=lambda: tempfile.SpooledTemporaryFile(2**20, mode="w+", encoding="utf-8"))
 
     def reject(self, errors: list[RowError]) -> None:
         self.rejected += 1
@@ -155,7 +154,8 @@ class Tally:
             counts = self.by_authority.get(forward.authority.gss_code)
             if counts is None:
                 counts = self.by_authority[forward.authority.gss_code] = AuthorityCounts(
-                    gss_code=forward.authority.gss_code, name=forward.authority.name,
+                    gss_code=forward.authority.gss_code,
+                    name=forward.authority.name,
                     agreement_id=forward.agreement.id,
                 )
             if notification_type is NotificationType.NEW:
@@ -171,7 +171,10 @@ class Tally:
             held = self.held_by.get(key)
             if held is None:
                 held = self.held_by[key] = HeldCount(
-                    reason=hold.reason, authority_gss_code=hold.gss_code, authority_name=hold.name, count=0,
+                    reason=hold.reason,
+                    authority_gss_code=hold.gss_code,
+                    authority_name=hold.name,
+                    count=0,
                 )
             held.count += 1
 
@@ -181,15 +184,22 @@ class Tally:
         counts = self.by_authority.get(authority.gss_code)
         if counts is None:
             counts = self.by_authority[authority.gss_code] = AuthorityCounts(
-                gss_code=authority.gss_code, name=authority.name, agreement_id=extra.forward.agreement.id)
+                gss_code=authority.gss_code, name=authority.name, agreement_id=extra.forward.agreement.id
+            )
         counts.notices += 1
 
     def outcome(self) -> FileOutcome:
         return FileOutcome(
-            rows_in=self.rows_in, forwarded=self.forwarded, rejected=self.rejected, withheld=self.withheld,
-            held=self.held, authorities=sorted(self.by_authority.values(), key=lambda a: a.gss_code),
-            held_by_reason=list(self.held_by.values()), withheld_by_reason=dict(self.withheld_by),
-            rejected_by_code=dict(self.rejected_by), rows_with_warnings=self.rows_with_warnings,
+            rows_in=self.rows_in,
+            forwarded=self.forwarded,
+            rejected=self.rejected,
+            withheld=self.withheld,
+            held=self.held,
+            authorities=sorted(self.by_authority.values(), key=lambda a: a.gss_code),
+            held_by_reason=list(self.held_by.values()),
+            withheld_by_reason=dict(self.withheld_by),
+            rejected_by_code=dict(self.rejected_by),
+            rows_with_warnings=self.rows_with_warnings,
             warnings_by_code=dict(self.warnings_by),
         )
 
@@ -260,16 +270,27 @@ def forward_message(record: BirthNotification, forward: Forward, source: Source,
     they are made, so a record released from the held store or re-delivered goes out exactly as a first send
     would have (same body, same deduplication id)."""
     body = authority_message_body(record, forward, source, row)
-    return Outgoing(body, tag, group_id=order_group(source.trust_ods_code, record),
-                    deduplication_id=hashlib.sha256(body.encode()).hexdigest())
+    return Outgoing(
+        body,
+        tag,
+        group_id=order_group(source.trust_ods_code, record),
+        deduplication_id=hashlib.sha256(body.encode()).hexdigest(),
+    )
 
 
-def held_entry(record: BirthNotification, hold: Hold, source: Source, row: int, report_key: str,
-               body: str) -> HeldEntry:
+def held_entry(
+    record: BirthNotification, hold: Hold, source: Source, row: int, report_key: str, body: str
+) -> HeldEntry:
     return HeldEntry(
-        key=HeldKey(source.trust_ods_code, source.sha256, row), file_key=source.key, report_key=report_key,
-        reason=hold.reason, authority_gss_code=hold.gss_code, authority_name=hold.name,
-        notification_id=record.notification_id, notification_type=record.notification_type, body=body,
+        key=HeldKey(source.trust_ods_code, source.sha256, row),
+        file_key=source.key,
+        report_key=report_key,
+        reason=hold.reason,
+        authority_gss_code=hold.gss_code,
+        authority_name=hold.name,
+        notification_id=record.notification_id,
+        notification_type=record.notification_type,
+        body=body,
     )
 
 
@@ -288,11 +309,22 @@ class FilePipeline:
     """Pushes the rows of one file through validation, routing and sending: forwarded records to their
     authority's queue, held records to the held store. Each counts only once SQS or the store accepted it."""
 
-    def __init__(self, *, source: Source, validator: RowValidator, router: Router, sender_factory: SenderFactory,
-                 queue_url: Callable[[str], str], held_writer_factory: HeldWriterFactory, report_key: str = "",
-                 retrying: bool = False, on_unexpected: UnexpectedRow = lambda row, notification_id, exc: None,
-                 ledger: LedgerRecorder | None = None, hasher: SubjectHasher | None = None,
-                 destinations: Destinations | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        source: Source,
+        validator: RowValidator,
+        router: Router,
+        sender_factory: SenderFactory,
+        queue_url: Callable[[str], str],
+        held_writer_factory: HeldWriterFactory,
+        report_key: str = "",
+        retrying: bool = False,
+        on_unexpected: UnexpectedRow = lambda row, notification_id, exc: None,
+        ledger: LedgerRecorder | None = None,
+        hasher: SubjectHasher | None = None,
+        destinations: Destinations | None = None,
+    ) -> None:
         self.source = source
         self._destinations = destinations
         self._parts: dict[int, list[Any]] = {}
@@ -319,9 +351,14 @@ class FilePipeline:
         """What a retry must not send again: everything SQS and the held store have accepted so far."""
         return Progress(self.settled_through, processing_day, frozenset(self.accepted_since))
 
-    def run(self, rows: Iterable[RawRow], *, resume: Progress | None = None,
-            checkpoint: Callable[[int], None] = lambda rows_done: None,
-            should_stop: Callable[[], bool] = lambda: False) -> Tally:
+    def run(
+        self,
+        rows: Iterable[RawRow],
+        *,
+        resume: Progress | None = None,
+        checkpoint: Callable[[int], None] = lambda rows_done: None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Tally:
         """Process every row; raises FileIncomplete (after a checkpoint) when ``should_stop`` says so."""
         tally, sender = self.tally, self.sender
         resume_after = resume.rows_done if resume else 0
@@ -381,10 +418,14 @@ class FilePipeline:
         if self._ledger is None or extra.subject is None or extra.row <= self._ledger_after:
             return
         forward = extra.forward
-        self._ledger.record(extra.row, extra.subject,
-                            LedgerOutcome.MOVED_OUT if extra.moved_out else LedgerOutcome.FORWARDED,
-                            reason="CHAIN_EARLIER_RECIPIENT", authority_gss_code=forward.authority.gss_code,
-                            agreement=forward.agreement)
+        self._ledger.record(
+            extra.row,
+            extra.subject,
+            LedgerOutcome.MOVED_OUT if extra.moved_out else LedgerOutcome.FORWARDED,
+            reason="CHAIN_EARLIER_RECIPIENT",
+            authority_gss_code=forward.authority.gss_code,
+            agreement=forward.agreement,
+        )
 
     def _record(self, sent: Sent) -> None:
         """A final outcome, in the ledger (unless an earlier run recorded it before its checkpoint)."""
@@ -392,11 +433,21 @@ class FilePipeline:
             return
         decision = sent.decision
         if isinstance(decision, Forward):
-            self._ledger.record(sent.row, sent.subject, LedgerOutcome.FORWARDED,
-                                authority_gss_code=decision.authority.gss_code, agreement=decision.agreement)
+            self._ledger.record(
+                sent.row,
+                sent.subject,
+                LedgerOutcome.FORWARDED,
+                authority_gss_code=decision.authority.gss_code,
+                agreement=decision.agreement,
+            )
         else:
-            self._ledger.record(sent.row, sent.subject, LedgerOutcome.HELD, reason=decision.reason.value,
-                                authority_gss_code=decision.gss_code)
+            self._ledger.record(
+                sent.row,
+                sent.subject,
+                LedgerOutcome.HELD,
+                reason=decision.reason.value,
+                authority_gss_code=decision.gss_code,
+            )
 
     def _handle(self, raw: RawRow, replaying: bool) -> None:
         try:
@@ -436,8 +487,9 @@ class FilePipeline:
             for further in result.extras:
                 self.sender.add(self._queue_url(further.tag.forward.authority.gss_code), further)
 
-    def _decide(self, raw: RawRow, replaying: bool) -> tuple[
-            list[RowError] | tuple[Withhold, Subject | None] | Sent | Messages, tuple[RowWarning, ...]]:
+    def _decide(
+        self, raw: RawRow, replaying: bool
+    ) -> tuple[list[RowError] | tuple[Withhold, Subject | None] | Sent | Messages, tuple[RowWarning, ...]]:
         """Everything that depends on the row's content, without side effects on the tally, SQS or the held
         store; and the optional fields left out of an accepted row."""
         valid = self._validator.validate(raw)
@@ -445,8 +497,9 @@ class FilePipeline:
             return valid, ()
         return self._route(raw, valid.record, replaying), valid.warnings
 
-    def _route(self, raw: RawRow, record: BirthNotification, replaying: bool
-               ) -> tuple[Withhold, Subject | None] | Sent | Messages:
+    def _route(
+        self, raw: RawRow, record: BirthNotification, replaying: bool
+    ) -> tuple[Withhold, Subject | None] | Sent | Messages:
         decision = self._router.decide(record)
         subject = self._hasher(record) if self._hasher is not None and raw.row > self._ledger_after else None
         if isinstance(decision, Withhold):
@@ -467,18 +520,31 @@ class FilePipeline:
             main = forward_message(record, decision, source, row, sent)
             if SQS_FORBIDDEN.search(main.body):  # the contract keeps these out; SQS would refuse the batch
                 raise ValueError("message body holds characters SQS refuses")
-        messages = Messages(main, [forward_message(record, extra.forward, source, row, extra) if not extra.moved_out
-                                   else self._notice_message(record, extra) for extra in extras])
+        messages = Messages(
+            main,
+            [
+                forward_message(record, extra.forward, source, row, extra)
+                if not extra.moved_out
+                else self._notice_message(record, extra)
+                for extra in extras
+            ],
+        )
         if any(SQS_FORBIDDEN.search(further.body) for further in messages.extras):
             raise ValueError("message body holds characters SQS refuses")
         return messages
+
     def _notice_message(self, record: BirthNotification, extra: Extra) -> Outgoing[Extra]:
         body = moved_out_notice_body(record, extra.forward, self.source, extra.row)
-        return Outgoing(body, extra, group_id=order_group(self.source.trust_ods_code, record),
-                        deduplication_id=hashlib.sha256(body.encode()).hexdigest())
+        return Outgoing(
+            body,
+            extra,
+            group_id=order_group(self.source.trust_ods_code, record),
+            deduplication_id=hashlib.sha256(body.encode()).hexdigest(),
+        )
 
-    def _earlier_recipients(self, row: int, record: BirthNotification, decision: Forward | Hold,
-                            subject: Subject | None) -> tuple[Extra, ...]:
+    def _earlier_recipients(
+        self, row: int, record: BirthNotification, decision: Forward | Hold, subject: Subject | None
+    ) -> tuple[Extra, ...]:
         """The councils that received this notification chain before and must hear of this row too: all of them
         for a CANCEL; for an AMEND that places the family in another council, each earlier one, told only that
         the family moved out. Records where this row goes, for later rows and files."""
@@ -486,15 +552,22 @@ class FilePipeline:
         if index is None:
             return ()
         chain = record.original_notification_id or record.notification_id
-        target = decision.authority.gss_code if isinstance(decision, Forward) else (
-            decision.gss_code if decision.reason is HeldReason.NO_AGREEMENT else None)
+        target = (
+            decision.authority.gss_code
+            if isinstance(decision, Forward)
+            else (decision.gss_code if decision.reason is HeldReason.NO_AGREEMENT else None)
+        )
         extras: tuple[Extra, ...] = ()
         if record.notification_type is not NotificationType.NEW and (
-                record.notification_type is NotificationType.CANCEL or target is not None):
+            record.notification_type is NotificationType.CANCEL or target is not None
+        ):
             moved_out = record.notification_type is NotificationType.AMEND
             told = index.moved_out_of(chain) if moved_out else set()  # a notice once, not at every later AMEND
-            found = (self._router.forward_to(gss, agreement_id)
-                     for gss, agreement_id in sorted(index.previous(chain).items()) if gss not in (target, *told))
+            found = (
+                self._router.forward_to(gss, agreement_id)
+                for gss, agreement_id in sorted(index.previous(chain).items())
+                if gss not in (target, *told)
+            )
             extras = tuple(Extra(row, forward, moved_out, subject) for forward in found if forward is not None)
             for extra in extras:
                 if moved_out:
@@ -505,8 +578,20 @@ class FilePipeline:
 
     def _unexpected(self, raw: RawRow, exc: Exception) -> None:
         notification_id = raw.values.get("notification_id")
-        notification_id = notification_id if isinstance(notification_id, str) and \
-            NOTIFICATION_ID_PATTERN.match(notification_id) else None
+        notification_id = (
+            notification_id
+            if isinstance(notification_id, str) and NOTIFICATION_ID_PATTERN.match(notification_id)
+            else None
+        )
         self._on_unexpected(raw.row, notification_id, exc)
-        self.tally.reject([RowError(row=raw.row, notification_id=notification_id, field=None,
-                                    code=ErrorCode.ROW_UNPROCESSABLE, message=ERROR_HELP[ErrorCode.ROW_UNPROCESSABLE])])
+        self.tally.reject(
+            [
+                RowError(
+                    row=raw.row,
+                    notification_id=notification_id,
+                    field=None,
+                    code=ErrorCode.ROW_UNPROCESSABLE,
+                    message=ERROR_HELP[ErrorCode.ROW_UNPROCESSABLE],
+                )
+            ]
+        )

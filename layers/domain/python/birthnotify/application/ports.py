@@ -200,7 +200,6 @@ class HeldStore(Protocol):
     def actions(self, since: datetime) -> list[HeldAction]: ...
 
 
-
 # -- the sharing ledger ---------------------------------------------------------------------------------
 
 
@@ -292,8 +291,18 @@ class EventPublisher(Protocol):
 class MeshOutbox(Protocol):
     """The service's MESH mailbox, sending."""
 
-    def send(self, recipient: str, body: IO[bytes], size: int, *, workflow_id: str, file_name: str, local_id: str,
-             subject: str, content_type: str) -> str:
+    def send(
+        self,
+        recipient: str,
+        body: IO[bytes],
+        size: int,
+        *,
+        workflow_id: str,
+        file_name: str,
+        local_id: str,
+        subject: str,
+        content_type: str,
+    ) -> str:
         """Send ``size`` bytes of ``body`` to the ``recipient`` mailbox; returns MESH's message id."""
         ...
 
@@ -346,8 +355,9 @@ class SentMarks(Protocol):
 class DigestStore(Protocol):
     """Digest counts per authority and day, each event counted once."""
 
-    def add(self, gss_code: str, day: date, event_id: str, trust: str, agreement_id: str, new: int, amend: int,
-            cancel: int) -> date | None: ...
+    def add(
+        self, gss_code: str, day: date, event_id: str, trust: str, agreement_id: str, new: int, amend: int, cancel: int
+    ) -> date | None: ...
 
     def unsent(self, gss_codes: Iterable[str], days: Iterable[date]) -> list[DigestDay]: ...
 

@@ -104,8 +104,10 @@ class RedeliveryOutcome:
 class RedeliveryIncomplete(Exception):
     def __init__(self, outcome: RedeliveryOutcome) -> None:
         refused = outcome.refused
-        super().__init__(f"{len(refused)} file(s) could not be re-delivered: "
-                         + "; ".join(f"{f.trust_ods_code} {f.sha256[:12]}: {f.problem}" for f in refused))
+        super().__init__(
+            f"{len(refused)} file(s) could not be re-delivered: "
+            + "; ".join(f"{f.trust_ods_code} {f.sha256[:12]}: {f.problem}" for f in refused)
+        )
         self.outcome = outcome
 
 
@@ -122,11 +124,23 @@ class _Row:
 class Redelivery:
     """Re-forwards a council's records from the processed files still kept."""
 
-    def __init__(self, *, files: ProcessedFiles, registry: Registry, postcodes: PostcodeDirectory,
-                 progress: ProgressStore, sender: SenderFactory, queues: QueueDirectory, actions: HeldStore,
-                 actor: str, max_baby_age_days: int = DEFAULT_MAX_BABY_AGE_DAYS,
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, clock: Callable[[], datetime] = utc_now,
-                 log: Log | None = None, ledger: ActionLedger | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        files: ProcessedFiles,
+        registry: Registry,
+        postcodes: PostcodeDirectory,
+        progress: ProgressStore,
+        sender: SenderFactory,
+        queues: QueueDirectory,
+        actions: HeldStore,
+        actor: str,
+        max_baby_age_days: int = DEFAULT_MAX_BABY_AGE_DAYS,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        clock: Callable[[], datetime] = utc_now,
+        log: Log | None = None,
+        ledger: ActionLedger | None = None,
+    ) -> None:
         self.ledger = ledger
         """The sharing ledger: each re-delivered record is an entry (written when the action ends)."""
         self.files = files
@@ -148,11 +162,19 @@ class Redelivery:
         if selection.file is None and selection.since is None:
             raise ValueError("say which files: --file REF or --since DATE")
         now = self._clock()
-        action = HeldAction(action_id=new_action_id(now), kind=ActionKind.REDELIVER, actor=self.actor, at=now,
-                            why=why.strip(), selection={k: str(v) for k, v in {
-                                "authority": selection.authority, "file": selection.file,
-                                "since": selection.since}.items() if v},
-                            expires_at=now + timedelta(days=DEFAULT_HELD_RETENTION_DAYS))
+        action = HeldAction(
+            action_id=new_action_id(now),
+            kind=ActionKind.REDELIVER,
+            actor=self.actor,
+            at=now,
+            why=why.strip(),
+            selection={
+                k: str(v)
+                for k, v in {"authority": selection.authority, "file": selection.file, "since": selection.since}.items()
+                if v
+            },
+            expires_at=now + timedelta(days=DEFAULT_HELD_RETENTION_DAYS),
+        )
         outcome = RedeliveryOutcome(action, dry_run=dry_run)
         if not dry_run:
             self.actions.save_action(action)  # who, when, what and why: before anything is sent
@@ -163,8 +185,15 @@ class Redelivery:
                 self.ledger.write(action.action_id, london_day(now))
             action.complete = True
             self.actions.save_action(action)
-        self.log.info("re-delivered", extra={"action_id": action.action_id, "files": len(outcome.files),
-                                             "sent": outcome.sent, "refused": len(outcome.refused)})
+        self.log.info(
+            "re-delivered",
+            extra={
+                "action_id": action.action_id,
+                "files": len(outcome.files),
+                "sent": outcome.sent,
+                "refused": len(outcome.refused),
+            },
+        )
         if outcome.refused:
             raise RedeliveryIncomplete(outcome)
         return outcome
@@ -186,8 +215,14 @@ class Redelivery:
     def _file(self, report: FileReport, gss: str, action: HeldAction, dry_run: bool) -> FileRedelivery:
         assert report.sha256 and report.trust_ods_code
         trust, sha256 = report.trust_ods_code, report.sha256
-        expected = Counter({(c.agreement_id, kind): getattr(c, kind) for c in report.outcome.authorities
-                            if c.gss_code == gss for kind in ("new", "amend", "cancel")})
+        expected = Counter(
+            {
+                (c.agreement_id, kind): getattr(c, kind)
+                for c in report.outcome.authorities
+                if c.gss_code == gss
+                for kind in ("new", "amend", "cancel")
+            }
+        )
         result = FileRedelivery(trust, report.key, sha256, sum(expected.values()))
         found = self._upload(report)
         if found is None:
@@ -197,8 +232,10 @@ class Redelivery:
         rows = self._rows(report, stored, kind, gss)
         routed = Counter((r.agreement_id, r.outgoing.tag) for r in rows)
         if +routed != +expected:
-            result.problem = ("routing it today, as on its processing day, does not give what its report says was "
-                              "sent (the registry's agreements or the postcode directory changed): not re-delivered")
+            result.problem = (
+                "routing it today, as on its processing day, does not give what its report says was "
+                "sent (the registry's agreements or the postcode directory changed): not re-delivered"
+            )
             return result
         if dry_run:
             result.sent = len(rows)
@@ -206,8 +243,10 @@ class Redelivery:
         accepted: list[_Row] = []
         sender = self.sender(lambda row: accepted.append(row))
         for row in rows:
-            sender.add(self.queues.authority_queue_url(gss), Outgoing(row.outgoing.body, row, row.outgoing.group_id,
-                                                                      row.outgoing.deduplication_id))
+            sender.add(
+                self.queues.authority_queue_url(gss),
+                Outgoing(row.outgoing.body, row, row.outgoing.group_id, row.outgoing.deduplication_id),
+            )
         try:
             sender.flush()
         finally:
@@ -258,10 +297,25 @@ class Redelivery:
 
     def _redelivered(self, trust: str, sha256: str, row: _Row, gss: str, action: HeldAction) -> None:
         """SQS accepted a re-delivered record."""
-        action.records.append(ActionRecord(trust_ods_code=trust, sha256=sha256, row=row.row,
-                                           notification_id=row.notification_id, outcome=RecordOutcome.REDELIVERED,
-                                           authority_gss_code=gss, agreement_id=row.agreement_id))
+        action.records.append(
+            ActionRecord(
+                trust_ods_code=trust,
+                sha256=sha256,
+                row=row.row,
+                notification_id=row.notification_id,
+                outcome=RecordOutcome.REDELIVERED,
+                authority_gss_code=gss,
+                agreement_id=row.agreement_id,
+            )
+        )
         if self.ledger is not None and row.record is not None and row.forward is not None:
-            self.ledger.record(trust, sha256, row.row, row.record, LedgerOutcome.REDELIVERED,
-                               reason=f"action {action.action_id}", authority_gss_code=gss,
-                               agreement=row.forward.agreement)
+            self.ledger.record(
+                trust,
+                sha256,
+                row.row,
+                row.record,
+                LedgerOutcome.REDELIVERED,
+                reason=f"action {action.action_id}",
+                authority_gss_code=gss,
+                agreement=row.forward.agreement,
+            )

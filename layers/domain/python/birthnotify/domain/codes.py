@@ -35,9 +35,13 @@ OUTSIDE_COUNTRIES = {"S": "Scotland", "N": "Northern Ireland", "L": "the Channel
 """GSS country letters of places outside this service (England is E, Wales W)."""
 
 OUTSIDE_POSTCODE_AREAS: dict[str, str] = {
-    "BT": "Northern Ireland", "GY": "the Channel Islands", "JE": "the Channel Islands", "IM": "the Isle of Man",
-    **dict.fromkeys(("AB", "DD", "DG", "EH", "FK", "G", "HS", "IV", "KA", "KW", "KY", "ML", "PA", "PH", "ZE"),
-                    "Scotland"),
+    "BT": "Northern Ireland",
+    "GY": "the Channel Islands",
+    "JE": "the Channel Islands",
+    "IM": "the Isle of Man",
+    **dict.fromkeys(
+        ("AB", "DD", "DG", "EH", "FK", "G", "HS", "IV", "KA", "KW", "KY", "ML", "PA", "PH", "ZE"), "Scotland"
+    ),
 }
 """Postcode areas wholly outside England and Wales. TD (Galashiels) is left out: it crosses the border, so
 only the postcode directory can say where a TD postcode is (Berwick-upon-Tweed is in England)."""

@@ -26,8 +26,17 @@ from pathlib import Path
 
 from birthnotify.domain.codes import GSS_CODE
 
-COLUMNS = ("gss_code", "name", "nation", "type", "childrens_services_gss", "current", "start_date", "end_date",
-           "replaced_by_gss")
+COLUMNS = (
+    "gss_code",
+    "name",
+    "nation",
+    "type",
+    "childrens_services_gss",
+    "current",
+    "start_date",
+    "end_date",
+    "replaced_by_gss",
+)
 NATIONS = frozenset({"England", "Wales"})
 DISTRICT_TYPE = "non-metropolitan district"
 
@@ -106,8 +115,9 @@ class Councils:
         if council.current:
             return (council.childrens_services_gss,)
         if gss_code in seen:
-            raise CouncilsDataError(f"{self.source}: successors of {gss_code} loop back to it: "
-                                    f"{' -> '.join((*seen, gss_code))}")
+            raise CouncilsDataError(
+                f"{self.source}: successors of {gss_code} loop back to it: {' -> '.join((*seen, gss_code))}"
+            )
         found: set[str] = set()
         for successor in council.replaced_by:
             found.update(self._resolve(successor, (*seen, gss_code)))
@@ -122,11 +132,15 @@ class Councils:
                 if council.replaced_by or council.end_date:
                     problems.append(f"{code} is current but has an end date or successors")
                 if served_by is None or not served_by.current:
-                    problems.append(f"{code}: its children's services council {council.childrens_services_gss} "
-                                    "is not a current council in the data")
+                    problems.append(
+                        f"{code}: its children's services council {council.childrens_services_gss} "
+                        "is not a current council in the data"
+                    )
                 elif served_by.childrens_services_gss != served_by.gss_code:
-                    problems.append(f"{code}: {served_by.gss_code} does not run its own children's services, so "
-                                    "it cannot run another's")
+                    problems.append(
+                        f"{code}: {served_by.gss_code} does not run its own children's services, so "
+                        "it cannot run another's"
+                    )
                 elif council.type == DISTRICT_TYPE and served_by is council:
                     problems.append(f"{code} is a district but runs its own children's services")
             else:
@@ -174,8 +188,11 @@ def _parse(rows: Iterable[list[str]], source: str) -> list[Council]:
 
 def _council(value: dict[str, str]) -> Council:
     replaced_by = tuple(code.strip() for code in value["replaced_by_gss"].split(";") if code.strip())
-    for name, code in (("gss_code", value["gss_code"]), ("childrens_services_gss", value["childrens_services_gss"]),
-                       *(("replaced_by_gss", code) for code in replaced_by)):
+    for name, code in (
+        ("gss_code", value["gss_code"]),
+        ("childrens_services_gss", value["childrens_services_gss"]),
+        *(("replaced_by_gss", code) for code in replaced_by),
+    ):
         if not GSS_CODE.match(code):
             raise ValueError(f"{name} {code!r} is not an ONS GSS code")
     if value["nation"] not in NATIONS:
@@ -185,9 +202,14 @@ def _council(value: dict[str, str]) -> Council:
     if not value["name"]:
         raise ValueError("the council has no name")
     return Council(
-        gss_code=value["gss_code"], name=value["name"], nation=value["nation"], type=value["type"],
-        childrens_services_gss=value["childrens_services_gss"], current=value["current"] == "True",
-        start_date=_date(value["start_date"], "start_date"), end_date=_date(value["end_date"], "end_date"),
+        gss_code=value["gss_code"],
+        name=value["name"],
+        nation=value["nation"],
+        type=value["type"],
+        childrens_services_gss=value["childrens_services_gss"],
+        current=value["current"] == "True",
+        start_date=_date(value["start_date"], "start_date"),
+        end_date=_date(value["end_date"], "end_date"),
         replaced_by=replaced_by,
     )
 

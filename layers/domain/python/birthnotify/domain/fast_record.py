@@ -38,8 +38,9 @@ def _pattern(pattern: str) -> GetPydanticSchema:
 
 def _chain(pattern: str, then: core_schema.CoreSchema) -> GetPydanticSchema:
     """A string matching ``pattern``, then parsed by pydantic-core (so only that spelling is parsed)."""
-    return GetPydanticSchema(lambda _type, _handler: core_schema.chain_schema(
-        [core_schema.str_schema(pattern=pattern), then]))
+    return GetPydanticSchema(
+        lambda _type, _handler: core_schema.chain_schema([core_schema.str_schema(pattern=pattern), then])
+    )
 
 
 Id = Annotated[str, _pattern(_ID)]

@@ -86,7 +86,7 @@ class _Xml(Element):
     def as_resource(self) -> tuple[str, Element] | None:
         for child in self._node:
             if isinstance(child.tag, str) and child.tag.startswith(_NS):
-                return child.tag[len(_NS):], _Xml(child)
+                return child.tag[len(_NS) :], _Xml(child)
         return None
 
 
@@ -111,9 +111,11 @@ class _Json(Element):
         if container is None:
             return []
         values, companions = _as_list(container.get(name)), _as_list(container.get(f"_{name}"))
-        return [_Json(values[i] if i < len(values) else None, companions[i] if i < len(companions) else None)
-                for i in range(max(len(values), len(companions)))
-                if (i < len(values) and values[i] is not None) or (i < len(companions) and companions[i] is not None)]
+        return [
+            _Json(values[i] if i < len(values) else None, companions[i] if i < len(companions) else None)
+            for i in range(max(len(values), len(companions)))
+            if (i < len(values) and values[i] is not None) or (i < len(companions) and companions[i] is not None)
+        ]
 
     def attribute(self, name: str) -> str | None:
         value = self._data.get(name) if isinstance(self._data, dict) else None
@@ -209,17 +211,21 @@ def parse_xml_bundle(data: bytes) -> Bundle:
             ErrorCode.FILE_XML_DTD_FORBIDDEN,
             "The XML has a document type declaration (<!DOCTYPE ...>), where entities and external references are "
             "declared; it is refused and nothing in it was read. FHIR XML never needs one: send the bundle as its "
-            "system exports it, without a DOCTYPE.") from None
+            "system exports it, without a DOCTYPE.",
+        ) from None
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
-        raise FileRejected(ErrorCode.FILE_NOT_XML,
-                           f"The file is not well-formed XML (line {line}, column {column + 1}): export the bundle "
-                           "again.") from None
+        raise FileRejected(
+            ErrorCode.FILE_NOT_XML,
+            f"The file is not well-formed XML (line {line}, column {column + 1}): export the bundle again.",
+        ) from None
     if root.tag != f"{_NS}Bundle":
         where = "outside the FHIR namespace" if root.tag.rsplit("}", 1)[-1] == "Bundle" else "not a Bundle"
-        raise FileRejected(ErrorCode.FILE_NOT_BIRTH_NOTIFICATION,
-                           f"The document's root element is {where}: a file must be one FHIR Bundle "
-                           f"(<Bundle xmlns=\"{FHIR_NAMESPACE}\">).")
+        raise FileRejected(
+            ErrorCode.FILE_NOT_BIRTH_NOTIFICATION,
+            f"The document's root element is {where}: a file must be one FHIR Bundle "
+            f'(<Bundle xmlns="{FHIR_NAMESPACE}">).',
+        )
     return Bundle(_Xml(root))
 
 
@@ -244,24 +250,42 @@ def parse_json_bundle(data: bytes) -> Bundle:
     """A FHIR JSON bundle; FileRejected if it is not one JSON object (each key once) that is a Bundle."""
     try:
         # Numbers are kept as their text: FHIR decimals are exact, and no huge integer is ever converted.
-        parsed = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_object, parse_float=str, parse_int=str,
-                            parse_constant=_no_constant)
+        parsed = json.loads(
+            data.decode("utf-8-sig"),
+            object_pairs_hook=_object,
+            parse_float=str,
+            parse_int=str,
+            parse_constant=_no_constant,
+        )
     except _RepeatedKey:
-        raise FileRejected(ErrorCode.FILE_NOT_JSON, "A JSON object in the file gives the same key twice, so which "
-                           "value counts is unclear: export the bundle again.") from None
+        raise FileRejected(
+            ErrorCode.FILE_NOT_JSON,
+            "A JSON object in the file gives the same key twice, so which "
+            "value counts is unclear: export the bundle again.",
+        ) from None
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
-            raise FileRejected(ErrorCode.FILE_NOT_JSON, f"The file holds more than one JSON value (the next starts at "
-                               f"line {exc.lineno}): a .json file is one FHIR bundle; rows as JSON Lines go in a "
-                               ".jsonl file.") from None
-        raise FileRejected(ErrorCode.FILE_NOT_JSON, f"The file is not valid JSON ({exc.msg} at line {exc.lineno}, "
-                           f"column {exc.colno}): export the bundle again.") from None
+            raise FileRejected(
+                ErrorCode.FILE_NOT_JSON,
+                f"The file holds more than one JSON value (the next starts at "
+                f"line {exc.lineno}): a .json file is one FHIR bundle; rows as JSON Lines go in a "
+                ".jsonl file.",
+            ) from None
+        raise FileRejected(
+            ErrorCode.FILE_NOT_JSON,
+            f"The file is not valid JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}): export the bundle again.",
+        ) from None
     except (ValueError, RecursionError):
-        raise FileRejected(ErrorCode.FILE_NOT_JSON, "The file is not valid JSON (NaN or Infinity, or nested too "
-                           "deeply): export the bundle again.") from None
+        raise FileRejected(
+            ErrorCode.FILE_NOT_JSON,
+            "The file is not valid JSON (NaN or Infinity, or nested too deeply): export the bundle again.",
+        ) from None
     if not isinstance(parsed, dict) or parsed.get("resourceType") != "Bundle":
         row = isinstance(parsed, dict) and "notification_id" in parsed
         hint = " (it looks like a row of the upload contract: rows as JSON Lines go in a .jsonl file)" if row else ""
-        raise FileRejected(ErrorCode.FILE_NOT_BIRTH_NOTIFICATION, "The file is not a FHIR Bundle: a .json file must "
-                           f"be one JSON object with \"resourceType\": \"Bundle\"{hint}.")
+        raise FileRejected(
+            ErrorCode.FILE_NOT_BIRTH_NOTIFICATION,
+            f'The file is not a FHIR Bundle: a .json file must be one JSON object with "resourceType": "Bundle"{hint}.',
+        )
     return Bundle(_Json(parsed))

@@ -48,8 +48,9 @@ class LedgerOutcome(StrEnum):
     """A council that received the record was told the family moved out of its area (no new address)."""
 
 
-SHARING_OUTCOMES = frozenset({LedgerOutcome.FORWARDED, LedgerOutcome.RELEASED, LedgerOutcome.REDELIVERED,
-                              LedgerOutcome.MOVED_OUT})
+SHARING_OUTCOMES = frozenset(
+    {LedgerOutcome.FORWARDED, LedgerOutcome.RELEASED, LedgerOutcome.REDELIVERED, LedgerOutcome.MOVED_OUT}
+)
 """Outcomes that disclosed something to a council: what a subject access request asks about."""
 
 
@@ -59,12 +60,15 @@ class LedgerEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: str = LEDGER_SCHEMA_VERSION
-    entry_id: str = Field(description="Stable for the outcome event: the same on every retry of the file, so a "
-                          "query can count each event once even if an object were ever written twice.")
+    entry_id: str = Field(
+        description="Stable for the outcome event: the same on every retry of the file, so a "
+        "query can count each event once even if an object were ever written twice."
+    )
     recorded_at: datetime
     outcome: LedgerOutcome
-    reason: str | None = Field(None, description="Why withheld or held (the report's reason code), or the "
-                               "review action's reason code.")
+    reason: str | None = Field(
+        None, description="Why withheld or held (the report's reason code), or the review action's reason code."
+    )
     baby_nhs_hash: str = Field(description="HMAC-SHA256 of the baby's NHS number (hex), keyed by the ledger key.")
     mother_nhs_hash: str | None = Field(None, description="HMAC-SHA256 of the mother's NHS number, when given.")
     trust_ods_code: str
@@ -89,8 +93,14 @@ def check_key(key: bytes) -> bytes:
     return key
 
 
-def entry_id(trust_ods_code: str, file_sha256: str, row: int, outcome: LedgerOutcome,
-             authority_gss_code: str | None, event: str | None = None) -> str:
+def entry_id(
+    trust_ods_code: str,
+    file_sha256: str,
+    row: int,
+    outcome: LedgerOutcome,
+    authority_gss_code: str | None,
+    event: str | None = None,
+) -> str:
     """The same for every retry of one outcome event; ``event`` tells apart review actions on one record."""
     suffix = f":{event}" if event else ""
     return hashlib.sha256(

@@ -95,8 +95,9 @@ class Destination:
     quarantined: QuarantineReason | None = None
 
 
-def destination(message: MeshMessage, registry: Registry, workflows: MeshWorkflows,
-                gzip_content: bool = False) -> Destination:
+def destination(
+    message: MeshMessage, registry: Registry, workflows: MeshWorkflows, gzip_content: bool = False
+) -> Destination:
     """Where ``message`` goes. ``gzip_content``: its bytes start as gzip does (a MESH client that compresses
     what it sends, as NHS England's Java client can): ``.gz`` is added to a name that lacks it, so ingest
     inflates it."""
@@ -170,6 +171,9 @@ def mesh_origin(metadata: Mapping[str, str], trust: Trust | None) -> MeshOrigin 
     sender = metadata.get(META_SENDER, "").upper()
     if trust is None or not trust.mesh_mailbox or sender != trust.mesh_mailbox or not MESSAGE_ID.match(message_id):
         return None
-    return MeshOrigin(message_id=message_id, mailbox=sender,
-                      workflow_id=unquote(metadata.get(META_WORKFLOW_ID, "")),
-                      local_id=unquote(metadata.get(META_LOCAL_ID, "")) or None)
+    return MeshOrigin(
+        message_id=message_id,
+        mailbox=sender,
+        workflow_id=unquote(metadata.get(META_WORKFLOW_ID, "")),
+        local_id=unquote(metadata.get(META_LOCAL_ID, "")) or None,
+    )

@@ -63,8 +63,10 @@ class AuthorityMessage(BaseModel):
     notification_type: NotificationType
     original_notification_id: str | None = None
     notice: Literal["MOVED_OUT"] | None = Field(
-        None, description="MOVED_OUT: the family of the notification you received has moved out of your area "
-        "(an AMEND placed them in another council, which received it). The record is empty: no new address.")
+        None,
+        description="MOVED_OUT: the family of the notification you received has moved out of your area "
+        "(an AMEND placed them in another council, which received it). The record is empty: no new address.",
+    )
     record: SharedRecord = Field(description="Only the fields the agreement allows; others are absent.")
 
 
@@ -156,8 +158,11 @@ class AuthorityCounts(BaseModel):
     new: int = 0
     amend: int = 0
     cancel: int = 0
-    notices: int = Field(0, description="Beyond the records counted above: moved-out notices, and cancellations "
-                         "sent on to this council because it had received the record they cancel.")
+    notices: int = Field(
+        0,
+        description="Beyond the records counted above: moved-out notices, and cancellations "
+        "sent on to this council because it had received the record they cancel.",
+    )
 
     @property
     def total(self) -> int:
@@ -169,8 +174,10 @@ class HeldCount(BaseModel):
 
     reason: HeldReason
     authority_gss_code: str | None = Field(
-        None, description="The council the records are held for (NO_AGREEMENT: it runs children's services but "
-        "has no agreement in force) or about (AMBIGUOUS_SUCCESSOR: the ended council).")
+        None,
+        description="The council the records are held for (NO_AGREEMENT: it runs children's services but "
+        "has no agreement in force) or about (AMBIGUOUS_SUCCESSOR: the ended council).",
+    )
     authority_name: str | None = None
     count: int
 
@@ -323,8 +330,10 @@ class FileReport(FileProcessedEvent):
     """reports/<trust>/<file>.json: the event plus every row error and the columns that were ignored."""
 
     ignored_columns: list[str] = Field(
-        [], description="Columns (or JSON keys) outside the contract that look like column names; ignored.")
+        [], description="Columns (or JSON keys) outside the contract that look like column names; ignored."
+    )
     ignored_names_not_listed: int = Field(
-        0, description="Other unknown names, counted but not listed: a key that is not a column name may be data.")
+        0, description="Other unknown names, counted but not listed: a key that is not a column name may be data."
+    )
     errors: list[RowError] = []
     warnings: list[RowWarning] = Field([], description="Optional fields left out of accepted rows, one per field.")

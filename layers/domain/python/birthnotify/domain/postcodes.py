@@ -48,8 +48,12 @@ _NO_COUNTY = 0xFFFF
 _MAX_PAIRS = 0xFFFF
 _OUTWARD = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_INWARD_CODES = {f"{digit}{first}{second}": digit * 676 + a * 26 + b
-                 for digit in range(10) for a, first in enumerate(_LETTERS) for b, second in enumerate(_LETTERS)}
+_INWARD_CODES = {
+    f"{digit}{first}{second}": digit * 676 + a * 26 + b
+    for digit in range(10)
+    for a, first in enumerate(_LETTERS)
+    for b, second in enumerate(_LETTERS)
+}
 """Every inward code (``4AP``) -> its uint16: a dict lookup both checks and encodes it."""
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
@@ -74,9 +78,15 @@ def _layout(codes: int, pairs: int, outwards: int, postcodes: int, meta: int) ->
     """Section name -> (offset, length in bytes), from the header's counts."""
     sections: dict[str, tuple[int, int]] = {}
     offset = _padded(_HEADER.size)
-    for name, length in (("codes", codes * _CODE_BYTES), ("pairs", pairs * 4), ("outwards", outwards * 4),
-                         ("starts", (outwards + 1) * 4), ("inwards", postcodes * 2), ("pair_of", postcodes * 2),
-                         ("meta", meta)):
+    for name, length in (
+        ("codes", codes * _CODE_BYTES),
+        ("pairs", pairs * 4),
+        ("outwards", outwards * 4),
+        ("starts", (outwards + 1) * 4),
+        ("inwards", postcodes * 2),
+        ("pair_of", postcodes * 2),
+        ("meta", meta),
+    ):
         sections[name] = (offset, length)
         offset = _padded(offset + length)
     return sections
@@ -97,41 +107,51 @@ class PostcodeDirectory:
     def __init__(self, buffer: bytes | mmap.mmap, source: str = "postcode index") -> None:
         self.source = source
         view = memoryview(buffer)
-        if bytes(view[:len(MAGIC)]) != MAGIC:
-            raise PostcodeDirectoryError(f"{source} is not a postcode index: build one with "
-                                         "`birthnotify postcodes build`")
+        if bytes(view[: len(MAGIC)]) != MAGIC:
+            raise PostcodeDirectoryError(
+                f"{source} is not a postcode index: build one with `birthnotify postcodes build`"
+            )
         if len(view) < _HEADER.size:
-            raise PostcodeDirectoryError(f"{source} is truncated or damaged: rebuild it with "
-                                         "`birthnotify postcodes build`")
+            raise PostcodeDirectoryError(
+                f"{source} is truncated or damaged: rebuild it with `birthnotify postcodes build`"
+            )
         header: tuple[bytes, int, int, int, int, int, int] = _HEADER.unpack_from(view)
         _, version, codes, pairs, outwards, postcodes, meta = header
         if version != FORMAT_VERSION:
-            raise PostcodeDirectoryError(f"{source} is a version {version} postcode index; this code reads version "
-                                         f"{FORMAT_VERSION}: rebuild it with `birthnotify postcodes build`")
+            raise PostcodeDirectoryError(
+                f"{source} is a version {version} postcode index; this code reads version "
+                f"{FORMAT_VERSION}: rebuild it with `birthnotify postcodes build`"
+            )
         sections = _layout(codes, pairs, outwards, postcodes, meta)
         end = sum(sections["meta"])
         if len(view) != end:
-            raise PostcodeDirectoryError(f"{source} is {len(view)} bytes where its header says {end}: it is "
-                                         "truncated or damaged; rebuild it with `birthnotify postcodes build`")
+            raise PostcodeDirectoryError(
+                f"{source} is {len(view)} bytes where its header says {end}: it is "
+                "truncated or damaged; rebuild it with `birthnotify postcodes build`"
+            )
 
         def section(name: str) -> memoryview:
             offset, length = sections[name]
-            return view[offset:offset + length]
+            return view[offset : offset + length]
 
         code_text = bytes(section("codes")).decode("ascii")
-        code_list = [code_text[i:i + _CODE_BYTES] for i in range(0, len(code_text), _CODE_BYTES)]
+        code_list = [code_text[i : i + _CODE_BYTES] for i in range(0, len(code_text), _CODE_BYTES)]
         pair_values = _unsigned(section("pairs"), "H")
         self._areas = [
-            PostcodeArea(code_list[pair_values[2 * i]],
-                         None if pair_values[2 * i + 1] == _NO_COUNTY else code_list[pair_values[2 * i + 1]])
+            PostcodeArea(
+                code_list[pair_values[2 * i]],
+                None if pair_values[2 * i + 1] == _NO_COUNTY else code_list[pair_values[2 * i + 1]],
+            )
             for i in range(pairs)
         ]
         keys = bytes(section("outwards")).decode("ascii")
         starts = _unsigned(section("starts"), "I")
-        self._outwards = {keys[4 * i:4 * i + 4].rstrip(): (starts[i], starts[i + 1]) for i in range(outwards)}
+        self._outwards = {keys[4 * i : 4 * i + 4].rstrip(): (starts[i], starts[i + 1]) for i in range(outwards)}
         if any(lo > hi for lo, hi in self._outwards.values()) or (outwards and starts[outwards] != postcodes):
-            raise PostcodeDirectoryError(f"{source} is damaged (its outward codes do not cover its postcodes): "
-                                         "rebuild it with `birthnotify postcodes build`")
+            raise PostcodeDirectoryError(
+                f"{source} is damaged (its outward codes do not cover its postcodes): "
+                "rebuild it with `birthnotify postcodes build`"
+            )
         self._inwards = _unsigned(section("inwards"), "H")
         self._pair_of = _unsigned(section("pair_of"), "H")
         self._count: int = postcodes
@@ -198,8 +218,14 @@ class IndexBuilder:
         self._pairs: list[tuple[str, str | None]] = []
         self._normalised: dict[tuple[str, str | None], int] = {}
 
-    def add_rows(self, rows: Iterable[Sequence[str]], postcode_at: int, district_at: int, county_at: int | None,
-                 terminated_at: int | None) -> None:
+    def add_rows(
+        self,
+        rows: Iterable[Sequence[str]],
+        postcode_at: int,
+        district_at: int,
+        county_at: int | None,
+        terminated_at: int | None,
+    ) -> None:
         """Add rows of a directory CSV (lists of cells) given the columns' positions."""
         stats, blocks, pair_ids, inward_codes = self.stats, self._blocks, self._pair_ids, _INWARD_CODES
         for row in rows:
@@ -243,8 +269,10 @@ class IndexBuilder:
         known = self._normalised.get(pair)
         if known is None:
             if len(self._pairs) >= _MAX_PAIRS:
-                raise PostcodeDirectoryError(f"the directory has over {_MAX_PAIRS} distinct (district, county) "
-                                             "pairs: not a postcode directory this index can hold")
+                raise PostcodeDirectoryError(
+                    f"the directory has over {_MAX_PAIRS} distinct (district, county) "
+                    "pairs: not a postcode directory this index can hold"
+                )
             known = self._normalised[pair] = len(self._pairs)
             self._pairs.append(pair)
         return known
@@ -274,15 +302,33 @@ class IndexBuilder:
         pairs = array("H")
         for district, county in self._pairs:
             pairs.extend((code_at[district], _NO_COUNTY if county is None else code_at[county]))
-        meta_bytes = json.dumps({**(meta or {}), "format": FORMAT_VERSION, "rows": stats.rows,
-                                 "postcodes": stats.postcodes, "terminated_rows": stats.terminated,
-                                 "without_council": stats.without_council, "malformed": stats.malformed,
-                                 "duplicates": stats.duplicates, "columns": stats.columns},
-                                sort_keys=True).encode()
+        meta_bytes = json.dumps(
+            {
+                **(meta or {}),
+                "format": FORMAT_VERSION,
+                "rows": stats.rows,
+                "postcodes": stats.postcodes,
+                "terminated_rows": stats.terminated,
+                "without_council": stats.without_council,
+                "malformed": stats.malformed,
+                "duplicates": stats.duplicates,
+                "columns": stats.columns,
+            },
+            sort_keys=True,
+        ).encode()
         sections = _layout(len(codes), len(self._pairs), len(outward_keys), len(inwards), len(meta_bytes))
         out = bytearray(sum(sections["meta"]))
-        _HEADER.pack_into(out, 0, MAGIC, FORMAT_VERSION, len(codes), len(self._pairs), len(outward_keys),
-                          len(inwards), len(meta_bytes))
+        _HEADER.pack_into(
+            out,
+            0,
+            MAGIC,
+            FORMAT_VERSION,
+            len(codes),
+            len(self._pairs),
+            len(outward_keys),
+            len(inwards),
+            len(meta_bytes),
+        )
         contents = {
             "codes": "".join(codes).encode("ascii"),
             "pairs": _little(pairs),
@@ -295,7 +341,7 @@ class IndexBuilder:
         for name, data in contents.items():
             offset, length = sections[name]
             assert len(data) == length, name
-            out[offset:offset + length] = data
+            out[offset : offset + length] = data
         return bytes(out)
 
     @classmethod
@@ -326,14 +372,21 @@ class IndexBuilder:
         terminated_at = index(columns.terminated, False)
         assert postcode_at is not None and district_at is not None  # required: index() raised otherwise
         builder = cls()
-        builder.stats.columns = {kind: header[at] if at is not None else None for kind, at in (
-            ("postcode", postcode_at), ("district", district_at), ("county", county_at),
-            ("terminated", terminated_at))}
+        builder.stats.columns = {
+            kind: header[at] if at is not None else None
+            for kind, at in (
+                ("postcode", postcode_at),
+                ("district", district_at),
+                ("county", county_at),
+                ("terminated", terminated_at),
+            )
+        }
         try:
             builder.add_rows(reader, postcode_at, district_at, county_at, terminated_at)
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise PostcodeDirectoryError(f"postcode directory {source} is not a readable UTF-8 CSV near row "
-                                         f"{builder.stats.rows + 1}: {exc}") from None
+            raise PostcodeDirectoryError(
+                f"postcode directory {source} is not a readable UTF-8 CSV near row {builder.stats.rows + 1}: {exc}"
+            ) from None
         return builder
 
 

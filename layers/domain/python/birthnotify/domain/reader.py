@@ -73,8 +73,10 @@ class FileFormat(StrEnum):
         return self in (FileFormat.FHIR_XML, FileFormat.FHIR_JSON)
 
 
-UNSUPPORTED_NAME = ("The file name must end in .csv or .jsonl (rows), or .xml or .json (one FHIR birth notification "
-                    "bundle), each optionally followed by .gz.")
+UNSUPPORTED_NAME = (
+    "The file name must end in .csv or .jsonl (rows), or .xml or .json (one FHIR birth notification "
+    "bundle), each optionally followed by .gz."
+)
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,10 @@ class RawRow:
 def _too_large(max_bytes: int, decompressed: bool = False) -> FileRejected:
     limit = f"{max_bytes // (1024 * 1024)} MB"
     if decompressed:
-        return FileRejected(ErrorCode.FILE_TOO_LARGE, f"The file decompresses to more than the {limit} limit; "
-                                                      "split it into smaller files.")
+        return FileRejected(
+            ErrorCode.FILE_TOO_LARGE,
+            f"The file decompresses to more than the {limit} limit; split it into smaller files.",
+        )
     return FileRejected(ErrorCode.FILE_TOO_LARGE, f"The file is over the {limit} limit; split it.")
 
 
@@ -190,8 +194,9 @@ class _Content(io.RawIOBase):
                     # max_length bounds each step's output: a small input never expands at once.
                     out = inflater.decompress(data, CHUNK_BYTES)
                 except zlib.error:
-                    raise FileRejected(ErrorCode.FILE_NOT_GZIP,
-                                       "The name ends in .gz but the content is not valid gzip.") from None
+                    raise FileRejected(
+                        ErrorCode.FILE_NOT_GZIP, "The name ends in .gz but the content is not valid gzip."
+                    ) from None
                 inflating = True
                 data = inflater.unconsumed_tail
                 if inflater.eof:  # concatenated gzip members are valid gzip: keep inflating
@@ -220,19 +225,27 @@ class _Content(io.RawIOBase):
 def _check_magic(head: bytes, kind: FileKind, compressed: bool) -> None:
     """Name the real cause when the bytes are not text at all."""
     if not compressed and head.startswith(_GZIP_MAGIC):
-        raise FileRejected(ErrorCode.FILE_UNSUPPORTED_TYPE,
-                           "The file is gzip-compressed but its name does not end in .gz: add .gz to the name "
-                           f"(births.{kind.format.value}.gz) or upload it uncompressed.")
+        raise FileRejected(
+            ErrorCode.FILE_UNSUPPORTED_TYPE,
+            "The file is gzip-compressed but its name does not end in .gz: add .gz to the name "
+            f"(births.{kind.format.value}.gz) or upload it uncompressed.",
+        )
     bundle = kind.format.is_bundle
     if head.startswith(_ZIP_MAGIC):
-        raise FileRejected(ErrorCode.FILE_UNSUPPORTED_TYPE,
-                           "The file is a ZIP archive, not a bundle: upload the bundle's own .xml or .json file."
-                           if bundle else "The file is a ZIP archive (an Excel .xlsx workbook is one), not text: save "
-                           "it as 'CSV UTF-8 (Comma delimited)'.")
+        raise FileRejected(
+            ErrorCode.FILE_UNSUPPORTED_TYPE,
+            "The file is a ZIP archive, not a bundle: upload the bundle's own .xml or .json file."
+            if bundle
+            else "The file is a ZIP archive (an Excel .xlsx workbook is one), not text: save "
+            "it as 'CSV UTF-8 (Comma delimited)'.",
+        )
     if head.startswith(_UTF16_BOMS):
-        raise FileRejected(ErrorCode.FILE_ENCODING,
-                           "The file is UTF-16, not UTF-8: export the bundle as UTF-8." if bundle else
-                           "The file is UTF-16 ('Unicode Text'), not UTF-8: save it as 'CSV UTF-8'.")
+        raise FileRejected(
+            ErrorCode.FILE_ENCODING,
+            "The file is UTF-16, not UTF-8: export the bundle as UTF-8."
+            if bundle
+            else "The file is UTF-16 ('Unicode Text'), not UTF-8: save it as 'CSV UTF-8'.",
+        )
 
 
 def _decode(decoder: codecs.IncrementalDecoder, chunk: bytes, offset: int, final: bool) -> None:
@@ -311,8 +324,12 @@ class _CsvRecords:
                 row += 1
                 if lines.count > start or "unexpected end of data" in str(exc):
                     raise _runaway_quote(row, start, lines.count) from None
-                yield _Record(row, {}, [RowProblem(ErrorCode.ROW_MALFORMED,
-                                                   f"The row is not valid CSV ({_csv_reason(exc)}).")], [])
+                yield _Record(
+                    row,
+                    {},
+                    [RowProblem(ErrorCode.ROW_MALFORMED, f"The row is not valid CSV ({_csv_reason(exc)}).")],
+                    [],
+                )
                 continue
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue  # a blank line is not a record
@@ -320,9 +337,16 @@ class _CsvRecords:
             if len(fields) != self._width:
                 if lines.count > start:  # a quoted value ran over lines and the columns no longer line up
                     raise _runaway_quote(row, start, lines.count)
-                yield _Record(row, {}, [RowProblem(ErrorCode.ROW_MALFORMED,
-                                                   f"The row has {len(fields)} fields; the header has "
-                                                   f"{self._width}.")], [])
+                yield _Record(
+                    row,
+                    {},
+                    [
+                        RowProblem(
+                            ErrorCode.ROW_MALFORMED, f"The row has {len(fields)} fields; the header has {self._width}."
+                        )
+                    ],
+                    [],
+                )
                 continue
             values: dict[str, Any] = {}
             problems: list[RowProblem] = []
@@ -360,40 +384,51 @@ def _runaway_quote(row: int, start: int, end: int) -> FileRejected:
         ErrorCode.FILE_NOT_CSV,
         f"Row {row} (line {start}) opens a quoted value that does not close where the row ends ({span} were read "
         "as one row), so the records after it cannot be told apart. Check the quotes on that line: a value "
-        "containing a quote must be quoted, with the quote doubled (\"\").",
+        'containing a quote must be quoted, with the quote doubled ("").',
     )
 
 
 def _too_long(name: str, length: int) -> RowProblem:
-    return RowProblem(ErrorCode.TEXT_TOO_LONG, f"The value is {length:,} characters long; no field may be longer "
-                                               f"than {MAX_FIELD_CHARS:,} (names and address lines at most 100).",
-                      name)
+    return RowProblem(
+        ErrorCode.TEXT_TOO_LONG,
+        f"The value is {length:,} characters long; no field may be longer "
+        f"than {MAX_FIELD_CHARS:,} (names and address lines at most 100).",
+        name,
+    )
 
 
 def _check_header(columns: list[str], first_line: str) -> None:
     """Reject a header that cannot be read as the contract's columns, naming the real cause."""
     text = first_line.strip().lower()
     if text.startswith("sep="):
-        raise FileRejected(ErrorCode.FILE_NOT_CSV,
-                           "The first line is Excel's separator hint ('sep=...'), not the header: remove that line "
-                           "and save the file as 'CSV UTF-8 (Comma delimited)'.")
+        raise FileRejected(
+            ErrorCode.FILE_NOT_CSV,
+            "The first line is Excel's separator hint ('sep=...'), not the header: remove that line "
+            "and save the file as 'CSV UTF-8 (Comma delimited)'.",
+        )
     known = [name for name in columns if name in _KNOWN]
     if not known:
         for separator, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
             if sum(name.strip() in _KNOWN for name in text.split(separator)) >= 2:
-                raise FileRejected(ErrorCode.FILE_NOT_CSV,
-                                   f"The columns are separated by {label}, not commas: save the file as "
-                                   "'CSV UTF-8 (Comma delimited)'.")
-        raise FileRejected(ErrorCode.FILE_MISSING_COLUMNS,
-                           "The first line is not a header: it names none of the upload contract's columns. The "
-                           "first line must name the columns (notification_id, notification_type, ...).")
+                raise FileRejected(
+                    ErrorCode.FILE_NOT_CSV,
+                    f"The columns are separated by {label}, not commas: save the file as "
+                    "'CSV UTF-8 (Comma delimited)'.",
+                )
+        raise FileRejected(
+            ErrorCode.FILE_MISSING_COLUMNS,
+            "The first line is not a header: it names none of the upload contract's columns. The "
+            "first line must name the columns (notification_id, notification_type, ...).",
+        )
     repeated = sorted({name for name in known if known.count(name) > 1})
     if repeated:
-        where = "; ".join(f"{name} (columns {', '.join(str(i + 1) for i, c in enumerate(columns) if c == name)})"
-                          for name in repeated)
-        raise FileRejected(ErrorCode.FILE_DUPLICATE_COLUMNS,
-                           f"Columns appear more than once: {where}. Each column may appear once, so it is clear "
-                           "which value counts.")
+        where = "; ".join(
+            f"{name} (columns {', '.join(str(i + 1) for i, c in enumerate(columns) if c == name)})" for name in repeated
+        )
+        raise FileRejected(
+            ErrorCode.FILE_DUPLICATE_COLUMNS,
+            f"Columns appear more than once: {where}. Each column may appear once, so it is clear which value counts.",
+        )
     missing = sorted(REQUIRED_FIELDS - set(columns))
     if missing:
         raise FileRejected(
@@ -428,8 +463,12 @@ class _JsonlRecords:
             try:
                 parsed = json.loads(line, object_pairs_hook=_Pairs)
             except (ValueError, RecursionError) as exc:
-                yield _Record(row, {}, [RowProblem(ErrorCode.ROW_MALFORMED,
-                                                   f"The line is not valid JSON ({_json_reason(exc)}).")], [])
+                yield _Record(
+                    row,
+                    {},
+                    [RowProblem(ErrorCode.ROW_MALFORMED, f"The line is not valid JSON ({_json_reason(exc)}).")],
+                    [],
+                )
                 continue
             if not isinstance(parsed, _Pairs):
                 yield _Record(row, {}, [RowProblem(ErrorCode.ROW_MALFORMED, "The line is not one JSON object.")], [])
@@ -445,9 +484,14 @@ class _JsonlRecords:
                     unknown.append(key)
                     continue
                 if key in seen:
-                    problems.append(RowProblem(ErrorCode.ROW_DUPLICATE_FIELD,
-                                               "The object gives this field more than once: give each field once, "
-                                               "so it is clear which value counts.", key))
+                    problems.append(
+                        RowProblem(
+                            ErrorCode.ROW_DUPLICATE_FIELD,
+                            "The object gives this field more than once: give each field once, "
+                            "so it is clear which value counts.",
+                            key,
+                        )
+                    )
                     continue
                 seen.add(key)
                 if isinstance(value, str):
@@ -504,10 +548,12 @@ def _read_bundle(stream: IO[bytes], kind: FileKind, max_bytes: int) -> tuple[_Co
         if rejected.code is not ErrorCode.FILE_TOO_LARGE:
             raise
         content.close()
-        raise FileRejected(ErrorCode.FILE_TOO_LARGE,
-                           f"A bundle file holds one birth notification and may be at most {limit // 1024:,} kB"
-                           f"{' once decompressed' if kind.gzipped else ''}; this one is larger: is it the right "
-                           "file?") from None
+        raise FileRejected(
+            ErrorCode.FILE_TOO_LARGE,
+            f"A bundle file holds one birth notification and may be at most {limit // 1024:,} kB"
+            f"{' once decompressed' if kind.gzipped else ''}; this one is larger: is it the right "
+            "file?",
+        ) from None
     bundle = parse_xml_bundle(data) if kind.format is FileFormat.FHIR_XML else parse_json_bundle(data)
     check_is_birth_notification(bundle)
     return content, bundle
@@ -572,8 +618,10 @@ def _scan(stream: IO[bytes], kind: FileKind, max_bytes: int) -> FileFacts:
     if isinstance(records, _JsonlRecords):
         records.check_is_jsonl()
     if count == 0:
-        raise FileRejected(ErrorCode.FILE_EMPTY, "The file has a header but no records."
-                           if kind.format is FileFormat.CSV else "The file has no records.")
+        raise FileRejected(
+            ErrorCode.FILE_EMPTY,
+            "The file has a header but no records." if kind.format is FileFormat.CSV else "The file has no records.",
+        )
     return FileFacts(content.digest.hexdigest(), content.raw_bytes, content.content_bytes, count, early)
 
 
@@ -623,11 +671,16 @@ class RowReader:
             problems = record.problems
             original_row = early.get(record.row)
             if original_row is not None:
-                problems = [*problems, RowProblem(
-                    ErrorCode.CORRECTION_BEFORE_ORIGINAL,
-                    f"This {str(record.values.get('notification_type', '')).upper()} comes before the notification "
-                    f"it corrects (row {original_row} of this file): put corrections after the notification they "
-                    "change, or send them in a later file.", "original_notification_id")]
+                problems = [
+                    *problems,
+                    RowProblem(
+                        ErrorCode.CORRECTION_BEFORE_ORIGINAL,
+                        f"This {str(record.values.get('notification_type', '')).upper()} comes before the notification "
+                        f"it corrects (row {original_row} of this file): put corrections after the notification they "
+                        "change, or send them in a later file.",
+                        "original_notification_id",
+                    ),
+                ]
             yield RawRow(record.row, record.values, tuple(problems), tuple(record.field_problems), record.locations)
         if rows != self._facts.records:  # the content changed between the passes, or a bug: never misreport
             raise RuntimeError(f"the second pass read {rows} records; the first counted {self._facts.records}")

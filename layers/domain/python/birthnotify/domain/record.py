@@ -254,8 +254,6 @@ def _digits(value: Any) -> int:
     raise _fail(ErrorCode.NUMBER_INVALID)
 
 
-
-
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
@@ -341,19 +339,20 @@ class BirthNotification(BaseModel):
     original_notification_id: NotificationId | None = Field(
         None, description="For AMEND and CANCEL: the notification_id of the NEW notification they change."
     )
-    baby_nhs_number: NhsNumber = Field(description="10 digits with a modulus 11 check digit; spaces and hyphens "
-                                       "are removed.")
-    baby_date_of_birth: CalendarDate = Field(description="YYYY-MM-DD (or DD/MM/YYYY); not after the upload day "
-                                             "and within the notification window (366 days by default).")
+    baby_nhs_number: NhsNumber = Field(
+        description="10 digits with a modulus 11 check digit; spaces and hyphens are removed."
+    )
+    baby_date_of_birth: CalendarDate = Field(
+        description="YYYY-MM-DD (or DD/MM/YYYY); not after the upload day "
+        "and within the notification window (366 days by default)."
+    )
     baby_time_of_birth: ClockTime | None = Field(None, description="24-hour HH:MM[:SS].")
     baby_sex: SexCode = Field(
         description="NHS Data Dictionary person phenotypic sex: 1 male, 2 female, 9 indeterminate, X not known."
     )
     birth_weight_grams: Grams = Field(description="Whole grams in digits (3200): no units.")
     gestation_weeks: Weeks = Field(description="Completed weeks of gestation.")
-    birth_order: BabyCount = Field(
-        description="1 for a single birth or first-born; not more than number_of_babies."
-    )
+    birth_order: BabyCount = Field(description="1 for a single birth or first-born; not more than number_of_babies.")
     number_of_babies: BabyCount = Field(description="Babies born in this delivery.")
     live_birth: Flag = Field(description="Y or N; N for a stillbirth: such records are withheld, never forwarded.")
     mother_nhs_number: NhsNumber | None = Field(None, description="As baby_nhs_number.")
@@ -362,21 +361,25 @@ class BirthNotification(BaseModel):
     mother_date_of_birth: CalendarDate | None = Field(
         None, description="YYYY-MM-DD (or DD/MM/YYYY); the mother's age at the birth must be 10-65."
     )
-    address_line_1: AddressLine = Field(description="Residence address, at most 100 characters; line breaks "
-                                        "inside a line become ', '.")
+    address_line_1: AddressLine = Field(
+        description="Residence address, at most 100 characters; line breaks inside a line become ', '."
+    )
     address_line_2: AddressLine | None = Field(None, description="As address_line_1.")
     address_line_3: AddressLine | None = Field(None, description="As address_line_1.")
     address_line_4: AddressLine | None = Field(None, description="As address_line_1.")
-    postcode: Postcode = Field(description="UK postcode of the baby's residence, any case and spacing, "
-                                 "normalised to 'LS1 4AP'.")
+    postcode: Postcode = Field(
+        description="UK postcode of the baby's residence, any case and spacing, normalised to 'LS1 4AP'."
+    )
     residence_la_code: GssCode | None = Field(
-        None, description="ONS GSS code of the council where the baby lives, e.g. E08000035; optional when "
+        None,
+        description="ONS GSS code of the council where the baby lives, e.g. E08000035; optional when "
         "the postcode resolves. A district (E07) routes to its county, an ended council's code to its successor. "
         "Codes of Scotland (S...), Northern Ireland (N...), the Channel Islands (L99999999) and the Isle of Man "
-        "(M99999999) are accepted, and such records held as outside this service."
+        "(M99999999) are accepted, and such records held as outside this service.",
     )
-    gp_practice_code: GpPracticeCode | None = Field(None, description="ODS code of the registered GP practice: a "
-                                                        "letter and five digits.")
+    gp_practice_code: GpPracticeCode | None = Field(
+        None, description="ODS code of the registered GP practice: a letter and five digits."
+    )
     restricted: Flag = Field(description="Y or N; Y for a PDS-restricted (flagged sensitive) record: withheld.")
     sharing_objection: Flag = Field(description="Y or N; Y when a parent objected to sharing: withheld.")
 
@@ -413,8 +416,14 @@ def cross_field_errors(
 RECORD_FIELDS: tuple[str, ...] = tuple(BirthNotification.model_fields)
 REQUIRED_FIELDS: frozenset[str] = frozenset(n for n, f in BirthNotification.model_fields.items() if f.is_required())
 CONTROL_FIELDS: frozenset[str] = frozenset(
-    {"notification_id", "notification_type", "original_notification_id", "live_birth", "restricted",
-     "sharing_objection"}
+    {
+        "notification_id",
+        "notification_type",
+        "original_notification_id",
+        "live_birth",
+        "restricted",
+        "sharing_objection",
+    }
 )
 """Fields that steer the pipeline; the identifiers travel in every message's envelope, the flags never."""
 SHAREABLE_FIELDS: frozenset[str] = frozenset(RECORD_FIELDS) - CONTROL_FIELDS

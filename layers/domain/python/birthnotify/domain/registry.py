@@ -97,8 +97,10 @@ class Authority(_Strict):
     type: str = Field(min_length=2, description="From the councils data (unitary, county, ...).")
     contact_emails: list[Email] = Field(min_length=1)
     districts: list[GssCode] = Field(
-        [], description="The districts it serves: the councils data's, and any the registry lists that the "
-        "data does not know yet.")
+        [],
+        description="The districts it serves: the councils data's, and any the registry lists that the "
+        "data does not know yet.",
+    )
     consumer_principals: list[PrincipalArn] = []
     notification_mode: NotificationMode = NotificationMode.PER_FILE
     agreements: list[SharingAgreement] = []
@@ -137,8 +139,11 @@ class PostcodeDirectoryColumns(_Strict):
     """The postcode directory, and the column names of its ONS (NSPL/ONSPD) release; the first present one is
     used, because ONS renames them between releases (laua, lad25cd, lad26cd ...)."""
 
-    file: str = Field("postcodes.csv", description="Relative to the registry: a directory CSV (a small extract, "
-                      "indexed in memory when loaded) or an index built by `birthnotify postcodes build`.")
+    file: str = Field(
+        "postcodes.csv",
+        description="Relative to the registry: a directory CSV (a small extract, "
+        "indexed in memory when loaded) or an index built by `birthnotify postcodes build`.",
+    )
     postcode: list[str] = ["pcds", "pcd", "pcd7", "pcd8", "postcode"]
     district: list[str] = ["lad26cd", "lad25cd", "lad24cd", "lad23cd", "laua", "oslaua"]
     county: list[str] = ["cty26cd", "cty25cd", "cty24cd", "cty23cd", "cty"]
@@ -176,8 +181,10 @@ class Registry(_Strict):
         not a current council running children's services."""
         councils = (info.context or {}).get("councils")
         if not isinstance(councils, Councils):
-            raise ValueError("the registry needs the councils data: load it with load_registry(), or validate "
-                             "with context={'councils': Councils.load(...)}")
+            raise ValueError(
+                "the registry needs the councils data: load it with load_registry(), or validate "
+                "with context={'councils': Councils.load(...)}"
+            )
         if not isinstance(data, dict) or not isinstance(data.get("authorities"), list):
             return data
         problems: list[str] = []
@@ -196,13 +203,24 @@ class Registry(_Strict):
             if not isinstance(listed, list) or not all(isinstance(d, str) for d in listed):
                 authorities.append(entry)  # the districts field's own validation says what is wrong
                 continue
-            elsewhere = [f"{d} ({councils.name(d)}: {', '.join(councils.childrens_services(d))})" for d in listed
-                         if isinstance(d, str) and councils.childrens_services(d) not in ((), (code,))]
+            elsewhere = [
+                f"{d} ({councils.name(d)}: {', '.join(councils.childrens_services(d))})"
+                for d in listed
+                if isinstance(d, str) and councils.childrens_services(d) not in ((), (code,))
+            ]
             if elsewhere:
-                problems.append(f"authority {code}: the councils data places districts {elsewhere} under another "
-                                "council; remove them (districts come from the data)")
-            authorities.append({"name": council.name, "type": council.type, **entry,
-                                "districts": sorted({*councils.districts(code), *listed})})
+                problems.append(
+                    f"authority {code}: the councils data places districts {elsewhere} under another "
+                    "council; remove them (districts come from the data)"
+                )
+            authorities.append(
+                {
+                    "name": council.name,
+                    "type": council.type,
+                    **entry,
+                    "districts": sorted({*councils.districts(code), *listed}),
+                }
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return {**data, "authorities": authorities}
@@ -273,16 +291,20 @@ def _not_childrens_services(code: str, councils: Councils) -> str | None:
         return f"authority {code} is in {country}, outside this service (England and Wales)"
     council = councils.council(code)
     if council is None:
-        return (f"authority {code} is not a council in the councils data ({councils.source}): check the code, or "
-                "refresh the data if the council is new")
+        return (
+            f"authority {code} is not a council in the councils data ({councils.source}): check the code, or "
+            "refresh the data if the council is new"
+        )
     if not council.current:
         now = ", ".join(f"{c} ({councils.name(c)})" for c in councils.childrens_services(code))
         ended = f" on {council.end_date}" if council.end_date else ""
         return f"authority {code} ({council.name}) ended{ended}; its area is now served by {now}: register that instead"
     if not council.runs_childrens_services:
         county = council.childrens_services_gss
-        return (f"authority {code} ({council.name}) is a district: {councils.name(county)} ({county}) runs its "
-                "children's services; register that council (its districts come from the councils data)")
+        return (
+            f"authority {code} ({council.name}) is a district: {councils.name(county)} ({county}) runs its "
+            "children's services; register that council (its districts come from the councils data)"
+        )
     return None
 
 

@@ -73,7 +73,8 @@ class Router:
         for authority in registry.authorities:
             agreement = authority.agreement_on(processing_day)
             self._by_council[authority.gss_code] = (
-                Forward(authority, agreement) if agreement
+                Forward(authority, agreement)
+                if agreement
                 else Hold(HeldReason.NO_AGREEMENT, authority.gss_code, authority.name)
             )
         self._held = {reason: Hold(reason) for reason in HeldReason}
@@ -118,8 +119,11 @@ class Router:
         if place.outside:
             return self._held[HeldReason.OUTSIDE_SERVICE]
         if place.councils:
-            return Hold(HeldReason.AMBIGUOUS_SUCCESSOR, place.code,
-                        self._registry.council_name(place.code) if place.code else None)
+            return Hold(
+                HeldReason.AMBIGUOUS_SUCCESSOR,
+                place.code,
+                self._registry.council_name(place.code) if place.code else None,
+            )
         return self._held[HeldReason.NO_AUTHORITY]
 
     def _code_place(self, code: str) -> Place:

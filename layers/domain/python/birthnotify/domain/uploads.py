@@ -49,8 +49,10 @@ def upload_id(uploaded_at: datetime, upload_ref: str) -> str:
     """Names one upload of a file: its time to the millisecond (S3's event time, so a folder lists uploads in
     order) and a short hash of S3's version id for it (a redelivered event gives the same id)."""
     moment = uploaded_at.astimezone(UTC)
-    return (f"{moment:%Y-%m-%dT%H%M%S}.{moment.microsecond // 1000:03d}Z-"
-            f"{hashlib.sha256(upload_ref.encode()).hexdigest()[:8]}")
+    return (
+        f"{moment:%Y-%m-%dT%H%M%S}.{moment.microsecond // 1000:03d}Z-"
+        f"{hashlib.sha256(upload_ref.encode()).hexdigest()[:8]}"
+    )
 
 
 def report_keys(trust: str, file_name: str, upload: str) -> tuple[str, str]:

@@ -105,15 +105,33 @@ class RowValidator:
         if left_out:  # a value that passed alone but not with the rest (a mother's implausible age)
             record = record.model_copy(update=dict.fromkeys(left_out))
         name = _namer(raw)
-        return ValidRow(record, tuple(
-            RowWarning(row=raw.row, notification_id=notification_id, field=name(issue.field), code=issue.code,
-                       message=f"{issue.message} {LEFT_OUT}") for issue in issues))
+        return ValidRow(
+            record,
+            tuple(
+                RowWarning(
+                    row=raw.row,
+                    notification_id=notification_id,
+                    field=name(issue.field),
+                    code=issue.code,
+                    message=f"{issue.message} {LEFT_OUT}",
+                )
+                for issue in issues
+            ),
+        )
 
     @staticmethod
     def _rejected(raw: RawRow, notification_id: str | None, issues: Iterable[RowProblem]) -> list[RowError]:
         name = _namer(raw)
-        return [RowError(row=raw.row, notification_id=notification_id, field=name(issue.field), code=issue.code,
-                         message=issue.message) for issue in issues]
+        return [
+            RowError(
+                row=raw.row,
+                notification_id=notification_id,
+                field=name(issue.field),
+                code=issue.code,
+                message=issue.message,
+            )
+            for issue in issues
+        ]
 
 
 def _blocking(issues: list[RowProblem]) -> bool:

@@ -67,7 +67,17 @@ HELD_AT_ATTRIBUTE = "held_at"
 HELD_TTL_ATTRIBUTE = "expiration"
 HELD_RETENTION_ATTRIBUTE = "retention_days"
 """Days an item is kept once a person has acted on it; an open record has no expiry at all."""
-HELD_INDEX_PROJECTION = ("trust", "sha256", "row", "file_key", "report_key", "authority_gss_code", "authority_name",
-                         "notification_type", "status", HELD_RETENTION_ATTRIBUTE)
+HELD_INDEX_PROJECTION = (
+    "trust",
+    "sha256",
+    "row",
+    "file_key",
+    "report_key",
+    "authority_gss_code",
+    "authority_name",
+    "notification_type",
+    "status",
+    HELD_RETENTION_ATTRIBUTE,
+)
 """What the ``open`` index carries besides its keys: no personal data, so whoever may read only the index (the age
 check) sees none."""

@@ -147,8 +147,9 @@ class IngestSettings(_Settings):
     reports_bucket: str = Field(validation_alias=Env.REPORTS_BUCKET.value)
     authority_queue_prefix: str = Field(validation_alias=Env.AUTHORITY_QUEUE_PREFIX.value)
     held_table: str = Field(validation_alias=Env.HELD_TABLE.value)
-    held_retention_days: PositiveInt = Field(DEFAULT_HELD_RETENTION_DAYS,
-                                             validation_alias=Env.HELD_RETENTION_DAYS.value)
+    held_retention_days: PositiveInt = Field(
+        DEFAULT_HELD_RETENTION_DAYS, validation_alias=Env.HELD_RETENTION_DAYS.value
+    )
     file_events_queue_url: str = Field(validation_alias=Env.FILE_EVENTS_QUEUE_URL.value)
     state_table: str = Field(validation_alias=Env.STATE_TABLE.value)
     max_file_bytes: PositiveInt = Field(DEFAULT_MAX_FILE_BYTES, validation_alias=Env.MAX_FILE_BYTES.value)
@@ -191,13 +192,19 @@ class NotifySettings(_Settings):
 
     @model_validator(mode="after")
     def _transport_complete(self) -> NotifySettings:
-        needed = {EmailTransportKind.SES: [(Env.SES_CONFIGURATION_SET, self.ses_configuration_set)],
-                  EmailTransportKind.NOTIFY: [(Env.NOTIFY_API_KEY_SECRET_ID, self.notify_api_key_secret_id),
-                                              (Env.NOTIFY_TEMPLATE_ID, self.notify_template_id)]}
+        needed = {
+            EmailTransportKind.SES: [(Env.SES_CONFIGURATION_SET, self.ses_configuration_set)],
+            EmailTransportKind.NOTIFY: [
+                (Env.NOTIFY_API_KEY_SECRET_ID, self.notify_api_key_secret_id),
+                (Env.NOTIFY_TEMPLATE_ID, self.notify_template_id),
+            ],
+        }
         missing = [name.value for name, value in needed[self.email_transport] if not value]
         if missing:
-            raise ValueError(f"missing environment variables: {', '.join(missing)} (needed by the "
-                             f"{self.email_transport.value} transport)")
+            raise ValueError(
+                f"missing environment variables: {', '.join(missing)} (needed by the "
+                f"{self.email_transport.value} transport)"
+            )
         return self
 
 

@@ -57,6 +57,7 @@ class NotifyPorts:
 class MeshNotConfigured(RuntimeError):
     """A file came by MESH but this notifier has no MESH mailbox to answer it with."""
 
+
 class Delivery(BaseModel):
     """One email to one recipient: sent at most once, remembered by ``key``."""
 
@@ -79,22 +80,34 @@ class ReportBack(BaseModel):
 
 
 class NotifyService:
-    def __init__(self, *, registry: Registry, composer: Composer, ports: NotifyPorts,
-                 clock: Callable[[], datetime] = utc_now, log: Log | None = None,
-                 mesh_report_workflow: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        composer: Composer,
+        ports: NotifyPorts,
+        clock: Callable[[], datetime] = utc_now,
+        log: Log | None = None,
+        mesh_report_workflow: str = "",
+    ) -> None:
         self.registry = registry
         self.log: Log = log or logging.getLogger("birthnotify.notify")
         self.composer = composer
         self.ports = ports
         self._clock = clock
-        self.idempotency = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=SENT_RECORD_SECONDS,
-                                             raise_on_no_idempotency_key=True)
+        self.idempotency = IdempotencyConfig(
+            event_key_jmespath="key", expires_after_seconds=SENT_RECORD_SECONDS, raise_on_no_idempotency_key=True
+        )
         self._deliver_once = idempotent_function(
-            data_keyword_argument="delivery", persistence_store=ports.idempotency_store, config=self.idempotency,
+            data_keyword_argument="delivery",
+            persistence_store=ports.idempotency_store,
+            config=self.idempotency,
             output_serializer=PydanticSerializer(model=Delivered),
         )(self._deliver)
         self._report_back_once = idempotent_function(
-            data_keyword_argument="document", persistence_store=ports.idempotency_store, config=self.idempotency,
+            data_keyword_argument="document",
+            persistence_store=ports.idempotency_store,
+            config=self.idempotency,
             output_serializer=PydanticSerializer(model=Delivered),
         )(self._report_back)
         self.mesh_report_workflow = mesh_report_workflow
@@ -124,8 +137,11 @@ class NotifyService:
         if isinstance(event, HeldActionEvent):
             emails, day, forwarded = self.composer.for_held_action(event), london_day(event.acted_at), event.released
         else:
-            emails, day, forwarded = (self.composer.for_event(event), london_day(event.processed_at),
-                                      event.outcome.authorities)
+            emails, day, forwarded = (
+                self.composer.for_event(event),
+                london_day(event.processed_at),
+                event.outcome.authorities,
+            )
         for email in emails:
             try:
                 self.send(email)
@@ -134,9 +150,16 @@ class NotifyService:
         for counts in forwarded:
             authority = self.registry.authority(counts.gss_code)
             if authority is not None and authority.notification_mode is NotificationMode.DIGEST:
-                self.digests.add(authority.gss_code, day, event.event_id, event.trust_name or
-                                 event.trust_ods_code or "", counts.agreement_id, counts.new, counts.amend,
-                                 counts.cancel)
+                self.digests.add(
+                    authority.gss_code,
+                    day,
+                    event.event_id,
+                    event.trust_name or event.trust_ods_code or "",
+                    counts.agreement_id,
+                    counts.new,
+                    counts.amend,
+                    counts.cancel,
+                )
         if isinstance(event, FileProcessedEvent) and event.mesh is not None:
             try:
                 self.report_back(event)
@@ -159,20 +182,28 @@ class NotifyService:
         assert origin is not None
         if self.ports.mesh is None or self.ports.reports is None or not self.mesh_report_workflow:
             raise MeshNotConfigured("a file came by MESH but the notifier has no MESH secret or report workflow")
-        documents = [(event.report_key, f"report-{origin.message_id}.json", "application/json"),
-                     (event.rejected_rows_key, f"rejected-rows-{origin.message_id}.csv", "text/csv")]
+        documents = [
+            (event.report_key, f"report-{origin.message_id}.json", "application/json"),
+            (event.rejected_rows_key, f"rejected-rows-{origin.message_id}.csv", "text/csv"),
+        ]
         failures: list[Exception] = []
         for report_key, file_name, content_type in documents:
             if not report_key:
                 continue
-            document = ReportBack(key=f"{event.event_id}:mesh:{file_name}", mailbox=origin.mailbox,
-                                  report_key=report_key, file_name=file_name, content_type=content_type)
+            document = ReportBack(
+                key=f"{event.event_id}:mesh:{file_name}",
+                mailbox=origin.mailbox,
+                report_key=report_key,
+                file_name=file_name,
+                content_type=content_type,
+            )
             try:
                 self._report_back_once(document=document, event=event)
             except Exception as exc:  # noqa: BLE001 (the other document is still sent)
                 self.report_failures += 1
-                self.log.warning("report not sent back by MESH", extra={"message_id": origin.message_id,
-                                                                       "error": type(exc).__name__})
+                self.log.warning(
+                    "report not sent back by MESH", extra={"message_id": origin.message_id, "error": type(exc).__name__}
+                )
                 failures.append(exc)
         if failures:
             raise failures[0]
@@ -180,19 +211,29 @@ class NotifyService:
     def _report_back(self, document: ReportBack, event: FileProcessedEvent) -> Delivered:
         assert self.ports.mesh is not None and self.ports.reports is not None and event.mesh is not None
         outcome = event.outcome
-        subject = (f"Birth notifications report: {event.status.value}, {outcome.forwarded} forwarded, "
-                   f"{outcome.rejected} rejected")
+        subject = (
+            f"Birth notifications report: {event.status.value}, {outcome.forwarded} forwarded, "
+            f"{outcome.rejected} rejected"
+        )
         body, size = self.ports.reports.open(document.report_key)
         try:
             with self.ports.mesh() as mailbox:
-                message_id = mailbox.send(document.mailbox, body, size, workflow_id=self.mesh_report_workflow,
-                                          file_name=document.file_name, local_id=event.mesh.message_id,
-                                          subject=subject, content_type=document.content_type)
+                message_id = mailbox.send(
+                    document.mailbox,
+                    body,
+                    size,
+                    workflow_id=self.mesh_report_workflow,
+                    file_name=document.file_name,
+                    local_id=event.mesh.message_id,
+                    subject=subject,
+                    content_type=document.content_type,
+                )
         finally:
             body.close()
         self.reports_sent.append((document.mailbox, message_id))
-        self.log.info("report sent back by MESH", extra={"message_id": event.mesh.message_id,
-                                                         "report_message_id": message_id})
+        self.log.info(
+            "report sent back by MESH", extra={"message_id": event.mesh.message_id, "report_message_id": message_id}
+        )
         return Delivered(message_id=message_id)
 
     def remind_held(self, max_age: timedelta) -> int:
@@ -207,8 +248,15 @@ class NotifyService:
         if not overdue:
             return 0
         before = len(self.sent)
-        self.send(self.composer.held_reminder(london_day(now), len(waiting), Counter(s.reason for s in overdue),
-                                              max(now - s.held_at for s in overdue), max_age))
+        self.send(
+            self.composer.held_reminder(
+                london_day(now),
+                len(waiting),
+                Counter(s.reason for s in overdue),
+                max(now - s.held_at for s in overdue),
+                max_age,
+            )
+        )
         return len(self.sent) - before
 
     def send_digests(self) -> int:
@@ -226,14 +274,25 @@ class NotifyService:
             try:
                 digest = pending if pending.closed else self.digests.close(pending.gss_code, pending.day)
                 if authority is not None and digest.total:
-                    self.send(self.composer.digest(authority, digest.day, digest.new, digest.amend, digest.cancel,
-                                                   digest.files, digest.trusts, digest.agreements))
+                    self.send(
+                        self.composer.digest(
+                            authority,
+                            digest.day,
+                            digest.new,
+                            digest.amend,
+                            digest.cancel,
+                            digest.files,
+                            digest.trusts,
+                            digest.agreements,
+                        )
+                    )
                     sent += 1
                 self.digests.mark_sent(digest.gss_code, digest.day)
             except Exception as exc:  # noqa: BLE001 (the other authorities' digests are still sent)
-                self.log.warning("digest not sent", extra={"authority": pending.gss_code,
-                                                         "day": pending.day.isoformat(),
-                                                         "error": type(exc).__name__})
+                self.log.warning(
+                    "digest not sent",
+                    extra={"authority": pending.gss_code, "day": pending.day.isoformat(), "error": type(exc).__name__},
+                )
                 failures.append(exc)
         if failures:
             raise failures[0]
@@ -248,8 +307,9 @@ class NotifyService:
         failures: list[Exception] = []
         for authority in self.registry.authorities:
             for agreement in authority.agreements:
-                if agreement.valid_to is None or any(other.valid_from > agreement.valid_to
-                                                     for other in authority.agreements):
+                if agreement.valid_to is None or any(
+                    other.valid_from > agreement.valid_to for other in authority.agreements
+                ):
                     continue
                 days_left = (agreement.valid_to - today).days
                 due = [threshold for threshold in EXPIRY_WARNING_DAYS if 0 <= days_left <= threshold]
@@ -263,8 +323,9 @@ class NotifyService:
                     self.ports.marks.mark_sent(email.key)
                     sent += 1
                 except Exception as exc:  # noqa: BLE001 (the other warnings are still sent)
-                    self.log.warning("expiry warning not sent", extra={"agreement": agreement.id,
-                                                                       "error": type(exc).__name__})
+                    self.log.warning(
+                        "expiry warning not sent", extra={"agreement": agreement.id, "error": type(exc).__name__}
+                    )
                     failures.append(exc)
         if failures:
             raise failures[0]
@@ -275,8 +336,7 @@ class NotifyService:
         failures: list[Exception] = []
         for recipient in email.recipients:
             try:
-                self._deliver_once(delivery=Delivery(key=f"{email.key}:{recipient}", recipient=recipient),
-                                   email=email)
+                self._deliver_once(delivery=Delivery(key=f"{email.key}:{recipient}", recipient=recipient), email=email)
             except Exception as exc:  # noqa: BLE001 (one failed recipient must not stop the others)
                 self.log.warning("email not sent", extra={"kind": email.kind.value, "error": type(exc).__name__})
                 failures.append(exc)
