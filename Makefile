@@ -52,6 +52,7 @@ test-fast: $(BIN)/.installed
 
 lint: install
 	$(BIN)/ruff check layers functions infra cli tests bench
+	$(BIN)/ruff format --check layers functions infra cli tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
