@@ -175,28 +175,18 @@ class Ledger(Construct):
 
     def grant_action_entries(self, policy: LeastPrivilegePolicy) -> None:
         """What the held reviewer role needs for its actions' entries (release, discard, re-delivery)."""
-        policy.allow(
-            "WriteLedger",
-            ["s3:PutObject"],
-            [self.bucket.arn_for_objects(f"{LEDGER_PREFIX}*")],
-            wildcard_reason=f"A review action writes one object of entries under {LEDGER_PREFIX}day=<day>/, named "
+        self._allow_entry_writes(
+            policy,
+            f"A review action writes one object of entries under {LEDGER_PREFIX}day=<day>/, named "
             "by the action: not known in advance; writing is confined to that prefix.",
         )
-        policy.allow(
-            "EncryptLedger",
-            ["kms:GenerateDataKey", "kms:Decrypt"],
-            [self.key.key_arn],
-            conditions=kms_via("s3", "secretsmanager"),
-        )
-        policy.allow("ReadLedgerKey", ["secretsmanager:GetSecretValue"], [self.key_secret.secret_arn])
+        self._allow_key_use(policy)
 
     def grant_write(self, policy: LeastPrivilegePolicy) -> None:
         """What ingest needs: write entry objects under ledger/, and read the HMAC key."""
-        policy.allow(
-            "WriteLedger",
-            ["s3:PutObject"],
-            [self.bucket.arn_for_objects(f"{LEDGER_PREFIX}*")],
-            wildcard_reason=f"Ledger objects are written per file chunk under {LEDGER_PREFIX}day=<day>/, "
+        self._allow_entry_writes(
+            policy,
+            f"Ledger objects are written per file chunk under {LEDGER_PREFIX}day=<day>/, "
             "named by content hash: not known in advance; writing is confined to that prefix.",
         )
         policy.allow(
@@ -208,6 +198,19 @@ class Ledger(Construct):
         )
         # Without ListBucket, S3 answers a missing key (a trust's first file: no index yet) with 403, not 404.
         policy.allow("ListLedgerBucket", ["s3:ListBucket"], [self.bucket.bucket_arn])
+        self._allow_key_use(policy)
+
+    def _allow_entry_writes(self, policy: LeastPrivilegePolicy, why_any_name: str) -> None:
+        """Write entry objects under ledger/ (names not known in advance: ``why_any_name`` says why)."""
+        policy.allow(
+            "WriteLedger",
+            ["s3:PutObject"],
+            [self.bucket.arn_for_objects(f"{LEDGER_PREFIX}*")],
+            wildcard_reason=why_any_name,
+        )
+
+    def _allow_key_use(self, policy: LeastPrivilegePolicy) -> None:
+        """Encrypt entries with the ledger's KMS key (through S3 or Secrets Manager) and read the HMAC key."""
         policy.allow(
             "EncryptLedger",
             ["kms:GenerateDataKey", "kms:Decrypt"],
