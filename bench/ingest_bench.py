@@ -23,7 +23,6 @@ import gc
 import gzip
 import io
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from birthnotify.domain.validation import RowRules, RowValidator
 from birthnotify.shared.settings import DEFAULT_MAX_FILE_BYTES
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_file
 
+from bench.memory import peak_rss_mb as own_peak_rss_mb
 from bench.stubbed_sqs import CannedSqs, stubbed_sqs_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,7 +338,7 @@ def child(path: Path) -> None:
             assert rejection.code.value == "FILE_TOO_LARGE", rejection.code
     else:
         run_pipeline(path)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    print(own_peak_rss_mb())
 
 
 def gzip_bomb() -> Path:

@@ -20,11 +20,12 @@ import csv
 import io
 import json
 import random
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.memory import peak_rss_mb, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "bench"
@@ -198,14 +199,6 @@ def _child(argv: list[str]) -> dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _rss_mb() -> float:
-    """Current resident set size (VmRSS), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child_build(source: Path, output: Path) -> dict[str, float]:
     from birthnotify.domain.postcodes import build_index
     from birthnotify.domain.registry import load_registry
@@ -216,7 +209,7 @@ def child_build(source: Path, output: Path) -> dict[str, float]:
     return {
         "build_s": time.perf_counter() - wall,
         "build_cpu_s": time.process_time() - cpu,
-        "build_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "build_peak_rss_mb": peak_rss_mb(),
         "postcodes": stats.postcodes,
         "rows": stats.rows,
         "terminated": stats.terminated,
@@ -231,11 +224,11 @@ def child_load(index: Path, source: Path) -> dict[str, float]:
     started = time.perf_counter()
     registry = load_registry(ROOT / "config" / "registry.toml")  # with the councils data: the rest of cold start
     registry_ms = (time.perf_counter() - started) * 1000
-    before = _rss_mb()
+    before = rss_mb()
     started = time.perf_counter()
     directory = PostcodeDirectory.load(index, registry.postcode_directory)
     load_ms = (time.perf_counter() - started) * 1000
-    after_load = _rss_mb()
+    after_load = rss_mb()
 
     rng = random.Random(7)
     sample: list[str] = []
@@ -247,9 +240,9 @@ def child_load(index: Path, source: Path) -> dict[str, float]:
     rng.shuffle(spelled)
     misses = [f"{pc[:-2]}ZZ" for pc in sample[: len(sample) // 4]] + [f"QQ{n} 1AA" for n in range(1000)]
     lookup = directory.lookup
-    before_lookups = _rss_mb()
+    before_lookups = rss_mb()
     assert all(lookup(pc) is not None for pc in spelled)  # every outward code: most of the index's pages
-    touched_mb = _rss_mb() - before_lookups
+    touched_mb = rss_mb() - before_lookups
     rounds = max(1, 1_000_000 // len(spelled))
     started = time.perf_counter()
     for _ in range(rounds):

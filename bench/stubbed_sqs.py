@@ -81,12 +81,15 @@ class CannedSqs:
 
 
 def stubbed_sqs_client(canned: CannedSqs) -> Any:
-    """A boto3 SQS client (its own session, fake credentials) answered by ``canned``."""
+    """A boto3 SQS client configured as the ingest function's (its own session, fake credentials), answered by
+    ``canned``."""
+    from birthnotify.adapters.aws import SQS_CLIENT_CONFIG
+
     session = boto3.session.Session(
         aws_access_key_id="bench",
         aws_secret_access_key="bench",  # noqa: S106
         region_name=REGION,
     )
-    client = session.client("sqs")
+    client = session.client("sqs", config=SQS_CLIENT_CONFIG)
     client.meta.events.register_first("before-send.sqs", canned)
     return client
