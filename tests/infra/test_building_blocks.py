@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from aws_cdk import App, Stack, Validations
@@ -21,11 +22,17 @@ from birthnotify.shared.settings import INGEST_ENV, Env
 from infra.config import CONTEXT_KEYS, DEFAULT_REGISTRY, ROOT, ConfigError, StageConfig, placeholder_reason
 from infra.constructs.function import MissingEnvironment, environment_for
 from infra.constructs.layers import (
+    BYTECODE_PYTHON_ENV,
+    DOMAIN_LAYER,
+    LAYER_PYTHON_PATH,
     PROVIDED_BY_RUNTIME,
     REQUIREMENTS,
+    BytecodeCompiler,
     LayerBuildError,
     config_layer_dir,
     dependencies_layer_dir,
+    domain_layer_dir,
+    find_bytecode_compiler,
 )
 from infra.constructs.policy import LeastPrivilegePolicy
 from infra.docs import documented_context
@@ -170,8 +177,9 @@ def test_function_environment_has_exactly_the_names_and_refuses_a_missing_value(
 
 
 def test_dependency_layer_holds_arm64_cpython313_wheels_without_the_runtimes_own_packages():
-    directory, key = dependencies_layer_dir()
-    again, same_key = dependencies_layer_dir()
+    compiler = find_bytecode_compiler()  # as the Layers construct finds it: bytecode iff a CPython 3.13 is here
+    directory, key = dependencies_layer_dir(compiler=compiler)
+    again, same_key = dependencies_layer_dir(compiler=compiler)
     assert (again, same_key) == (directory, key)  # cached: the second call builds nothing
     site = directory / "python"
     assert (site / "aws_lambda_powertools").is_dir() and (site / "pydantic").is_dir() and (site / "tzdata").is_dir()
@@ -179,9 +187,50 @@ def test_dependency_layer_holds_arm64_cpython313_wheels_without_the_runtimes_own
     assert cores, "pydantic_core must be the Lambda platform's wheel"
     names = {p.name.split("-")[0].lower() for p in site.iterdir()}
     assert not names & set(PROVIDED_BY_RUNTIME)
-    assert not list(site.rglob("__pycache__"))
+    compiled = list(site.rglob("*.pyc"))
+    if compiler is None:
+        assert not compiled
+    else:
+        assert compiler.tag == "cpython-313"
+        assert compiled and {path.name.rsplit(".", 2)[1] for path in compiled} == {"cpython-313"}
+        assert (site / "pydantic" / "__pycache__" / "main.cpython-313.pyc").is_file()
     pins = dict(line.split("==") for line in REQUIREMENTS.read_text().splitlines() if "==" in line)
     assert (site / f"pydantic-{pins['pydantic']}.dist-info").is_dir()
+
+
+def test_only_an_interpreter_of_the_runtimes_version_compiles_the_layers(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setenv(BYTECODE_PYTHON_ENV, sys.executable)
+    here = sys.version_info[:2]
+    found = find_bytecode_compiler(version=(here[0], here[1]))
+    assert found is not None and found.tag == sys.implementation.cache_tag
+    assert find_bytecode_compiler(version=(here[0], here[1] + 1)) is None  # another version's bytecode is useless
+    monkeypatch.setenv(BYTECODE_PYTHON_ENV, str(tmp_path / "no-such-python"))
+    assert find_bytecode_compiler(version=(here[0], here[1])) is None
+
+
+def test_domain_layer_ships_unchecked_bytecode_of_every_module_naming_its_lambda_path(tmp_path):
+    import importlib.util
+    import marshal
+    import sys
+
+    compiler = BytecodeCompiler(Path(sys.executable), sys.implementation.cache_tag)  # the mechanism, any version
+    directory, key = domain_layer_dir(cache=tmp_path, compiler=compiler)
+    assert domain_layer_dir(cache=tmp_path, compiler=compiler) == (directory, key)
+    source_only, other_key = domain_layer_dir(cache=tmp_path)
+    assert other_key != key and not list(source_only.rglob("*.pyc"))  # the key names the bytecode's interpreter
+    modules = sorted(p.relative_to(directory) for p in directory.rglob("*.py"))
+    assert modules == sorted(
+        p.relative_to(DOMAIN_LAYER) for p in DOMAIN_LAYER.rglob("*.py") if "__pycache__" not in p.parts
+    )
+    for module in modules:
+        cached = Path(importlib.util.cache_from_source(str(directory / module)))
+        data = cached.read_bytes()
+        assert data[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(data[4:8], "little") == 0b01  # hash-based, source never checked: layers are read-only
+        code = marshal.loads(data[16:])  # noqa: S302 (bytecode this test just compiled)
+        assert code.co_filename == f"{LAYER_PYTHON_PATH}/{module.relative_to('python').as_posix()}"
 
 
 def test_a_wildcard_needs_a_reason_which_becomes_its_acknowledgement():
