@@ -26,9 +26,11 @@ from birthnotify.shared.settings import IngestSettings, MeshSettings, NotifySett
 
 MESH_LOCK = MESH_RUN_LEASE
 
-SQS_CLIENT_CONFIG = Config(max_pool_connections=DEFAULT_CONCURRENCY)
+SQS_CLIENT_CONFIG = Config(max_pool_connections=DEFAULT_CONCURRENCY, parameter_validation=False)
 """The ingest function's SQS client: a connection for each request the sender has in flight (botocore's
-default pool of 10 would make the rest wait)."""
+default pool of 10 would make the rest wait), and no client-side parameter validation: the entries are built
+by BatchSender from checked records, SQS validates every request itself (a refusal fails the file, which is
+retried and alarmed), and botocore's walk over each entry was ~13% of a SendMessageBatch's CPU (make bench)."""
 
 
 def ingest_ports(
