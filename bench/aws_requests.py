@@ -33,25 +33,35 @@ ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = ROOT / "config" / "registry.toml"
 REGION = "eu-west-2"
 PREFIX = "bench"
+TRUST, WARM_UP_TRUST = "RX1", "RX2"
 SENDER = "birth-notifications@example.nhs.uk"
 
 
 class RequestCounter:
-    """Counts API calls by ``service.Operation`` while ``counting`` is on."""
+    """Counts API calls by ``service.Operation``, separately for each function, while ``function`` is set."""
 
     def __init__(self) -> None:
-        self.counting = False
-        self.calls: Counter[str] = Counter()
+        self.function: str | None = None
+        self.calls: dict[str, Counter[str]] = {}
 
     def __call__(self, event_name: str, **_: Any) -> None:
-        if self.counting:
+        if self.function is not None:
             _, service, operation = event_name.split(".", 2)
-            self.calls[f"{service}.{operation}"] += 1
+            self.calls.setdefault(self.function, Counter())[f"{service}.{operation}"] += 1
 
 
-def count_requests(files: list[Path]) -> list[Counter[str]]:
-    """For each file in turn (uploaded by trust RX1 on a fresh moto), the requests its ingest and notify
-    made, by operation."""
+FileCalls = dict[str, Counter[str]]
+"""One file's requests: by function (``ingest``, ``notify``), then by ``service.Operation``."""
+
+
+def total(calls: FileCalls) -> Counter[str]:
+    """Every request of a file, by operation, whichever function made it."""
+    return sum(calls.values(), Counter())
+
+
+def count_requests(files: list[tuple[str, Path]]) -> list[FileCalls]:
+    """Upload ``files`` (trust ODS code, file) one after another on a fresh moto, to the same two functions
+    (one container each, as Lambda reuses one); for each file, the requests its ingest and notify made."""
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "bench",
@@ -62,30 +72,36 @@ def count_requests(files: list[Path]) -> list[Counter[str]]:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )
-    results = []
-    for path in files:
-        with mock_aws():
-            boto3.setup_default_session()
-            counter = RequestCounter()
-            boto3.DEFAULT_SESSION.events.register("before-call", counter)  # type: ignore[union-attr]
-            setup = _resources()
-            ingest = load_handler_module(ROOT / "functions" / "ingest" / "handler.py", "bench_ingest_handler")
-            notify = load_handler_module(ROOT / "functions" / "notify" / "handler.py", "bench_notify_handler")
-            s3, sqs = setup["s3"], setup["sqs"]
-            s3.put_object(Bucket="bench-inbound", Key=f"inbound/RX1/{path.name}", Body=path.read_bytes())
+    results: list[FileCalls] = []
+    with mock_aws():
+        boto3.setup_default_session()
+        counter = RequestCounter()
+        boto3.DEFAULT_SESSION.events.register("before-call", counter)  # type: ignore[union-attr]
+        setup = _resources()
+        # A fresh import is a fresh container: clients, settings and caches start empty.
+        ingest = load_handler_module(ROOT / "functions" / "ingest" / "handler.py", "bench_ingest_handler")
+        notify = load_handler_module(ROOT / "functions" / "notify" / "handler.py", "bench_notify_handler")
+        s3, sqs = setup["s3"], setup["sqs"]
+        for trust, path in files:
+            s3.put_object(Bucket="bench-inbound", Key=f"inbound/{trust}/{path.name}", Body=path.read_bytes())
             for function, queue in ((ingest, "ingest"), (notify, "events")):
                 messages = sqs.receive_message(QueueUrl=setup[queue], MaxNumberOfMessages=10, AttributeNames=["All"])[
                     "Messages"
                 ]
                 messages = [m for m in messages if "s3:TestEvent" not in m["Body"]] or messages
-                counter.counting = True
+                counter.function = queue if queue == "ingest" else "notify"
                 response = function.handler(
                     sqs_event(messages, setup[queue + "_arn"]),
                     LambdaContext(function_name=queue, timeout_seconds=24 * 3600),
                 )
-                counter.counting = False
+                counter.function = None
                 assert not response["batchItemFailures"], response
+                sqs.delete_message_batch(
+                    QueueUrl=setup[queue],
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+                )
             results.append(counter.calls)
+            counter.calls = {}
     return results
 
 
@@ -156,12 +172,20 @@ def _resources() -> dict[str, Any]:
     return urls
 
 
-def per_file_figures(small: Path, small_rows: int, large: Path, large_rows: int) -> dict[str, Any]:
-    """Requests for two files: per 1,000 records each, and the fixed part (the intercept of the line
-    through the two totals)."""
-    counts_small, counts_large = count_requests([small, large])
-    total_small, total_large = sum(counts_small.values()), sum(counts_large.values())
+def per_file_figures(small: Path, small_rows: int, large: Path, large_rows: int, warm_up: Path) -> dict[str, Any]:
+    """Requests for two files in warm containers: per 1,000 records each, and the fixed part a file costs
+    (the intercept of the line through the two totals); and, apart, what a cold container adds once.
+
+    Two moto accounts of the same small file are compared: one in a cold container (its first file), one in
+    a warm container (after ``warm_up``, another file). The difference, by operation, is what a container
+    asks for once (secrets, lookups it caches); every call is counted in one figure or the other."""
+    (cold_small,) = count_requests([(TRUST, small)])
+    # The warm-up file comes from another trust: it leaves TRUST's destination index as the cold run found it.
+    _, warm_small, warm_large = count_requests([(WARM_UP_TRUST, warm_up), (TRUST, small), (TRUST, large)])
+    total_small, total_large = sum(total(warm_small).values()), sum(total(warm_large).values())
     per_row = (total_large - total_small) / (large_rows - small_rows)
+    container = total(cold_small)
+    container.subtract(total(warm_small))
     return {
         "small": total_small,
         "large": total_large,
@@ -169,5 +193,7 @@ def per_file_figures(small: Path, small_rows: int, large: Path, large_rows: int)
         "per_1000_large": total_large / large_rows * 1000,
         "fixed": total_small - per_row * small_rows,
         "per_record": per_row,
-        "breakdown_small": counts_small,
+        "breakdown_small": warm_small,
+        "cold_small": sum(total(cold_small).values()),
+        "container": Counter({name: count for name, count in container.items() if count}),
     }

@@ -57,6 +57,8 @@ REGISTRY = ROOT / "config" / "registry.toml"
 WORK = ROOT / "build" / "bench"
 UPLOAD_DAY = date(2026, 11, 20)
 MAX_BYTES = DEFAULT_MAX_FILE_BYTES
+REQUEST_WARM_UP = 200
+"""Rows of the file a container ingests before the files whose requests are counted warm."""
 MIX = Mix(invalid=0.02, withheld=0.02, held=0.01, amend_cancel=0.03)
 SQS_ROUND_TRIP_SECONDS = 0.015
 LAMBDA_SECONDS = 15 * 60
@@ -447,7 +449,9 @@ def main() -> None:
     flow = throughput_figures(args.throughput_rows)
     resume = resume_figures(args.rows)
     small_rows, large_rows = args.request_rows
-    requests = per_file_figures(generated_file(small_rows), small_rows, generated_file(large_rows), large_rows)
+    requests = per_file_figures(
+        generated_file(small_rows), small_rows, generated_file(large_rows), large_rows, generated_file(REQUEST_WARM_UP)
+    )
     small, large = args.memory_rows
     rss_small, rss_large = peak_rss_mb(small), peak_rss_mb(large)
     bomb = gzip_bomb()
@@ -500,7 +504,7 @@ def main() -> None:
         f"  {flow['records']:,} records sent in {flow['seconds']:.1f} s: {flow['records_per_second']:,.0f} "
         f"records/s; 1M rows would take {flow['million_rows_minutes']:.1f} min\n"
     )
-    out.write("\nAWS requests of ingest and notify (moto; counted, not timed)\n")
+    out.write("\nAWS requests of ingest and notify (moto; counted, not timed), each file in a warm container\n")
     out.write(
         f"  {small_rows:>6,}-row file  {requests['small']:6,} requests  {requests['per_1000_small']:6.1f} per 1,000\n"
     )
@@ -511,8 +515,15 @@ def main() -> None:
     out.write(
         f"  10,000-row file (the line through these) {at_10k:6.1f} per 1,000; fixed {requests['fixed']:.1f} a file\n"
     )
-    breakdown = ", ".join(f"{name} {count}" for name, count in sorted(requests["breakdown_small"].items()))
-    out.write(f"  {small_rows:,}-row file by operation: {breakdown}\n")
+    for function, calls in sorted(requests["breakdown_small"].items()):
+        breakdown = ", ".join(f"{name} {count}" for name, count in sorted(calls.items()))
+        out.write(f"  {small_rows:,}-row file, {function} ({sum(calls.values())}): {breakdown}\n")
+    container = requests["container"]
+    once = ", ".join(f"{name} {count:+d}" for name, count in sorted(container.items())) or "nothing"
+    out.write(
+        f"  a cold container adds, once: {sum(container.values())} ({once}); "
+        f"the {small_rows:,}-row file in a cold container: {requests['cold_small']} requests\n"
+    )
     out.write("\nmemory\n")
     out.write(f"  peak RSS, {small:>9,} rows (.csv.gz) {rss_small:8.1f} MB\n")
     out.write(f"  peak RSS, {large:>9,} rows (.csv.gz) {rss_large:8.1f} MB   (+{rss_large - rss_small:.1f} MB)\n")
@@ -555,7 +566,7 @@ def main() -> None:
     )
     worst = max(requests["per_1000_small"], requests["per_1000_large"])
     _goal(out, f"requests per 1,000 records (>= {small_rows:,} rows)", f"{worst:.1f}", "<= 110", worst <= 110)
-    _goal(out, "fixed requests per file", f"{requests['fixed']:.1f}", "<= 20", requests["fixed"] <= 20)
+    _goal(out, "fixed requests per file (warm container)", f"{requests['fixed']:.1f}", "<= 20", requests["fixed"] <= 20)
     _goal(out, f"peak RSS, {large:,} rows", f"{rss_large:.1f} MB", "<= 256 MB", rss_large <= 256)
     print(out.getvalue())
     with gzip.open(WORK / "last-run.txt.gz", "wt") as handle:
