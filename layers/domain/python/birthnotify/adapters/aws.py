@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
+from birthnotify.adapters.deliveries import DynamoDeliveries
 from birthnotify.adapters.digest import DynamoDigestStore, DynamoSentMarks
 from birthnotify.adapters.held import DynamoHeldStore
 from birthnotify.adapters.ledger import S3Destinations, S3Ledger, ledger_key
@@ -77,6 +78,7 @@ def notify_ports(
         transport=transport,
         digests=DynamoDigestStore(dynamodb, settings.state_table),
         marks=DynamoSentMarks(dynamodb, settings.state_table),
+        deliveries=DynamoDeliveries(dynamodb, settings.state_table),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
         mesh=mesh_connector(settings.mesh_secret_id, read_mesh_secret) if mesh and read_mesh_secret else None,
         reports=S3ReportReader(s3, settings.reports_bucket) if mesh else None,

@@ -344,6 +344,33 @@ class DigestDay:
         return self.new + self.amend + self.cancel
 
 
+class DeliveryInProgress(RuntimeError):
+    """Another invocation is mailing the same recipients (a duplicate delivery of the event): this one
+    fails, and SQS retries it once that one is done."""
+
+
+class DeliveryRun(Protocol):
+    """The recipients of one run of emails (an event's), claimed one at a time before each is mailed."""
+
+    def claim(self, mark: str) -> bool:
+        """True: mail this recipient now; False: it was mailed before. Raises DeliveryInProgress."""
+        ...
+
+    def sent(self, mark: str) -> None: ...
+
+    def close(self) -> None:
+        """Remember every recipient reported sent, and let the next invocation take the run."""
+        ...
+
+
+class Deliveries(Protocol):
+    """A durable memory of who was mailed, so each recipient gets an email at most once across retries."""
+
+    def run(self, key: str, lease_seconds: float) -> DeliveryRun:
+        """Start a run; ``lease_seconds``: how long, at most, this invocation may still be mailing."""
+        ...
+
+
 class SentMarks(Protocol):
     """A durable memory of warnings sent (longer than the per-recipient delivery memory of 35 days)."""
 

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 
 from birthnotify.application.notify.compose import Composer, Email
 from birthnotify.application.ports import (
+    Deliveries,
+    DeliveryInProgress,
     DigestStore,
     EmailTransport,
     HeldAges,
@@ -30,6 +32,8 @@ from birthnotify.domain.registry import NotificationMode, Registry
 from birthnotify.shared.clock import london_day, utc_now
 
 SENT_RECORD_SECONDS = 35 * 24 * 3600
+DEFAULT_LEASE_SECONDS = 15 * 60
+"""Without a Lambda context (a local run), a run of emails is held as long as a Lambda can run."""
 EXPIRY_WARNING_DAYS = (60, 30, 7)
 """An agreement that ends with no successor is warned of once at each of these many days before its end."""
 DIGEST_LOOKBACK_DAYS = 14
@@ -45,6 +49,9 @@ class NotifyPorts:
     transport: EmailTransport
     digests: DigestStore
     idempotency_store: BasePersistenceLayer
+    """Powertools idempotency: each document of a report sent back by MESH, once."""
+    deliveries: Deliveries
+    """Who was mailed: each recipient of an email at most once, across retries."""
     marks: SentMarks
     """What expiry warnings were sent (the state table)."""
     mesh: MeshSender | None = None
@@ -56,13 +63,6 @@ class NotifyPorts:
 
 class MeshNotConfigured(RuntimeError):
     """A file came by MESH but this notifier has no MESH mailbox to answer it with."""
-
-
-class Delivery(BaseModel):
-    """One email to one recipient: sent at most once, remembered by ``key``."""
-
-    key: str
-    recipient: str
 
 
 class Delivered(BaseModel):
@@ -98,12 +98,6 @@ class NotifyService:
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="key", expires_after_seconds=SENT_RECORD_SECONDS, raise_on_no_idempotency_key=True
         )
-        self._deliver_once = idempotent_function(
-            data_keyword_argument="delivery",
-            persistence_store=ports.idempotency_store,
-            config=self.idempotency,
-            output_serializer=PydanticSerializer(model=Delivered),
-        )(self._deliver)
         self._report_back_once = idempotent_function(
             data_keyword_argument="document",
             persistence_store=ports.idempotency_store,
@@ -116,6 +110,7 @@ class NotifyService:
         self.reports_sent: list[tuple[str, str]] = []
         """(mailbox, MESH message id) of each report document this container sent back by MESH."""
         self.report_failures = 0
+        self._context: Any = None
 
     @property
     def transport(self) -> EmailTransport:
@@ -127,6 +122,7 @@ class NotifyService:
 
     def register_lambda_context(self, context: Any) -> None:
         self.idempotency.register_lambda_context(context)
+        self._context = context
 
     def handle_event(self, event: FileProcessedEvent | HeldActionEvent) -> int:
         """Send the event's emails and count digest authorities' records; returns emails newly sent. A file
@@ -142,11 +138,10 @@ class NotifyService:
                 london_day(event.processed_at),
                 event.outcome.authorities,
             )
-        for email in emails:
-            try:
-                self.send(email)
-            except Exception as exc:  # noqa: BLE001 (the others are still sent; the retry finishes the job)
-                failures.append(exc)
+        try:
+            self.send_all(emails, f"event#{event.event_id}")
+        except Exception as exc:  # noqa: BLE001 (the digest counts and the MESH report still go; the retry
+            failures.append(exc)  # mails only those not yet mailed)
         for counts in forwarded:
             authority = self.registry.authority(counts.gss_code)
             if authority is not None and authority.notification_mode is NotificationMode.DIGEST:
@@ -333,18 +328,46 @@ class NotifyService:
 
     def send(self, email: Email) -> None:
         """Send to every recipient not yet mailed; raises if any send fails (SQS then retries)."""
+        self.send_all([email], email.key)
+
+    def send_all(self, emails: list[Email], run_key: str) -> None:
+        """Send each email to each of its recipients not yet mailed, remembered together under ``run_key``;
+        raises the first failure once the others are sent (SQS then retries, and mails only the rest)."""
+        if not emails:
+            return
+        run = self.ports.deliveries.run(run_key, self._lease_seconds())
         failures: list[Exception] = []
-        for recipient in email.recipients:
-            try:
-                self._deliver_once(delivery=Delivery(key=f"{email.key}:{recipient}", recipient=recipient), email=email)
-            except Exception as exc:  # noqa: BLE001 (one failed recipient must not stop the others)
-                self.log.warning("email not sent", extra={"kind": email.kind.value, "error": type(exc).__name__})
-                failures.append(exc)
+        try:
+            for email in emails:
+                for recipient in email.recipients:
+                    mark = f"{email.key}:{recipient}"
+                    if not run.claim(mark):
+                        continue
+                    try:
+                        self._deliver(email, recipient)
+                    except Exception as exc:  # noqa: BLE001 (one failed recipient must not stop the others)
+                        self.log.warning(
+                            "email not sent", extra={"kind": email.kind.value, "error": type(exc).__name__}
+                        )
+                        failures.append(exc)
+                    else:
+                        run.sent(mark)
+        except DeliveryInProgress as exc:
+            self.log.warning("emails being sent by another invocation", extra={"error": type(exc).__name__})
+            failures.append(exc)
+        finally:
+            run.close()
         if failures:
             raise failures[0]
 
-    def _deliver(self, delivery: Delivery, email: Email) -> Delivered:
-        message_id = self.transport.send(email, delivery.recipient)
-        self.sent.append((email, delivery.recipient))
+    def _lease_seconds(self) -> float:
+        """How long this invocation may still be mailing: after that, a retry may take its recipients."""
+        if self._context is None:
+            return DEFAULT_LEASE_SECONDS
+        return max(float(self._context.get_remaining_time_in_millis()) / 1000, 1.0)
+
+    def _deliver(self, email: Email, recipient: str) -> str:
+        message_id = self.transport.send(email, recipient)
+        self.sent.append((email, recipient))
         self.log.info("email sent", extra={"kind": email.kind.value, "message_id": message_id})
-        return Delivered(message_id=message_id)
+        return message_id

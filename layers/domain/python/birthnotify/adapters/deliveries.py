@@ -1,0 +1,131 @@
+"""Which recipients a run of emails has mailed, in one state-table item per run (``delivered#<key>``).
+
+A recipient is claimed before it is mailed and marked once it was: the mark of one recipient travels in
+the same conditional write as the claim of the next, so n recipients cost n + 1 writes (one item per
+recipient with Powertools' put-then-update cost 2n). The guarantee is the same: one invocation at a time
+holds a run (the claim's owner and lease), a recipient marked is never mailed again, and a run that dies
+between a send and the next write is mailed again to that recipient only after its lease (the invocation's
+remaining time) has passed, as Powertools' in-progress expiry would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from birthnotify.application.ports import DeliveryInProgress
+
+DELIVERED_TTL_SECONDS = 35 * 24 * 3600
+"""How long what was mailed is remembered: longer than SQS keeps an event (14 days) and its DLQ redrive."""
+
+_NAMES = {"#done": "done", "#owner": "owner", "#until": "lease_until", "#expiration": "expiration"}
+
+
+def mark_id(mark: str) -> str:
+    """A recipient's mark as stored: a hash, so the item holds no address."""
+    return hashlib.sha256(mark.encode()).hexdigest()[:32]
+
+
+class DynamoDeliveryRun:
+    """One run's claims and marks; ``close`` writes what is still pending and releases the run."""
+
+    def __init__(
+        self, dynamodb: Any, table_name: str, key: str, lease_seconds: float, clock: Callable[[], float]
+    ) -> None:
+        self._dynamodb = dynamodb
+        self._table = table_name
+        self._key = {"id": {"S": f"delivered#{key}"}}
+        self._owner = uuid.uuid4().hex
+        self._lease_seconds = lease_seconds
+        self._clock = clock
+        self._pending: set[str] = set()
+        self._holding = False
+
+    def claim(self, mark: str) -> bool:
+        """True: this run may mail the recipient now; False: it was mailed before. Raises
+        DeliveryInProgress while another invocation holds the run (its lease not yet over)."""
+        now = self._clock()
+        values: dict[str, Any] = {
+            ":mark": {"S": mark_id(mark)},
+            ":me": {"S": self._owner},
+            ":now": {"N": str(int(now))},
+            ":until": {"N": str(int(now + self._lease_seconds) + 1)},
+            ":expiration": {"N": str(int(now) + DELIVERED_TTL_SECONDS)},
+        }
+        update = "SET #owner = :me, #until = :until, #expiration = :expiration"
+        if self._pending:
+            values[":pending"] = {"SS": sorted(self._pending)}
+            update += " ADD #done :pending"
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression=update,
+                ConditionExpression=(
+                    "(attribute_not_exists(#done) OR NOT contains(#done, :mark)) AND "
+                    "(attribute_not_exists(#owner) OR #owner = :me OR #until < :now)"
+                ),
+                ExpressionAttributeNames=_NAMES,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            item = old if isinstance(old, dict) else self._read()
+            if mark_id(mark) in item.get("done", {}).get("SS", []):
+                return False
+            self.close()  # what this run mailed is remembered before it gives way
+            raise DeliveryInProgress("another invocation is mailing this run's recipients; retried later") from None
+        self._pending.clear()
+        self._holding = True
+        return True
+
+    def sent(self, mark: str) -> None:
+        """The recipient was mailed: written with the next claim, or by ``close``."""
+        self._pending.add(mark_id(mark))
+
+    def close(self) -> None:
+        """Write the marks still pending and release the run (nothing to write, no request)."""
+        if not self._pending and not self._holding:
+            return
+        values: dict[str, Any] = {":expiration": {"N": str(int(self._clock()) + DELIVERED_TTL_SECONDS)}}
+        update = "SET #expiration = :expiration"
+        if self._pending:
+            values[":pending"] = {"SS": sorted(self._pending)}
+            update += " ADD #done :pending"
+        names = {"#done": "done", "#expiration": "expiration"} if self._pending else {"#expiration": "expiration"}
+        if self._holding:  # the lease ends with this invocation's part: the next may start at once
+            update += " REMOVE #owner, #until"
+            names |= {"#owner": "owner", "#until": "lease_until"}
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key=self._key,
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        self._pending.clear()
+        self._holding = False
+
+    def _read(self) -> dict[str, Any]:
+        response = self._dynamodb.get_item(TableName=self._table, Key=self._key, ConsistentRead=True)
+        return dict(response.get("Item", {}))
+
+
+class DynamoDeliveries:
+    """Runs of deliveries in the state table."""
+
+    def __init__(self, dynamodb: Any, table_name: str, clock: Callable[[], float] = time.time) -> None:
+        self._dynamodb = dynamodb
+        self._table = table_name
+        self._clock = clock
+
+    def run(self, key: str, lease_seconds: float) -> DynamoDeliveryRun:
+        return DynamoDeliveryRun(self._dynamodb, self._table, key, lease_seconds, self._clock)
