@@ -158,6 +158,7 @@ def _resources() -> dict[str, Any]:
             Env.INBOUND_BUCKET: "bench-inbound",
             Env.REPORTS_BUCKET: "bench-reports",
             Env.AUTHORITY_QUEUE_PREFIX: PREFIX,
+            Env.QUEUE_URL_BASE: urls["events"].rsplit("/", 1)[0] + "/",
             Env.HELD_TABLE: "bench-held",
             Env.FILE_EVENTS_QUEUE_URL: urls["events"],
             Env.STATE_TABLE: "bench-state",

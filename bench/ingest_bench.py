@@ -341,6 +341,7 @@ def cold_start_figures(runs: int) -> dict[str, float]:
         "INBOUND_BUCKET": "inbound",
         "REPORTS_BUCKET": "reports",
         "AUTHORITY_QUEUE_PREFIX": "bench",
+        "QUEUE_URL_BASE": "https://sqs.eu-west-2.amazonaws.com/000000000000/",
         "STATE_TABLE": "state",
         "HELD_TABLE": "held",
         "LEDGER_BUCKET": "ledger",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Aws, CfnOutput, Stack
 from birthnotify.domain.registry import Authority, Registry
 from birthnotify.shared.settings import INGEST_ENV, MESH_ENV, NOTIFY_ENV, Env
 from constructs import Construct
@@ -73,6 +73,8 @@ class BirthNotificationsStack(Stack):
             Env.INBOUND_BUCKET: self.storage.inbound.bucket_name,
             Env.REPORTS_BUCKET: self.storage.reports.bucket_name,
             Env.AUTHORITY_QUEUE_PREFIX: config.authority_queue_prefix,
+            # The authority queues' URLs are built from their names (no GetQueueUrl per queue and container).
+            Env.QUEUE_URL_BASE: f"https://sqs.{Aws.REGION}.{Aws.URL_SUFFIX}/{Aws.ACCOUNT_ID}/",
             Env.HELD_TABLE: self.held.table.table_name,
             Env.HELD_RETENTION_DAYS: str(config.held_retention_days),
             Env.HELD_MAX_AGE_HOURS: str(config.held_max_message_age_hours),

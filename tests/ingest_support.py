@@ -269,6 +269,7 @@ def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
             Env.INBOUND_BUCKET: INBOUND,
             Env.REPORTS_BUCKET: REPORTS,
             Env.AUTHORITY_QUEUE_PREFIX: QUEUE_PREFIX,
+            Env.QUEUE_URL_BASE: events_url.rsplit("/", 1)[0] + "/",  # moto's, as the stack's tokens resolve
             Env.HELD_TABLE: HELD_TABLE,
             Env.FILE_EVENTS_QUEUE_URL: events_url,
             Env.STATE_TABLE: STATE_TABLE,

@@ -198,7 +198,23 @@ def test_every_key_is_customer_managed_and_rotates(dev):
 
 
 def test_each_authority_has_a_fifo_queue_named_as_ingest_derives_it_with_its_own_key_and_dlq(dev):
-    prefix = function(dev.template, "birthnotify-dev-ingest")["Environment"]["Variables"]["AUTHORITY_QUEUE_PREFIX"]
+    variables = function(dev.template, "birthnotify-dev-ingest")["Environment"]["Variables"]
+    prefix = variables["AUTHORITY_QUEUE_PREFIX"]
+    # Ingest builds each queue's URL as this base and the queue's name: this account's, in this region.
+    assert variables["QUEUE_URL_BASE"] == {
+        "Fn::Join": [
+            "",
+            [
+                "https://sqs.",
+                {"Ref": "AWS::Region"},
+                ".",
+                {"Ref": "AWS::URLSuffix"},
+                "/",
+                {"Ref": "AWS::AccountId"},
+                "/",
+            ],
+        ]
+    }
     keys_used = set()
     for authority in REGISTRY.authorities:
         t = dev.authority_template(authority.gss_code)

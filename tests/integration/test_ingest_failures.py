@@ -133,3 +133,31 @@ def test_a_file_interrupted_by_the_timeout_resumes_without_loss_or_duplicates(in
     assert report["outcome"]["rows_in"] == report["outcome"]["forwarded"] == 450
     [event] = ingest_stack.drain(ingest_stack.events_queue_url)
     assert event["status"] == "PROCESSED"
+
+
+def test_a_missing_authority_queue_fails_its_file_clearly_and_the_retry_completes_it(
+    ingest_stack, rows_factory, caplog
+):
+    """Queue URLs are built from the deployment's URL base, not looked up: a queue that is not there must
+    still fail the file (not lose its records), saying which queue and what to check."""
+    kent_rows = rows_factory(8, today(), districts={MAIDSTONE: 1}, seed=4)
+    leeds_rows = rows_factory(6, today(), districts={LEEDS: 1}, seed=5)
+    kent = ingest_stack.authority_queue_urls[KENT]
+    kent_name = kent.rsplit("/", 1)[-1]
+    attributes = ingest_stack.sqs.get_queue_attributes(QueueUrl=kent, AttributeNames=["FifoQueue"])["Attributes"]
+    ingest_stack.sqs.delete_queue(QueueUrl=kent)
+    ingest_stack.upload("RX2", "kent.csv", to_bytes(kent_rows, "x.csv"))
+    ingest_stack.upload("RX1", "leeds.csv", to_bytes(leeds_rows, "x.csv"))
+
+    [first] = ingest_stack.run(batch_size=10, max_polls=1, visibility_timeout=0)
+    assert len(first["batchItemFailures"]) == 1
+    assert ingest_stack.reports("RX2", "kent.csv") == []  # nothing claims Kent's records were forwarded
+    assert ingest_stack.report("RX1", "leeds.csv")["outcome"]["forwarded"] == 6
+    logs = caplog.text  # the batch processor logs the failed record with its exception
+    assert f"SQS queue {kent} does not exist" in logs and "QUEUE_URL_BASE" in logs
+
+    ingest_stack.sqs.create_queue(QueueName=kent_name, Attributes=attributes)  # deployed
+    [retry] = ingest_stack.run(batch_size=10)
+    assert retry == {"batchItemFailures": []}
+    assert notification_ids(ingest_stack.drain(kent)) == Counter(row["notification_id"] for row in kent_rows)
+    assert ingest_stack.report("RX2", "kent.csv")["outcome"]["forwarded"] == 8

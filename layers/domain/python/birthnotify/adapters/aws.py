@@ -50,7 +50,7 @@ def ingest_ports(
         uploads=S3Uploads(s3),
         reports=S3Reports(s3, settings.reports_bucket),
         events=SqsEvents(sqs, settings.file_events_queue_url),
-        queues=SqsQueues(sqs, settings.authority_queue_prefix),
+        queues=SqsQueues(sqs, settings.authority_queue_prefix, settings.queue_url_base),
         progress=DynamoProgressStore(dynamodb, settings.state_table, sleep=sleep),
         sender=lambda on_accepted: BatchSender(sqs, on_accepted, sleep=sleep, concurrency=send_concurrency),
         held=lambda on_stored, conditional: DynamoHeldStore(dynamodb, settings.held_table, sleep=sleep).writer(

@@ -183,9 +183,14 @@ class BatchSender:
             outcome.requests += 1
             try:
                 response = self._sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-            except (ClientError, BotoCoreError) as exc:
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] in _MISSING_QUEUE_CODES:
+                    raise QueueMissing(queue_url) from None  # retrying cannot create it
+                codes = [exc.response["Error"]["Code"]]
+                continue
+            except BotoCoreError as exc:
                 # botocore has already retried throttling and 5xx; a few more tries ride out a longer blip.
-                codes = [exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__]
+                codes = [type(exc).__name__]
                 continue
             for success in response.get("Successful", []):
                 outcome.accepted.append(pending.pop(success["Id"]).tag)
@@ -207,19 +212,38 @@ def _entry(entry_id: str, message: Outgoing[Any]) -> dict[str, str]:
     return entry
 
 
-class SqsQueues:
-    """The authority queues, found by their predictable names."""
+class QueueMissing(Exception):
+    """An authority's queue does not exist (not deployed, or the URL base names another account or region)."""
 
-    def __init__(self, sqs: Any, authority_queue_prefix: str) -> None:
+    def __init__(self, queue_url: str) -> None:
+        super().__init__(
+            f"SQS queue {queue_url} does not exist: deploy the stack that holds this authority's queue, or "
+            "check the function's QUEUE_URL_BASE names this account and region"
+        )
+
+
+_MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+class SqsQueues:
+    """The authority queues, by their predictable names: with ``url_base`` (the deployment's
+    ``https://sqs.<region>.<url suffix>/<account>/``) their URLs are built, with no request; without it
+    (operators' commands) each is looked up once."""
+
+    def __init__(self, sqs: Any, authority_queue_prefix: str, url_base: str | None = None) -> None:
         self._sqs = sqs
         self._prefix = authority_queue_prefix
+        self._url_base = url_base
         self._urls: dict[str, str] = {}
 
     def authority_queue_url(self, gss_code: str) -> str:
         url = self._urls.get(gss_code)
         if url is None:
             name = authority_queue_name(self._prefix, gss_code)
-            url = self._urls[gss_code] = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            if self._url_base:
+                url = self._urls[gss_code] = self._url_base + name
+            else:
+                url = self._urls[gss_code] = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
         return url
 
 

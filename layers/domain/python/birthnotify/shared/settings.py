@@ -19,6 +19,7 @@ class Env(StrEnum):
     INBOUND_BUCKET = "INBOUND_BUCKET"
     REPORTS_BUCKET = "REPORTS_BUCKET"
     AUTHORITY_QUEUE_PREFIX = "AUTHORITY_QUEUE_PREFIX"
+    QUEUE_URL_BASE = "QUEUE_URL_BASE"
     HELD_TABLE = "HELD_TABLE"
     HELD_RETENTION_DAYS = "HELD_RETENTION_DAYS"
     HELD_MAX_AGE_HOURS = "HELD_MAX_AGE_HOURS"
@@ -51,6 +52,7 @@ INGEST_ENV: frozenset[Env] = frozenset(
         Env.INBOUND_BUCKET,
         Env.REPORTS_BUCKET,
         Env.AUTHORITY_QUEUE_PREFIX,
+        Env.QUEUE_URL_BASE,
         Env.HELD_TABLE,
         Env.HELD_RETENTION_DAYS,
         Env.FILE_EVENTS_QUEUE_URL,
@@ -146,6 +148,9 @@ class IngestSettings(_Settings):
     registry_path: str = Field(validation_alias=Env.REGISTRY_PATH.value)
     reports_bucket: str = Field(validation_alias=Env.REPORTS_BUCKET.value)
     authority_queue_prefix: str = Field(validation_alias=Env.AUTHORITY_QUEUE_PREFIX.value)
+    queue_url_base: str = Field(pattern=r"^https?://[^/]+/[0-9]{12}/$", validation_alias=Env.QUEUE_URL_BASE.value)
+    """``https://sqs.<region>.<url suffix>/<account>/``: an authority queue's URL is this and its name (no
+    GetQueueUrl per queue and container)."""
     held_table: str = Field(validation_alias=Env.HELD_TABLE.value)
     held_retention_days: PositiveInt = Field(
         DEFAULT_HELD_RETENTION_DAYS, validation_alias=Env.HELD_RETENTION_DAYS.value
