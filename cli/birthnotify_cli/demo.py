@@ -6,6 +6,7 @@ its MESH inbox, each function runs as its execution role and the council reads i
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import time
@@ -20,6 +21,7 @@ from birthnotify.shared.clock import london_day
 
 from birthnotify_cli.consume import consume
 from birthnotify_cli.held import Clients, outcome_lines, overview_lines, review
+from birthnotify_cli.ledger_commands import agreements_register, audit_text, register_text
 from birthnotify_cli.localcloud import LocalCloud
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district, write_bundles, write_file
 
@@ -185,7 +187,8 @@ def run_demo(rows: int = 600, output: Path = Path("demo-output"), enforce_iam: b
         _summarise_mesh(cloud, [message_id, bundle_message], output)
         _consume(cloud, key, output)
         _summarise_emails(cloud, output)
-        _release_york(cloud, output)
+        deployed_registry = _release_york(cloud, output)
+        _audit_and_register(cloud, upload, deployed_registry)
     finally:
         cloud.stop()
     _say(f"done in {time.monotonic() - started:.0f} s; files in {output}/")
@@ -315,9 +318,9 @@ def registry_with_york_agreement(folder: Path) -> Path:
     return path
 
 
-def _release_york(cloud: LocalCloud, output: Path) -> None:
+def _release_york(cloud: LocalCloud, output: Path) -> Path:
     """York's agreement had lapsed, so its births were held. It signs a new one: the operators deploy a
-    registry with it and release York's held records, which then reach York once."""
+    registry with it and release York's held records, which then reach York once. Returns that registry."""
     from birthnotify.application.held import Selection
     from birthnotify.domain.postcodes import PostcodeDirectory
     from birthnotify.shared.names import StageNames
@@ -355,3 +358,37 @@ def _release_york(cloud: LocalCloud, output: Path) -> None:
         f"records, each released once; {listing.total - outcome.released_total} others stay held (no council "
         "found, or no agreement in force)."
     )
+    return path
+
+
+def _audit_and_register(cloud: LocalCloud, upload: Path, registry_path: Path, tries: int = 20) -> None:
+    """What the Information Governance lead asks of the sharing ledger: every disclosure of one baby's record
+    (`birthnotify audit`, a subject access request) and the data-sharing register of the registry now deployed
+    with the records each agreement carried (`birthnotify agreements`), both read as the operator."""
+    from birthnotify.adapters.ledger import S3Ledger, ledger_key
+    from birthnotify.application.ledger import SubjectHasher, audit, records_per_agreement
+
+    resources = cloud.resources
+    ledger = S3Ledger(cloud.client("s3"), resources.ledger_bucket)
+    hasher = SubjectHasher(ledger_key(cloud.client("secretsmanager"), resources.ledger_key_secret_id))
+    registry = load_registry(registry_path)
+    with upload.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("notification_type", "").strip().upper() == "NEW"]
+    # The first of the upload's births that reached a council (the synthetic file mixes in rejected, withheld
+    # and held ones).
+    chosen, lines = rows[0], []
+    for row in rows[:tries]:
+        chosen, lines = row, audit(ledger, hasher, registry, row["baby_nhs_number"].replace(" ", ""))
+        if any(line.fields_shared for line in lines):
+            break
+    print(
+        f"\nSubject access: `birthnotify audit --nhs-number {chosen['baby_nhs_number']}` (the baby of {TRUST}'s "
+        f"notification {chosen['notification_id']}; synthetic, from the 999 test range). The number is hashed "
+        "with the ledger key; the ledger holds no NHS number:"
+    )
+    for text in audit_text(lines):
+        print(f"    {text}".rstrip())
+    header, register = agreements_register(registry, london_day(datetime.now(UTC)), records_per_agreement(ledger))
+    print("\nThe data-sharing register (`birthnotify agreements`), with the records each agreement carried:")
+    for text in register_text(header, register):
+        print(f"    {text}".rstrip())

@@ -107,30 +107,35 @@ def _audit(args: argparse.Namespace, registry: Any) -> int:
     if args.format == "json":
         print(json.dumps([line.as_json() for line in lines], indent=2))
         return 0
-    whose = "mother" if args.mother else "baby"
+    for text in audit_text(lines, mother=args.mother):
+        print(text)
+    return 0
+
+
+def audit_text(lines: list[Any], *, mother: bool = False) -> list[str]:
+    """The answer to a subject access request as ``birthnotify audit`` prints it (``lines``: AuditLine)."""
+    whose = "mother" if mother else "baby"
     if not lines:
-        print(f"No ledger entry for this {whose}'s NHS number: the record was never received or shared.")
-        return 0
+        return [f"No ledger entry for this {whose}'s NHS number: the record was never received or shared."]
     shared = [line for line in lines if line.fields_shared or line.outcome.value == "MOVED_OUT"]
-    print(
-        f"{len(lines)} ledger entries for this {whose}'s NHS number; {len(shared)} disclosed something to a council.\n"
-    )
+    entries = "1 ledger entry" if len(lines) == 1 else f"{len(lines)} ledger entries"
+    text = [f"{entries} for this {whose}'s NHS number; {len(shared)} disclosed something to a council.", ""]
     for line in lines:
-        print(
+        text.append(
             f"{line.when:%Y-%m-%d %H:%M} UTC  {line.outcome.value}"
             + (f" ({line.reason})" if line.reason else "")
             + f"  trust {line.trust_ods_code}, notification {line.notification_id} ({line.notification_type.value})"
         )
         if line.council_gss_code:
-            print(f"    council: {line.council_name or '?'} ({line.council_gss_code})")
+            text.append(f"    council: {line.council_name or '?'} ({line.council_gss_code})")
         if line.agreement_id:
-            print(
+            text.append(
                 f"    agreement: {line.agreement_id}"
                 + (f"; purpose: {line.purpose}" if line.purpose else " (no longer in the registry)")
             )
         if line.fields_shared:
-            print(f"    fields shared: {', '.join(line.fields_shared)}")
-    return 0
+            text.append(f"    fields shared: {', '.join(line.fields_shared)}")
+    return text
 
 
 def _agreements(args: argparse.Namespace, registry: Any) -> int:
@@ -150,17 +155,28 @@ def _agreements(args: argparse.Namespace, registry: Any) -> int:
             f"(no ledger bucket given: records shared are not counted; see --ledger-bucket or {LEDGER_BUCKET_ENV})",
             file=sys.stderr,
         )
-    header = [
-        "council",
-        "gss_code",
-        "agreement_id",
-        "purpose",
-        "fields",
-        "valid_from",
-        "valid_to",
-        "days_left",
-        "records_shared",
-    ]
+    header, rows = agreements_register(registry, today, counts)
+    for text in register_text(header, rows, args.format):
+        print(text)
+    return 0
+
+
+REGISTER_HEADER = [
+    "council",
+    "gss_code",
+    "agreement_id",
+    "purpose",
+    "fields",
+    "valid_from",
+    "valid_to",
+    "days_left",
+    "records_shared",
+]
+
+
+def agreements_register(registry: Any, today: date, counts: Any) -> tuple[list[str], list[list[str]]]:
+    """The data-sharing register: a row per agreement (``counts``: records shared per agreement id, or None
+    when the ledger was not read)."""
     rows = []
     for authority in sorted(registry.authorities, key=lambda a: a.name):
         for agreement in sorted(authority.agreements, key=lambda a: a.valid_from):
@@ -178,20 +194,25 @@ def _agreements(args: argparse.Namespace, registry: Any) -> int:
                     "" if counts is None else str(counts.get(agreement.id, 0)),
                 ]
             )
-    if args.format == "csv":
+    return list(REGISTER_HEADER), rows
+
+
+def register_text(header: list[str], rows: list[list[str]], form: str = "table") -> list[str]:
+    """The register as ``birthnotify agreements --format`` prints it: table, markdown or csv."""
+    if form == "csv":
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows([header, *rows])
-        print(out.getvalue(), end="")
-    elif args.format == "markdown":
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for row in rows:
-            print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    else:
-        shown = [h for h in header if h not in ("purpose", "fields")]
-        table = [[row[header.index(h)] for h in shown] for row in rows]
-        widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(shown)]
-        print("  ".join(h.ljust(w) for h, w in zip(shown, widths, strict=True)))
-        for row in table:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    return 0
+        return out.getvalue().splitlines()
+    if form == "markdown":
+        return [
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows),
+        ]
+    shown = [h for h in header if h not in ("purpose", "fields")]
+    table = [[row[header.index(h)] for h in shown] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(shown)]
+    return [
+        "  ".join(h.ljust(w) for h, w in zip(shown, widths, strict=True)),
+        *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table),
+    ]

@@ -48,3 +48,11 @@ def test_the_demo_accounts_for_every_row_and_answers_each_route(
     # Emails carry counts and references only.
     emails = json.loads((tmp_path / "emails.json").read_text())
     assert emails and not re.search(r"\b999\d{7}\b", json.dumps(emails))
+    # The IG lead's questions, answered from the sharing ledger: one baby's disclosures (a council, an agreement,
+    # the fields it allowed) and the register, whose counts add up to the records forwarded and released.
+    audit = re.search(r"Subject access: .*?\n(.*?)\nThe data-sharing register", shown, flags=re.DOTALL)
+    assert audit and "FORWARDED" in audit.group(1) and "fields shared: " in audit.group(1), shown
+    register = re.search(r"The data-sharing register .*\n    council +gss_code.*\n((?:    .*\n)+)", shown)
+    assert register, shown
+    york_renewed = re.search(r"City of York Council +E06000014 +YORK-HCS-\d{4}-RENEWED .* (\d+)\n", register.group(1))
+    assert york_renewed and int(york_renewed.group(1)) == int(released.group(1)), register.group(1)
