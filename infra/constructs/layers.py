@@ -186,13 +186,7 @@ def dependencies_layer_dir(
     _run(command, work)
     shutil.rmtree(wheels)
     _prune(work / "python")
-    if compiler is not None:
-        try:
-            compiler.compile_tree(work / "python", LAYER_PYTHON_PATH)
-        except LayerBuildError:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-    _publish(work, target)
+    _finish(work, target, compiler)
     return target, key
 
 
@@ -218,6 +212,12 @@ def domain_layer_dir(
         staged = work / path.relative_to(source)
         staged.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, staged)
+    _finish(work, target, compiler)
+    return target, key
+
+
+def _finish(work: Path, target: Path, compiler: BytecodeCompiler | None) -> None:
+    """Compile a staged Python layer's modules (``work``/python), if a compiler is given, and publish it."""
     if compiler is not None:
         try:
             compiler.compile_tree(work / "python", LAYER_PYTHON_PATH)
@@ -225,7 +225,6 @@ def domain_layer_dir(
             shutil.rmtree(work, ignore_errors=True)
             raise
     _publish(work, target)
-    return target, key
 
 
 def _publish(work: Path, target: Path) -> None:
