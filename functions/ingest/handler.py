@@ -71,6 +71,7 @@ def _record_handler(record: SQSRecord, context: LambdaContext) -> None:
             details.get("versionId"),
             details.get("sequencer"),
             _event_time(s3_record.raw_event.get("eventTime")),
+            _deliveries(record),
         )
         logger.append_keys(object_key=obj.key)
         try:
@@ -93,6 +94,12 @@ def _event_time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
     except ValueError:
         return None
+
+
+def _deliveries(record: SQSRecord) -> int:
+    """SQS's receive count: above 1 the file may have been stopped part-way, and is looked for as such."""
+    count = record.raw_event.get("attributes", {}).get("ApproximateReceiveCount", "1")
+    return int(count) if str(count).isdigit() else 1
 
 
 def _count(summary: IngestSummary) -> None:

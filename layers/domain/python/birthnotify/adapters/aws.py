@@ -12,7 +12,7 @@ from botocore.config import Config
 from birthnotify.adapters.deliveries import DynamoDeliveries
 from birthnotify.adapters.digest import DynamoDigestStore, DynamoSentMarks
 from birthnotify.adapters.held import DynamoHeldStore
-from birthnotify.adapters.ledger import S3Destinations, S3Ledger, ledger_key
+from birthnotify.adapters.ledger import S3Destinations, S3Ledger, S3Snapshots, ledger_key
 from birthnotify.adapters.lock import DynamoRunLock
 from birthnotify.adapters.mesh import S3InboundWriter, mesh_connector
 from birthnotify.adapters.progress import DynamoProgressStore
@@ -59,6 +59,7 @@ def ingest_ports(
         ledger=S3Ledger(s3, settings.ledger_bucket),
         ledger_key=ledger_key(secrets, settings.ledger_key_secret_id),
         destinations=S3Destinations(s3, settings.ledger_bucket),
+        snapshots=S3Snapshots(s3, settings.ledger_bucket),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
     )
 

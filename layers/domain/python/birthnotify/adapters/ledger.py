@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from birthnotify.application.ports import LedgerStats
-from birthnotify.domain.ledger import DESTINATIONS_PREFIX, LEDGER_PREFIX, check_key
+from birthnotify.domain.ledger import DESTINATIONS_PREFIX, LEDGER_PREFIX, RESUME_PREFIX, check_key
 
 
 class S3Ledger:
@@ -88,3 +88,31 @@ class S3Destinations:
                 return False
             raise
         return True
+
+
+class S3Snapshots:
+    """Resume snapshots, ``resume/<trust>/<sha256>.json.gz`` in the ledger bucket (encrypted by its key; the
+    bucket's lifecycle expires them with the checkpoint)."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+        self.stats = LedgerStats()
+
+    @staticmethod
+    def key(trust: str, sha256: str) -> str:
+        return f"{RESUME_PREFIX}{trust}/{sha256}.json.gz"
+
+    def load(self, trust: str, sha256: str) -> bytes | None:
+        self.stats.requests += 1
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=self.key(trust, sha256))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        return bytes(response["Body"].read())
+
+    def save(self, trust: str, sha256: str, data: bytes) -> None:
+        self.stats.requests += 1
+        self._s3.put_object(Bucket=self.bucket, Key=self.key(trust, sha256), Body=data, ContentType="application/gzip")

@@ -65,6 +65,21 @@ class Destinations:
         self._left.setdefault(chain, {})[gss_code] = True
         self._added.setdefault(chain, {})
 
+    def changes(self) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, bool]], int]:
+        """This file's additions so far (to carry over to a resumed run): forwards, moved-out notices, and the
+        count of chains it could not add."""
+        return (
+            {chain: dict(councils) for chain, councils in self._added.items()},
+            {chain: dict(left) for chain, left in self._left.items()},
+            self.unindexed,
+        )
+
+    def apply_changes(self, added: dict[str, dict[str, str]], left: dict[str, dict[str, bool]], unindexed: int) -> None:
+        """Take on an interrupted run's additions (``changes``), before this run adds its own."""
+        self._added = {chain: dict(councils) for chain, councils in added.items()}
+        self._left = {chain: dict(gone) for chain, gone in left.items()}
+        self.unindexed = unindexed
+
     def save(self, store: DestinationStore, trust: str, day: date, keep_days: int) -> None:
         """Merge this file's forwards into the stored index; another file's run writing meanwhile is merged
         too (the write is conditional on the version read)."""

@@ -30,7 +30,16 @@ from birthnotify.application.ports import (
     QueueDirectory,
     ReportStore,
     SenderFactory,
+    SnapshotStore,
     UploadStore,
+)
+from birthnotify.application.resume import (
+    ResumeContext,
+    ResumeSnapshot,
+    load_snapshot,
+    restore,
+    save_snapshot,
+    take_snapshot,
 )
 from birthnotify.domain.mesh import mesh_origin
 from birthnotify.domain.messages import (
@@ -43,7 +52,7 @@ from birthnotify.domain.messages import (
     MeshOrigin,
 )
 from birthnotify.domain.postcodes import PostcodeDirectory
-from birthnotify.domain.reader import FileFacts, FileKind, FileRejected, RowReader, scan_file
+from birthnotify.domain.reader import FileFacts, FileKind, FileRejected, RowReader, content_sha256, scan_file
 from birthnotify.domain.record import ErrorCode
 from birthnotify.domain.registry import Registry
 from birthnotify.domain.routing import Router
@@ -72,6 +81,8 @@ class IngestPorts:
     ledger_key: bytes
     """The HMAC key of the ledger's subject hashes (from Secrets Manager)."""
     destinations: DestinationStore
+    snapshots: SnapshotStore
+    """Where a file stopped part-way keeps its state for the next attempt (application.resume)."""
 
 
 class FileIdentity(BaseModel):
@@ -162,7 +173,7 @@ class IngestService:
                     ErrorCode.FILE_TOO_LARGE,
                     f"The file is over the {self.settings.max_file_bytes // 2**20} MB limit; split it.",
                 )
-            facts = scan_file(lambda: self.ports.uploads.open(obj), kind, self.settings.max_file_bytes)
+            facts, snapshot = self._first_pass(obj, trust_code, kind)
         except FileRejected as rejection:
             return self._reject(obj, trust_code, rejection, None, uploaded_at, origin)
         identity = FileIdentity(
@@ -176,11 +187,35 @@ class IngestService:
             upload_day=london_day(uploaded_at),
             mesh=origin,
         )
-        first: IngestSummary = self._process_once(file=identity, facts=facts, should_stop=should_stop)
+        first: IngestSummary = self._process_once(
+            file=identity, facts=facts, should_stop=should_stop, snapshot=snapshot
+        )
         if (first.key, first.upload_ref) != (obj.key, obj.upload_ref):
             # The same content again, under another name or as another upload of this one.
             return self._duplicate(obj, trust_code, facts, uploaded_at, first, origin)
         return first
+
+    def _first_pass(self, obj: InboundObject, trust: str, kind: FileKind) -> tuple[FileFacts, ResumeSnapshot | None]:
+        """The file's facts. A redelivered file may have been stopped part-way: its content is hashed first (at C
+        speed) to find a snapshot, whose facts the first pass established then (same content, same facts);
+        otherwise, and for a first delivery, the first pass parses the file."""
+        open_upload = lambda: self.ports.uploads.open(obj)  # noqa: E731
+        max_bytes = self.settings.max_file_bytes
+        if obj.deliveries > 1 and not kind.format.is_bundle:
+            sha256 = content_sha256(open_upload, kind, max_bytes)
+            snapshot = self._snapshot(trust, sha256)
+            if snapshot is not None and (snapshot.trust_ods_code, snapshot.sha256) == (trust, sha256):
+                return snapshot.facts, snapshot
+        return scan_file(open_upload, kind, max_bytes), None
+
+    def _snapshot(self, trust: str, sha256: str) -> ResumeSnapshot | None:
+        """A stored snapshot of this content, before its checkpoint is read (checked against it later)."""
+        try:
+            data = self.ports.snapshots.load(trust, sha256)
+            return ResumeSnapshot.decode(data) if data is not None else None
+        except Exception as exc:  # noqa: BLE001 (an unreadable snapshot costs time, never correctness)
+            self.log.warning("resume snapshot not loaded", extra={"error": type(exc).__name__})
+            return None
 
     def register_lambda_context(self, context: Any) -> None:
         """Let idempotency expire an in-progress record when the function times out."""
@@ -188,7 +223,13 @@ class IngestService:
 
     # -- one file's content, at most once ------------------------------------------------------------
 
-    def _process_content(self, file: FileIdentity, facts: FileFacts, should_stop: Callable[[], bool]) -> IngestSummary:
+    def _process_content(
+        self,
+        file: FileIdentity,
+        facts: FileFacts,
+        should_stop: Callable[[], bool],
+        snapshot: ResumeSnapshot | None = None,
+    ) -> IngestSummary:
         identity = FileIdentity.model_validate(file)
         obj = InboundObject(identity.bucket, identity.key, identity.version_id)
         trust = identity.trust_ods_code
@@ -205,6 +246,14 @@ class IngestService:
         file_name = obj.file_name
         kind = FileKind.from_name(file_name)
         report_key, rejected_key = report_keys(trust, file_name, upload_id(identity.uploaded_at, identity.upload_ref))
+        context = ResumeContext(
+            trust, identity.sha256, progress.processing_day, identity.upload_day, self.settings.max_baby_age_days
+        )
+        if snapshot is not None and not snapshot.usable(context, progress.rows_done):
+            self.log.info("resume snapshot does not match the checkpoint: replaying")
+            snapshot = None
+        elif snapshot is None and progress.rows_done and not kind.format.is_bundle:
+            snapshot = load_snapshot(self.ports.snapshots, context, progress.rows_done, self.log)
         pipeline = FilePipeline(
             source=Source(trust, obj.key, identity.sha256),
             validator=RowValidator(RowRules(identity.upload_day, self.settings.max_baby_age_days)),
@@ -227,7 +276,17 @@ class IngestService:
             destinations=(destinations := Destinations.load(self.ports.destinations, trust)),
         )
         ledger_requests = self.ports.ledger.stats.requests
-        reader = RowReader(self.ports.uploads.open(obj), kind, facts, self.settings.max_file_bytes)
+        if snapshot is not None:
+            restore(snapshot, pipeline, destinations)
+            self.log.info("resuming from snapshot", extra={"snapshot_rows": snapshot.rows_done})
+        reader = RowReader(
+            self.ports.uploads.open(obj),
+            kind,
+            facts,
+            self.settings.max_file_bytes,
+            start=snapshot.position if snapshot is not None else None,
+            unknown=snapshot.unknown_columns if snapshot is not None else None,
+        )
 
         def checkpoint(rows_done: int) -> None:
             store.save(trust, identity.sha256, Progress(rows_done, progress.processing_day))
@@ -266,7 +325,9 @@ class IngestService:
             self.ports.reports.write(report, tally.row_errors(), tally.row_warnings())
             self._emit(report)
         except FileIncomplete:
-            raise  # checkpointed where it stopped
+            # Checkpointed where it stopped; the snapshot spares the next attempt the rows before it.
+            save_snapshot(self.ports.snapshots, take_snapshot(context, facts, pipeline, reader, destinations), self.log)
+            raise
         except BaseException:
             self._record_accepted(trust, identity.sha256, pipeline.progress(progress.processing_day))
             raise

@@ -44,6 +44,7 @@ from birthnotify.domain.record import (
     NotificationType,
 )
 from birthnotify.domain.routing import Forward, Hold, Router, Withhold
+from birthnotify.domain.seen import SeenIds
 from birthnotify.domain.validation import RowValidator, ValidRow
 
 CHECKPOINT_EVERY_ROWS = 5_000
@@ -346,6 +347,15 @@ class FilePipeline:
         """Every row up to this one is settled: accepted by SQS or the held store, or never to be sent."""
         self.accepted_since: set[int] = set()
         """Rows after ``settled_through`` that SQS or the held store has accepted."""
+
+    @property
+    def seen_ids(self) -> SeenIds:
+        """The notification ids the rows so far used (a resumed run restores them)."""
+        return self._validator.seen_ids
+
+    @seen_ids.setter
+    def seen_ids(self, seen: SeenIds) -> None:
+        self._validator.seen_ids = seen
 
     def progress(self, processing_day: Any) -> Progress:
         """What a retry must not send again: everything SQS and the held store have accepted so far."""

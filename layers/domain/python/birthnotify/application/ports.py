@@ -257,6 +257,18 @@ class ProgressStore(Protocol):
     def save(self, trust: str, sha256: str, progress: Progress) -> None: ...
 
 
+class SnapshotStore(Protocol):
+    """A file's resume snapshot (application.resume), one object per trust and content, encrypted at rest."""
+
+    stats: LedgerStats
+
+    def load(self, trust: str, sha256: str) -> bytes | None:
+        """The snapshot's bytes, or None when there is none."""
+        ...
+
+    def save(self, trust: str, sha256: str, data: bytes) -> None: ...
+
+
 # -- uploads, reports, events ---------------------------------------------------------------------------
 
 

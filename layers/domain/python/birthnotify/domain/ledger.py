@@ -26,6 +26,9 @@ from birthnotify.domain.record import NotificationType
 LEDGER_PREFIX = "ledger/"
 DESTINATIONS_PREFIX = "destinations/"
 """Beside the ledger: each trust's index of where its notification chains went (application.destinations)."""
+RESUME_PREFIX = "resume/"
+"""Beside the ledger: snapshots of files stopped part-way (application.resume), expiring with their checkpoint."""
+RESUME_RETENTION_DAYS = 35
 LEDGER_SCHEMA_VERSION = "1"
 MIN_KEY_BYTES = 32
 """HMAC-SHA256's block is 64 bytes; a key of fewer than 32 random bytes would weaken the hashes."""

@@ -21,6 +21,7 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
 import zlib
@@ -35,7 +36,18 @@ from birthnotify.domain.problems import FileRejected, RowProblem
 from birthnotify.domain.record import RECORD_FIELDS, REQUIRED_FIELDS, ErrorCode, NotificationType
 from birthnotify.domain.seen import SeenIds
 
-__all__ = ["FileFacts", "FileFormat", "FileKind", "FileRejected", "RawRow", "RowProblem", "RowReader", "scan_file"]
+__all__ = [
+    "FileFacts",
+    "FileFormat",
+    "FileKind",
+    "FileRejected",
+    "RawRow",
+    "ReaderPosition",
+    "RowProblem",
+    "RowReader",
+    "content_sha256",
+    "scan_file",
+]
 
 CHUNK_BYTES = 1024 * 1024
 MAX_LINE_CHARS = 16 * 1024 * 1024
@@ -111,6 +123,15 @@ class FileFacts:
     """The number of records in the file: every one of them must be accounted for."""
     corrections_before_original: dict[int, int] = field(default_factory=dict)
     """Row of an AMEND or CANCEL -> the later row of the NEW notification it corrects."""
+
+
+@dataclass(frozen=True)
+class ReaderPosition:
+    """Where the second pass stands after a record: the physical lines read (a CSV header included) and the
+    record's row number. A resumed reader skips that many lines without parsing them."""
+
+    lines: int
+    row: int
 
 
 @dataclass(slots=True)
@@ -310,9 +331,19 @@ class _CsvRecords:
         self.unknown = [name for name in self.columns if name not in _KNOWN]
         self._picks = [(position, name) for position, name in enumerate(self.columns) if name in _KNOWN]
         self._width = len(self.columns)
+        self._first_row = 0
+
+    @property
+    def lines_read(self) -> int:
+        return self._lines.count
+
+    def skip_to(self, position: ReaderPosition) -> None:
+        """Continue after ``position``: its lines are read (the header's included) but not parsed."""
+        _skip_lines(self._lines, position.lines - self._lines.count)
+        self._first_row = position.row
 
     def __iter__(self) -> Iterator[_Record]:
-        row = 0
+        row = self._first_row
         reader, lines = self._reader, self._lines
         while True:
             start = lines.count + 1
@@ -376,6 +407,12 @@ class _LineCounter:
         if self.first is None:
             self.first = line
         return line
+
+
+def _skip_lines(lines: Iterator[str], count: int) -> None:
+    """Read ``count`` lines and drop them (every line bound still checked)."""
+    for _ in itertools.islice(lines, count):
+        pass
 
 
 def _runaway_quote(row: int, start: int, end: int) -> FileRejected:
@@ -451,10 +488,17 @@ class _JsonlRecords:
         self._lines = lines
         self.objects = 0
         self.first_line: str | None = None
+        self.lines_read = 0
+        self._first_row = 0
+
+    def skip_to(self, position: ReaderPosition) -> None:
+        """Continue after ``position``: its lines are read but not parsed."""
+        _skip_lines(self._lines, position.lines)
+        self.lines_read, self._first_row = position.lines, position.row
 
     def __iter__(self) -> Iterator[_Record]:
-        row = 0
-        for line in self._lines:
+        row = self._first_row
+        for self.lines_read, line in enumerate(self._lines, self.lines_read + 1):  # noqa: B020 (the count is the position)
             if not line.strip():
                 continue
             row += 1
@@ -592,6 +636,15 @@ def scan_file(open_stream: Callable[[], IO[bytes]], kind: FileKind, max_bytes: i
         return _scan(stream, kind, max_bytes)
 
 
+def content_sha256(open_stream: Callable[[], IO[bytes]], kind: FileKind, max_bytes: int) -> str:
+    """The hash the first pass would give, at C speed: the bytes are read (and inflated, and proven UTF-8,
+    within every bound) but not parsed. A resumed file is found by this before its parse can be skipped."""
+    with open_stream() as stream:
+        content = _Content(stream, kind, min(max_bytes, MAX_BUNDLE_BYTES) if kind.format.is_bundle else max_bytes)
+        content.drain()
+    return content.digest.hexdigest()
+
+
 def _scan(stream: IO[bytes], kind: FileKind, max_bytes: int) -> FileFacts:
     content, text = _open_text(stream, kind, max_bytes)
     records = _records(_lines(text, content), kind)
@@ -631,9 +684,22 @@ class RowReader:
     ``ignored_columns`` names columns (or JSON keys) outside the contract that look like column names;
     ``ignored_names_not_listed`` counts the others, which are not repeated since a key can be data."""
 
-    def __init__(self, stream: IO[bytes], kind: FileKind, facts: FileFacts, max_bytes: int) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        kind: FileKind,
+        facts: FileFacts,
+        max_bytes: int,
+        *,
+        start: ReaderPosition | None = None,
+        unknown: Mapping[str, int] | None = None,
+    ) -> None:
+        """``start`` (with the ``unknown`` counts read up to it) continues after a position an earlier reader of
+        the same content reached: the content is still read from its first byte (hashed, inflated, decoded at C
+        speed) but the lines before it are not parsed."""
         self._facts = facts
         self._records: _CsvRecords | _JsonlRecords | list[_Record]
+        self._row = 0
         if kind.format.is_bundle:
             self._records = [_bundle_record(_read_bundle(stream, kind, max_bytes)[1])]
         else:
@@ -644,6 +710,23 @@ class RowReader:
         if isinstance(self._records, _CsvRecords):
             for name in self._records.unknown:
                 self._unknown[name] = self._unknown.get(name, 0) + 2  # a header names a column for every row
+        if start is not None and start.row:
+            if isinstance(self._records, list):
+                raise ValueError("a bundle is one record: there is nothing to resume after")
+            self._records.skip_to(start)
+            self._row = start.row
+            self._unknown = dict(unknown) if unknown is not None else self._unknown
+
+    @property
+    def position(self) -> ReaderPosition:
+        """After the last record yielded: resuming here reads the next one."""
+        records = self._records
+        return ReaderPosition(records.lines_read if not isinstance(records, list) else 1, self._row)
+
+    @property
+    def unknown_counts(self) -> dict[str, int]:
+        """Unknown column names (or JSON keys) seen so far and how often: a resumed reader carries them on."""
+        return dict(self._unknown)
 
     @property
     def ignored_columns(self) -> list[str]:
@@ -660,9 +743,9 @@ class RowReader:
 
     def __iter__(self) -> Iterator[RawRow]:
         early = self._facts.corrections_before_original
-        rows = 0
+        rows = self._row
         for record in self._records:
-            rows = record.row
+            self._row = rows = record.row
             for name in record.unknown:
                 if name in self._unknown:
                     self._unknown[name] += 1

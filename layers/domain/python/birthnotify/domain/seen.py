@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 
 class SeenIds:
     """Exact membership of the ids seen in a file, in about 12 bytes an id.
@@ -36,3 +38,23 @@ class SeenIds:
     def __contains__(self, value: str) -> bool:
         bucket = self._buckets[hash(value) & (self.BUCKETS - 1)]
         return bucket is not None and self._key(value) in bucket
+
+    def dump(self) -> bytes:
+        """Every id, each followed by a line feed (in no particular order): what ``load`` takes back."""
+        return b"".join(bucket[1:] for bucket in self._buckets if bucket is not None)
+
+    @classmethod
+    def load(cls, dumped: bytes) -> SeenIds:
+        """The ids of ``dump``, in a new process (whose string hashes differ, so each id is placed again)."""
+        seen = cls()
+        if not dumped:
+            return seen
+        values = dumped.decode("utf-8", "surrogatepass").split("\n")[:-1]
+        groups: defaultdict[int, list[str]] = defaultdict(list)
+        mask = cls.BUCKETS - 1
+        for value, hashed in zip(values, map(hash, values), strict=True):
+            groups[hashed & mask].append(value)
+        buckets = seen._buckets
+        for index, group in groups.items():
+            buckets[index] = bytearray(("\n" + "\n".join(group) + "\n").encode("utf-8", "surrogatepass"))
+        return seen

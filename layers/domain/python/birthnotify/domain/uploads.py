@@ -20,6 +20,8 @@ class InboundObject:
     version_id: str | None = None
     sequencer: str | None = None
     event_time: datetime | None = None
+    deliveries: int = 1
+    """How often the event has been delivered (SQS's receive count): above 1, this may be a resumed file."""
 
     @property
     def upload_ref(self) -> str:

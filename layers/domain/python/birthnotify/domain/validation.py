@@ -66,7 +66,8 @@ class RowValidator:
 
     def __init__(self, rules: RowRules) -> None:
         self._rules = rules
-        self._seen_ids = SeenIds()
+        self.seen_ids = SeenIds()
+        """The well-formed notification ids seen so far (a resumed run restores them)."""
 
     def validate(self, raw: RawRow) -> ValidRow | list[RowError]:
         """The notification (with any warnings), or every error found in the row."""
@@ -74,7 +75,7 @@ class RowValidator:
         issues: list[RowProblem] = []
         if notification_id is not None:
             # Every well-formed id counts, valid row or not: a later row reusing it is still a duplicate.
-            if self._seen_ids.add(notification_id):
+            if self.seen_ids.add(notification_id):
                 issues.append(_problem("notification_id", ErrorCode.NOTIFICATION_ID_DUPLICATE, None))
         issues += raw.problems
         if any(problem.field not in DROPPABLE_FIELDS for problem in raw.problems):
