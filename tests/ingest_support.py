@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import partial
@@ -208,6 +209,21 @@ class RunsOutOfTime(LambdaContext):
         return 900_000 if self.checks_left >= 0 else 30_000
 
 
+class CrashesAfter(LambdaContext):
+    """A context whose time check fails after a number of checks: a run failing part-way, between checkpoints,
+    for a reason other than SQS (while batches may be in flight)."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__(function_name="ingest")
+        self.checks_left = checks
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.checks_left -= 1
+        if self.checks_left < 0:
+            raise RuntimeError("the run fails here")
+        return 900_000
+
+
 @pytest.fixture
 def sqs_clock() -> Iterator[SqsClock]:
     """SQS's clock, which a test moves forward (past visibility timeouts and the deduplication window)."""
@@ -218,6 +234,13 @@ def sqs_clock() -> Iterator[SqsClock]:
 
 @pytest.fixture
 def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
+    with fresh_ingest_stack(monkeypatch) as stack:
+        yield stack
+
+
+@contextmanager
+def fresh_ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
+    """A new moto world with the stack's resources (a test comparing two runs of one file makes two)."""
     undo = [moto_fidelity.s3_event_versions(), moto_fidelity.sqs_character_rule()]
     with mock_aws():
         s3 = boto3.client("s3")

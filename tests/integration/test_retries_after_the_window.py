@@ -12,7 +12,7 @@ import boto3
 from birthnotify.adapters.progress import SAVE_ATTEMPTS
 from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import load_postcodes_by_district, to_bytes
-from ingest_support import REGISTRY_PATH, RunsOutOfTime
+from ingest_support import REGISTRY_PATH, CrashesAfter, RunsOutOfTime
 
 LEEDS, KENT, MAIDSTONE, YORK = "E08000035", "E10000016", "E07000110", "E06000014"
 AN_HOUR = 3600  # the ingest queue's visibility timeout in the stack; far past the 300 s deduplication window
@@ -163,6 +163,22 @@ def test_a_file_stopped_by_the_timeout_and_resumed_late_sends_nothing_twice(inge
     sqs_clock.advance(AN_HOUR)
     assert ingest_stack.run() == [{"batchItemFailures": []}]
     assert_each_record_once(ingest_stack, rows, "late.csv")
+
+
+def test_a_file_failing_elsewhere_while_batches_are_in_flight_resends_none_of_them_late(
+    ingest_stack, rows_factory, sqs_clock
+):
+    # The failure is not SQS's: the batches in flight when it comes may yet be accepted, and must be counted
+    # (and recorded as accepted) before the run records its progress, or the late retry sends them again.
+    rows = mixed_rows(rows_factory, 450, seed=45)
+    ingest_stack.upload("RX1", "crash.csv", to_bytes(rows, "x.csv"))
+
+    [failed] = ingest_stack.run(context=CrashesAfter(checks=1), max_polls=1)
+    assert len(failed["batchItemFailures"]) == 1
+
+    sqs_clock.advance(AN_HOUR)
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+    assert_each_record_once(ingest_stack, rows, "crash.csv")
 
 
 def test_without_the_clock_moved_the_window_would_have_hidden_duplicates(ingest_stack, sqs_clock):

@@ -115,6 +115,15 @@ class BatchSender:
                 self._executor.shutdown(wait=True)
                 self._executor = None
 
+    def settle(self) -> None:
+        """Wait for every request in flight and report its acceptances; a partly filled batch is not sent."""
+        try:
+            self._settle(wait_for=set(self._in_flight))
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
     def _dispatch(self, queue_url: str, buffer: _Buffer) -> None:
         entries, groups = buffer.entries, buffer.groups
         buffer.entries, buffer.groups, buffer.size = [], set(), 0

@@ -329,6 +329,10 @@ class IngestService:
             save_snapshot(self.ports.snapshots, take_snapshot(context, facts, pipeline, reader, destinations), self.log)
             raise
         except BaseException:
+            try:  # batches still in flight when the run failed elsewhere may yet be accepted: count them first
+                pipeline.sender.settle()
+            except Exception as exc:  # noqa: BLE001 (the original failure is what the retry must see)
+                self.log.warning("requests in flight could not be settled", extra={"error": type(exc).__name__})
             self._record_accepted(trust, identity.sha256, pipeline.progress(progress.processing_day))
             raise
         self.log.info(

@@ -50,6 +50,9 @@ class _AcceptingSender:
     def flush(self) -> None:
         return None
 
+    def settle(self) -> None:
+        return None
+
 
 class _AcceptingHeldStore:
     """Stands in for the held store: every held record counts as stored."""

@@ -60,6 +60,11 @@ class MessageSender(Protocol):
 
     def flush(self) -> None: ...
 
+    def settle(self) -> None:
+        """Wait for the requests in flight and report what SQS accepted, sending nothing more (a run that
+        failed for another reason must know every acceptance before it records its progress)."""
+        ...
+
 
 SenderFactory = Callable[[Callable[[Any], None]], MessageSender]
 """Makes a sender that calls the given function with a message's tag when SQS accepts the message."""
