@@ -19,7 +19,13 @@ from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
-from birthnotify.domain.ledger import DESTINATIONS_PREFIX, LEDGER_PREFIX, LedgerEntry
+from birthnotify.domain.ledger import (
+    DESTINATIONS_PREFIX,
+    LEDGER_PREFIX,
+    RESUME_PREFIX,
+    RESUME_RETENTION_DAYS,
+    LedgerEntry,
+)
 from constructs import Construct
 
 from infra.config import StageConfig
@@ -78,7 +84,13 @@ class Ledger(Construct):
                     expiration=Duration.days(config.ledger_retention_days),
                     noncurrent_version_expiration=Duration.days(30),
                     abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
+                ),
+                s3.LifecycleRule(  # a stopped file's snapshot lives as long as its checkpoint
+                    id="expire-resume-snapshots",
+                    prefix=RESUME_PREFIX,
+                    expiration=Duration.days(RESUME_RETENTION_DAYS),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
             ],
         )
         acknowledge_packs(self.bucket, "S3BucketReplicationEnabled", NO_REPLICATION)
@@ -195,6 +207,14 @@ class Ledger(Construct):
             [self.bucket.arn_for_objects(f"{DESTINATIONS_PREFIX}*")],
             wildcard_reason=f"Each trust's destination index is {DESTINATIONS_PREFIX}<ODS>.json (where each "
             "notification chain went, no personal data): one object per trust, any registered trust.",
+        )
+        policy.allow(
+            "ReadWriteResumeSnapshots",
+            ["s3:GetObject", "s3:PutObject"],
+            [self.bucket.arn_for_objects(f"{RESUME_PREFIX}*")],
+            wildcard_reason=f"A file stopped part-way keeps its state in {RESUME_PREFIX}<ODS>/<sha256>.json.gz "
+            "(counts, "
+            "row errors, notification ids, no personal data): one object per file content, not known in advance.",
         )
         # Without ListBucket, S3 answers a missing key (a trust's first file: no index yet) with 403, not 404.
         policy.allow("ListLedgerBucket", ["s3:ListBucket"], [self.bucket.bucket_arn])

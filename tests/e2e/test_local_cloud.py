@@ -58,6 +58,11 @@ NOT_CALLED_LOCALLY = {
     # S3 answers a missing key with 403 instead of 404 to a role without ListBucket; moto answers 404 anyway.
     "ListLedgerBucket",
 }
+BEST_EFFORT = {
+    # A file stopped part-way saves its resume snapshot, and a redelivered one looks for it; refused, the retry
+    # replays the rows before its checkpoint instead (slower, the same outcome), so nothing fails without it.
+    "ReadWriteResumeSnapshots",
+}
 AT_COLD_START_ONLY = {
     # The ledger's HMAC key is read once per container, under enforced IAM: every file this module ingests goes
     # through a container that read it, so a refusal would fail them all.
@@ -413,7 +418,7 @@ def ingest_policy_statements(cloud) -> tuple[str, str, list[dict]]:
 
 def test_the_ingest_policy_has_no_statement_the_tests_below_do_not_exercise(cloud):
     _, _, statements = ingest_policy_statements(cloud)
-    assert {s["Sid"] for s in statements} == set(EXERCISED) | NOT_CALLED_LOCALLY | AT_COLD_START_ONLY
+    assert {s["Sid"] for s in statements} == set(EXERCISED) | NOT_CALLED_LOCALLY | AT_COLD_START_ONLY | BEST_EFFORT
 
 
 EXERCISED = {

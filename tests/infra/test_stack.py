@@ -442,6 +442,7 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
         "ReadWriteState",
         "WriteLedger",
         "ReadWriteDestinations",
+        "ReadWriteResumeSnapshots",
         "ListLedgerBucket",
         "EncryptLedger",
         "ReadLedgerKey",
@@ -474,6 +475,12 @@ def test_ingest_may_do_what_it_needs_and_nothing_more(dev):
     assert by_sid["ReadWriteDestinations"]["Resource"] == {
         "Fn::Join": ["", [arn(bucket_ids(t)["Ledger"]), "/destinations/*"]]
     }
+    assert by_sid["ReadWriteResumeSnapshots"]["Resource"] == {
+        "Fn::Join": ["", [arn(bucket_ids(t)["Ledger"]), "/resume/*"]]
+    }
+    ledger_bucket = t["Resources"][bucket_ids(t)["Ledger"]]["Properties"]
+    [snapshots] = [rule for rule in ledger_bucket["LifecycleConfiguration"]["Rules"] if rule.get("Prefix") == "resume/"]
+    assert snapshots["ExpirationInDays"] == 35  # as long as the checkpoint it goes with
     ledger_key, _ = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/ledger-hmac-key")
     assert by_sid["ReadLedgerKey"]["Resource"] == ref(ledger_key)
 
