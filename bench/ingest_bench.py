@@ -9,7 +9,8 @@
   S3 writes go to stand-ins.
 - Throughput: records a second with every SQS request taking a simulated 15 ms round trip (target >= 5,000;
   a 1M-row file within one 15-minute invocation).
-- Resume: the CPU a resumed run spends on the rows before its checkpoint, per row.
+- Resume: the CPU a resumed run spends on the rows before its checkpoint, per row: replaying them (no snapshot)
+  and restoring the snapshot a stopped run saves (loading it, hashing the content, skipping the lines unparsed).
 - Requests: every AWS call of ingest and notify for a 1,000- and a 10,000-row file, on moto (target <= 110
   per 1,000 records, <= 20 fixed per file).
 - Memory: peak RSS of a child process that ingests 10k and then 1M rows from a gzipped file (target flat,
@@ -41,8 +42,9 @@ from birthnotify.application.destinations import Destinations
 from birthnotify.application.ledger import LedgerRecorder, SubjectHasher
 from birthnotify.application.pipeline import FileIncomplete, FilePipeline, Source
 from birthnotify.application.ports import Progress
+from birthnotify.application.resume import ResumeContext, ResumeSnapshot, restore, take_snapshot
 from birthnotify.domain.postcodes import PostcodeDirectory
-from birthnotify.domain.reader import FileKind, FileRejected, RowReader, scan_file
+from birthnotify.domain.reader import FileKind, FileRejected, RowReader, content_sha256, scan_file
 from birthnotify.domain.registry import load_registry
 from birthnotify.domain.routing import Router
 from birthnotify.domain.validation import RowRules, RowValidator
@@ -124,6 +126,21 @@ class Run:
     cpu_seconds: float
     wall_seconds: float
     stopped_at: int | None = None
+    snapshot: bytes | None = None
+    """What the stopped run saved for the next (application.resume), as stored."""
+    ready_cpu_seconds: float = 0.0
+    """CPU from the start until the first row after the checkpoint was read (or the rows ended): for a resumed
+    run, everything it spent to get past the rows before its checkpoint."""
+
+
+def _marking(rows: Any, after: int, marks: list[float]) -> Any:
+    """The rows, noting the CPU clock when the first row after ``after`` is read (or when there is none)."""
+    for raw in rows:
+        if raw.row > after and not marks:
+            marks.append(time.process_time())
+        yield raw
+    if not marks:
+        marks.append(time.process_time())
 
 
 _CONTEXT: dict[str, Any] = {}
@@ -159,10 +176,13 @@ def run_pipeline(
     resume: Progress | None = None,
     stop_after: int | None = None,
     without_sdk: bool = False,
+    snapshot: bytes | None = None,
 ) -> Run:
     """Ingest a local file exactly as the function does (both passes), sending through a real botocore SQS
     client answered in-process (``without_sdk``: through PlainSqs); ``stop_after`` stops (and checkpoints) at
-    that row, as a timeout would."""
+    that row, as a timeout would, and keeps the snapshot; with ``snapshot`` (and ``resume``), resumes from it as
+    a redelivered file does: the content hashed, not parsed, the snapshot decoded and restored, the lines
+    before it skipped."""
     registry, postcodes = _context()
     canned = CannedSqs(round_trip_seconds=round_trip)
     held = AcceptingDynamo()  # the held store's writes: a stand-in
@@ -170,7 +190,13 @@ def run_pipeline(
     client = PlainSqs(canned) if without_sdk else stubbed_sqs_client(canned)
     kind = FileKind.from_name(path.name)
     cpu_started, wall_started = time.process_time(), time.perf_counter()
-    facts = scan_file(lambda: path.open("rb"), kind, MAX_BYTES)  # the first pass, as the function makes it
+    context = ResumeContext("RX1", "0" * 64, UPLOAD_DAY, UPLOAD_DAY, 366)
+    restored = ResumeSnapshot.decode(snapshot) if snapshot is not None else None
+    if restored is not None:
+        content_sha256(lambda: path.open("rb"), kind, MAX_BYTES)  # how the function finds the snapshot
+        facts = restored.facts
+    else:
+        facts = scan_file(lambda: path.open("rb"), kind, MAX_BYTES)  # the first pass, as the function makes it
     with path.open("rb") as stream:
         pipeline = FilePipeline(
             source=Source("RX1", f"inbound/RX1/{path.name}", "0" * 64),
@@ -191,10 +217,21 @@ def run_pipeline(
             hasher=SubjectHasher(b"bench-ledger-key-of-32-bytes-or-more"),
             destinations=(destinations := Destinations.load(S3Destinations(ledger_s3, "ledger"), "RX1")),
         )
-        stopped_at = None
+        stopped_at, saved = None, None
+        if restored is not None:
+            restore(restored, pipeline, destinations)
+        reader = RowReader(
+            stream,
+            kind,
+            facts,
+            MAX_BYTES,
+            start=restored.position if restored else None,
+            unknown=restored.unknown_columns if restored else None,
+        )
+        marks: list[float] = []
         try:
             tally = pipeline.run(
-                RowReader(stream, kind, facts, MAX_BYTES),
+                _marking(reader, resume.rows_done if resume else 0, marks),
                 resume=resume,
                 should_stop=(lambda: pipeline.tally.rows_in >= stop_after) if stop_after else (lambda: False),
             )
@@ -202,9 +239,13 @@ def run_pipeline(
             destinations.save(S3Destinations(ledger_s3, "ledger"), "RX1", UPLOAD_DAY, 366)
         except FileIncomplete as incomplete:
             stopped_at = incomplete.rows_done
+            saved = take_snapshot(context, facts, pipeline, reader, destinations).encode()
     cpu = time.process_time() - cpu_started
     cpu -= canned.requests * canned.cost_per_request()  # the stub's answers are not the client's work
-    return Run(pipeline.tally.rows_in, canned, pipeline, cpu, time.perf_counter() - wall_started, stopped_at)
+    ready = (marks[0] if marks else time.process_time()) - cpu_started
+    return Run(
+        pipeline.tally.rows_in, canned, pipeline, cpu, time.perf_counter() - wall_started, stopped_at, saved, ready
+    )
 
 
 def bare_csv_seconds(path: Path) -> float:
@@ -251,23 +292,32 @@ def throughput_figures(rows: int) -> dict[str, float]:
 
 
 def resume_figures(rows: int) -> dict[str, float]:
-    """A run stopped at 90% of a file (as a timeout would stop it), then resumed from its checkpoint: the
-    CPU the resumed run spends on each row before the checkpoint, next to a row processed in full."""
+    """A run stopped at 90% of a file (as a timeout would stop it), then resumed from its checkpoint, by
+    replaying the rows before it (no snapshot: a hard crash) and from the stopped run's snapshot. A row before
+    the checkpoint costs the CPU the resumed run spends until it reads the first row after it (nothing
+    subtracted: with a snapshot, that is decoding and restoring it, hashing the content and skipping the
+    lines unparsed), divided by the rows before it."""
     path = generated_file(rows)
     stop_at = rows * 9 // 10
     first = run_pipeline(path, stop_after=stop_at)
-    assert first.stopped_at == stop_at, first.stopped_at
+    assert first.stopped_at == stop_at and first.snapshot is not None, first.stopped_at
     progress = first.pipeline.progress(UPLOAD_DAY)
-    full = best_of(2, lambda: run_pipeline(path).cpu_seconds)
-    resumed = best_of(2, lambda: run_pipeline(path, resume=progress).cpu_seconds)
-    per_row = full / rows
-    skipped_per_row = max(0.0, resumed - per_row * (rows - stop_at)) / stop_at
+    full = min((run_pipeline(path) for _ in range(2)), key=lambda run: run.cpu_seconds)
+    replayed = min((run_pipeline(path, resume=progress) for _ in range(2)), key=lambda run: run.cpu_seconds)
+    restored = min(
+        (run_pipeline(path, resume=progress, snapshot=first.snapshot) for _ in range(3)),
+        key=lambda run: run.ready_cpu_seconds,
+    )
+    assert restored.pipeline.tally.outcome() == replayed.pipeline.tally.outcome() == full.pipeline.tally.outcome()
     return {
         "checkpoint_row": stop_at,
-        "resumed_seconds": resumed,
-        "full_seconds": full,
-        "skipped_row_us": skipped_per_row * 1e6,
-        "row_us": per_row * 1e6,
+        "full_seconds": full.cpu_seconds,
+        "row_us": full.cpu_seconds / rows * 1e6,
+        "replayed_seconds": replayed.cpu_seconds,
+        "replayed_row_us": replayed.ready_cpu_seconds / stop_at * 1e6,
+        "restored_seconds": restored.cpu_seconds,
+        "skipped_row_us": restored.ready_cpu_seconds / stop_at * 1e6,
+        "snapshot_kb": len(first.snapshot) / 1024,
     }
 
 
@@ -496,9 +546,12 @@ def main() -> None:
         f"({cpu['requests']:,} requests)\n"
     )
     out.write(
-        f"  resumed at row {resume['checkpoint_row']:,}: {resume['resumed_seconds']:.2f} s CPU "
-        f"(whole file {resume['full_seconds']:.2f} s); a row before the checkpoint costs "
-        f"{resume['skipped_row_us']:.2f} us, a row processed {resume['row_us']:.2f} us\n"
+        f"  resumed at row {resume['checkpoint_row']:,} (whole file {resume['full_seconds']:.2f} s CPU, "
+        f"{resume['row_us']:.2f} us a row processed):\n"
+        f"    replaying the rows before it          {resume['replayed_seconds']:6.2f} s CPU   "
+        f"{resume['replayed_row_us']:6.2f} us a row before the checkpoint\n"
+        f"    from the snapshot ({resume['snapshot_kb']:,.0f} kB gzipped) {resume['restored_seconds']:6.2f} s CPU   "
+        f"{resume['skipped_row_us']:6.2f} us a row before the checkpoint (load, hash, skip)\n"
     )
     out.write(f"\nthroughput, {args.throughput_rows:,} rows, every SQS request {SQS_ROUND_TRIP_SECONDS * 1e3:.0f} ms\n")
     out.write(

@@ -277,8 +277,12 @@ class IngestService:
         )
         ledger_requests = self.ports.ledger.stats.requests
         if snapshot is not None:
-            restore(snapshot, pipeline, destinations)
-            self.log.info("resuming from snapshot", extra={"snapshot_rows": snapshot.rows_done})
+            try:
+                restore(snapshot, pipeline, destinations)
+                self.log.info("resuming from snapshot", extra={"snapshot_rows": snapshot.rows_done})
+            except ValueError:  # nothing restored: replay
+                self.log.warning("resume snapshot unreadable: replaying the rows before the checkpoint")
+                snapshot = None
         reader = RowReader(
             self.ports.uploads.open(obj),
             kind,

@@ -19,6 +19,8 @@ expiring with the checkpoint (35 days).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 from dataclasses import dataclass
 from datetime import date
@@ -81,7 +83,7 @@ class ResumeSnapshot(BaseModel):
     """The row errors so far, as the report's lines (JSON objects, one a line)."""
     warnings: str
     seen_ids: str
-    """Every well-formed notification id seen so far, each followed by a line feed."""
+    """Every well-formed notification id seen so far, as ``SeenIds.dump`` keeps them (base64)."""
     destinations_added: dict[str, dict[str, str]]
     destinations_left: dict[str, dict[str, bool]]
     destinations_unindexed: int
@@ -152,7 +154,7 @@ def take_snapshot(
         warnings_by=tally.warnings_by,
         errors=_spool_text(tally.errors),
         warnings=_spool_text(tally.warnings),
-        seen_ids=pipeline.seen_ids.dump().decode("utf-8", "surrogatepass"),
+        seen_ids=base64.b64encode(pipeline.seen_ids.dump()).decode("ascii"),
         destinations_added=added,
         destinations_left=left,
         destinations_unindexed=unindexed,
@@ -161,9 +163,11 @@ def take_snapshot(
 
 
 def restore(snapshot: ResumeSnapshot, pipeline: FilePipeline, destinations: Destinations) -> None:
-    """Put a fresh pipeline (and this file's destination index) in the state of the snapshot."""
+    """Put a fresh pipeline (and this file's destination index) in the state of the snapshot; raises ValueError,
+    leaving both untouched, when the snapshot's ids cannot be read."""
+    seen = SeenIds.load(base64.b64decode(snapshot.seen_ids, validate=True))  # binascii.Error is a ValueError
     _restore_tally(pipeline.tally, snapshot)
-    pipeline.seen_ids = SeenIds.load(snapshot.seen_ids.encode("utf-8", "surrogatepass"))
+    pipeline.seen_ids = seen
     destinations.apply_changes(snapshot.destinations_added, snapshot.destinations_left, snapshot.destinations_unindexed)
 
 
@@ -197,7 +201,7 @@ def load_snapshot(
     try:
         data = store.load(context.trust_ods_code, context.sha256)
         snapshot = ResumeSnapshot.decode(data) if data is not None else None
-    except (ValidationError, OSError, EOFError, ValueError) as exc:
+    except (ValidationError, OSError, EOFError, ValueError, binascii.Error) as exc:
         log.warning(
             "resume snapshot unreadable: replaying the rows before the checkpoint", extra={"error": type(exc).__name__}
         )

@@ -21,7 +21,6 @@ import codecs
 import csv
 import hashlib
 import io
-import itertools
 import json
 import re
 import zlib
@@ -50,6 +49,8 @@ __all__ = [
 ]
 
 CHUNK_BYTES = 1024 * 1024
+SKIP_CHARS = 1024 * 1024
+"""A resumed reader skips the lines before its position this much text at a time."""
 MAX_LINE_CHARS = 16 * 1024 * 1024
 """A physical line longer than this is not a record (a whole file on one line, lost line breaks)."""
 MAX_FIELD_CHARS = 1_000
@@ -165,9 +166,10 @@ class _Content(io.RawIOBase):
     each step bounded by ``max_bytes``, and proven to be UTF-8 on the way (so a bad byte is reported
     with its position). Reading it never holds more than a chunk."""
 
-    def __init__(self, raw: IO[bytes], kind: FileKind, max_bytes: int) -> None:
+    def __init__(self, raw: IO[bytes], kind: FileKind, max_bytes: int, hashing: bool = True) -> None:
         super().__init__()
         self.digest = hashlib.sha256()
+        self._hashing = hashing
         self.raw_bytes = 0
         self.content_bytes = 0
         self._kind = kind
@@ -205,7 +207,8 @@ class _Content(io.RawIOBase):
             self.raw_bytes += len(chunk)
             if self.raw_bytes > self._max_bytes:
                 raise _too_large(self._max_bytes)
-            self.digest.update(chunk)
+            if self._hashing:
+                self.digest.update(chunk)
             if inflater is None:
                 yield self._checked(decoder, chunk)
                 continue
@@ -279,25 +282,62 @@ def _decode(decoder: codecs.IncrementalDecoder, chunk: bytes, offset: int, final
         ) from None
 
 
-def _open_text(stream: IO[bytes], kind: FileKind, max_bytes: int) -> tuple[_Content, IO[str]]:
-    content = _Content(stream, kind, max_bytes)
+def _open_text(stream: IO[bytes], kind: FileKind, max_bytes: int, hashing: bool = True) -> tuple[_Content, IO[str]]:
+    content = _Content(stream, kind, max_bytes, hashing)
     buffered = io.BufferedReader(content, buffer_size=CHUNK_BYTES)
     return content, io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
 
 
-def _lines(text: IO[str], content: _Content) -> Iterator[str]:
-    """Physical lines (line ends kept, as csv wants them), each bounded in length."""
-    number = 0
+def _lines(text: IO[str], content: _Content, number: int = 0) -> Iterator[str]:
+    """Physical lines (line ends kept, as csv wants them), each bounded in length; ``number`` lines were read
+    before."""
     while line := text.readline(MAX_LINE_CHARS + 1):
         number += 1
         if len(line) > MAX_LINE_CHARS:
-            content.drain()  # a bomb of one endless line is too large before it is too long
-            raise FileRejected(
-                ErrorCode.FILE_LINE_TOO_LONG,
-                f"Line {number} is longer than {MAX_LINE_CHARS // (1024 * 1024)} MB without a line break: "
-                "records must be one per line (is the whole file on one line, or were its line breaks lost?).",
-            )
+            raise _line_too_long(content, number)
         yield line
+
+
+def _line_too_long(content: _Content, number: int) -> FileRejected:
+    content.drain()  # a bomb of one endless line is too large before it is too long
+    return FileRejected(
+        ErrorCode.FILE_LINE_TOO_LONG,
+        f"Line {number} is longer than {MAX_LINE_CHARS // (1024 * 1024)} MB without a line break: "
+        "records must be one per line (is the whole file on one line, or were its line breaks lost?).",
+    )
+
+
+def _skip_lines(text: IO[str], count: int) -> str:
+    """Read past ``count`` physical lines without parsing them, counting line ends at C speed as ``readline``
+    finds them (``\n``, ``\r\n``, a lone ``\r``); returns the text read past them."""
+    while count > 0:
+        chunk = text.read(SKIP_CHARS)
+        if not chunk:
+            if count == 1:  # the last line has no line end
+                return ""
+            raise RuntimeError(f"the content ended {count} lines before the position to resume from")
+        while chunk.endswith("\r") and (more := text.read(1)):  # never split a \r\n
+            chunk += more
+        ends = chunk.count("\n") + chunk.count("\r") - chunk.count("\r\n")
+        if ends < count:
+            count -= ends
+            continue
+        lines = io.StringIO(chunk, newline="")
+        return chunk[sum(len(lines.readline()) for _ in range(count)) :]
+    return ""
+
+
+def _lines_after(rest: str, text: IO[str], content: _Content, number: int) -> Iterator[str]:
+    """The lines after a skip: those in ``rest`` (the last completed from the stream), then the stream's."""
+    pending = io.StringIO(rest, newline="")
+    while line := pending.readline():
+        if not line.endswith(("\n", "\r")):  # the stream goes on with the rest of this line
+            line += text.readline(MAX_LINE_CHARS + 1)
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise _line_too_long(content, number)
+        yield line
+    yield from _lines(text, content, number)
 
 
 # -- records --------------------------------------------------------------------------------------------
@@ -337,9 +377,9 @@ class _CsvRecords:
     def lines_read(self) -> int:
         return self._lines.count
 
-    def skip_to(self, position: ReaderPosition) -> None:
-        """Continue after ``position``: its lines are read (the header's included) but not parsed."""
-        _skip_lines(self._lines, position.lines - self._lines.count)
+    def continue_after(self, position: ReaderPosition, lines: Iterator[str]) -> None:
+        """Read the records after ``position`` from ``lines`` (the lines after it; the header was read)."""
+        self._lines.resume(lines, position.lines)
         self._first_row = position.row
 
     def __iter__(self) -> Iterator[_Record]:
@@ -401,18 +441,16 @@ class _LineCounter:
     def __iter__(self) -> _LineCounter:
         return self
 
+    def resume(self, lines: Iterator[str], count: int) -> None:
+        """Go on with ``lines``, the lines after the first ``count``."""
+        self._lines, self.count = lines, count
+
     def __next__(self) -> str:
         line = next(self._lines)
         self.count += 1
         if self.first is None:
             self.first = line
         return line
-
-
-def _skip_lines(lines: Iterator[str], count: int) -> None:
-    """Read ``count`` lines and drop them (every line bound still checked)."""
-    for _ in itertools.islice(lines, count):
-        pass
 
 
 def _runaway_quote(row: int, start: int, end: int) -> FileRejected:
@@ -491,9 +529,9 @@ class _JsonlRecords:
         self.lines_read = 0
         self._first_row = 0
 
-    def skip_to(self, position: ReaderPosition) -> None:
-        """Continue after ``position``: its lines are read but not parsed."""
-        _skip_lines(self._lines, position.lines)
+    def continue_after(self, position: ReaderPosition, lines: Iterator[str]) -> None:
+        """Read the records after ``position`` from ``lines`` (the lines after it)."""
+        self._lines = lines
         self.lines_read, self._first_row = position.lines, position.row
 
     def __iter__(self) -> Iterator[_Record]:
@@ -703,7 +741,8 @@ class RowReader:
         if kind.format.is_bundle:
             self._records = [_bundle_record(_read_bundle(stream, kind, max_bytes)[1])]
         else:
-            content, text = _open_text(stream, kind, max_bytes)
+            # The first pass hashed this content: the second does not need its digest.
+            content, text = _open_text(stream, kind, max_bytes, hashing=False)
             self._records = _records(_lines(text, content), kind)
         self._jsonl = kind.format is FileFormat.JSONL
         self._unknown: dict[str, int] = {}
@@ -713,7 +752,8 @@ class RowReader:
         if start is not None and start.row:
             if isinstance(self._records, list):
                 raise ValueError("a bundle is one record: there is nothing to resume after")
-            self._records.skip_to(start)
+            rest = _skip_lines(text, start.lines - self._records.lines_read)
+            self._records.continue_after(start, _lines_after(rest, text, content, start.lines))
             self._row = start.row
             self._unknown = dict(unknown) if unknown is not None else self._unknown
 

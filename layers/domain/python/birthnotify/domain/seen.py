@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from array import array
+from itertools import accumulate
+from zlib import crc32
 
 
 class SeenIds:
     """Exact membership of the ids seen in a file, in about 12 bytes an id.
 
     A Python set of a million strings costs ~60 MB; here each id is appended to one of 65,536 byte
-    buckets (chosen by hash) and looked up with a substring search, which is as fast and ~5x smaller.
+    buckets (chosen by the CRC-32 of its bytes, the same in every process, so a resumed run copies the
+    buckets back) and looked up with a substring search, which is as fast and ~5x smaller.
     """
 
     BUCKETS = 1 << 16
@@ -24,8 +27,8 @@ class SeenIds:
 
     def add(self, value: str) -> bool:
         """Record the id; True when it was already there."""
-        index = hash(value) & (self.BUCKETS - 1)
         key = self._key(value)
+        index = crc32(key) & (self.BUCKETS - 1)
         bucket = self._buckets[index]
         if bucket is None:
             self._buckets[index] = bytearray(key)
@@ -36,25 +39,29 @@ class SeenIds:
         return False
 
     def __contains__(self, value: str) -> bool:
-        bucket = self._buckets[hash(value) & (self.BUCKETS - 1)]
-        return bucket is not None and self._key(value) in bucket
+        key = self._key(value)
+        bucket = self._buckets[crc32(key) & (self.BUCKETS - 1)]
+        return bucket is not None and key in bucket
 
     def dump(self) -> bytes:
-        """Every id, each followed by a line feed (in no particular order): what ``load`` takes back."""
-        return b"".join(bucket[1:] for bucket in self._buckets if bucket is not None)
+        """The ids as they are kept (each bucket's length, then the buckets): what ``load`` takes back."""
+        lengths = array("I", [len(bucket) if bucket is not None else 0 for bucket in self._buckets])
+        return lengths.tobytes() + b"".join(bucket for bucket in self._buckets if bucket is not None)
 
     @classmethod
     def load(cls, dumped: bytes) -> SeenIds:
-        """The ids of ``dump``, in a new process (whose string hashes differ, so each id is placed again)."""
+        """The ids of ``dump`` (in another process too: buckets are chosen by CRC-32, not by Python's hash, so
+        they are copied back, not rebuilt id by id)."""
         seen = cls()
-        if not dumped:
-            return seen
-        values = dumped.decode("utf-8", "surrogatepass").split("\n")[:-1]
-        groups: defaultdict[int, list[str]] = defaultdict(list)
-        mask = cls.BUCKETS - 1
-        for value, hashed in zip(values, map(hash, values), strict=True):
-            groups[hashed & mask].append(value)
-        buckets = seen._buckets
-        for index, group in groups.items():
-            buckets[index] = bytearray(("\n" + "\n".join(group) + "\n").encode("utf-8", "surrogatepass"))
+        lengths = array("I")
+        lengths.frombytes(dumped[: lengths.itemsize * cls.BUCKETS])
+        if len(lengths) != cls.BUCKETS:
+            raise ValueError("not a dump of SeenIds")
+        body = memoryview(dumped)[lengths.itemsize * cls.BUCKETS :]
+        ends = list(accumulate(lengths))
+        if (ends[-1] if ends else 0) != len(body):
+            raise ValueError("not a dump of SeenIds")
+        seen._buckets = [
+            bytearray(body[end - length : end]) if length else None for end, length in zip(ends, lengths, strict=True)
+        ]
         return seen
