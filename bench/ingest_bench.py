@@ -42,7 +42,7 @@ from birthnotify.application.destinations import Destinations
 from birthnotify.application.ledger import LedgerRecorder, SubjectHasher
 from birthnotify.application.pipeline import FileIncomplete, FilePipeline, Source
 from birthnotify.application.ports import Progress
-from birthnotify.application.resume import ResumeContext, ResumeSnapshot, restore, take_snapshot
+from birthnotify.application.resume import ResumeContext, ResumeSnapshot, concealer, restore, take_snapshot
 from birthnotify.domain.postcodes import PostcodeDirectory
 from birthnotify.domain.reader import FileKind, FileRejected, RowReader, content_sha256, scan_file
 from birthnotify.domain.registry import load_registry
@@ -64,6 +64,7 @@ REQUEST_WARM_UP = 200
 MIX = Mix(invalid=0.02, withheld=0.02, held=0.01, amend_cancel=0.03)
 SQS_ROUND_TRIP_SECONDS = 0.015
 LAMBDA_SECONDS = 15 * 60
+CONCEAL = concealer(b"bench-ledger-key-of-32-bytes-or-more")
 
 
 class LedgerS3:
@@ -227,6 +228,7 @@ def run_pipeline(
             MAX_BYTES,
             start=restored.position if restored else None,
             unknown=restored.unknown_columns if restored else None,
+            conceal=CONCEAL,
         )
         marks: list[float] = []
         try:
@@ -239,7 +241,7 @@ def run_pipeline(
             destinations.save(S3Destinations(ledger_s3, "ledger"), "RX1", UPLOAD_DAY, 366)
         except FileIncomplete as incomplete:
             stopped_at = incomplete.rows_done
-            saved = take_snapshot(context, facts, pipeline, reader, destinations).encode()
+            saved = take_snapshot(context, facts, pipeline, reader, destinations, CONCEAL).encode()
     cpu = time.process_time() - cpu_started
     cpu -= canned.requests * canned.cost_per_request()  # the stub's answers are not the client's work
     ready = (marks[0] if marks else time.process_time()) - cpu_started

@@ -36,6 +36,7 @@ from birthnotify.application.ports import (
 from birthnotify.application.resume import (
     ResumeContext,
     ResumeSnapshot,
+    concealer,
     load_snapshot,
     restore,
     save_snapshot,
@@ -134,6 +135,7 @@ class IngestService:
         self.ports = ports
         self._clock = clock
         self._hasher = SubjectHasher(ports.ledger_key)
+        self._conceal = concealer(ports.ledger_key)
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="[trust_ods_code, sha256]",
             expires_after_seconds=IDEMPOTENCY_SECONDS,
@@ -290,6 +292,7 @@ class IngestService:
             self.settings.max_file_bytes,
             start=snapshot.position if snapshot is not None else None,
             unknown=snapshot.unknown_columns if snapshot is not None else None,
+            conceal=self._conceal,
         )
 
         def checkpoint(rows_done: int) -> None:
@@ -330,7 +333,8 @@ class IngestService:
             self._emit(report)
         except FileIncomplete:
             # Checkpointed where it stopped; the snapshot spares the next attempt the rows before it.
-            save_snapshot(self.ports.snapshots, take_snapshot(context, facts, pipeline, reader, destinations), self.log)
+            snapshot = take_snapshot(context, facts, pipeline, reader, destinations, self._conceal)
+            save_snapshot(self.ports.snapshots, snapshot, self.log)
             raise
         except BaseException:
             try:  # batches still in flight when the run failed elsewhere may yet be accepted: count them first

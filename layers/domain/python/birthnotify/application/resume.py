@@ -22,6 +22,9 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import hashlib
+import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import IO, TYPE_CHECKING
@@ -87,7 +90,8 @@ class ResumeSnapshot(BaseModel):
     destinations_added: dict[str, dict[str, str]]
     destinations_left: dict[str, dict[str, bool]]
     destinations_unindexed: int
-    unknown_columns: dict[str, int]
+    unknown_columns: list[tuple[str, int, bool]]
+    """The reader's unknown names, counts, and whether concealed (RowReader.unknown_state)."""
 
     @property
     def context(self) -> ResumeContext:
@@ -121,8 +125,26 @@ class ResumeSnapshot(BaseModel):
         return cls.model_validate_json(gzip.decompress(data))
 
 
+def concealer(key: bytes) -> Callable[[str], str]:
+    """A keyed hash (HMAC-SHA256, with the ledger key) for what a snapshot keeps but may not show: unknown names
+    the report does not list (a JSON key of one line may be data)."""
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def conceal(name: str) -> str:
+        digest = keyed.copy()
+        digest.update(name.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
+    return conceal
+
+
 def take_snapshot(
-    context: ResumeContext, facts: FileFacts, pipeline: FilePipeline, reader: RowReader, destinations: Destinations
+    context: ResumeContext,
+    facts: FileFacts,
+    pipeline: FilePipeline,
+    reader: RowReader,
+    destinations: Destinations,
+    conceal: Callable[[str], str],
 ) -> ResumeSnapshot:
     """The state of a run that has just checkpointed after the reader's last row (nothing in flight)."""
     tally = pipeline.tally
@@ -158,7 +180,7 @@ def take_snapshot(
         destinations_added=added,
         destinations_left=left,
         destinations_unindexed=unindexed,
-        unknown_columns=reader.unknown_counts,
+        unknown_columns=reader.unknown_state(conceal),
     )
 
 

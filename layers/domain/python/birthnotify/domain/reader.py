@@ -24,7 +24,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any
@@ -124,6 +124,12 @@ class FileFacts:
     """The number of records in the file: every one of them must be accounted for."""
     corrections_before_original: dict[int, int] = field(default_factory=dict)
     """Row of an AMEND or CANCEL -> the later row of the NEW notification it corrects."""
+
+
+class _Concealed(str):
+    """An unknown name a resumed reader knows only by its keyed hash (application.resume)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -730,11 +736,12 @@ class RowReader:
         max_bytes: int,
         *,
         start: ReaderPosition | None = None,
-        unknown: Mapping[str, int] | None = None,
+        unknown: Iterable[tuple[str, int, bool]] | None = None,
+        conceal: Callable[[str], str] | None = None,
     ) -> None:
         """``start`` (with the ``unknown`` counts read up to it) continues after a position an earlier reader of
-        the same content reached: the content is still read from its first byte (hashed, inflated, decoded at C
-        speed) but the lines before it are not parsed."""
+        the same content reached: the content is still read from its first byte (inflated, decoded at C speed)
+        but the lines before it are not parsed. ``unknown`` is ``unknown_state``'s, made with ``conceal``."""
         self._facts = facts
         self._records: _CsvRecords | _JsonlRecords | list[_Record]
         self._row = 0
@@ -755,7 +762,10 @@ class RowReader:
             rest = _skip_lines(text, start.lines - self._records.lines_read)
             self._records.continue_after(start, _lines_after(rest, text, content, start.lines))
             self._row = start.row
-            self._unknown = dict(unknown) if unknown is not None else self._unknown
+            if unknown is not None:
+                self._unknown = {(_Concealed(name) if hidden else name): seen for name, seen, hidden in unknown}
+        self._conceal = conceal
+        self._concealing = conceal is not None and any(isinstance(name, _Concealed) for name in self._unknown)
 
     @property
     def position(self) -> ReaderPosition:
@@ -763,10 +773,18 @@ class RowReader:
         records = self._records
         return ReaderPosition(records.lines_read if not isinstance(records, list) else 1, self._row)
 
-    @property
-    def unknown_counts(self) -> dict[str, int]:
-        """Unknown column names (or JSON keys) seen so far and how often: a resumed reader carries them on."""
-        return dict(self._unknown)
+    def unknown_state(self, conceal: Callable[[str], str]) -> list[tuple[str, int, bool]]:
+        """Unknown column names (or JSON keys) seen so far, how often, and whether concealed, for a resumed reader
+        to carry on: a name the report would not list (it may be data) only as ``conceal`` makes it (a keyed
+        hash), so nothing is kept that the report leaves out."""
+        return [
+            (name, seen, False)
+            if self._listable(name, seen)
+            else (conceal(name), seen, True)
+            if not isinstance(name, _Concealed)
+            else (name, seen, True)
+            for name, seen in self._unknown.items()
+        ]
 
     @property
     def ignored_columns(self) -> list[str]:
@@ -777,9 +795,21 @@ class RowReader:
         return len(self._unknown) - len(self.ignored_columns)
 
     def _listable(self, name: str, seen: int) -> bool:
+        if isinstance(name, _Concealed):  # not seen again since a resume: still one line's
+            return False
         # A key of one JSON line only is more likely data (a name, a number) than a column.
         repeated = seen >= 2 or self._facts.records == 1
         return repeated and bool(_COLUMN_NAME.match(name)) and not _DIGIT_RUN.search(name)
+
+    def _reveal(self, name: str) -> bool:
+        """A name the interrupted run saw (concealed) is seen again: it takes its place back, counted once more."""
+        assert self._conceal is not None
+        hidden = self._conceal(name)
+        found = next((key for key in self._unknown if isinstance(key, _Concealed) and key == hidden), None)
+        if found is None:
+            return False
+        self._unknown = {(name if key is found else key): seen + (key is found) for key, seen in self._unknown.items()}
+        return True
 
     def __iter__(self) -> Iterator[RawRow]:
         early = self._facts.corrections_before_original
@@ -789,6 +819,8 @@ class RowReader:
             for name in record.unknown:
                 if name in self._unknown:
                     self._unknown[name] += 1
+                elif self._concealing and self._reveal(name):
+                    pass
                 elif len(self._unknown) < 10 * MAX_IGNORED_NAMES:
                     self._unknown[name] = 1
             problems = record.problems
