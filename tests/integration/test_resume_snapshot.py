@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 from birthnotify.adapters.ledger import S3Ledger, S3Snapshots
-from birthnotify.application import pipeline
+from birthnotify.application import ingest, pipeline
 from birthnotify.application.resume import ResumeSnapshot
+from birthnotify.domain.reader import scan_file
 from birthnotify.domain.seen import SeenIds
 from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import Mix, SyntheticRows, load_postcodes_by_district
@@ -46,6 +47,19 @@ stopping points; the file stays short of a periodic checkpoint (every 5,000 rows
 @pytest.fixture(autouse=True)
 def frequent_stop_checks(monkeypatch):
     monkeypatch.setattr(pipeline, "STOP_CHECK_EVERY_ROWS", STOP_CHECK_EVERY_ROWS)
+
+
+@pytest.fixture(autouse=True)
+def first_passes(monkeypatch) -> list[str]:
+    """The files the first pass parsed (a resumed file with a snapshot is only hashed)."""
+    parsed: list[str] = []
+
+    def counted(open_stream, kind, max_bytes):
+        parsed.append(kind.suffix)
+        return scan_file(open_stream, kind, max_bytes)
+
+    monkeypatch.setattr(ingest, "scan_file", counted)
+    return parsed
 
 
 def today():
@@ -175,11 +189,13 @@ def stopped_and_resumed(monkeypatch, sqs_clock, name: str, body: bytes, checks: 
     ],
 )
 def test_a_file_resumed_from_its_snapshot_comes_to_exactly_what_an_uninterrupted_run_does(
-    monkeypatch, sqs_clock, name, checks
+    monkeypatch, sqs_clock, name, checks, first_passes
 ):
     body = file_body(name, awkward_rows(seed=3))
     expected = uninterrupted(monkeypatch, name, body)
     resumed = stopped_and_resumed(monkeypatch, sqs_clock, name, body, checks)
+    # Parsed by the uninterrupted run and the stopped one; the redelivered one took the snapshot's facts.
+    assert len(first_passes) == 2
     stopped_at = resumed.pop("_stopped_at")
     snapshot = resumed.pop("_snapshot").model_dump_json()
     assert 0 < stopped_at < ROWS
