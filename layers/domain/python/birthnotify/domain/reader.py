@@ -362,7 +362,8 @@ class _Record:
 class _CsvRecords:
     """The records of a CSV file after its header, with the header checked."""
 
-    def __init__(self, lines: Iterator[str]) -> None:
+    def __init__(self, lines: Iterator[str], only: frozenset[str] | None = None) -> None:
+        """``only``: the columns whose values the records carry (all the contract's by default)."""
         counted = _LineCounter(lines)
         self._lines = counted
         self._reader = csv.reader(counted, strict=True)
@@ -375,7 +376,11 @@ class _CsvRecords:
         self.columns = [name.strip().lower() for name in header]
         _check_header(self.columns, counted.first or "")
         self.unknown = [name for name in self.columns if name not in _KNOWN]
-        self._picks = [(position, name) for position, name in enumerate(self.columns) if name in _KNOWN]
+        self._picks = [
+            (position, name)
+            for position, name in enumerate(self.columns)
+            if name in _KNOWN and (only is None or name in only)
+        ]
         self._width = len(self.columns)
         self._first_row = 0
 
@@ -618,8 +623,8 @@ def _json_reason(exc: BaseException) -> str:
     return "it cannot be parsed"
 
 
-def _records(lines: Iterator[str], kind: FileKind) -> _CsvRecords | _JsonlRecords:
-    return _CsvRecords(lines) if kind.format is FileFormat.CSV else _JsonlRecords(lines)
+def _records(lines: Iterator[str], kind: FileKind, only: frozenset[str] | None = None) -> _CsvRecords | _JsonlRecords:
+    return _CsvRecords(lines, only) if kind.format is FileFormat.CSV else _JsonlRecords(lines)
 
 
 # -- bundles ------------------------------------------------------------------------------------------------
@@ -689,9 +694,13 @@ def content_sha256(open_stream: Callable[[], IO[bytes]], kind: FileKind, max_byt
     return content.digest.hexdigest()
 
 
+_SCAN_FIELDS = frozenset({"notification_id", "notification_type", "original_notification_id"})
+
+
 def _scan(stream: IO[bytes], kind: FileKind, max_bytes: int) -> FileFacts:
     content, text = _open_text(stream, kind, max_bytes)
-    records = _records(_lines(text, content), kind)
+    # The first pass needs the ids only: a CSV row's other values are not even picked out (the second pass does).
+    records = _records(_lines(text, content), kind, only=_SCAN_FIELDS)
     count = 0
     new_rows = SeenIds()
     waiting: dict[str, list[int]] = {}  # original id -> rows of corrections that came before it
