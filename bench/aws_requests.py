@@ -23,6 +23,7 @@ from birthnotify.shared.names import (
     HELD_INDEX_PROJECTION,
     HELD_OPEN_ATTRIBUTE,
     HELD_OPEN_INDEX,
+    SES_TEMPLATE_PARTS,
     authority_queue_name,
 )
 from birthnotify.shared.settings import Env
@@ -151,6 +152,7 @@ def _resources() -> dict[str, Any]:
     secret = boto3.client("secretsmanager").create_secret(Name="bench-ledger-key", SecretString="k" * 64)["ARN"]
     ses.create_email_identity(EmailIdentity=SENDER)
     ses.create_configuration_set(ConfigurationSetName="bench-email")
+    boto3.client("ses").create_template(Template={"TemplateName": "bench-email", **SES_TEMPLATE_PARTS})
     os.environ.update(
         {
             Env.STAGE: "dev",
@@ -165,6 +167,7 @@ def _resources() -> dict[str, Any]:
             Env.EMAIL_TRANSPORT: "ses",
             Env.EMAIL_SENDER: SENDER,
             Env.SES_CONFIGURATION_SET: "bench-email",
+            Env.SES_TEMPLATE: "bench-email",
             Env.CONSUMER_GUIDE_URL: "https://example.nhs.uk/guide",
             Env.LEDGER_BUCKET: "bench-ledger",
             Env.LEDGER_KEY_SECRET_ID: secret,

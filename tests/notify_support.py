@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+from birthnotify.shared.names import SES_TEMPLATE_PARTS
 from birthnotify.shared.settings import Env
 from birthnotify_cli.fake_notify import API_KEY, FakeNotify
 from birthnotify_cli.lambda_shim import LambdaContext, deliver_sqs_batch, load_handler_module
@@ -28,6 +29,7 @@ from moto.core.models import botocore_stubber
 ROOT = Path(__file__).resolve().parent.parent
 SENDER = "birth-notifications@example.nhs.uk"
 CONFIGURATION_SET = "test-email"
+EMAIL_TEMPLATE = "test-email-template"
 TEMPLATE_ID = "f33517ff-2a88-4f6e-b855-c550268ce08a"
 CONSUMER_GUIDE_URL = "https://example.nhs.uk/consumer-guide"
 EXPIRY_SUBJECT = "Sharing agreement "
@@ -48,8 +50,8 @@ class SentEmail:
 
 @dataclass
 class SesThrottle:
-    """Answers SES SendEmail with 429 TooManyRequestsException (what SES says when the sending rate is
-    exceeded), after letting ``allow`` calls through; ``times`` throttled answers, or until ``lifted``.
+    """Answers SES SendBulkTemplatedEmail with Throttling (what SES says when the sending rate is exceeded),
+    after letting ``allow`` calls through; ``times`` throttled answers, or until ``lifted``.
 
     It stands in front of moto's request handler on the function's SES client: a throttled call never
     reaches moto (botocore calls every before-send handler, so a handler placed beside moto's would not
@@ -67,19 +69,37 @@ class SesThrottle:
         return self
 
     def __call__(self, event_name: str, request: Any, **kwargs: Any) -> AWSResponse | None:
-        if event_name != "before-send.sesv2.SendEmail":
+        if event_name != "before-send.ses.SendBulkTemplatedEmail":
             return botocore_stubber(event_name, request, **kwargs)
         self.calls += 1
         if self.lifted or self.calls <= self.allow or (self.times is not None and self.throttled >= self.times):
             return botocore_stubber(event_name, request, **kwargs)
         self.throttled += 1
-        body = json.dumps({"message": "Maximum sending rate exceeded."})
-        return AWSResponse(
-            request.url,
-            429,
-            {"x-amzn-ErrorType": "TooManyRequestsException", "Content-Type": "application/json"},
-            MockRawResponse(body),
+        body = (
+            '<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender</Type>'
+            "<Code>Throttling</Code><Message>Maximum sending rate exceeded.</Message></Error>"
+            "<RequestId>6b2a4c1e-0f3d-4d8e-9a57-3c1e2b4d5f60</RequestId></ErrorResponse>"
         )
+        return AWSResponse(request.url, 400, {"Content-Type": "text/xml"}, MockRawResponse(body))
+
+
+@dataclass
+class SesRefusal:
+    """SES accepts a bulk request but answers one destination (``address``) with a refusal status, as it does
+    per destination (moto never refuses one); until ``lifted``. moto has still recorded that destination's
+    email: what the function asked for is read from ``NotifyStack.ses_requests``."""
+
+    address: str
+    status: str
+    requests: list[dict]
+    lifted: bool = False
+
+    def __call__(self, parsed: dict, **_: Any) -> None:
+        if self.lifted or not self.requests:
+            return
+        for index, destination in enumerate(self.requests[-1]["Destinations"]):
+            if self.address in destination["Destination"]["ToAddresses"]:
+                parsed["Status"][index] = {"Status": self.status, "Error": f"{self.status} (test)"}
 
 
 @dataclass
@@ -91,7 +111,7 @@ class NotifyStack:
     logs: list[str] = field(default_factory=list)
     """Every line the notify function logged (Powertools JSON), across invocations."""
     ses_requests: list[dict] = field(default_factory=list)
-    """The parameters of every SES SendEmail call the function made."""
+    """The parameters of every SES SendBulkTemplatedEmail call the function made."""
     backoffs: list[float] = field(default_factory=list)
     """botocore's back-off delays between retries of a throttled call (recorded, not slept)."""
 
@@ -152,6 +172,12 @@ class NotifyStack:
         """Make SES throttle this function's sends (botocore's back-off is recorded, not slept)."""
         return SesThrottle(allow=allow, times=times).install(self.handler.service().transport.client)
 
+    def refuse_destination(self, address: str, status: str) -> SesRefusal:
+        """Make SES refuse one destination of this function's bulk sends (the others are accepted)."""
+        refusal = SesRefusal(address, status, self.ses_requests)
+        self.handler.service().transport.client.meta.events.register("after-call.ses.SendBulkTemplatedEmail", refusal)
+        return refusal
+
     def sent(self) -> list[SentEmail]:
         if self.fake_notify is not None:
             return [
@@ -200,6 +226,7 @@ def _notify_stack(ingest_stack, monkeypatch: pytest.MonkeyPatch, transport: str)
     ses = boto3.client("sesv2")
     ses.create_email_identity(EmailIdentity=SENDER)
     ses.create_configuration_set(ConfigurationSetName=CONFIGURATION_SET, DeliveryOptions={"TlsPolicy": "REQUIRE"})
+    boto3.client("ses").create_template(Template={"TemplateName": EMAIL_TEMPLATE, **SES_TEMPLATE_PARTS})
     arn = ingest_stack.sqs.get_queue_attributes(QueueUrl=ingest_stack.events_queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
@@ -208,6 +235,7 @@ def _notify_stack(ingest_stack, monkeypatch: pytest.MonkeyPatch, transport: str)
         Env.EMAIL_TRANSPORT: transport,
         Env.EMAIL_SENDER: SENDER,
         Env.SES_CONFIGURATION_SET: CONFIGURATION_SET,
+        Env.SES_TEMPLATE: EMAIL_TEMPLATE,
         Env.CONSUMER_GUIDE_URL: CONSUMER_GUIDE_URL,
     }
     if transport == "notify":
@@ -229,7 +257,7 @@ def _notify_stack(ingest_stack, monkeypatch: pytest.MonkeyPatch, transport: str)
     stack = NotifyStack(ingest_stack, handler, arn, fake, backoffs=no_sleep.slept)
     # Clients the function creates later come from this session and carry the hook.
     boto3._get_default_session().events.register(
-        "provide-client-params.sesv2.SendEmail", lambda params, **_: stack.ses_requests.append(dict(params))
+        "provide-client-params.ses.SendBulkTemplatedEmail", lambda params, **_: stack.ses_requests.append(dict(params))
     )
     return stack
 

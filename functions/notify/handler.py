@@ -48,7 +48,14 @@ def transport(settings: NotifySettings) -> EmailTransport:
             return str(parameters.get_secret(secret_id, max_age=API_KEY_MAX_AGE_SECONDS, force_fetch=refresh))
 
         return NotifyTransport(api_key, settings.notify_base_url, settings.notify_template_id)
-    return SesTransport(boto3.client("sesv2", config=RETRYING), settings.email_sender, settings.ses_configuration_set)
+    # SES API v1: its SendBulkTemplatedEmail sends a run's emails in one request (SES v2's SendBulkEmail
+    # does the same, but moto, on which the tests and the local cloud run, does not implement it).
+    return SesTransport(
+        boto3.client("ses", config=RETRYING),
+        settings.email_sender,
+        settings.ses_configuration_set,
+        settings.ses_template,
+    )
 
 
 @cache

@@ -15,6 +15,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ses as ses
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
+from birthnotify.shared.names import SES_TEMPLATE_PARTS
 from birthnotify.shared.settings import Env
 from constructs import Construct
 
@@ -90,6 +91,21 @@ class Email(Construct):
             resource="configuration-set",
             resource_name=self.configuration_set.configuration_set_name,
         )
+        # The notifier's bulk sends fill in this template per recipient (subject, text and HTML whole).
+        self.template = ses.CfnTemplate(
+            self,
+            "Template",
+            template=ses.CfnTemplate.TemplateProperty(
+                template_name=config.names.email_template,
+                subject_part=SES_TEMPLATE_PARTS["SubjectPart"],
+                text_part=SES_TEMPLATE_PARTS["TextPart"],
+                html_part=SES_TEMPLATE_PARTS["HtmlPart"],
+            ),
+        )
+        self.template_name = self.template.ref
+        self.template_arn = stack.format_arn(
+            service="ses", resource="template", resource_name=config.names.email_template
+        )
         self.secret: secretsmanager.Secret | None = None
         if config.email_transport == "notify":
             self.secret = secretsmanager.Secret(
@@ -158,6 +174,7 @@ class Notifier(Construct):
             environment=environment(
                 {
                     Env.SES_CONFIGURATION_SET: email.configuration_set.configuration_set_name,
+                    Env.SES_TEMPLATE: email.template_name,
                     Env.NOTIFY_API_KEY_SECRET_ID: email.secret_id,
                     Env.MESH_SECRET_ID: mesh.secret.secret_arn,
                 }
@@ -220,9 +237,10 @@ class Notifier(Construct):
         policy.allow("ReadWriteState", [*STATE_ACTIONS, "dynamodb:BatchGetItem"], [table.table_arn])
         policy.allow(
             "SendEmailAsSenderOnly",
-            # SES v2 SendEmail with raw (MIME, text + HTML) content is authorised as SendRawEmail.
-            ["ses:SendEmail", "ses:SendRawEmail"],
-            [email.identity_arn, email.configuration_set_arn],
+            # One run's emails in one request: SendBulkTemplatedEmail is authorised against the sender's
+            # identity, the configuration set and the stored template, and nothing else sends mail.
+            ["ses:SendBulkTemplatedEmail"],
+            [email.identity_arn, email.configuration_set_arn, email.template_arn],
             conditions={"StringEquals": {"ses:FromAddress": config.email_sender}},
         )
         secrets = [mesh.secret.secret_arn] + ([email.secret.secret_arn] if email.secret is not None else [])

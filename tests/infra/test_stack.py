@@ -511,14 +511,24 @@ def test_notify_sends_email_only_as_the_sender_through_the_tls_required_configur
             "ConfigurationSetAttributes": {"ConfigurationSetName": Match.any_value()},
         },
     )
+    # The stored template the bulk sends fill in: every part one whole field, never HTML-escaped by SES.
+    template_id, template = one(t, "AWS::SES::Template")
+    assert template["Properties"]["Template"] == {
+        "TemplateName": "birthnotify-dev-email",
+        "SubjectPart": "{{{subject}}}",
+        "TextPart": "{{{text}}}",
+        "HtmlPart": "{{{html}}}",
+    }
+    assert function(t, "birthnotify-dev-notify")["Environment"]["Variables"]["SES_TEMPLATE"] == ref(template_id)
     role_id, _ = role_of(t, "birthnotify-dev-notify-function")
     by_sid = {s["Sid"]: s for s in policy_of(t, role_id)}
     ses = by_sid["SendEmailAsSenderOnly"]
-    assert sorted(ses["Action"]) == ["ses:SendEmail", "ses:SendRawEmail"]
+    assert as_list(ses["Action"]) == ["ses:SendBulkTemplatedEmail"]  # the one way the notifier sends mail
     resources_text = [json.dumps(r) for r in ses["Resource"]]
-    assert len(resources_text) == 2
+    assert len(resources_text) == 3
     assert any(":identity/birth-notifications@example.nhs.uk" in text for text in resources_text)
     assert any(":configuration-set/" in text for text in resources_text)
+    assert any(":template/birthnotify-dev-email" in text for text in resources_text)
     assert ses["Condition"] == {"StringEquals": {"ses:FromAddress": "birth-notifications@example.nhs.uk"}}
     # ses transport: no API key secret; the MESH secret only (reports back by MESH).
     mesh_secret, _ = one(t, "AWS::SecretsManager::Secret", Name="birthnotify-dev/mesh")

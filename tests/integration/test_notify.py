@@ -13,6 +13,7 @@ from ingest_support import REGISTRY_PATH, ROOT
 from notify_support import (
     CONFIGURATION_SET,
     CONSUMER_GUIDE_URL,
+    EMAIL_TEMPLATE,
     SENDER,
     TEMPLATE_ID,
     find_personal,
@@ -174,10 +175,13 @@ def test_ses_mails_have_text_and_escaped_html_parts_and_use_the_tls_configuratio
     assert "Northgate & <Moor> Teaching Hospitals" in waiting.text  # plain text: as written
     assert "Northgate &amp; &lt;Moor&gt; Teaching Hospitals" in waiting.html and "<Moor>" not in waiting.html
     assert waiting.html.startswith("<!DOCTYPE html>") and "<li>10 new</li>" in waiting.html
-    assert len(notify_stack.ses_requests) == len(notify_stack.sent()) == 2
-    for request in notify_stack.ses_requests:
-        assert request["ConfigurationSetName"] == CONFIGURATION_SET and request["FromEmailAddress"] == SENDER
-        assert len(request["Destination"]["ToAddresses"]) == 1
+    [request] = notify_stack.ses_requests  # the file's two emails in one bulk request
+    assert len(notify_stack.sent()) == len(request["Destinations"]) == 2
+    assert request["ConfigurationSetName"] == CONFIGURATION_SET and request["Source"] == SENDER
+    assert request["Template"] == EMAIL_TEMPLATE
+    for destination in request["Destinations"]:
+        assert len(destination["Destination"]["ToAddresses"]) == 1
+        assert [tag["Name"] for tag in destination["ReplacementTags"]] == ["kind"]
     tls = boto3.client("sesv2").get_configuration_set(ConfigurationSetName=CONFIGURATION_SET)["DeliveryOptions"]
     assert tls["TlsPolicy"] == "REQUIRE"
 

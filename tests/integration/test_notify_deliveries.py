@@ -1,5 +1,6 @@
 """Who was mailed, on moto: each recipient of an event's emails at most once across retries and duplicate
-deliveries, at one conditional write per recipient plus one, and no address stored."""
+deliveries, and no address stored; one at a time (GOV.UK Notify) at one conditional write per recipient plus
+one, in bulk (SES) at two writes a run."""
 
 from __future__ import annotations
 
@@ -105,3 +106,79 @@ def test_a_duplicate_that_gives_way_still_records_what_it_mailed(deliveries):
     with pytest.raises(DeliveryInProgress):
         late.claim(second)
     assert len(stored_item()["done"]["SS"]) == 2
+
+
+# -- bulk sends (SES): the run claimed once, its recipients marked once ---------------------------------
+
+
+def test_a_bulk_run_costs_two_writes_whatever_its_size_and_no_address_is_stored(deliveries):
+    run = deliveries.run("event-1", LEASE)
+    assert run.claim_all(RECIPIENTS) == RECIPIENTS
+    for mark in RECIPIENTS:
+        run.sent(mark)
+    run.close()
+    assert deliveries.calls == ["before-call.dynamodb.UpdateItem"] * 2
+    item = stored_item()
+    assert len(item["done"]["SS"]) == len(RECIPIENTS) and "owner" not in item
+    assert "@" not in str(item)
+
+    deliveries.time.now += 14 * 24 * 3600  # a retry long after: nobody is mailed twice
+    again = deliveries.run("event-1", LEASE)
+    assert again.claim_all(RECIPIENTS) == []
+    again.close()
+
+
+def test_a_destination_refused_in_a_bulk_is_the_only_one_the_retry_mails(deliveries):
+    first, refused, third = RECIPIENTS
+    run = deliveries.run("event-1", LEASE)
+    assert run.claim_all(RECIPIENTS) == RECIPIENTS
+    run.sent(first)
+    run.sent(third)
+    run.close()
+
+    deliveries.time.now += 3600  # after SQS's deduplication window: the memory is DynamoDB's
+    assert deliveries.run("event-1", LEASE).claim_all(RECIPIENTS) == [refused]
+
+
+def test_a_bulk_that_failed_whole_leaves_everyone_to_the_retry(deliveries):
+    run = deliveries.run("event-1", LEASE)
+    assert run.claim_all(RECIPIENTS) == RECIPIENTS
+    run.close()  # SES refused the request: nothing reported sent, the run released at once
+    assert deliveries.run("event-1", LEASE).claim_all(RECIPIENTS) == RECIPIENTS
+
+
+def test_an_invocation_that_dies_after_its_bulk_was_accepted_holds_the_run_then_all_are_mailed_again(deliveries):
+    """The one thing bulk marks change: SES took the bulk, and the invocation died (or DynamoDB failed)
+    before the write that marks it; after the lease, the whole bulk is mailed again (one recipient a time
+    risked one)."""
+    died = deliveries.run("event-1", LEASE)
+    assert died.claim_all(RECIPIENTS) == RECIPIENTS
+    for mark in RECIPIENTS:
+        died.sent(mark)  # ... and no close: the function was killed
+
+    duplicate = deliveries.run("event-1", LEASE)  # SQS delivers the event again meanwhile
+    with pytest.raises(DeliveryInProgress):
+        duplicate.claim_all(RECIPIENTS)
+
+    deliveries.time.now += LEASE + 2
+    assert deliveries.run("event-1", LEASE).claim_all(RECIPIENTS) == RECIPIENTS
+
+
+def test_a_run_of_several_bulks_remembers_each_before_the_next_goes(deliveries):
+    run = deliveries.run("event-1", LEASE)
+    first, second, third = RECIPIENTS
+    assert run.claim_all(RECIPIENTS) == RECIPIENTS
+    run.sent(first)
+    run.remember()  # the first bulk's marks, the run still held
+    run.sent(second)
+    # ... killed before the second bulk's marks were written
+    deliveries.time.now += LEASE + 2
+    assert deliveries.run("event-1", LEASE).claim_all(RECIPIENTS) == [second, third]
+
+
+def test_a_duplicate_finds_a_finished_bulk_run_with_nothing_to_do_even_while_it_is_held(deliveries):
+    holder = deliveries.run("event-1", LEASE)
+    assert holder.claim_all(RECIPIENTS[:1]) == RECIPIENTS[:1]
+    holder.sent(RECIPIENTS[0])
+    holder.remember()
+    assert deliveries.run("event-1", LEASE).claim_all(RECIPIENTS[:1]) == []

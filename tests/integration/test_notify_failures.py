@@ -37,22 +37,41 @@ def test_brief_ses_throttling_is_absorbed_by_backing_off(notify_stack, kent_file
     assert recipients(notify_stack) == EXPECTED
 
 
-def test_lasting_ses_throttling_fails_the_event_and_the_retry_mails_only_those_not_yet_mailed(notify_stack, kent_file):
-    throttle = notify_stack.throttle_ses(allow=1)  # the receipt goes out, then SES keeps refusing
+def test_lasting_ses_throttling_fails_the_event_and_the_retry_mails_everyone_once(notify_stack, kent_file):
+    throttle = notify_stack.throttle_ses()  # SES refuses the whole bulk request, attempt after attempt
     [first] = notify_stack.run()
     assert len(first["batchItemFailures"]) == 1
     assert len(notify_stack.waiting_events()) == 1  # still on the queue: SQS retries it, then the DLQ
-    assert recipients(notify_stack) == REGISTRY.trust("RX2").contact_emails
+    assert notify_stack.sent() == []
     attempts = notify_stack.handler.SES_ATTEMPTS
-    assert throttle.throttled == 2 * attempts  # each Kent address: tried, then retried with back-off
-    assert len(notify_stack.backoffs) == 2 * (attempts - 1)
+    assert throttle.throttled == attempts  # one request for all three emails: tried, then retried with back-off
+    assert len(notify_stack.backoffs) == attempts - 1
     logs = "\n".join(notify_stack.logs)
-    assert '"email not sent"' in logs and "TooManyRequestsException" in logs
+    assert '"emails not sent"' in logs and "Throttling" in logs
 
     throttle.lifted = True
     assert notify_stack.run() == [{"batchItemFailures": []}]
-    assert recipients(notify_stack) == EXPECTED  # the receipt was not sent again
+    assert recipients(notify_stack) == EXPECTED  # everyone, once
+    assert [len(request["Destinations"]) for request in notify_stack.ses_requests] == [3, 3]
     assert notify_stack.waiting_events() == []
+
+
+def test_a_destination_ses_refused_is_mailed_by_the_retry_and_no_other(notify_stack, kent_file):
+    refused = REGISTRY.authority(KENT).contact_emails[0]
+    refusal = notify_stack.refuse_destination(refused, status="MessageRejected")
+    [first] = notify_stack.run()
+    assert len(first["batchItemFailures"]) == 1  # the event stays on the queue for a retry
+    [bulk] = notify_stack.ses_requests
+    assert sorted(d["Destination"]["ToAddresses"][0] for d in bulk["Destinations"]) == EXPECTED
+    logs = "\n".join(notify_stack.logs)
+    assert "MessageRejected" in logs and refused not in logs  # the status code, never the address
+
+    refusal.lifted = True
+    assert notify_stack.run() == [{"batchItemFailures": []}]
+    [_, retry] = notify_stack.ses_requests
+    assert [d["Destination"]["ToAddresses"] for d in retry["Destinations"]] == [[refused]]
+    kent_mail = [mail for mail in notify_stack.sent() if mail.to == [refused]]
+    assert kent_mail[-1].subject == kent_mail[0].subject and kent_mail[-1].text == kent_mail[0].text
 
 
 def test_a_refused_sender_fails_the_event_instead_of_dropping_it(notify_stack, kent_file):
@@ -104,3 +123,20 @@ def test_a_revoked_govuk_notify_key_fails_the_event(notify_via_govuk_notify, ken
     [first] = stack.run()
     assert len(first["batchItemFailures"]) == 1 and stack.sent() == []
     assert {status for status, _ in stack.fake_notify.refused} == {403}
+
+
+def test_an_event_costs_one_ses_request_and_two_state_writes(notify_stack, kent_file):
+    calls: list[str] = []
+    session = boto3._get_default_session()
+
+    def count(event_name: str, **_: object) -> None:
+        if event_name.startswith(("before-call.ses.", "before-call.dynamodb.")):
+            calls.append(event_name.removeprefix("before-call."))
+
+    session.events.register("before-call", count)
+    try:
+        assert notify_stack.run() == [{"batchItemFailures": []}]
+    finally:
+        session.events.unregister("before-call", count)
+    assert sorted(calls) == ["dynamodb.UpdateItem", "dynamodb.UpdateItem", "ses.SendBulkTemplatedEmail"]
+    assert recipients(notify_stack) == EXPECTED

@@ -241,3 +241,47 @@ def test_role_credentials_are_fetched_again_before_they_expire():
     # Within botocore's refresh margin of its expiry: the next use fetches new ones.
     assert credentials.get_frozen_credentials().access_key == "ASIA2"
     assert credentials.get_frozen_credentials().access_key == "ASIA2" and len(fetched) == 2
+
+
+def test_a_bulk_templated_email_is_authorised_against_the_identity_the_configuration_set_and_the_template(
+    server, admin
+):
+    sender = "births@example.nhs.uk"
+    ses = client(server, admin, "ses")
+    ses.verify_email_identity(EmailAddress=sender)
+    ses.create_configuration_set(ConfigurationSet={"Name": "emails"})
+    for name in ("emails-template", "other-template"):
+        ses.create_template(Template={"TemplateName": name, "SubjectPart": "{{{subject}}}", "TextPart": "{{{text}}}"})
+    arn = f"arn:aws:ses:{REGION}:123456789012"
+    notifier = client(
+        server,
+        user(
+            server,
+            admin,
+            "notifier",
+            [
+                {
+                    "Effect": "Allow",
+                    "Action": "ses:SendBulkTemplatedEmail",
+                    "Resource": [
+                        f"{arn}:identity/{sender}",
+                        f"{arn}:configuration-set/emails",
+                        f"{arn}:template/emails-template",
+                    ],
+                }
+            ],
+        ),
+        "ses",
+    )
+
+    def send(template: str) -> dict:
+        return notifier.send_bulk_templated_email(
+            Source=sender,
+            ConfigurationSetName="emails",
+            Template=template,
+            DefaultTemplateData='{"subject": "s", "text": "t"}',
+            Destinations=[{"Destination": {"ToAddresses": ["council@example.gov.uk"]}}],
+        )
+
+    assert len(send("emails-template")["Status"]) == 1
+    assert code(lambda: send("other-template")) == "AccessDenied"  # a template the policy does not name

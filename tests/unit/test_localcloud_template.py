@@ -34,6 +34,10 @@ TEMPLATE = {
         "Seeder": {"Type": "Custom::TableSeeder", "Properties": {"ServiceToken": "x"}},
         "Widget": {"Type": "AWS::Widget::Thing", "Properties": {}},
         "ConfigSet": {"Type": "AWS::SES::ConfigurationSet", "Properties": {"Name": "emails"}},
+        "EmailTemplate": {
+            "Type": "AWS::SES::Template",
+            "Properties": {"Template": {"TemplateName": "emails-template", "SubjectPart": "{{{subject}}}"}},
+        },
         "Mapping": {
             "Type": "AWS::Lambda::EventSourceMapping",
             "Properties": {"FunctionName": {"Ref": "Function"}, "BatchSize": 5},
@@ -45,6 +49,7 @@ TEMPLATE = {
                 "Environment": {
                     "Variables": {
                         "SET": {"Ref": "ConfigSet"},
+                        "TEMPLATE": {"Ref": "EmailTemplate"},
                         "SEED": {"Fn::GetAtt": ["Seeder", "Result"]},
                         "QUEUE": {"Ref": "Queue"},
                     }
@@ -69,6 +74,7 @@ def test_what_moto_cannot_create_is_taken_out_and_each_has_a_treatment():
     assert treatments["Seeder"] == (SKIPPED, CUSTOM_RESOURCE_WHY)  # would hang the stack in CREATE_IN_PROGRESS
     assert treatments["Widget"][0] == SKIPPED and "AWS::Widget::Thing" in treatments["Widget"][1]
     assert treatments["ConfigSet"][0] == APPLIED
+    assert treatments["EmailTemplate"][0] == APPLIED and "CreateTemplate" in treatments["EmailTemplate"][1]
     assert "Queue" not in adapted.treatments
 
 
@@ -77,6 +83,7 @@ def test_references_are_kept_deployable():
     function = adapted.body["Resources"]["Function"]
     variables = function["Properties"]["Environment"]["Variables"]
     assert variables["SET"] == "emails"  # created before the stack under its own name
+    assert variables["TEMPLATE"] == "emails-template"  # the name inside its Template property
     assert variables["SEED"] == "localcloud-skipped-Seeder"
     assert variables["QUEUE"] == {"Ref": "Queue"}
     assert "DependsOn" not in function  # both dependencies were taken out

@@ -12,6 +12,7 @@ SES = {
     Env.EMAIL_TRANSPORT: "ses",
     Env.EMAIL_SENDER: "bn@example.nhs.uk",
     Env.SES_CONFIGURATION_SET: "tls",
+    Env.SES_TEMPLATE: "bn-prod-email",
     Env.CONSUMER_GUIDE_URL: "https://example.nhs.uk/guide",
     Env.STAGE: "prod",
 }
@@ -19,6 +20,7 @@ NOTIFY = {
     **SES,
     Env.EMAIL_TRANSPORT: "notify",
     Env.SES_CONFIGURATION_SET: "",
+    Env.SES_TEMPLATE: "",
     Env.NOTIFY_API_KEY_SECRET_ID: "arn:aws:secretsmanager:eu-west-2:1:secret:k",
     Env.NOTIFY_TEMPLATE_ID: "f33517ff-2a88-4f6e-b855-c550268ce08a",
 }
@@ -36,6 +38,7 @@ def test_every_variable_read_is_one_the_stack_is_told_to_set():
 def test_ses_settings():
     settings = NotifySettings.from_env(env(SES))
     assert (settings.email_transport, settings.ses_configuration_set, settings.stage) == ("ses", "tls", "prod")
+    assert settings.ses_template == "bn-prod-email"
     assert settings.notify_base_url == DEFAULT_NOTIFY_BASE_URL
 
 
@@ -48,6 +51,7 @@ def test_notify_settings_point_at_the_given_base_url():
     ("values", "missing"),
     [
         ({**SES, Env.SES_CONFIGURATION_SET: ""}, "SES_CONFIGURATION_SET"),
+        ({**SES, Env.SES_TEMPLATE: ""}, "SES_TEMPLATE"),
         ({**SES, Env.CONSUMER_GUIDE_URL: ""}, "CONSUMER_GUIDE_URL"),
         ({**NOTIFY, Env.NOTIFY_API_KEY_SECRET_ID: ""}, "NOTIFY_API_KEY_SECRET_ID"),
         ({**NOTIFY, Env.NOTIFY_TEMPLATE_ID: ""}, "NOTIFY_TEMPLATE_ID"),

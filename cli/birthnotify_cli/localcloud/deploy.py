@@ -160,7 +160,7 @@ def _create_secrets(clients: Clients, template: dict[str, Any]) -> dict[str, str
 
 
 def _create_before_the_stack(clients: Clients, adapted: AdaptedTemplate, report: DeployReport) -> None:
-    """The SES configuration set and identity: the function's environment refers to them by Ref."""
+    """The SES configuration set, identity and template: the function's environment refers to them by Ref."""
     for logical, resource in adapted.removed_of_type("AWS::SecretsManager::Secret").items():
         report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
     sesv2 = clients("sesv2")
@@ -188,6 +188,9 @@ def _create_before_the_stack(clients: Clients, adapted: AdaptedTemplate, report:
         sesv2.create_email_identity(
             EmailIdentity=properties["EmailIdentity"], **({"ConfigurationSetName": set_name} if set_name else {})
         )
+        report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
+    for logical, resource in adapted.removed_of_type("AWS::SES::Template").items():
+        clients("ses").create_template(Template=resource["Properties"]["Template"])
         report.add(logical, resource["Type"], APPLIED, TREATMENTS[resource["Type"]][1])
 
 

@@ -82,6 +82,7 @@ def _install() -> list[str]:
     from moto.dynamodb.responses import DynamoHandler
     from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
     from moto.secretsmanager.responses import SecretsManagerResponse
+    from moto.ses.responses import EmailResponse
     from moto.sesv2.responses import SESV2Response
     from moto.sqs.responses import SQSResponse
     from werkzeug.exceptions import HTTPException
@@ -156,6 +157,25 @@ def _install() -> list[str]:
 
     SESV2Response._determine_resource = email_resources
 
+    def bulk_email_resources(self: Any) -> Any:
+        # SES v1 SendBulkTemplatedEmail (the notifier's sends): the sender's identity, the configuration set
+        # and the stored template, as AWS authorises it.
+        if self._get_action() != "SendBulkTemplatedEmail":
+            return "*"
+        arn = f"arn:aws:ses:{self.region}:{self.current_account}"
+        resources = []
+        sender = str(self._get_param("Source") or "")
+        if "@" in sender:
+            address = sender.rsplit("<", 1)[-1].rstrip(">").strip()
+            resources.append(f"{arn}:identity/{_identity_of(self, address)}")
+        if self._get_param("ConfigurationSetName"):
+            resources.append(f"{arn}:configuration-set/{self._get_param('ConfigurationSetName')}")
+        if self._get_param("Template"):
+            resources.append(f"{arn}:template/{self._get_param('Template')}")
+        return resources or "*"
+
+    EmailResponse._determine_resource = bulk_email_resources
+
     def secret_arn(self: Any) -> str:
         try:
             secret_id = str(json.loads(self.body or "{}").get("SecretId") or "")
@@ -193,7 +213,8 @@ def _install() -> list[str]:
         "a Query or Scan of an index against the index's), "
         'SQS GetQueueUrl against the queue\'s (moto checks them against "*", which no resource-scoped policy '
         "allows)",
-        'SESv2 SendEmail is authorised against the sender\'s identity and the configuration set (moto: "*")',
+        "SESv2 SendEmail is authorised against the sender's identity and the configuration set, SES "
+        'SendBulkTemplatedEmail against those and the template (moto: "*")',
         'Secrets Manager calls are authorised against the secret\'s ARN, named by name or ARN (moto: "*")',
         "AssumeRole of a role that trusts only a service principal is refused with AccessDenied (moto raised "
         "an internal error)",

@@ -9,6 +9,7 @@ skipped. Nothing is dropped without a reason that ``DeployReport`` shows.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,11 @@ TREATMENTS: dict[str, tuple[str, str]] = {
         "no moto CloudFormation model: created with SESv2 CreateEmailIdentity "
         "before the stack (moto verifies it at once)",
     ),
+    "AWS::SES::Template": (
+        APPLIED,
+        "no moto CloudFormation model: created with SES CreateTemplate before the stack (the notifier's "
+        "SendBulkTemplatedEmail fills it in)",
+    ),
     "AWS::SES::ConfigurationSetEventDestination": (
         APPLIED,
         "no moto CloudFormation model: created with SES "
@@ -75,8 +81,13 @@ TREATMENTS: dict[str, tuple[str, str]] = {
         "key, which does not exist yet: moto does not encrypt); each Ref is its ARN",
     ),
 }
-CREATED_BEFORE = {"AWS::SES::ConfigurationSet": "Name", "AWS::SES::EmailIdentity": "EmailIdentity"}
-"""Resources others refer to by Ref: made before the stack, each Ref replaced by the name they are made with."""
+CREATED_BEFORE: dict[str, tuple[str, ...]] = {
+    "AWS::SES::ConfigurationSet": ("Name",),
+    "AWS::SES::EmailIdentity": ("EmailIdentity",),
+    "AWS::SES::Template": ("Template", "TemplateName"),
+}
+"""Resources others refer to by Ref: made before the stack, each Ref replaced by the name they are made with
+(the path of that name in the resource's properties)."""
 CUSTOM_RESOURCE_WHY = (
     "a custom resource: moto's CloudFormation cannot invoke its provider, and the stack would "
     "wait in CREATE_IN_PROGRESS for ever; not applied locally"
@@ -144,9 +155,9 @@ def adapt(
         treatments[logical] = Treatment(logical, kind, action, why)
     removed = {logical: resources.pop(logical) for logical in treatments}
     names = {
-        logical: removed[logical]["Properties"][prop]
+        logical: functools.reduce(lambda value, key: value[key], path, removed[logical]["Properties"])
         for logical in removed
-        if (prop := CREATED_BEFORE.get(removed[logical]["Type"]))
+        if (path := CREATED_BEFORE.get(removed[logical]["Type"]))
     }
     names.update(created or {})
     skipped = {logical for logical, t in treatments.items() if t.action == SKIPPED}

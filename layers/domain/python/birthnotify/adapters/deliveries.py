@@ -1,11 +1,19 @@
 """Which recipients a run of emails has mailed, in one state-table item per run (``delivered#<key>``).
 
-A recipient is claimed before it is mailed and marked once it was: the mark of one recipient travels in
-the same conditional write as the claim of the next, so n recipients cost n + 1 writes (one item per
-recipient with Powertools' put-then-update cost 2n). The guarantee is the same: one invocation at a time
-holds a run (the claim's owner and lease), a recipient marked is never mailed again, and a run that dies
-between a send and the next write is mailed again to that recipient only after its lease (the invocation's
-remaining time) has passed, as Powertools' in-progress expiry would.
+Two ways to use a run, with the same guarantee: one invocation at a time holds it (the claim's owner and
+lease), a recipient marked is never mailed again, and the marks are hashes, so the item holds no address.
+
+* Bulk (SES SendBulkTemplatedEmail): ``claim_all`` takes the run and reads who is still to be mailed in one
+  conditional write; the bulk request goes; ``close`` marks every recipient SES accepted and releases the run
+  in one more write. Two writes an event, whatever the number of recipients. The cost: if the invocation dies,
+  or DynamoDB fails, between SES accepting the bulk and that last write, every recipient of that bulk (up to
+  50) is mailed again once the lease (the invocation's remaining time) has passed, where one recipient at a
+  time risked one. The emails carry counts and references only, never personal data, so a repeat tells a
+  recipient nothing new.
+* One at a time (GOV.UK Notify, which has no bulk API): a recipient is claimed before it is mailed and marked
+  once it was, the mark of one travelling in the same conditional write as the claim of the next: n
+  recipients cost n + 1 writes, and a run that dies between a send and the next write mails that one
+  recipient again after the lease, as Powertools' in-progress expiry would.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -87,9 +95,63 @@ class DynamoDeliveryRun:
         self._holding = True
         return True
 
+    def claim_all(self, marks: Sequence[str]) -> list[str]:
+        """Take the run for a bulk send in one conditional write; returns the marks not yet mailed. Raises
+        DeliveryInProgress while another invocation holds the run and some recipient is still to be mailed."""
+        now = self._clock()
+        values: dict[str, Any] = {
+            ":me": {"S": self._owner},
+            ":now": {"N": str(int(now))},
+            ":until": {"N": str(int(now + self._lease_seconds) + 1)},
+            ":expiration": {"N": str(int(now) + DELIVERED_TTL_SECONDS)},
+        }
+        update = "SET #owner = :me, #until = :until, #expiration = :expiration"
+        names = {"#owner": "owner", "#until": "lease_until", "#expiration": "expiration"}
+        if self._pending:
+            values[":pending"] = {"SS": sorted(self._pending)}
+            update += " ADD #done :pending"
+            names["#done"] = "done"
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression=update,
+                ConditionExpression="attribute_not_exists(#owner) OR #owner = :me OR #until < :now",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            done = set((old if isinstance(old, dict) else self._read()).get("done", {}).get("SS", []))
+            if all(mark_id(mark) in done for mark in marks):
+                return []  # everyone was mailed: nothing to wait for
+            self.close()  # what this run mailed is remembered before it gives way
+            raise DeliveryInProgress("another invocation is mailing this run's recipients; retried later") from None
+        self._pending.clear()
+        self._holding = True
+        done = set(response.get("Attributes", {}).get("done", {}).get("SS", []))
+        return [mark for mark in marks if mark_id(mark) not in done]
+
     def sent(self, mark: str) -> None:
-        """The recipient was mailed: written with the next claim, or by ``close``."""
+        """The recipient was mailed: written with the next claim, by ``remember``, or by ``close``."""
         self._pending.add(mark_id(mark))
+
+    def remember(self) -> None:
+        """Write the marks pending so far, keeping the run (nothing pending, no request)."""
+        if not self._pending:
+            return
+        self._dynamodb.update_item(
+            TableName=self._table,
+            Key=self._key,
+            UpdateExpression="ADD #done :pending",
+            ExpressionAttributeNames={"#done": "done"},
+            ExpressionAttributeValues={":pending": {"SS": sorted(self._pending)}},
+        )
+        self._pending.clear()
 
     def close(self) -> None:
         """Write the marks still pending and release the run (nothing to write, no request)."""

@@ -1,50 +1,87 @@
-"""How an email leaves: Amazon SES (default) or GOV.UK Notify. One small interface, one recipient a call,
-so a retry after a partial failure re-sends only to those not yet mailed."""
+"""How an email leaves: Amazon SES (default) or GOV.UK Notify.
+
+SES sends many recipients' emails in one SendBulkTemplatedEmail request (up to 50 destinations), each
+destination filling the stack's stored template with its own subject, text and HTML, and answers with a
+status per destination, so a retry after a partial failure re-sends only to those refused. GOV.UK Notify
+has no bulk API: one recipient a call."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from email import policy
-from email.message import EmailMessage
-from email.utils import make_msgid
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from birthnotify.application.notify.compose import Email
+from birthnotify.application.ports import DestinationRefused
 
-WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
-"""CRLF line ends (RFC 5322); headers not folded below the hard limit, so a long subject stays one line."""
+SES_MAX_DESTINATIONS = 50
+"""SES takes at most 50 recipients in one SendBulkTemplatedEmail request (To, Cc and Bcc together)."""
+
+
+def template_data(email: Email) -> str:
+    """The values of the stored template's fields (birthnotify.shared.names.SES_TEMPLATE_PARTS) for ``email``."""
+    return json.dumps({"subject": email.subject, "text": email.text, "html": email.html}, ensure_ascii=False)
 
 
 class SesTransport:
-    """SES v2 with a configuration set (which requires TLS); a MIME message with text and HTML parts."""
+    """SES (API v1) SendBulkTemplatedEmail with the stack's stored template and its configuration set (which
+    requires TLS); each destination is one recipient with its own template data and ``kind`` tag."""
 
-    def __init__(self, sesv2: Any, sender: str, configuration_set: str) -> None:
-        self._sesv2 = sesv2
+    max_destinations = SES_MAX_DESTINATIONS
+
+    def __init__(self, ses: Any, sender: str, configuration_set: str, template: str) -> None:
+        self._ses = ses
         self._sender = sender
         self._configuration_set = configuration_set
+        self._template = template
 
     @property
     def client(self) -> Any:
-        return self._sesv2
+        return self._ses
 
     def send(self, email: Email, recipient: str) -> str:
-        message = EmailMessage()
-        message["Subject"] = email.subject
-        message["From"] = self._sender
-        message["To"] = recipient
-        message["Message-ID"] = make_msgid(domain=self._sender.rsplit("@", 1)[-1])
-        # Quoted-printable: 7-bit safe for SES whatever the names contain (SES advises encoding non-ASCII).
-        message.set_content(email.text, cte="quoted-printable")
-        message.add_alternative(email.html, subtype="html", cte="quoted-printable")
-        response = self._sesv2.send_email(
-            FromEmailAddress=self._sender,
-            Destination={"ToAddresses": [recipient]},
-            Content={"Raw": {"Data": message.as_bytes(policy=WIRE_POLICY)}},
+        [outcome] = self.send_bulk([(email, recipient)])
+        if isinstance(outcome, DestinationRefused):
+            raise outcome
+        return outcome
+
+    def send_bulk(self, deliveries: Sequence[tuple[Email, str]]) -> list[str | DestinationRefused]:
+        if not 0 < len(deliveries) <= self.max_destinations:
+            raise ValueError(f"a bulk send takes 1 to {self.max_destinations} destinations, not {len(deliveries)}")
+        # The first email's data is the default; the destinations of other emails carry their own.
+        default_email = deliveries[0][0]
+        default = template_data(default_email)
+        destinations = []
+        for email, recipient in deliveries:
+            destination: dict[str, Any] = {
+                "Destination": {"ToAddresses": [recipient]},
+                "ReplacementTags": [{"Name": "kind", "Value": email.kind.value}],
+            }
+            if email is not default_email:
+                destination["ReplacementTemplateData"] = template_data(email)
+            destinations.append(destination)
+        response = self._ses.send_bulk_templated_email(
+            Source=self._sender,
             ConfigurationSetName=self._configuration_set,
-            EmailTags=[{"Name": "kind", "Value": email.kind.value}],
+            Template=self._template,
+            DefaultTemplateData=default,
+            DefaultTags=[{"Name": "kind", "Value": default_email.kind.value}],
+            Destinations=destinations,
         )
-        return str(response["MessageId"])
+        statuses = response.get("Status") or []
+        if len(statuses) != len(deliveries):  # SES answers one status per destination, in order
+            raise RuntimeError(f"SES answered {len(statuses)} statuses for {len(deliveries)} destinations")
+        return [_outcome(status) for status in statuses]
+
+
+def _outcome(status: dict[str, Any]) -> str | DestinationRefused:
+    """A destination's message id, or why SES refused it (its status code only: the error text may quote the
+    address). moto answers a MessageId without a Status; SES answers Status "Success" with it."""
+    code = str(status.get("Status") or ("Success" if status.get("MessageId") else "Unknown"))
+    if code == "Success" and status.get("MessageId"):
+        return str(status["MessageId"])
+    return DestinationRefused(f"SES refused one destination of a bulk send: {code}")
 
 
 class NotifyTransport:

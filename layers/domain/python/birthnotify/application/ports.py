@@ -3,11 +3,11 @@ that crosses them. Nothing here calls AWS."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from birthnotify.domain.held import HeldAction, HeldStatus
 from birthnotify.domain.messages import FileProcessedEvent, FileReport, HeldActionEvent, HeldMessage, HeldReason
@@ -343,6 +343,24 @@ class EmailTransport(Protocol):
         ...
 
 
+class DestinationRefused(RuntimeError):
+    """The provider took a bulk request but refused one destination of it (its status code, never the
+    address): that recipient is not marked, so the next attempt mails it."""
+
+
+@runtime_checkable
+class BulkEmailTransport(EmailTransport, Protocol):
+    """A transport that sends many (email, recipient) pairs in one request (SES SendBulkTemplatedEmail)."""
+
+    max_destinations: int
+    """The most destinations one request may carry (SES: 50)."""
+
+    def send_bulk(self, deliveries: Sequence[tuple[Email, str]]) -> list[str | DestinationRefused]:
+        """Send each email to its recipient in one request; returns, in the same order, each destination's
+        message id or why it was refused. Raises when the request as a whole failed (nobody was mailed)."""
+        ...
+
+
 @dataclass(frozen=True)
 class DigestDay:
     gss_code: str
@@ -367,13 +385,23 @@ class DeliveryInProgress(RuntimeError):
 
 
 class DeliveryRun(Protocol):
-    """The recipients of one run of emails (an event's), claimed one at a time before each is mailed."""
+    """The recipients of one run of emails (an event's), claimed before they are mailed: one at a time
+    (``claim``), or all at once before one bulk request (``claim_all``)."""
 
     def claim(self, mark: str) -> bool:
         """True: mail this recipient now; False: it was mailed before. Raises DeliveryInProgress."""
         ...
 
+    def claim_all(self, marks: Sequence[str]) -> list[str]:
+        """Take the run in one write; returns the marks not yet mailed (in order), which this invocation may
+        now mail. Raises DeliveryInProgress while another invocation holds the run and some are not mailed."""
+        ...
+
     def sent(self, mark: str) -> None: ...
+
+    def remember(self) -> None:
+        """Write the marks reported sent so far, keeping the run (between two bulk requests of one run)."""
+        ...
 
     def close(self) -> None:
         """Remember every recipient reported sent, and let the next invocation take the run."""

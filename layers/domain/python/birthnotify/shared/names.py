@@ -53,6 +53,17 @@ class StageNames:
     def file_events_queue(self) -> str:
         return f"{self.prefix}-file-events"
 
+    @property
+    def email_template(self) -> str:
+        """The stored SES template the notifier's bulk sends fill in (letters, digits, - and _ only)."""
+        return f"{self.prefix}-email"
+
+
+SES_TEMPLATE_PARTS = {"SubjectPart": "{{{subject}}}", "TextPart": "{{{text}}}", "HtmlPart": "{{{html}}}"}
+"""The stored SES template: every part is one field of the destination's template data, filled in whole.
+Triple braces, because SES's Handlebars would HTML-escape a value in double braces: the HTML part comes
+already escaped by the composer, and the subject and text part are plain text, not HTML."""
+
 
 def authority_queue_name(prefix: str, gss_code: str) -> str:
     """Name of an authority's FIFO queue; the stack creates it and the ingest function derives it."""

@@ -33,6 +33,7 @@ class Env(StrEnum):
     EMAIL_TRANSPORT = "EMAIL_TRANSPORT"
     EMAIL_SENDER = "EMAIL_SENDER"
     SES_CONFIGURATION_SET = "SES_CONFIGURATION_SET"
+    SES_TEMPLATE = "SES_TEMPLATE"
     NOTIFY_API_KEY_SECRET_ID = "NOTIFY_API_KEY_SECRET_ID"  # noqa: S105 (a variable name)
     NOTIFY_BASE_URL = "NOTIFY_BASE_URL"
     NOTIFY_TEMPLATE_ID = "NOTIFY_TEMPLATE_ID"
@@ -76,6 +77,7 @@ NOTIFY_ENV: frozenset[Env] = frozenset(
         Env.EMAIL_TRANSPORT,
         Env.EMAIL_SENDER,
         Env.SES_CONFIGURATION_SET,
+        Env.SES_TEMPLATE,
         Env.NOTIFY_API_KEY_SECRET_ID,
         Env.NOTIFY_BASE_URL,
         Env.NOTIFY_TEMPLATE_ID,
@@ -188,6 +190,9 @@ class NotifySettings(_Settings):
     email_sender: str = Field(validation_alias=Env.EMAIL_SENDER.value)
     consumer_guide_url: str = Field(validation_alias=Env.CONSUMER_GUIDE_URL.value)
     ses_configuration_set: str = Field("", validation_alias=Env.SES_CONFIGURATION_SET.value)
+    ses_template: str = Field("", validation_alias=Env.SES_TEMPLATE.value)
+    """The stack's stored SES template (subject, text and HTML filled in per recipient): a file's emails
+    leave in one SendBulkTemplatedEmail request per 50 recipients."""
     notify_api_key_secret_id: str = Field("", validation_alias=Env.NOTIFY_API_KEY_SECRET_ID.value)
     notify_base_url: str = Field(DEFAULT_NOTIFY_BASE_URL, validation_alias=Env.NOTIFY_BASE_URL.value)
     notify_template_id: str = Field("", validation_alias=Env.NOTIFY_TEMPLATE_ID.value)
@@ -198,7 +203,10 @@ class NotifySettings(_Settings):
     @model_validator(mode="after")
     def _transport_complete(self) -> NotifySettings:
         needed = {
-            EmailTransportKind.SES: [(Env.SES_CONFIGURATION_SET, self.ses_configuration_set)],
+            EmailTransportKind.SES: [
+                (Env.SES_CONFIGURATION_SET, self.ses_configuration_set),
+                (Env.SES_TEMPLATE, self.ses_template),
+            ],
             EmailTransportKind.NOTIFY: [
                 (Env.NOTIFY_API_KEY_SECRET_ID, self.notify_api_key_secret_id),
                 (Env.NOTIFY_TEMPLATE_ID, self.notify_template_id),

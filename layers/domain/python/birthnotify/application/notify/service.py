@@ -17,8 +17,11 @@ from pydantic import BaseModel
 
 from birthnotify.application.notify.compose import Composer, Email
 from birthnotify.application.ports import (
+    BulkEmailTransport,
     Deliveries,
     DeliveryInProgress,
+    DeliveryRun,
+    DestinationRefused,
     DigestStore,
     EmailTransport,
     HeldAges,
@@ -332,26 +335,22 @@ class NotifyService:
 
     def send_all(self, emails: list[Email], run_key: str) -> None:
         """Send each email to each of its recipients not yet mailed, remembered together under ``run_key``;
-        raises the first failure once the others are sent (SQS then retries, and mails only the rest)."""
+        raises the first failure once the others are sent (SQS then retries, and mails only the rest).
+
+        With a bulk transport (SES) the run is claimed once, its recipients leave in one request per 50, and
+        those accepted are marked in one write: a crash or a DynamoDB failure between SES accepting a bulk and
+        that write mails the bulk's recipients again after the lease (adapters/deliveries.py says why that is
+        acceptable). Otherwise (GOV.UK Notify) each recipient is claimed and marked on its own."""
         if not emails:
             return
         run = self.ports.deliveries.run(run_key, self._lease_seconds())
         failures: list[Exception] = []
         try:
-            for email in emails:
-                for recipient in email.recipients:
-                    mark = f"{email.key}:{recipient}"
-                    if not run.claim(mark):
-                        continue
-                    try:
-                        self._deliver(email, recipient)
-                    except Exception as exc:  # noqa: BLE001 (one failed recipient must not stop the others)
-                        self.log.warning(
-                            "email not sent", extra={"kind": email.kind.value, "error": type(exc).__name__}
-                        )
-                        failures.append(exc)
-                    else:
-                        run.sent(mark)
+            transport = self.transport
+            if isinstance(transport, BulkEmailTransport):
+                self._send_in_bulk(transport, run, emails, failures)
+            else:
+                self._send_one_by_one(run, emails, failures)
         except DeliveryInProgress as exc:
             self.log.warning("emails being sent by another invocation", extra={"error": type(exc).__name__})
             failures.append(exc)
@@ -359,6 +358,47 @@ class NotifyService:
             run.close()
         if failures:
             raise failures[0]
+
+    def _send_one_by_one(self, run: DeliveryRun, emails: list[Email], failures: list[Exception]) -> None:
+        for email in emails:
+            for recipient in email.recipients:
+                mark = f"{email.key}:{recipient}"
+                if not run.claim(mark):
+                    continue
+                try:
+                    self._deliver(email, recipient)
+                except Exception as exc:  # noqa: BLE001 (one failed recipient must not stop the others)
+                    self.log.warning("email not sent", extra={"kind": email.kind.value, "error": type(exc).__name__})
+                    failures.append(exc)
+                else:
+                    run.sent(mark)
+
+    def _send_in_bulk(
+        self, transport: BulkEmailTransport, run: DeliveryRun, emails: list[Email], failures: list[Exception]
+    ) -> None:
+        deliveries = {
+            f"{email.key}:{recipient}": (email, recipient) for email in emails for recipient in email.recipients
+        }
+        todo = run.claim_all(list(deliveries))
+        size = transport.max_destinations
+        for start in range(0, len(todo), size):
+            run.remember()  # the previous bulk's recipients, before the next bulk goes (none pending: no request)
+            chunk = todo[start : start + size]
+            try:
+                outcomes = transport.send_bulk([deliveries[mark] for mark in chunk])
+            except Exception as exc:  # noqa: BLE001 (nobody in this bulk was mailed; the next bulk still goes)
+                self.log.warning("emails not sent", extra={"emails": len(chunk), "error": type(exc).__name__})
+                failures.append(exc)
+                continue
+            for mark, outcome in zip(chunk, outcomes, strict=True):
+                email, recipient = deliveries[mark]
+                if isinstance(outcome, DestinationRefused):  # not marked: the next attempt mails it
+                    self.log.warning("email not sent", extra={"kind": email.kind.value, "error": str(outcome)})
+                    failures.append(outcome)
+                    continue
+                run.sent(mark)
+                self.sent.append((email, recipient))
+                self.log.info("email sent", extra={"kind": email.kind.value, "message_id": outcome})
 
     def _lease_seconds(self) -> float:
         """How long this invocation may still be mailing: after that, a retry may take its recipients."""
