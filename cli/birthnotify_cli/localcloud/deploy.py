@@ -178,7 +178,7 @@ def _create_before_the_stack(clients: Clients, adapted: AdaptedTemplate, report:
             resource["Type"],
             NOT_EMULATED,
             "its TLS requirement and sending options are stored; "
-            "moto's SendEmail does not look at the configuration set",
+            "moto's SendBulkTemplatedEmail does not look at the configuration set",
         )
     for logical, resource in adapted.removed_of_type("AWS::SES::EmailIdentity").items():
         properties = resource["Properties"]
