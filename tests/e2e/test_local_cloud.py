@@ -181,6 +181,13 @@ def test_every_resource_of_every_template_is_created_or_listed_with_a_reason(clo
     assert all(item.why for item in cloud.report.items)
     applied = {item.resource_type for item in cloud.report.applied}
     assert {"Custom::S3BucketNotifications", "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"} <= applied
+    assert "AWS::SES::Template" in applied  # the notifier's bulk sends fill it in: made by hand, and listed
+    stored = cloud.client("ses").get_template(TemplateName="birthnotify-local-email")["Template"]
+    assert (stored["SubjectPart"], stored["TextPart"], stored["HtmlPart"]) == (
+        "{{{subject}}}",
+        "{{{text}}}",
+        "{{{html}}}",
+    )
     assert {m.function.name for m in cloud.runtime.mappings} == {"birthnotify-local-ingest", "birthnotify-local-notify"}
     assert sorted(s.function.name for s in cloud.runtime.schedules) == [
         "birthnotify-local-mesh",
