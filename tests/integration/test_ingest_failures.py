@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import to_bytes
@@ -161,3 +161,26 @@ def test_a_missing_authority_queue_fails_its_file_clearly_and_the_retry_complete
     assert retry == {"batchItemFailures": []}
     assert notification_ids(ingest_stack.drain(kent)) == Counter(row["notification_id"] for row in kent_rows)
     assert ingest_stack.report("RX2", "kent.csv")["outcome"]["forwarded"] == 8
+
+
+def test_a_files_first_checkpoint_is_one_conditional_write_and_a_retry_finds_the_earlier_one(ingest_stack):
+    import boto3
+    from birthnotify.adapters.progress import DynamoProgressStore
+    from birthnotify.application.ports import Progress
+
+    dynamodb = boto3.client("dynamodb")
+    calls: Counter[str] = Counter()
+    dynamodb.meta.events.register("before-call.dynamodb", lambda event_name, **_: calls.update([event_name]))
+    store = DynamoProgressStore(dynamodb, ingest_stack.handler.service().settings.state_table)
+    first_day, later_day = today(), date(2030, 1, 1)
+    sha256 = "a" * 64
+
+    assert store.begin("RX1", sha256, Progress(0, first_day)) is None  # the first attempt
+    assert calls == Counter({"before-call.dynamodb.PutItem": 1})
+    store.save("RX1", sha256, Progress(5_000, first_day, frozenset({5_003, 5_004})))
+    calls.clear()
+    # A retry (perhaps days later) finds the checkpoint, its processing day and the rows SQS had accepted, in
+    # the same one request, and overwrites none of it.
+    assert store.begin("RX1", sha256, Progress(0, later_day)) == Progress(5_000, first_day, frozenset({5_003, 5_004}))
+    assert calls == Counter({"before-call.dynamodb.PutItem": 1})
+    assert store.load("RX1", sha256) == Progress(5_000, first_day, frozenset({5_003, 5_004}))

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from birthnotify.application.ports import Progress
 
 CHECKPOINT_TTL_SECONDS = 35 * 24 * 3600
@@ -54,20 +56,35 @@ class DynamoProgressStore:
     def _id(trust: str, sha256: str) -> str:
         return f"progress#{trust}#{sha256}"
 
+    def begin(self, trust: str, sha256: str, fresh: Progress) -> Progress | None:
+        """Write ``fresh`` as the file's first checkpoint unless one exists, which is then returned (None: this
+        is the first attempt). One conditional write instead of a read and a write."""
+        item = self._item(trust, sha256, fresh)
+        try:
+            self._put(
+                item,
+                ConditionExpression="attribute_not_exists(id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            # An attempt that wrote the item and then timed out finds it here too: a retry, from row 0.
+            return self._progress(old) if isinstance(old, dict) and old else self.load(trust, sha256)
+        return None
+
     def load(self, trust: str, sha256: str) -> Progress | None:
         item = self._dynamodb.get_item(
             TableName=self._table_name, Key={"id": {"S": self._id(trust, sha256)}}, ConsistentRead=True
         ).get("Item")
-        if not item:
-            return None
-        return Progress(
-            int(item["rows_done"]["N"]),
-            date.fromisoformat(item["processing_day"]["S"]),
-            decode_rows(item.get("accepted_rows", {"S": ""})["S"]),
-        )
+        return self._progress(item) if item else None
 
     def save(self, trust: str, sha256: str, progress: Progress) -> None:
         """Write the checkpoint, trying again on a failure: a lost checkpoint means records sent twice."""
+        self._put(self._item(trust, sha256, progress))
+
+    def _item(self, trust: str, sha256: str, progress: Progress) -> dict[str, Any]:
         item = {
             "id": {"S": self._id(trust, sha256)},
             "rows_done": {"N": str(progress.rows_done)},
@@ -76,11 +93,27 @@ class DynamoProgressStore:
         }
         if progress.accepted_rows:
             item["accepted_rows"] = {"S": encode_rows(progress.accepted_rows)}
+        return item
+
+    @staticmethod
+    def _progress(item: dict[str, Any]) -> Progress:
+        return Progress(
+            int(item["rows_done"]["N"]),
+            date.fromisoformat(item["processing_day"]["S"]),
+            decode_rows(item.get("accepted_rows", {"S": ""})["S"]),
+        )
+
+    def _put(self, item: dict[str, Any], **condition: str) -> None:
         for attempt in range(SAVE_ATTEMPTS):
             try:
-                self._dynamodb.put_item(TableName=self._table_name, Item=item)
+                self._dynamodb.put_item(TableName=self._table_name, Item=item, **condition)
                 return
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    raise  # an answer, not a failure
+                if attempt == SAVE_ATTEMPTS - 1:
+                    raise
             except Exception:
                 if attempt == SAVE_ATTEMPTS - 1:
                     raise
-                self._sleep(0.2 * 2**attempt)
+            self._sleep(0.2 * 2**attempt)

@@ -236,12 +236,11 @@ class IngestService:
         obj = InboundObject(identity.bucket, identity.key, identity.version_id)
         trust = identity.trust_ods_code
         store = self.ports.progress
-        progress = store.load(trust, identity.sha256)
-        retrying = progress is not None  # an earlier attempt may have stored some held records
-        if progress is None:
-            progress = Progress(0, london_day(self._clock()))
-            store.save(trust, identity.sha256, progress)
-        elif progress.rows_done or progress.accepted_rows:
+        fresh = Progress(0, london_day(self._clock()))
+        earlier = store.begin(trust, identity.sha256, fresh)
+        retrying = earlier is not None  # an earlier attempt may have stored some held records
+        progress = earlier or fresh
+        if progress.rows_done or progress.accepted_rows:
             self.log.info(
                 "resuming file", extra={"rows_done": progress.rows_done, "accepted_after": len(progress.accepted_rows)}
             )

@@ -257,6 +257,10 @@ class Progress:
 
 
 class ProgressStore(Protocol):
+    def begin(self, trust: str, sha256: str, fresh: Progress) -> Progress | None:
+        """Save ``fresh`` unless a checkpoint exists; return that one (None: the first attempt)."""
+        ...
+
     def load(self, trust: str, sha256: str) -> Progress | None: ...
 
     def save(self, trust: str, sha256: str, progress: Progress) -> None: ...
