@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, date, datetime
 
+import pytest
 from birthnotify.shared.clock import london_day
 from birthnotify_cli.synthetic import to_bytes
 from ingest_support import RunsOutOfTime
@@ -184,3 +185,38 @@ def test_a_files_first_checkpoint_is_one_conditional_write_and_a_retry_finds_the
     assert store.begin("RX1", sha256, Progress(0, later_day)) == Progress(5_000, first_day, frozenset({5_003, 5_004}))
     assert calls == Counter({"before-call.dynamodb.PutItem": 1})
     assert store.load("RX1", sha256) == Progress(5_000, first_day, frozenset({5_003, 5_004}))
+
+
+@pytest.mark.parametrize("name", ["small.csv", "small.csv.gz"])
+def test_a_small_upload_is_fetched_from_s3_once_and_a_large_one_streamed_by_each_pass(
+    ingest_stack, rows_factory, monkeypatch, name
+):
+    import gzip
+
+    from birthnotify.application import ingest
+
+    rows = rows_factory(30, today(), districts={LEEDS: 1})
+    body = to_bytes(rows, "x.csv")
+    body = gzip.compress(body) if name.endswith(".gz") else body
+    ingest_stack.rewire()
+    fetched: Counter[str] = Counter()
+
+    def count(params, **_):
+        if params.get("Bucket") == "test-inbound":
+            fetched[params["Key"]] += 1
+
+    ingest_stack.s3.meta.events.register("before-parameter-build.s3.GetObject", count)
+    ingest_stack.upload("RX1", name, body)
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+    assert fetched == Counter({f"inbound/RX1/{name}": 1})  # both passes (a .gz's first pass twice) from memory
+
+    other = to_bytes(rows_factory(30, today(), districts={LEEDS: 1}, seed=99), "x.csv")
+    other = gzip.compress(other) if name.endswith(".gz") else other
+    monkeypatch.setattr(ingest, "IN_MEMORY_BYTES", len(other) - 1)  # just over the limit: streamed
+    ingest_stack.upload("RX1", "large-" + name, other)
+    fetched.clear()
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+    assert fetched == Counter({f"inbound/RX1/large-{name}": 3 if name.endswith(".gz") else 2})  # once a pass
+    for processed in (name, "large-" + name):  # the same outcome either way
+        outcome = ingest_stack.report("RX1", processed)["outcome"]
+        assert (outcome["rows_in"], outcome["forwarded"]) == (30, 30)

@@ -6,11 +6,12 @@ The Lambda handler (functions/ingest) only unpacks S3 notifications and calls ``
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import IO, Any
 
 from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer, IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
@@ -62,6 +63,8 @@ from birthnotify.domain.validation import RowRules, RowValidator
 from birthnotify.shared.clock import london_day, utc_now
 from birthnotify.shared.settings import IngestSettings
 
+IN_MEMORY_BYTES = 8 * 2**20
+"""An upload up to this size is fetched from S3 once and both passes read it from memory."""
 IDEMPOTENCY_SECONDS = 35 * 24 * 3600
 """How long a file's content is remembered: longer than raw uploads are kept (30 days by default)."""
 
@@ -175,7 +178,8 @@ class IngestService:
                     ErrorCode.FILE_TOO_LARGE,
                     f"The file is over the {self.settings.max_file_bytes // 2**20} MB limit; split it.",
                 )
-            facts, snapshot = self._first_pass(obj, trust_code, kind)
+            open_upload = self._opener(obj, head.size)
+            facts, snapshot = self._first_pass(open_upload, trust_code, kind, deliveries=obj.deliveries)
         except FileRejected as rejection:
             return self._reject(obj, trust_code, rejection, None, uploaded_at, origin)
         identity = FileIdentity(
@@ -190,20 +194,32 @@ class IngestService:
             mesh=origin,
         )
         first: IngestSummary = self._process_once(
-            file=identity, facts=facts, should_stop=should_stop, snapshot=snapshot
+            file=identity, facts=facts, should_stop=should_stop, snapshot=snapshot, open_upload=open_upload
         )
         if (first.key, first.upload_ref) != (obj.key, obj.upload_ref):
             # The same content again, under another name or as another upload of this one.
             return self._duplicate(obj, trust_code, facts, uploaded_at, first, origin)
         return first
 
-    def _first_pass(self, obj: InboundObject, trust: str, kind: FileKind) -> tuple[FileFacts, ResumeSnapshot | None]:
+    def _opener(self, obj: InboundObject, size: int) -> Callable[[], IO[bytes]]:
+        """How the passes open the upload (each reads it whole, a gzipped one twice in the first pass): one no
+        larger than IN_MEMORY_BYTES is fetched once and read from memory, saving a GetObject a pass."""
+        if size > IN_MEMORY_BYTES:
+            return lambda: self.ports.uploads.open(obj)
+        with self.ports.uploads.open(obj) as stream:
+            content = stream.read(IN_MEMORY_BYTES + 1)
+        if len(content) > IN_MEMORY_BYTES:  # larger than its size said (an unversioned object replaced): stream
+            return lambda: self.ports.uploads.open(obj)
+        return lambda: io.BytesIO(content)
+
+    def _first_pass(
+        self, open_upload: Callable[[], IO[bytes]], trust: str, kind: FileKind, *, deliveries: int = 1
+    ) -> tuple[FileFacts, ResumeSnapshot | None]:
         """The file's facts. A redelivered file may have been stopped part-way: its content is hashed first (at C
         speed) to find a snapshot, whose facts the first pass established then (same content, same facts);
         otherwise, and for a first delivery, the first pass parses the file."""
-        open_upload = lambda: self.ports.uploads.open(obj)  # noqa: E731
         max_bytes = self.settings.max_file_bytes
-        if obj.deliveries > 1 and not kind.format.is_bundle:
+        if deliveries > 1 and not kind.format.is_bundle:
             sha256 = content_sha256(open_upload, kind, max_bytes)
             snapshot = self._snapshot(trust, sha256)
             if snapshot is not None and (snapshot.trust_ods_code, snapshot.sha256) == (trust, sha256):
@@ -231,6 +247,7 @@ class IngestService:
         facts: FileFacts,
         should_stop: Callable[[], bool],
         snapshot: ResumeSnapshot | None = None,
+        open_upload: Callable[[], IO[bytes]] | None = None,
     ) -> IngestSummary:
         identity = FileIdentity.model_validate(file)
         obj = InboundObject(identity.bucket, identity.key, identity.version_id)
@@ -285,7 +302,7 @@ class IngestService:
                 self.log.warning("resume snapshot unreadable: replaying the rows before the checkpoint")
                 snapshot = None
         reader = RowReader(
-            self.ports.uploads.open(obj),
+            open_upload() if open_upload is not None else self.ports.uploads.open(obj),
             kind,
             facts,
             self.settings.max_file_bytes,
