@@ -19,15 +19,12 @@ from typing import Any
 import boto3
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.names import (
-    HELD_AT_ATTRIBUTE,
-    HELD_INDEX_PROJECTION,
-    HELD_OPEN_ATTRIBUTE,
-    HELD_OPEN_INDEX,
     SES_TEMPLATE_PARTS,
     authority_queue_name,
 )
 from birthnotify.shared.settings import Env
 from birthnotify_cli.lambda_shim import LambdaContext, load_handler_module, sqs_event
+from birthnotify_cli.moto_tables import create_held_table
 from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,24 +127,7 @@ def _resources() -> dict[str, Any]:
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    dynamodb.create_table(  # the held store, as infra/constructs/held.py makes it
-        TableName="bench-held",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"} for name in ("id", HELD_OPEN_ATTRIBUTE, HELD_AT_ATTRIBUTE)
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": HELD_OPEN_INDEX,
-                "KeySchema": [
-                    {"AttributeName": HELD_OPEN_ATTRIBUTE, "KeyType": "HASH"},
-                    {"AttributeName": HELD_AT_ATTRIBUTE, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(HELD_INDEX_PROJECTION)},
-            }
-        ],
-    )
+    create_held_table(dynamodb, "bench-held")  # the held store, as infra/constructs/held.py makes it
     s3.create_bucket(Bucket="bench-ledger", CreateBucketConfiguration={"LocationConstraint": REGION})
     secret = boto3.client("secretsmanager").create_secret(Name="bench-ledger-key", SecretString="k" * 64)["ARN"]
     ses.create_email_identity(EmailIdentity=SENDER)

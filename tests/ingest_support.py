@@ -22,10 +22,6 @@ from birthnotify.domain.messages import AuthorityMessage, notifier_event
 from birthnotify.domain.record import BirthNotification
 from birthnotify.domain.registry import load_registry
 from birthnotify.shared.names import (
-    HELD_AT_ATTRIBUTE,
-    HELD_INDEX_PROJECTION,
-    HELD_OPEN_ATTRIBUTE,
-    HELD_OPEN_INDEX,
     StageNames,
     authority_queue_name,
 )
@@ -33,6 +29,7 @@ from birthnotify.shared.settings import Env
 from birthnotify_cli import moto_fidelity
 from birthnotify_cli.lambda_shim import LambdaContext, deliver_sqs_batch, load_handler_module
 from birthnotify_cli.moto_fidelity import SqsClock
+from birthnotify_cli.moto_tables import create_held_table
 from birthnotify_cli.synthetic import SyntheticRows, load_postcodes_by_district, synthetic_nhs_number, to_bytes
 from moto import mock_aws
 
@@ -309,29 +306,6 @@ def fresh_ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]
         yield stack
     for step in undo:
         step()
-
-
-def create_held_table(dynamodb: Any, name: str) -> None:
-    """The held store's table as the stack makes it (infra/constructs/held.py): the sparse ``open`` index of
-    open records, projecting no personal data."""
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name_, "AttributeType": "S"} for name_ in ("id", HELD_OPEN_ATTRIBUTE, HELD_AT_ATTRIBUTE)
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": HELD_OPEN_INDEX,
-                "KeySchema": [
-                    {"AttributeName": HELD_OPEN_ATTRIBUTE, "KeyType": "HASH"},
-                    {"AttributeName": HELD_AT_ATTRIBUTE, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(HELD_INDEX_PROJECTION)},
-            }
-        ],
-    )
 
 
 @pytest.fixture
