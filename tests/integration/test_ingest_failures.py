@@ -82,7 +82,7 @@ def test_a_file_sqs_keeps_refusing_fails_alone_and_completes_on_retry(ingest_sta
         QueueUrl=ingest_stack.ingest_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
     )["Messages"]
     assert len(messages) == 2
-    [first] = ingest_stack.run(batch_size=10, max_polls=1, visibility_timeout=0)
+    [first] = ingest_stack.run(batch_size=10, max_polls=1)
     [failure] = first["batchItemFailures"]
     failed_key = next(m["Body"] for m in messages if m["MessageId"] == failure["itemIdentifier"])
     assert "kent.csv" in failed_key
@@ -137,7 +137,7 @@ def test_a_file_interrupted_by_the_timeout_resumes_without_loss_or_duplicates(in
 
 
 def test_a_missing_authority_queue_fails_its_file_clearly_and_the_retry_completes_it(
-    ingest_stack, rows_factory, caplog
+    ingest_stack, rows_factory, caplog, sqs_clock
 ):
     """Queue URLs are built from the deployment's URL base, not looked up: a queue that is not there must
     still fail the file (not lose its records), saying which queue and what to check."""
@@ -150,7 +150,7 @@ def test_a_missing_authority_queue_fails_its_file_clearly_and_the_retry_complete
     ingest_stack.upload("RX2", "kent.csv", to_bytes(kent_rows, "x.csv"))
     ingest_stack.upload("RX1", "leeds.csv", to_bytes(leeds_rows, "x.csv"))
 
-    [first] = ingest_stack.run(batch_size=10, max_polls=1, visibility_timeout=0)
+    [first] = ingest_stack.run(batch_size=10, max_polls=1)
     assert len(first["batchItemFailures"]) == 1
     assert ingest_stack.reports("RX2", "kent.csv") == []  # nothing claims Kent's records were forwarded
     assert ingest_stack.report("RX1", "leeds.csv")["outcome"]["forwarded"] == 6
@@ -158,10 +158,13 @@ def test_a_missing_authority_queue_fails_its_file_clearly_and_the_retry_complete
     assert f"SQS queue {kent} does not exist" in logs and "QUEUE_URL_BASE" in logs
 
     ingest_stack.sqs.create_queue(QueueName=kent_name, Attributes=attributes)  # deployed
+    sqs_clock.advance(3600)  # the retry comes after the deduplication window (and the visibility timeout)
     [retry] = ingest_stack.run(batch_size=10)
     assert retry == {"batchItemFailures": []}
     assert notification_ids(ingest_stack.drain(kent)) == Counter(row["notification_id"] for row in kent_rows)
     assert ingest_stack.report("RX2", "kent.csv")["outcome"]["forwarded"] == 8
+    leeds = ingest_stack.authority_queue_urls[LEEDS]  # the file that went through is not sent again
+    assert notification_ids(ingest_stack.drain(leeds)) == Counter(row["notification_id"] for row in leeds_rows)
 
 
 def test_a_files_first_checkpoint_is_one_conditional_write_and_a_retry_finds_the_earlier_one(ingest_stack):
