@@ -82,7 +82,7 @@ def test_a_file_sqs_keeps_refusing_fails_alone_and_completes_on_retry(ingest_sta
         QueueUrl=ingest_stack.ingest_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
     )["Messages"]
     assert len(messages) == 2
-    [first] = ingest_stack.run(batch_size=10, max_polls=1)
+    [first] = ingest_stack.run(batch_size=10, max_polls=1, visibility_timeout=0)
     [failure] = first["batchItemFailures"]
     failed_key = next(m["Body"] for m in messages if m["MessageId"] == failure["itemIdentifier"])
     assert "kent.csv" in failed_key
