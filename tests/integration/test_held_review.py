@@ -9,6 +9,7 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import boto3
 from birthnotify.adapters.held import DynamoHeldStore
@@ -321,5 +322,9 @@ def test_operators_are_reminded_once_a_day_of_held_records_waiting_too_long(noti
     assert reminder.subject == "Held records waiting: 4 for over 2 days"
     assert "birthnotify held list --stage test" in reminder.text and "the oldest for 3 days" in reminder.text
     assert find_personal(reminder.subject + reminder.text + reminder.html, personal_values(rows)) == []
-    assert notify_stack.schedule(now=now + timedelta(days=3, hours=2))["held_reminders_sent"] == 0  # once a day
+    # Later the same London day (2 hours later, or halfway to midnight when the suite runs late in the day).
+    at = (now + timedelta(days=3)).astimezone(ZoneInfo("Europe/London"))
+    midnight = (at + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    later_that_day = at + min(timedelta(hours=2), (midnight - at) / 2)
+    assert notify_stack.schedule(now=later_that_day.astimezone(UTC))["held_reminders_sent"] == 0  # once a day
     assert notify_stack.schedule(now=now + timedelta(days=4))["held_reminders_sent"] == 1  # and daily after
