@@ -202,16 +202,12 @@ def test_a_small_upload_is_fetched_from_s3_once_and_a_large_one_streamed_by_each
     body = to_bytes(rows, "x.csv")
     body = gzip.compress(body) if name.endswith(".gz") else body
     ingest_stack.rewire()
-    fetched: Counter[str] = Counter()
-
-    def count(params, **_):
-        if params.get("Bucket") == "test-inbound":
-            fetched[params["Key"]] += 1
-
-    ingest_stack.s3.meta.events.register("before-parameter-build.s3.GetObject", count)
     ingest_stack.upload("RX1", name, body)
+    fetched = inbound_requests(ingest_stack)
     assert ingest_stack.run() == [{"batchItemFailures": []}]
-    assert fetched == Counter({f"inbound/RX1/{name}": 1})  # both passes (a .gz's first pass twice) from memory
+    # One request in all: its size and metadata came with its bytes, and both passes (a .gz's first pass twice)
+    # read them from memory.
+    assert fetched == Counter({("GetObject", f"inbound/RX1/{name}"): 1})
 
     other = to_bytes(rows_factory(30, today(), districts={LEEDS: 1}, seed=99), "x.csv")
     other = gzip.compress(other) if name.endswith(".gz") else other
@@ -219,7 +215,106 @@ def test_a_small_upload_is_fetched_from_s3_once_and_a_large_one_streamed_by_each
     ingest_stack.upload("RX1", "large-" + name, other)
     fetched.clear()
     assert ingest_stack.run() == [{"batchItemFailures": []}]
-    assert fetched == Counter({f"inbound/RX1/large-{name}": 3 if name.endswith(".gz") else 2})  # once a pass
+    # The first opening reads the response that gave its size; each later one makes its own request.
+    assert fetched == Counter({("GetObject", f"inbound/RX1/large-{name}"): 3 if name.endswith(".gz") else 2})
     for processed in (name, "large-" + name):  # the same outcome either way
         outcome = ingest_stack.report("RX1", processed)["outcome"]
         assert (outcome["rows_in"], outcome["forwarded"]) == (30, 30)
+
+
+def inbound_requests(stack) -> Counter[tuple[str, str]]:
+    """Every request for an upload the test's S3 client makes from now on (it is the ingest function's too, after
+    ``rewire``), by operation and key."""
+    made: Counter[tuple[str, str]] = Counter()
+
+    def count(params, model, **_):
+        if params.get("Bucket") == "test-inbound":
+            made[(model.name, params["Key"])] += 1
+
+    stack.s3.meta.events.register("before-parameter-build.s3", count)
+    return made
+
+
+class WatchedBody:
+    """An S3 response body that records how much of it was read, and whether it was closed."""
+
+    def __init__(self, body) -> None:
+        self._body = body
+        self.read_bytes = 0
+        self.closed = False
+
+    def read(self, size=-1):
+        data = self._body.read(size)
+        self.read_bytes += len(data)
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+        self._body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+
+def test_a_file_over_the_size_limit_is_refused_from_its_size_unread_and_answered_by_mesh(ingest_stack, rows_factory):
+    """The size, the time and the MESH metadata come with the one GetObject: a file over the limit is refused
+    before a byte of it is read (its response closed, not downloaded), and, having come by MESH, is still
+    answered by MESH."""
+    service = ingest_stack.handler.service()
+    service.settings = service.settings.model_copy(update={"max_file_bytes": 2**20})
+    ingest_stack.rewire()
+    bodies: list[WatchedBody] = []
+
+    def watch(parsed, model, **_):
+        if "Body" in parsed:
+            bodies.append(WatchedBody(parsed["Body"]))
+            parsed["Body"] = bodies[-1]
+
+    ingest_stack.s3.meta.events.register("after-call.s3.GetObject", watch)
+    body = to_bytes(rows_factory(5, today(), districts={LEEDS: 1}), "x.csv")
+    body += b"\r\n" * (2**20 // 2)  # blank lines: just over 1 MB
+    key = "inbound/RX2/mesh-BIG0001.csv"
+    metadata = {"mesh-message-id": "BIG0001", "mesh-sender": "X26ABC2", "mesh-workflow-id": "BIRTHNOTIFY_FILES_1"}
+    ingest_stack.s3.put_object(Bucket="test-inbound", Key=key, Body=body, Metadata=metadata)
+    requests = inbound_requests(ingest_stack)
+
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+
+    assert requests == Counter({("GetObject", key): 1})
+    assert [(watched.read_bytes, watched.closed) for watched in bodies] == [(0, True)]
+    report = ingest_stack.report("RX2", "mesh-BIG0001.csv")
+    assert report["file_error"]["code"] == "FILE_TOO_LARGE"
+    assert report["file_error"]["message"] == "The file is over the 1 MB limit; split it."
+    assert report["mesh"]["message_id"] == "BIG0001" and report["mesh"]["mailbox"] == "X26ABC2"
+    assert all(ingest_stack.drain(url) == [] for url in ingest_stack.authority_queue_urls.values())
+
+
+@pytest.mark.parametrize("gone", ["version", "key"])
+def test_an_upload_gone_before_its_ingest_fails_its_message_with_nothing_sent_or_reported(
+    ingest_stack, rows_factory, gone
+):
+    """The event names a version S3 no longer has (deleted by the trust, or by a lifecycle rule): the GetObject
+    is refused, the message fails and is retried (then goes to the DLQ and its alarm), and nothing is forwarded
+    or reported for it. Without versioning the event names no version, and the key is gone."""
+    if gone == "key":
+        ingest_stack.s3.put_bucket_versioning(Bucket="test-inbound", VersioningConfiguration={"Status": "Suspended"})
+    ingest_stack.rewire()
+    requests = inbound_requests(ingest_stack)
+    body = to_bytes(rows_factory(5, today(), districts={LEEDS: 1}), "x.csv")
+    key = ingest_stack.upload("RX1", "deleted.csv", body)
+    version = ingest_stack.s3.head_object(Bucket="test-inbound", Key=key).get("VersionId")
+    ingest_stack.s3.delete_object(
+        Bucket="test-inbound", Key=key, **({"VersionId": version} if gone == "version" else {})
+    )
+    requests.clear()
+
+    [response] = ingest_stack.run()
+
+    assert len(response["batchItemFailures"]) == 1
+    assert requests == Counter({("GetObject", key): 1})
+    assert ingest_stack.s3.list_objects_v2(Bucket="test-reports").get("KeyCount", 0) == 0
+    assert ingest_stack.drain(ingest_stack.authority_queue_urls[LEEDS]) == []
+    assert ingest_stack.drain(ingest_stack.events_queue_url) == []

@@ -8,7 +8,7 @@ from typing import IO, Any
 from aws_lambda_powertools.utilities.streaming import S3Object
 
 from birthnotify.adapters.reports import write_report
-from birthnotify.application.ports import UploadHead
+from birthnotify.application.ports import FetchedUpload
 from birthnotify.application.redeliver import StoredUpload
 from birthnotify.domain.messages import FileReport
 from birthnotify.domain.uploads import InboundObject
@@ -22,13 +22,17 @@ class S3Uploads:
     def __init__(self, s3: Any) -> None:
         self.client = s3
 
-    def head(self, upload: InboundObject) -> UploadHead:
+    def fetch(self, upload: InboundObject) -> FetchedUpload:
+        # GetObject answers what HeadObject would (size, time, metadata) with the body not yet read: one request.
         args = {"Bucket": upload.bucket, "Key": upload.key}
         if upload.version_id:
             args["VersionId"] = upload.version_id
-        head = self.client.head_object(**args)
-        return UploadHead(
-            size=head["ContentLength"], last_modified=head["LastModified"], metadata=dict(head.get("Metadata", {}))
+        response = self.client.get_object(**args)
+        return FetchedUpload(
+            size=response["ContentLength"],
+            last_modified=response["LastModified"],
+            body=response["Body"],
+            metadata=dict(response.get("Metadata", {})),
         )
 
     def open(self, upload: InboundObject) -> IO[bytes]:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import IO, Any
@@ -23,6 +24,7 @@ from birthnotify.application.pipeline import FileIncomplete, FilePipeline, Sourc
 from birthnotify.application.ports import (
     DestinationStore,
     EventPublisher,
+    FetchedUpload,
     HeldWriterFactory,
     LedgerStore,
     Log,
@@ -67,6 +69,42 @@ IN_MEMORY_BYTES = 8 * 2**20
 """An upload up to this size is fetched from S3 once and both passes read it from memory."""
 IDEMPOTENCY_SECONDS = 35 * 24 * 3600
 """How long a file's content is remembered: longer than raw uploads are kept (30 days by default)."""
+
+
+class UploadPasses:
+    """How the passes open an upload (each reads it whole, a gzipped one twice in the first pass), from the one
+    GetObject that gave its size and metadata.
+
+    An upload no larger than IN_MEMORY_BYTES is read from that response into memory and every pass reads it
+    there: one GetObject a file. A larger one is streamed: the first opening reads that response's body (already
+    open, and the very bytes its size and metadata describe), each later one makes a GetObject of its own,
+    pinned to the event's version as the first was. Under an unversioned key, an object replaced between two
+    passes gives the second pass other content than the first: it counts other records and the file fails,
+    never misreported, as it did when each pass made its own request."""
+
+    def __init__(self, fetched: FetchedUpload, reopen: Callable[[], IO[bytes]]) -> None:
+        self._reopen = reopen
+        self._content: bytes | None = None
+        self._unread: IO[bytes] | None = None
+        if fetched.size > IN_MEMORY_BYTES:
+            self._unread = fetched.body
+            return
+        content = fetched.body.read(IN_MEMORY_BYTES + 1)
+        if len(content) <= IN_MEMORY_BYTES:
+            self._content = content
+        # else more bytes than its size said (a store whose size and body disagree): each pass streams its own
+
+    def __call__(self) -> IO[bytes]:
+        if self._content is not None:
+            return io.BytesIO(self._content)
+        if self._unread is not None:
+            stream, self._unread = self._unread, None
+            return stream
+        return self._reopen()
+
+    def first_pass_over(self) -> None:
+        """The first response's body is closed after the first pass: no later pass may be handed it."""
+        self._unread = None
 
 
 @dataclass(frozen=True)
@@ -168,18 +206,22 @@ class IngestService:
                     ErrorCode.FILE_UNKNOWN_TRUST,
                     f"No trust with ODS code {trust_code} is registered: check the upload folder.",
                 )
-            head = self.ports.uploads.head(obj)
-            uploaded_at = obj.event_time or head.last_modified  # the event's has milliseconds
-            # Before any check that may reject it: a file that came by MESH is answered by MESH, rejected or not.
-            origin = mesh_origin(head.metadata, trust)
-            kind = FileKind.from_name(file_name)
-            if head.size > self.settings.max_file_bytes:
-                raise FileRejected(
-                    ErrorCode.FILE_TOO_LARGE,
-                    f"The file is over the {self.settings.max_file_bytes // 2**20} MB limit; split it.",
-                )
-            open_upload = self._opener(obj, head.size)
-            facts, snapshot = self._first_pass(open_upload, trust_code, kind, deliveries=obj.deliveries)
+            fetched = self.ports.uploads.fetch(obj)
+            with closing(fetched.body):  # closed unread when the file is refused before its bytes are needed
+                uploaded_at = obj.event_time or fetched.last_modified  # the event's has milliseconds
+                # Before any check that may reject it: a file that came by MESH is answered by MESH, rejected or not.
+                origin = mesh_origin(fetched.metadata, trust)
+                kind = FileKind.from_name(file_name)
+                if fetched.size > self.settings.max_file_bytes:
+                    raise FileRejected(
+                        ErrorCode.FILE_TOO_LARGE,
+                        f"The file is over the {self.settings.max_file_bytes // 2**20} MB limit; split it.",
+                    )
+                open_upload = UploadPasses(fetched, lambda: self.ports.uploads.open(obj))
+                try:
+                    facts, snapshot = self._first_pass(open_upload, trust_code, kind, deliveries=obj.deliveries)
+                finally:
+                    open_upload.first_pass_over()
         except FileRejected as rejection:
             return self._reject(obj, trust_code, rejection, None, uploaded_at, origin)
         identity = FileIdentity(
@@ -200,17 +242,6 @@ class IngestService:
             # The same content again, under another name or as another upload of this one.
             return self._duplicate(obj, trust_code, facts, uploaded_at, first, origin)
         return first
-
-    def _opener(self, obj: InboundObject, size: int) -> Callable[[], IO[bytes]]:
-        """How the passes open the upload (each reads it whole, a gzipped one twice in the first pass): one no
-        larger than IN_MEMORY_BYTES is fetched once and read from memory, saving a GetObject a pass."""
-        if size > IN_MEMORY_BYTES:
-            return lambda: self.ports.uploads.open(obj)
-        with self.ports.uploads.open(obj) as stream:
-            content = stream.read(IN_MEMORY_BYTES + 1)
-        if len(content) > IN_MEMORY_BYTES:  # larger than its size said (an unversioned object replaced): stream
-            return lambda: self.ports.uploads.open(obj)
-        return lambda: io.BytesIO(content)
 
     def _first_pass(
         self, open_upload: Callable[[], IO[bytes]], trust: str, kind: FileKind, *, deliveries: int = 1

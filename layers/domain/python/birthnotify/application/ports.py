@@ -282,19 +282,27 @@ class SnapshotStore(Protocol):
 
 
 @dataclass(frozen=True)
-class UploadHead:
+class FetchedUpload:
+    """An upload as one request for it answered: its size, time and metadata, and its bytes as a stream that
+    nothing has read yet (the caller reads or closes it)."""
+
     size: int
     last_modified: datetime
+    body: IO[bytes]
     metadata: Mapping[str, str] = field(default_factory=dict)
     """The object's user metadata (the mesh function's, for a file that came by MESH)."""
 
 
 class UploadStore(Protocol):
-    """The inbound bucket: an upload's size and time, and its bytes as a stream (never all in memory)."""
+    """The inbound bucket: an upload's size, time and metadata, and its bytes as a stream (never all in memory)."""
 
-    def head(self, upload: InboundObject) -> UploadHead: ...
+    def fetch(self, upload: InboundObject) -> FetchedUpload:
+        """The upload (the version named, if any) in one request: what S3 says of it, and its unread bytes."""
+        ...
 
-    def open(self, upload: InboundObject) -> IO[bytes]: ...
+    def open(self, upload: InboundObject) -> IO[bytes]:
+        """The upload's bytes again, as a stream (one request, made when first read)."""
+        ...
 
 
 class ReportStore(Protocol):
