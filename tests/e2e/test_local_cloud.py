@@ -431,7 +431,8 @@ def test_the_ingest_policy_has_no_statement_the_tests_below_do_not_exercise(clou
 EXERCISED = {
     # statement id -> how the first refused call it allows is logged
     "ConsumeIngestQueue": r"\(AccessDenied\) when calling the ReceiveMessage operation",  # Lambda's poller
-    "ReadUploads": r"\(403\) when calling the HeadObject operation",  # S3 refuses a HEAD with a bare 403
+    # The upload's GetObject, told from the destination index's by the traceback: raised within fetch's frame.
+    "ReadUploads": r"in fetch\n(?: .*\n)+\S+: An error occurred \(AccessDenied\) when calling the GetObject operation",
     "ReadWriteState": r"\(AccessDenied\) when calling the PutItem operation",  # idempotency, before any send
     # GetQueueUrl, or SendMessageBatch when a warm container knows the queue's URL already
     "SendToAuthorityQueues": r"\(AccessDenied\) when calling the GetQueueUrl operation|SQS did not accept \d+ "

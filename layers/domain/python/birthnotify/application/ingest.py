@@ -76,11 +76,12 @@ class UploadPasses:
     GetObject that gave its size and metadata.
 
     An upload no larger than IN_MEMORY_BYTES is read from that response into memory and every pass reads it
-    there: one GetObject a file. A larger one is streamed: the first opening reads that response's body (already
-    open, and the very bytes its size and metadata describe), each later one makes a GetObject of its own,
-    pinned to the event's version as the first was. Under an unversioned key, an object replaced between two
-    passes gives the second pass other content than the first: it counts other records and the file fails,
-    never misreported, as it did when each pass made its own request."""
+    there: one GetObject a file, whose size, metadata and bytes are of the same object. A larger one is
+    streamed: the first opening reads that response's body (already open, and the very bytes its size and
+    metadata describe; closing it to open another would cost a request and gain nothing), each later one makes
+    a GetObject of its own, with the event's version id when it carried one. Under an unversioned key, an
+    object replaced between two passes can give a later pass other bytes, as when every pass made its own
+    request: a record count that differs from the first pass's fails the file (RowReader), never misreported."""
 
     def __init__(self, fetched: FetchedUpload, reopen: Callable[[], IO[bytes]]) -> None:
         self._reopen = reopen
