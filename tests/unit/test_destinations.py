@@ -49,3 +49,24 @@ def test_a_chain_gains_councils_and_old_chains_are_dropped(store):
     index = Destinations.load(store, "RX1")
     assert index.previous("N-1") == {"E08000035": "LEEDS-BN-2026", "E10000016": "KENT-FH-2026"}
     assert index.previous("N-OLD") == {}  # 2025-01-01 is more than 366 + 60 days before 2026-11-25
+
+
+def test_a_council_told_the_family_moved_out_is_remembered_until_it_has_them_again(store):
+    first = Destinations.load(store, "RX1")
+    first.add("N-1", "E08000035", "LEEDS-BN-2026")
+    first.add("N-2", "E08000035", "LEEDS-BN-2026")
+    first.save(store, "RX1", DAY, 366)
+    moved = Destinations.load(store, "RX1")
+    assert moved.moved_out_of("N-1") == set()
+    moved.add("N-1", "E10000016", "KENT-FH-2026")
+    moved.told_moved_out("N-1", "E08000035")
+    moved.save(store, "RX1", DAY, 366)
+
+    back = Destinations.load(store, "RX1")
+    assert back.moved_out_of("N-1") == {"E08000035"}
+    assert back.moved_out_of("N-2") == set()  # a chain the second file did not touch is kept as it was
+    assert back.previous("N-2") == {"E08000035": "LEEDS-BN-2026"}
+    back.add("N-1", "E08000035", "LEEDS-BN-2026")  # the family is back in Leeds
+    assert back.moved_out_of("N-1") == set()
+    back.save(store, "RX1", DAY, 366)
+    assert Destinations.load(store, "RX1").moved_out_of("N-1") == set()

@@ -48,8 +48,11 @@ class Destinations:
     def moved_out_of(self, chain: str) -> set[str]:
         """The councils already told that the family of this chain moved out of their area (and not since back)."""
         known = self._chains.get(chain)
+        told = self._left.get(chain)
+        if told is None and not (known and known.get("left")):
+            return set()  # most chains: no council was ever told (``add`` asks this for every forward)
         left = {gss: True for gss in (known.get("left", []) if known else [])}
-        left.update(self._left.get(chain, {}))
+        left.update(told or {})
         return {gss for gss, gone in left.items() if gone}
 
     def add(self, chain: str, gss_code: str, agreement_id: str) -> None:
@@ -86,19 +89,24 @@ class Destinations:
         if not self._added:
             return
         chains, version = self._chains, self._version
+        today = day.isoformat()
+        oldest = (day - timedelta(days=keep_days + KEEP_MARGIN_DAYS)).isoformat()
         for _ in range(SAVE_ATTEMPTS):
-            merged = {chain: dict(entry) for chain, entry in chains.items()}
+            # Untouched entries are kept as they are, not copied (an index holds up to two years of chains):
+            # an entry this file touched is a new dict, never one changed in place.
+            kept = {chain: entry for chain, entry in chains.items() if entry.get("day", oldest) >= oldest}
             for chain, councils in self._added.items():
-                entry = merged.setdefault(chain, {"councils": {}})
+                earlier = chains.get(chain)
+                entry = dict(earlier) if earlier is not None else {"councils": {}}
                 entry["councils"] = {**entry["councils"], **councils}
-                left = {gss: True for gss in entry.get("left", [])} | self._left.get(chain, {})
-                if any(left.values()):
-                    entry["left"] = sorted(gss for gss, gone in left.items() if gone)
-                else:
-                    entry.pop("left", None)
-                entry["day"] = day.isoformat()
-            oldest = (day - timedelta(days=keep_days + KEEP_MARGIN_DAYS)).isoformat()
-            kept = {chain: entry for chain, entry in merged.items() if entry.get("day", oldest) >= oldest}
+                if "left" in entry or chain in self._left:  # most chains never moved out: nothing to merge
+                    left = {gss: True for gss in entry.get("left", [])} | self._left.get(chain, {})
+                    if any(left.values()):
+                        entry["left"] = sorted(gss for gss, gone in left.items() if gone)
+                    else:
+                        entry.pop("left", None)
+                entry["day"] = today
+                kept[chain] = entry
             if store.put(trust, {"schema_version": 1, "chains": kept}, version):
                 self._chains, self._version, self._added, self._left = kept, None, {}, {}
                 return
