@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import random
+import sys
 from datetime import date, timedelta
 
 import nhs_number
 import pytest
 from birthnotify.domain.reader import RawRow
-from birthnotify.domain.record import BirthNotification, ErrorCode, nhs_number_checksum_ok
+from birthnotify.domain.record import (
+    SQS_FORBIDDEN,
+    BirthNotification,
+    ErrorCode,
+    nhs_number_checksum_ok,
+    sqs_refuses,
+)
 from birthnotify.domain.validation import RowRules, RowValidator, ValidRow
 from birthnotify_cli.synthetic import bad_checksum, synthetic_nhs_number
 
@@ -206,3 +213,14 @@ def test_the_duplicate_id_index_is_exact():
     assert all(seen.add(i) for i in ids[::997])
     assert not seen.add("BN0000000")  # a prefix of a stored id is a different id
     assert not seen.add("N00000001")  # so is a suffix
+
+
+def test_every_character_sqs_refuses_is_unprintable_so_a_printable_body_skips_the_scan():
+    # The premise of sqs_refuses' shortcut, over every code point of this Python's Unicode database.
+    printable_but_refused = [
+        code for code in range(sys.maxunicode + 1) if chr(code).isprintable() and SQS_FORBIDDEN.search(chr(code))
+    ]
+    assert printable_but_refused == []
+    for body in ('{"a":"caf\u00e9 \u2013 ok"}', "tab\there", "nul\x00", "lone \ud800", "\ufffe", "\x1f"):
+        assert sqs_refuses(body) == (SQS_FORBIDDEN.search(body) is not None)
+    assert sqs_refuses("line\x0bbreak") and not sqs_refuses("line\r\nbreak")

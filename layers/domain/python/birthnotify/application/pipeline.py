@@ -38,10 +38,10 @@ from birthnotify.domain.reader import RawRow
 from birthnotify.domain.record import (
     ERROR_HELP,
     NOTIFICATION_ID_PATTERN,
-    SQS_FORBIDDEN,
     BirthNotification,
     ErrorCode,
     NotificationType,
+    sqs_refuses,
 )
 from birthnotify.domain.routing import Forward, Hold, Router, Withhold
 from birthnotify.domain.seen import SeenIds
@@ -523,12 +523,12 @@ class FilePipeline:
         if isinstance(decision, Hold):
             body = held_message_body(record, decision, source, row)
             # Released one day, it becomes an SQS message: the contract keeps such characters out.
-            if SQS_FORBIDDEN.search(body):
+            if sqs_refuses(body):
                 raise ValueError("held record holds characters SQS refuses")
             main = held_entry(record, decision, source, row, self._report_key, body), sent
         else:
             main = forward_message(record, decision, source, row, sent)
-            if SQS_FORBIDDEN.search(main.body):  # the contract keeps these out; SQS would refuse the batch
+            if sqs_refuses(main.body):  # the contract keeps these out; SQS would refuse the batch
                 raise ValueError("message body holds characters SQS refuses")
         messages = Messages(
             main,
@@ -539,7 +539,7 @@ class FilePipeline:
                 for extra in extras
             ],
         )
-        if any(SQS_FORBIDDEN.search(further.body) for further in messages.extras):
+        if any(sqs_refuses(further.body) for further in messages.extras):
             raise ValueError("message body holds characters SQS refuses")
         return messages
 

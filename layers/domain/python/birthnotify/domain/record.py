@@ -158,6 +158,14 @@ _FLAGS = {"Y": True, "N": False}
 _SEX_CODES = {"1", "2", "9", "X"}
 
 
+def sqs_refuses(body: str) -> bool:
+    """Whether a message body holds a character SQS refuses (``SQS_FORBIDDEN``)."""
+    # Every such character is unprintable (a control character, a surrogate or a non-character), so a printable
+    # body, nearly every one, needs no regex scan: one C loop, about twice as fast on the per-row path
+    # (tests/unit/test_rules.py checks the premise over every code point).
+    return not body.isprintable() and SQS_FORBIDDEN.search(body) is not None
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
