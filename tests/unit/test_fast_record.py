@@ -232,4 +232,5 @@ def test_the_pydantic_internals_the_fast_path_sets_are_those_of_the_pinned_versi
     )
     for slot in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"):
         assert getattr(fast, slot) == getattr(constructed, slot), slot
+    assert list(fast.__dict__) == list(constructed.__dict__)  # the model's field order too
     assert fast.model_copy(update={"baby_sex": "1"}).baby_sex == "1" and hash(fast) == hash(constructed)

@@ -86,8 +86,10 @@ class _CommonSpelling(TypedDict):
 
 
 _VALIDATOR = TypeAdapter(_CommonSpelling)
-_FIELDS = tuple(BirthNotification.model_fields)
+_UNSET = dict.fromkeys(BirthNotification.model_fields)
+"""Every field of the model, in its order, as None: what a field the row left out holds."""
 assert all(field.default is None for field in BirthNotification.model_fields.values() if not field.is_required())
+assert _CommonSpelling.__required_keys__ | _CommonSpelling.__optional_keys__ <= _UNSET.keys()
 _new_record = object.__new__
 _set = object.__setattr__
 
@@ -106,7 +108,9 @@ def fast_record(values: dict[str, Any]) -> BirthNotification | None:
         return None
     # What BaseModel.model_construct does, without its per-field Python loop (pinned by a test).
     record = _new_record(BirthNotification)
-    _set(record, "__dict__", dict(zip(_FIELDS, map(checked.get, _FIELDS), strict=True)))  # the model's order
+    fields = _UNSET.copy()
+    fields.update(checked)  # a key already there keeps its place: the model's order (~1 us less than a loop)
+    _set(record, "__dict__", fields)
     _set(record, "__pydantic_fields_set__", set(checked))
     _set(record, "__pydantic_extra__", None)
     _set(record, "__pydantic_private__", None)
