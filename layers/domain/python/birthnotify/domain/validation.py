@@ -77,13 +77,16 @@ class RowValidator:
             # Every well-formed id counts, valid row or not: a later row reusing it is still a duplicate.
             if self.seen_ids.add(notification_id):
                 issues.append(_problem("notification_id", ErrorCode.NOTIFICATION_ID_DUPLICATE, None))
-        issues += raw.problems
-        if any(problem.field not in DROPPABLE_FIELDS for problem in raw.problems):
-            # What the reader found makes the values unreliable: report that, not their checks.
-            return self._rejected(raw, notification_id, issues)
-        issues += raw.field_problems
-        unread = {problem.field for problem in (*raw.problems, *raw.field_problems)}
-        values = _without(raw.values, unread)
+        unread: set[str | None] = set()
+        values = raw.values
+        if raw.problems or raw.field_problems:  # the reader found something (rare: most rows skip this)
+            issues += raw.problems
+            if _blocking(raw.problems):
+                # What the reader found makes the values unreliable: report that, not their checks.
+                return self._rejected(raw, notification_id, issues)
+            issues += raw.field_problems
+            unread = {problem.field for problem in (*raw.problems, *raw.field_problems)}
+            values = _without(values, unread)
         try:
             # Most rows are written the common way, checked natively; the model takes the rest.
             record = fast_record(values) or BirthNotification.model_validate(values)
@@ -102,6 +105,8 @@ class RowValidator:
             issues.append(_problem(field, code, detail))
         if _blocking(issues):
             return self._rejected(raw, notification_id, issues)
+        if not issues:  # most rows: nothing left out, nothing to warn of
+            return ValidRow(record)
         left_out = {issue.field for issue in issues if issue.field and getattr(record, issue.field) is not None}
         if left_out:  # a value that passed alone but not with the rest (a mother's implausible age)
             record = record.model_copy(update=dict.fromkeys(left_out))
@@ -135,7 +140,7 @@ class RowValidator:
         ]
 
 
-def _blocking(issues: list[RowProblem]) -> bool:
+def _blocking(issues: Iterable[RowProblem]) -> bool:
     return any(issue.field not in DROPPABLE_FIELDS for issue in issues)
 
 
