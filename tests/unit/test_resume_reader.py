@@ -140,3 +140,23 @@ def test_seen_ids_dumped_in_one_process_are_found_in_another_whose_hashes_differ
         env={"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
     )
     assert result.stdout.decode().split() == ["True", "False", "True"]
+
+
+@pytest.mark.parametrize("length", [reader.MAX_FIELD_CHARS - 1, reader.MAX_FIELD_CHARS, reader.MAX_FIELD_CHARS + 1])
+@pytest.mark.parametrize("lines", [1, 3])
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_field_is_too_long_only_past_the_limit_whatever_lines_its_record_spans(length, lines, resume):
+    # Rows whose lines are no longer than the limit skip the per-field check: the boundary must still hold.
+    value = "\n".join(["a" * (length // lines)] * (lines - 1) + ["a" * (length - (length // lines + 1) * (lines - 1))])
+    assert len(value) == length
+    rows = [{"notification_id": "A1", "postcode": "LS1 4AP"}, {"notification_id": "A2", "address_line_2": value}]
+    body = csv_file(rows, "\r\n", 0, bom=False)
+    records, points, _, _ = read_all(body, "x.csv")
+    if resume:
+        records = [records[0], *read_all(body, "x.csv", start=points[0][0], unknown=points[0][1])[0]]
+    [(_, first, first_problems), (_, second, second_problems)] = records
+    assert first == {"notification_id": "A1", "postcode": "LS1 4AP"} and first_problems == []
+    if length > reader.MAX_FIELD_CHARS:
+        assert second == {"notification_id": "A2"} and second_problems == ["TEXT_TOO_LONG"]
+    else:
+        assert second == {"notification_id": "A2", "address_line_2": value} and second_problems == []

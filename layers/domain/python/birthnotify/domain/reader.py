@@ -397,7 +397,7 @@ class _CsvRecords:
         row = self._first_row
         reader, lines = self._reader, self._lines
         while True:
-            start = lines.count + 1
+            start, start_chars = lines.count + 1, lines.chars
             try:
                 fields = next(reader)
             except StopIteration:
@@ -431,6 +431,13 @@ class _CsvRecords:
                 )
                 continue
             values: dict[str, Any] = {}
+            if lines.chars - start_chars <= MAX_FIELD_CHARS:
+                # No value can be longer than the lines it came from: nearly every row needs no length check.
+                for position, name in self._picks:
+                    if value := fields[position].strip():
+                        values[name] = value
+                yield _Record(row, values, [], [])
+                continue
             problems: list[RowProblem] = []
             for position, name in self._picks:
                 value = fields[position]
@@ -447,6 +454,8 @@ class _LineCounter:
     def __init__(self, lines: Iterator[str]) -> None:
         self._lines = lines
         self.count = 0
+        self.chars = 0
+        """Characters of the lines read so far: what a record spans bounds its fields' lengths."""
         self.first: str | None = None
 
     def __iter__(self) -> _LineCounter:
@@ -459,6 +468,7 @@ class _LineCounter:
     def __next__(self) -> str:
         line = next(self._lines)
         self.count += 1
+        self.chars += len(line)
         if self.first is None:
             self.first = line
         return line
