@@ -39,3 +39,14 @@ def test_every_kind_of_line_is_a_valid_entry_naming_fields_only_when_shared():
         assert entry.fields_shared == (sorted(agreement.allowed_fields) if shared else [])
         assert entry.mother_nhs_hash is None and entry.original_notification_id == "N-0"
         assert entry.recorded_at == datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+
+def test_an_agreement_id_loaded_again_with_other_fields_is_recorded_with_those_fields():
+    agreement = load_registry(REGISTRY_PATH).authority("E08000035").agreement_on(datetime.now(UTC).date())
+    narrower = agreement.model_copy(update={"allowed_fields": frozenset(sorted(agreement.allowed_fields)[:1])})
+    assert narrower.id == agreement.id and narrower.allowed_fields != agreement.allowed_fields
+    subject = Subject("a" * 64, None, "N-1", NotificationType.NEW, None)
+    when = json.dumps(datetime(2026, 11, 25, 9, 30, tzinfo=UTC).isoformat())
+    for shared in (agreement, narrower, agreement):
+        line = ledger_line(when, "RX1", "f" * 64, 7, subject, LedgerOutcome.FORWARDED, None, "E08000035", shared)
+        assert LedgerEntry.model_validate_json(line).fields_shared == sorted(shared.allowed_fields)

@@ -149,14 +149,17 @@ def ledger_line(
     )
 
 
-_FIELDS: dict[str, str] = {}
+_FIELDS: dict[tuple[str, frozenset[str]], str] = {}
 
 
 def _fields(agreement: SharingAgreement) -> str:
-    """The agreement's field names as JSON, made once per agreement (ids are unique in the registry)."""
-    fields = _FIELDS.get(agreement.id)
+    """The agreement's field names as JSON, made once per agreement. Keyed by its fields as well as its id: an id
+    is unique within one registry, but a process may load another (the local cloud, tests) in which that id's
+    agreement allows other fields, and the ledger must name those."""
+    key = (agreement.id, agreement.allowed_fields)
+    fields = _FIELDS.get(key)
     if fields is None:
-        fields = _FIELDS[agreement.id] = json.dumps(list(agreement.shared_fields))
+        fields = _FIELDS[key] = json.dumps(list(agreement.shared_fields))
     return fields
 
 
