@@ -83,7 +83,7 @@ class CannedSqs:
 def stubbed_sqs_client(canned: CannedSqs) -> Any:
     """A boto3 SQS client configured as the ingest function's (its own session, fake credentials), answered by
     ``canned``."""
-    from birthnotify.adapters.aws import SQS_CLIENT_CONFIG
+    from birthnotify.adapters.aws.ingest import SQS_CLIENT_CONFIG
 
     session = boto3.session.Session(
         aws_access_key_id="bench",

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from birthnotify.adapters.aws import ingest_ports
+from birthnotify.adapters.aws.ingest import ingest_ports
 from birthnotify.adapters.held import DynamoHeldStore
 from birthnotify.adapters.progress import DynamoProgressStore
 from birthnotify.application.ports import HeldDetail

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from birthnotify.adapters.aws import SQS_CLIENT_CONFIG, ingest_ports
+from birthnotify.adapters.aws.ingest import SQS_CLIENT_CONFIG, ingest_ports
 from birthnotify.adapters.tracing import traced_lambda_handler
 from birthnotify.application.ingest import IngestService, IngestSummary
 from birthnotify.application.pipeline import FileIncomplete

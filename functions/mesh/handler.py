@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from birthnotify.adapters.aws import mesh_ports
+from birthnotify.adapters.aws.mesh import mesh_ports
 from birthnotify.adapters.tracing import traced_lambda_handler
 from birthnotify.application.mesh import MeshReceiver, MeshRun, MeshRunFailed
 from birthnotify.domain.mesh import MeshWorkflows

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from birthnotify.adapters.aws import notify_ports
+from birthnotify.adapters.aws.notify import notify_ports
 from birthnotify.adapters.email import NotifyTransport, SesTransport
 from birthnotify.adapters.tracing import traced_lambda_handler
 from birthnotify.application.notify.compose import Composer

@@ -12,7 +12,7 @@ from datetime import date
 from urllib.parse import quote
 
 import pytest
-from birthnotify.adapters.aws import MESH_LOCK
+from birthnotify.adapters.aws.mesh import MESH_LOCK
 from birthnotify.adapters.lock import DynamoRunLock
 from birthnotify.adapters.mesh import MeshMailbox, S3InboundWriter
 from birthnotify_cli.lambda_shim import LambdaContext

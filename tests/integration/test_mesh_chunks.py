@@ -20,7 +20,7 @@ from math import ceil
 
 import boto3
 import pytest
-from birthnotify.adapters.aws import mesh_ports
+from birthnotify.adapters.aws.mesh import mesh_ports
 from birthnotify.adapters.mesh import PART_BYTES
 from birthnotify.application.mesh import MeshReceiver
 from birthnotify.domain.mesh import MeshWorkflows

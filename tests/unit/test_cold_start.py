@@ -1,5 +1,5 @@
-"""What a cold start imports: no X-Ray SDK while tracing is off, no XML parser before a bundle arrives; and
-the rule for "tracing is off" is Powertools' own, held to the pinned version."""
+"""What a cold start imports: no X-Ray SDK while tracing is off, no XML parser before a bundle arrives, no
+other function's modules; and the rule for "tracing is off" is Powertools' own, held to the pinned version."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from aws_lambda_powertools import Tracer
@@ -42,11 +43,12 @@ import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
 handler = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(handler)
-print(json.dumps({"xray": "aws_xray_sdk" in sys.modules, "xml": "defusedxml" in sys.modules}))
+print(json.dumps({"xray": "aws_xray_sdk" in sys.modules, "xml": "defusedxml" in sys.modules,
+                  "modules": sorted(name for name in sys.modules if name.startswith(("birthnotify", "aws_lambda")))}))
 """
 
 
-def _imports(function: str, **environ: str) -> dict[str, bool]:
+def _imports(function: str, **environ: str) -> dict[str, Any]:
     env = {key: value for key, value in os.environ.items() if key != "POWERTOOLS_TRACE_DISABLED"}
     env |= {"REGISTRY_PATH": str(REGISTRY_PATH)} | environ
     result = subprocess.run(  # noqa: S603
@@ -67,3 +69,62 @@ def test_a_cold_start_without_tracing_imports_neither_xray_nor_the_xml_parser(fu
 
 def test_with_tracing_on_the_tracer_is_built() -> None:
     assert _imports("ingest", LAMBDA_TASK_ROOT="/var/task")["xray"]
+
+
+NOT_INGEST = {
+    "birthnotify.adapters.aws.mesh": "the mesh function's wiring",
+    "birthnotify.adapters.aws.notify": "the notify function's wiring",
+    "birthnotify.adapters.deliveries": "notify: who was mailed",
+    "birthnotify.adapters.digest": "notify: the digest counts",
+    "birthnotify.adapters.email": "notify: SES and GOV.UK Notify",
+    "birthnotify.adapters.lock": "mesh: the run lock",
+    "birthnotify.adapters.mesh": "mesh: mesh-client sessions",
+    "birthnotify.application.held": "the held reviewers' commands",
+    "birthnotify.application.mesh": "mesh: one run of the inbox",
+    "birthnotify.application.notify": "notify: emails and reports back by MESH",
+    "birthnotify.application.offline": "birthnotify validate",
+    "birthnotify.application.redeliver": "birthnotify redeliver",
+    "birthnotify.domain.fhir": "FHIR bundles: imported when a bundle file arrives",
+    "birthnotify.domain.nems": "the NEMS mapping: imported when a bundle file arrives",
+}
+"""Modules the ingest function does not need for a notification file, each with whose it is: importing one at
+cold start costs every cold start of the ingest function its import (and its pydantic models' schemas)."""
+
+
+def test_the_ingest_function_imports_no_other_functions_modules_at_cold_start() -> None:
+    modules = set(_imports("ingest", POWERTOOLS_TRACE_DISABLED="true", LAMBDA_TASK_ROOT="/var/task")["modules"])
+    assert {"birthnotify.application.ingest", "birthnotify.adapters.aws.ingest"} <= modules  # it did import
+    imported = {
+        name: whose
+        for name, whose in NOT_INGEST.items()
+        if any(module == name or module.startswith(name + ".") for module in modules)
+    }
+    assert not imported, f"the ingest handler's import pulls in modules it does not need: {imported}"
+
+
+PARSER_MODELS = "aws_lambda_powertools.utilities.parser"
+
+
+@pytest.mark.parametrize("function", ["ingest", "notify", "mesh"])
+def test_a_cold_start_builds_none_of_powertools_parser_models(function: str) -> None:
+    """Powertools' batch utility imports its parser's pydantic models (dozens of schemas) when pydantic was
+    imported before it: a handler imports the batch utility before anything that imports pydantic."""
+    modules = _imports(function, POWERTOOLS_TRACE_DISABLED="true", LAMBDA_TASK_ROOT="/var/task")["modules"]
+    assert not [name for name in modules if name.startswith(PARSER_MODELS)]
+
+
+def test_the_batch_utility_imports_the_parser_models_after_pydantic() -> None:
+    """Why the import order above matters, held to the pinned Powertools (utilities.batch.types): should it
+    stop doing so, the order no longer matters."""
+    found = subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-c",
+            "import sys, pydantic, aws_lambda_powertools.utilities.batch; "
+            f"print(any(name.startswith({PARSER_MODELS!r}) for name in sys.modules))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert found.stdout.strip() == "True"

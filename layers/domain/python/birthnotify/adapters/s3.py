@@ -8,8 +8,7 @@ from typing import IO, Any
 from aws_lambda_powertools.utilities.streaming import S3Object
 
 from birthnotify.adapters.reports import write_report
-from birthnotify.application.ports import FetchedUpload
-from birthnotify.application.redeliver import StoredUpload
+from birthnotify.application.ports import FetchedUpload, StoredUpload
 from birthnotify.domain.messages import FileReport
 from birthnotify.domain.uploads import InboundObject
 from birthnotify.shared.names import REPORTS_PREFIX

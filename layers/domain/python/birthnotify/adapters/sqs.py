@@ -28,7 +28,7 @@ MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024
 DEFAULT_CONCURRENCY = 16
 """Requests in flight at once: at a 15-20 ms round trip, enough for several thousand records a second. The
-SQS client's connection pool must be at least this large (``adapters.aws`` sizes it)."""
+SQS client's connection pool must be at least this large (``adapters.aws.ingest`` sizes it)."""
 
 
 class SendFailed(Exception):

@@ -305,6 +305,29 @@ class UploadStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StoredUpload:
+    """One version of an upload's key still in the inbound bucket."""
+
+    upload: InboundObject
+    uploaded_at: datetime
+
+
+class ProcessedFiles(Protocol):
+    """The processed files' reports and the uploads they came from (adapters.s3), for re-delivery
+    (application.redeliver)."""
+
+    def reports(self) -> Iterable[FileReport]:
+        """Every report in the reports bucket."""
+        ...
+
+    def versions(self, bucket: str, key: str) -> list[StoredUpload]:
+        """The versions of an upload's key still kept, newest first."""
+        ...
+
+    def open(self, upload: InboundObject) -> IO[bytes]: ...
+
+
 class ReportStore(Protocol):
     def write(self, report: FileReport, row_errors: Iterable[str], row_warnings: Iterable[str]) -> None:
         """Store the report with every row error and warning (each a JSON object), streamed."""

@@ -20,14 +20,23 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import IO, Any, Protocol
+from typing import Any
 
 from birthnotify.application.ledger import ActionLedger
 from birthnotify.application.pipeline import Source, forward_message
-from birthnotify.application.ports import HeldStore, Log, Outgoing, ProgressStore, QueueDirectory, SenderFactory
+from birthnotify.application.ports import (
+    HeldStore,
+    Log,
+    Outgoing,
+    ProcessedFiles,
+    ProgressStore,
+    QueueDirectory,
+    SenderFactory,
+    StoredUpload,
+)
 from birthnotify.domain.held import ActionKind, ActionRecord, HeldAction, RecordOutcome, names_file, new_action_id
 from birthnotify.domain.ledger import LedgerOutcome
 from birthnotify.domain.messages import FileReport, FileStatus
@@ -36,32 +45,9 @@ from birthnotify.domain.reader import FileKind, FileRejected, RowReader, scan_fi
 from birthnotify.domain.record import BirthNotification
 from birthnotify.domain.registry import Registry
 from birthnotify.domain.routing import Forward, Router
-from birthnotify.domain.uploads import InboundObject
 from birthnotify.domain.validation import RowRules, RowValidator, ValidRow
 from birthnotify.shared.clock import london_day, utc_now
 from birthnotify.shared.settings import DEFAULT_HELD_RETENTION_DAYS, DEFAULT_MAX_BABY_AGE_DAYS, DEFAULT_MAX_FILE_BYTES
-
-
-@dataclass(frozen=True)
-class StoredUpload:
-    """One version of an upload's key still in the inbound bucket."""
-
-    upload: InboundObject
-    uploaded_at: datetime
-
-
-class ProcessedFiles(Protocol):
-    """The processed files' reports and the uploads they came from (adapters.s3)."""
-
-    def reports(self) -> Iterable[FileReport]:
-        """Every report in the reports bucket."""
-        ...
-
-    def versions(self, bucket: str, key: str) -> list[StoredUpload]:
-        """The versions of an upload's key still kept, newest first."""
-        ...
-
-    def open(self, upload: InboundObject) -> IO[bytes]: ...
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,14 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from birthnotify.domain.fhir import Bundle, parse_json_bundle, parse_xml_bundle
-from birthnotify.domain.nems import LOCATIONS, check_is_birth_notification, read_birth_notification
 from birthnotify.domain.problems import FileRejected, RowProblem
 from birthnotify.domain.record import RECORD_FIELDS, REQUIRED_FIELDS, ErrorCode, NotificationType
 from birthnotify.domain.seen import SeenIds
+
+if TYPE_CHECKING:
+    from birthnotify.domain.fhir import Bundle
 
 __all__ = [
     "FileFacts",
@@ -643,6 +644,11 @@ def _records(lines: Iterator[str], kind: FileKind, only: frozenset[str] | None =
 def _read_bundle(stream: IO[bytes], kind: FileKind, max_bytes: int) -> tuple[_Content, Bundle]:
     """The bundle in a file: its bytes read whole within the bundle bound, then parsed and checked to be a
     birth notification."""
+    # FHIR parsing and the NEMS mapping are imported only when a bundle arrives: a CSV file's cold start
+    # does not pay for them.
+    from birthnotify.domain.fhir import parse_json_bundle, parse_xml_bundle
+    from birthnotify.domain.nems import check_is_birth_notification
+
     limit = min(max_bytes, MAX_BUNDLE_BYTES)
     content = _Content(stream, kind, limit)
     try:
@@ -664,6 +670,8 @@ def _read_bundle(stream: IO[bytes], kind: FileKind, max_bytes: int) -> tuple[_Co
 
 def _bundle_record(bundle: Bundle) -> _Record:
     """The one record of a bundle, named by its elements."""
+    from birthnotify.domain.nems import LOCATIONS, read_birth_notification
+
     reading = read_birth_notification(bundle)
     values: dict[str, Any] = {}
     problems = list(reading.problems)

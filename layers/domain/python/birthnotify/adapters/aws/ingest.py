@@ -1,4 +1,4 @@
-"""The functions' adapters, wired from boto3 clients: one place, used by the handlers and the tests."""
+"""The ingest function's adapters, wired from boto3 clients."""
 
 from __future__ import annotations
 
@@ -9,23 +9,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
-from birthnotify.adapters.deliveries import DynamoDeliveries
-from birthnotify.adapters.digest import DynamoDigestStore, DynamoSentMarks
 from birthnotify.adapters.held import DynamoHeldStore
 from birthnotify.adapters.ledger import S3Destinations, S3Ledger, S3Snapshots, ledger_key
-from birthnotify.adapters.lock import DynamoRunLock
-from birthnotify.adapters.mesh import S3InboundWriter, mesh_connector
 from birthnotify.adapters.progress import DynamoProgressStore
-from birthnotify.adapters.s3 import S3ReportReader, S3Reports, S3Uploads
+from birthnotify.adapters.s3 import S3Reports, S3Uploads
 from birthnotify.adapters.sqs import DEFAULT_CONCURRENCY, BatchSender, SqsEvents, SqsQueues
 from birthnotify.application.ingest import IngestPorts
-from birthnotify.application.mesh import MeshPorts
-from birthnotify.application.notify.service import NotifyPorts
-from birthnotify.application.ports import EmailTransport
-from birthnotify.shared.names import MESH_RUN_LEASE
-from birthnotify.shared.settings import IngestSettings, MeshSettings, NotifySettings
-
-MESH_LOCK = MESH_RUN_LEASE
+from birthnotify.shared.settings import IngestSettings
 
 SQS_CLIENT_CONFIG = Config(max_pool_connections=DEFAULT_CONCURRENCY, parameter_validation=False)
 """The ingest function's SQS client: a connection for each request the sender has in flight (botocore's
@@ -61,39 +51,4 @@ def ingest_ports(
         destinations=S3Destinations(s3, settings.ledger_bucket),
         snapshots=S3Snapshots(s3, settings.ledger_bucket),
         idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
-    )
-
-
-def notify_ports(
-    settings: NotifySettings,
-    *,
-    dynamodb: Any,
-    transport: EmailTransport,
-    s3: Any = None,
-    read_mesh_secret: Callable[[], str] | None = None,
-) -> NotifyPorts:
-    """The notify function's adapters; with ``read_mesh_secret`` (the MESH secret's value) and ``s3``, it
-    sends reports of files that came by MESH back by MESH."""
-    mesh = bool(settings.mesh_secret_id) and read_mesh_secret is not None and s3 is not None
-    return NotifyPorts(
-        transport=transport,
-        digests=DynamoDigestStore(dynamodb, settings.state_table),
-        marks=DynamoSentMarks(dynamodb, settings.state_table),
-        deliveries=DynamoDeliveries(dynamodb, settings.state_table),
-        idempotency_store=DynamoDBPersistenceLayer(table_name=settings.state_table, boto3_client=dynamodb),
-        mesh=mesh_connector(settings.mesh_secret_id, read_mesh_secret) if mesh and read_mesh_secret else None,
-        reports=S3ReportReader(s3, settings.reports_bucket) if mesh else None,
-        held=DynamoHeldStore(dynamodb, settings.held_table) if settings.held_table else None,
-    )
-
-
-def mesh_ports(
-    settings: MeshSettings, *, s3: Any, sqs: Any, dynamodb: Any, read_secret: Callable[[], str]
-) -> MeshPorts:
-    """The mesh function's adapters; ``read_secret`` gives the MESH secret's value."""
-    return MeshPorts(
-        connect=mesh_connector(settings.mesh_secret_id, read_secret),
-        inbound=S3InboundWriter(s3, settings.inbound_bucket),
-        lock=DynamoRunLock(dynamodb, settings.state_table, MESH_LOCK),
-        notices=SqsEvents(sqs, settings.file_events_queue_url),
     )
