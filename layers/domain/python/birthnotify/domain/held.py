@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class HeldStatus(StrEnum):
@@ -47,6 +47,8 @@ class RecordOutcome(StrEnum):
 class ActionRecord(BaseModel):
     """One record an action touched, by the trust's ids: never its content."""
 
+    model_config = ConfigDict(defer_build=True)  # built on first use (held review, re-delivery), never by ingest
+
     trust_ods_code: str
     sha256: str
     row: int
@@ -60,6 +62,8 @@ class ActionRecord(BaseModel):
 class HeldAction(BaseModel):
     """What a person did to held records (or a council's queue): who, when, what, why, and which records.
     Recorded before the first record changes and again when the action ends (``complete``)."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use (held review, re-delivery), never by ingest
 
     action_id: str
     kind: ActionKind

@@ -248,6 +248,8 @@ class MeshQuarantinedEvent(BaseModel):
     """Sent on the file-events queue for the notifier when a MESH message is quarantined: the operators are
     told. No content and no file name (a trust might name a file after a patient): the message id finds it."""
 
+    model_config = ConfigDict(defer_build=True)  # built by the notifier on first use, never by ingest
+
     schema_version: Literal["1"] = MESSAGE_SCHEMA_VERSION
     kind: Literal["mesh_quarantined"] = "mesh_quarantined"
     event_id: str = Field(description="mesh-quarantined:<message id>: the same for a retry.")
@@ -305,6 +307,8 @@ class HeldActionEvent(BaseModel):
     """Emitted on the file-events queue when reviewers release or discard held records, once per action and
     file: the trust and operators hear what became of the file's held records, and a council that received
     some hears they are waiting. Counts and references only: never personal data."""
+
+    model_config = ConfigDict(defer_build=True)  # built by the notifier on first use, never by ingest
 
     schema_version: Literal["1"] = MESSAGE_SCHEMA_VERSION
     kind: Literal["held_action"] = "held_action"

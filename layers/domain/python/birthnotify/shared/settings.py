@@ -116,7 +116,9 @@ class _Settings(BaseModel):
     """Settings read from the environment once, at cold start: a missing or malformed variable stops the
     function there, naming the variable, instead of failing on some later record."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True)
+    # defer_build: a function validates its own settings once, at cold start; the other functions' models
+    # are never built in its process.
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, defer_build=True)
     _function: ClassVar[str]
 
     @classmethod
