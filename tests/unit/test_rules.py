@@ -224,3 +224,18 @@ def test_every_character_sqs_refuses_is_unprintable_so_a_printable_body_skips_th
     for body in ('{"a":"caf\u00e9 \u2013 ok"}', "tab\there", "nul\x00", "lone \ud800", "\ufffe", "\x1f"):
         assert sqs_refuses(body) == (SQS_FORBIDDEN.search(body) is not None)
     assert sqs_refuses("line\x0bbreak") and not sqs_refuses("line\r\nbreak")
+
+
+def _sqs_allows(code_point: int) -> bool:
+    """SQS's allowed characters in a message body, as its documentation lists them."""
+    return (
+        code_point in (0x9, 0xA, 0xD)
+        or 0x20 <= code_point <= 0xD7FF
+        or 0xE000 <= code_point <= 0xFFFD
+        or 0x10000 <= code_point <= 0x10FFFF
+    )
+
+
+def test_sqs_forbidden_finds_exactly_the_characters_sqs_refuses_over_every_code_point():
+    wrong = [hex(c) for c in range(0x110000) if bool(SQS_FORBIDDEN.search(chr(c))) is _sqs_allows(c)]
+    assert not wrong, wrong[:10]
