@@ -50,7 +50,9 @@ while models:
     models += model.__subclasses__()
     if model.__module__.startswith("birthnotify") and not model.__pydantic_complete__:
         unbuilt.append(f"{model.__module__}.{model.__qualname__}")
+import gc
 print(json.dumps({"xray": "aws_xray_sdk" in sys.modules, "xml": "defusedxml" in sys.modules,
+                  "collecting": gc.isenabled(), "frozen": gc.get_freeze_count(),
                   "modules": sorted(name for name in sys.modules if name.startswith(("birthnotify", "aws_lambda"))),
                   "unbuilt": sorted(unbuilt)}))
 """
@@ -133,6 +135,15 @@ def test_the_ingest_functions_import_builds_the_schemas_of_exactly_the_models_a_
     notification file needs is built at import, so deferring it would only move its cost to the first file."""
     found = _imports("ingest", POWERTOOLS_TRACE_DISABLED="true", LAMBDA_TASK_ROOT="/var/task")
     assert set(found["unbuilt"]) == UNBUILT_AT_INGEST_COLD_START
+
+
+def test_the_ingest_import_freezes_its_objects_and_leaves_the_garbage_collector_on() -> None:
+    """The handler pauses the cyclic collector while it imports (its objects live as long as the container)
+    and freezes them; collection must be on again for what the invocations make."""
+    found = _imports("ingest", POWERTOOLS_TRACE_DISABLED="true", LAMBDA_TASK_ROOT="/var/task")
+    assert found["collecting"]
+    assert found["frozen"] > 0
+    assert _imports("notify", POWERTOOLS_TRACE_DISABLED="true", LAMBDA_TASK_ROOT="/var/task")["frozen"] == 0
 
 
 PARSER_MODELS = "aws_lambda_powertools.utilities.parser"
