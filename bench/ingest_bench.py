@@ -430,6 +430,7 @@ def cold_start_figures(runs: int) -> dict[str, float]:
         "LEDGER_BUCKET": "ledger",
         "LEDGER_KEY_SECRET_ID": "ledger-key",
         "FILE_EVENTS_QUEUE_URL": "https://sqs.eu-west-2.amazonaws.com/000000000000/events",
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",  # a process of the function's own, as Lambda's runtime starts
     }
     env |= {name: os.environ[name] for name in ("PYTHONPATH",) if name in os.environ}
     script = COLD_HANDLER.format(root=str(ROOT / "functions" / "ingest"))

@@ -3,40 +3,46 @@
 from __future__ import annotations
 
 import gc
+import os
 
 # The imports make hundreds of thousands of objects that live as long as the container (boto3's models, pydantic's
 # schemas): the cyclic garbage collector, run as they are made, finds nothing to free and cost ~30 ms of a cold
 # start (make bench). It is off until they are done; they are then frozen (never traversed again, as gc's docs
 # advise for long-lived objects before a fork) and collection goes on as it was for everything made after.
+# Frozen only in a process Lambda's runtime started for this function (it sets AWS_LAMBDA_RUNTIME_API): the local
+# cloud and the tests import the handler into a long-lived process of their own, whose objects would be frozen
+# with it and their garbage never freed. A failed import leaves the collector as it found it.
 _collecting = gc.isenabled()
 gc.disable()
+try:
+    import json
+    from datetime import datetime
+    from functools import cache
+    from pathlib import Path
+    from urllib.parse import unquote_plus
 
-import json
-from datetime import datetime
-from functools import cache
-from pathlib import Path
-from urllib.parse import unquote_plus
+    import boto3
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from birthnotify.adapters.aws.ingest import SQS_CLIENT_CONFIG, ingest_ports
+    from birthnotify.adapters.tracing import traced_lambda_handler
+    from birthnotify.application.ingest import IngestService, IngestSummary
+    from birthnotify.application.pipeline import FileIncomplete
+    from birthnotify.domain.postcodes import PostcodeDirectory
+    from birthnotify.domain.record import ErrorCode
+    from birthnotify.domain.registry import load_registry
+    from birthnotify.domain.uploads import InboundObject
+    from birthnotify.shared.settings import IngestSettings
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes import S3Event
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from birthnotify.adapters.aws.ingest import SQS_CLIENT_CONFIG, ingest_ports
-from birthnotify.adapters.tracing import traced_lambda_handler
-from birthnotify.application.ingest import IngestService, IngestSummary
-from birthnotify.application.pipeline import FileIncomplete
-from birthnotify.domain.postcodes import PostcodeDirectory
-from birthnotify.domain.record import ErrorCode
-from birthnotify.domain.registry import load_registry
-from birthnotify.domain.uploads import InboundObject
-from birthnotify.shared.settings import IngestSettings
-
-gc.freeze()
-if _collecting:
-    gc.enable()
+    if "AWS_LAMBDA_RUNTIME_API" in os.environ:
+        gc.freeze()
+finally:
+    if _collecting:
+        gc.enable()
 
 logger = Logger()
 metrics = Metrics()

@@ -137,13 +137,58 @@ def test_the_ingest_functions_import_builds_the_schemas_of_exactly_the_models_a_
     assert set(found["unbuilt"]) == UNBUILT_AT_INGEST_COLD_START
 
 
+IN_LAMBDA = {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
+"""What Lambda's runtime sets in the process it imports a handler in (the local cloud and the tests do not)."""
+
+
 def test_the_ingest_import_freezes_its_objects_and_leaves_the_garbage_collector_on() -> None:
     """The handler pauses the cyclic collector while it imports (its objects live as long as the container)
     and freezes them; collection must be on again for what the invocations make."""
-    found = _imports("ingest", POWERTOOLS_TRACE_DISABLED="true", LAMBDA_TASK_ROOT="/var/task")
+    in_lambda = {"POWERTOOLS_TRACE_DISABLED": "true", "LAMBDA_TASK_ROOT": "/var/task", **IN_LAMBDA}
+    found = _imports("ingest", **in_lambda)
     assert found["collecting"]
     assert found["frozen"] > 0
-    assert _imports("notify", POWERTOOLS_TRACE_DISABLED="true", LAMBDA_TASK_ROOT="/var/task")["frozen"] == 0
+    assert _imports("notify", **in_lambda)["frozen"] == 0
+
+
+SHARED_PROCESS = """
+import gc, importlib.util, json, sys, weakref
+if sys.argv[2] == "fail":
+    sys.modules["birthnotify.adapters.aws.ingest"] = None  # its import fails part-way through the handler's
+class Node:
+    pass
+node = Node()
+node.cycle = node
+gone = weakref.ref(node)
+gc.collect()  # the node is now an old object of the process (as a finished test's or deployment's are)
+del node  # and garbage in a cycle, before the handler's import: only a full collection frees it
+spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
+try:
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    failed = False
+except ImportError:
+    failed = True
+collecting = gc.isenabled()
+gc.collect()
+print(json.dumps({"failed": failed, "collecting": collecting, "freed": gone() is None}))
+"""
+
+
+@pytest.mark.parametrize("outcome", ["imported", "fail"])
+def test_a_process_that_imports_the_handler_among_other_work_keeps_collecting_its_own_garbage(outcome: str) -> None:
+    """The local cloud and the tests import the handler into a long-lived process of their own: the handler
+    must neither freeze that process's objects (its garbage would never be freed: a test session grew by
+    hundreds of MB) nor leave the collector off when its import fails."""
+    env = {key: value for key, value in os.environ.items() if key != "AWS_LAMBDA_RUNTIME_API"}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", SHARED_PROCESS, str(ROOT / "functions" / "ingest" / "handler.py"), outcome],
+        env=env | {"REGISTRY_PATH": str(REGISTRY_PATH), "POWERTOOLS_TRACE_DISABLED": "true"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found == {"failed": outcome == "fail", "collecting": True, "freed": True}
 
 
 PARSER_MODELS = "aws_lambda_powertools.utilities.parser"
