@@ -136,6 +136,41 @@ def test_a_file_interrupted_by_the_timeout_resumes_without_loss_or_duplicates(in
     assert event["status"] == "PROCESSED"
 
 
+@pytest.mark.parametrize("name", ["big.csv", "big.jsonl.gz"])
+def test_a_streamed_file_interrupted_by_the_timeout_resumes_from_its_snapshot_without_loss_or_duplicates(
+    ingest_stack, rows_factory, monkeypatch, name
+):
+    """A file over IN_MEMORY_BYTES: each delivery's first pass reads the response that gave its size (the
+    redelivery only hashes it, to find the snapshot), and the rows after the checkpoint come from a request of
+    their own, never from that already-read response."""
+    from birthnotify.application import ingest
+
+    monkeypatch.setattr(ingest_stack.handler, "RESUME_DELAY_SECONDS", 0)
+    monkeypatch.setattr(ingest, "IN_MEMORY_BYTES", 64)
+    ingest_stack.rewire()
+    rows = rows_factory(450, today(), districts={LEEDS: 2, MAIDSTONE: 1})
+    key = ingest_stack.upload("RX1", name, to_bytes(rows, name))
+    requests = inbound_requests(ingest_stack)
+
+    first = ingest_stack.run(context=RunsOutOfTime(checks_before_timeout=2), max_polls=1)
+    assert len(first[0]["batchItemFailures"]) == 1
+    # The first pass parsed the first response (a .gz's inflation-only check made one request more).
+    assert requests == Counter({("GetObject", key): 3 if name.endswith(".gz") else 2})
+    sent = [ingest_stack.drain(ingest_stack.authority_queue_urls[gss]) for gss in (LEEDS, KENT)]
+    assert 0 < sum(map(len, sent)) < 450
+    requests.clear()
+
+    assert ingest_stack.run() == [{"batchItemFailures": []}]
+
+    assert requests == Counter({("GetObject", key): 2})  # hashed from the first response, then the second pass
+    sent += [ingest_stack.drain(ingest_stack.authority_queue_urls[gss]) for gss in (LEEDS, KENT)]
+    assert notification_ids([body for bodies in sent for body in bodies]) == Counter(
+        row["notification_id"] for row in rows
+    )
+    outcome = ingest_stack.report("RX1", name)["outcome"]
+    assert outcome["rows_in"] == outcome["forwarded"] == 450
+
+
 def test_a_missing_authority_queue_fails_its_file_clearly_and_the_retry_completes_it(
     ingest_stack, rows_factory, caplog, sqs_clock
 ):
