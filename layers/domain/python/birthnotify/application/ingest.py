@@ -91,9 +91,11 @@ class UploadPasses:
             self._unread = fetched.body
             return
         content = fetched.body.read(IN_MEMORY_BYTES + 1)
-        if len(content) <= IN_MEMORY_BYTES:
+        if len(content) == fetched.size:
             self._content = content
-        # else more bytes than its size said (a store whose size and body disagree): each pass streams its own
+        # else the body and its size disagree: more bytes (a store that misreports), or fewer (a body cut short:
+        # botocore checks the length only on a read after the last, and this read is the only one). Each pass
+        # then streams its own request, read to its end, where a short body is an error, never a shorter file.
 
     def __call__(self) -> IO[bytes]:
         if self._content is not None:
