@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clock_support import wait_out_the_day
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-2"
@@ -29,11 +30,14 @@ _paused_coverage: Any = None
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Coverage of the package is measured over the unit and integration tests. Infra tests (CDK synthesis,
+    """Each test starts at least a few minutes before London midnight (clock_support.wait_out_the_day).
+
+    Coverage of the package is measured over the unit and integration tests. Infra tests (CDK synthesis,
     cfn-lint, checkov) and e2e tests (an in-process moto server) run no rule of the package that those do
     not, and under tracing they would cost more than the rest of the suite together, so coverage pauses for
     them (before their fixtures are set up)."""
     global _paused_coverage
+    wait_out_the_day()
     paused = bool(item.get_closest_marker("infra") or item.get_closest_marker("e2e"))
     if paused and _paused_coverage is None:
         try:

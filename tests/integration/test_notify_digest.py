@@ -19,6 +19,14 @@ LEEDS_CONTACT = REGISTRY.authority(LEEDS).contact_emails[0]
 NOW = datetime.now(UTC)
 
 
+@pytest.fixture(autouse=True)
+def _now_is_when_the_test_starts() -> None:
+    """NOW is read as each test starts (after conftest has waited out the end of a day), not when the module was
+    collected, maybe the day before."""
+    global NOW
+    NOW = datetime.now(UTC)
+
+
 def today():
     return london_day(NOW)
 
