@@ -22,7 +22,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from botocore.exceptions import ClientError
 
@@ -30,8 +30,6 @@ from birthnotify.application.ports import DeliveryInProgress
 
 DELIVERED_TTL_SECONDS = 35 * 24 * 3600
 """How long what was mailed is remembered: longer than SQS keeps an event (14 days) and its DLQ redrive."""
-
-_NAMES = {"#done": "done", "#owner": "owner", "#until": "lease_until", "#expiration": "expiration"}
 
 
 def mark_id(mark: str) -> str:
@@ -57,47 +55,25 @@ class DynamoDeliveryRun:
     def claim(self, mark: str) -> bool:
         """True: this run may mail the recipient now; False: it was mailed before. Raises
         DeliveryInProgress while another invocation holds the run (its lease not yet over)."""
-        now = self._clock()
-        values: dict[str, Any] = {
-            ":mark": {"S": mark_id(mark)},
-            ":me": {"S": self._owner},
-            ":now": {"N": str(int(now))},
-            ":until": {"N": str(int(now + self._lease_seconds) + 1)},
-            ":expiration": {"N": str(int(now) + DELIVERED_TTL_SECONDS)},
-        }
-        update = "SET #owner = :me, #until = :until, #expiration = :expiration"
-        if self._pending:
-            values[":pending"] = {"SS": sorted(self._pending)}
-            update += " ADD #done :pending"
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key=self._key,
-                UpdateExpression=update,
-                ConditionExpression=(
-                    "(attribute_not_exists(#done) OR NOT contains(#done, :mark)) AND "
-                    "(attribute_not_exists(#owner) OR #owner = :me OR #until < :now)"
-                ),
-                ExpressionAttributeNames=_NAMES,
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            old = exc.response.get("Item")
-            item = old if isinstance(old, dict) else self._read()
-            if mark_id(mark) in item.get("done", {}).get("SS", []):
-                return False
-            self.close()  # what this run mailed is remembered before it gives way
-            raise DeliveryInProgress("another invocation is mailing this run's recipients; retried later") from None
-        self._pending.clear()
-        self._holding = True
-        return True
+        taken, done = self._take(unless_marked=mark)
+        if taken:
+            return True
+        if mark_id(mark) in done:
+            return False
+        self._give_way()
 
     def claim_all(self, marks: Sequence[str]) -> list[str]:
         """Take the run for a bulk send in one conditional write; returns the marks not yet mailed. Raises
         DeliveryInProgress while another invocation holds the run and some recipient is still to be mailed."""
+        taken, done = self._take()
+        if not taken and not all(mark_id(mark) in done for mark in marks):
+            self._give_way()
+        return [mark for mark in marks if mark_id(mark) not in done]  # when not taken: everyone was mailed
+
+    def _take(self, unless_marked: str | None = None) -> tuple[bool, set[str]]:
+        """One conditional write that takes the run (owner and lease), writing the marks pending with it; with
+        ``unless_marked``, only while that recipient is not marked. Returns whether it was taken, and the marks
+        of the item as the write left it, or as it was when it refused the write."""
         now = self._clock()
         values: dict[str, Any] = {
             ":me": {"S": self._owner},
@@ -106,7 +82,12 @@ class DynamoDeliveryRun:
             ":expiration": {"N": str(int(now) + DELIVERED_TTL_SECONDS)},
         }
         update = "SET #owner = :me, #until = :until, #expiration = :expiration"
+        condition = "attribute_not_exists(#owner) OR #owner = :me OR #until < :now"
         names = {"#owner": "owner", "#until": "lease_until", "#expiration": "expiration"}
+        if unless_marked is not None:
+            values[":mark"] = {"S": mark_id(unless_marked)}
+            condition = f"(attribute_not_exists(#done) OR NOT contains(#done, :mark)) AND ({condition})"
+            names["#done"] = "done"
         if self._pending:
             values[":pending"] = {"SS": sorted(self._pending)}
             update += " ADD #done :pending"
@@ -116,7 +97,7 @@ class DynamoDeliveryRun:
                 TableName=self._table,
                 Key=self._key,
                 UpdateExpression=update,
-                ConditionExpression="attribute_not_exists(#owner) OR #owner = :me OR #until < :now",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
@@ -126,15 +107,15 @@ class DynamoDeliveryRun:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             old = exc.response.get("Item")
-            done = set((old if isinstance(old, dict) else self._read()).get("done", {}).get("SS", []))
-            if all(mark_id(mark) in done for mark in marks):
-                return []  # everyone was mailed: nothing to wait for
-            self.close()  # what this run mailed is remembered before it gives way
-            raise DeliveryInProgress("another invocation is mailing this run's recipients; retried later") from None
+            item = old if isinstance(old, dict) else self._read()
+            return False, set(item.get("done", {}).get("SS", []))
         self._pending.clear()
         self._holding = True
-        done = set(response.get("Attributes", {}).get("done", {}).get("SS", []))
-        return [mark for mark in marks if mark_id(mark) not in done]
+        return True, set(response.get("Attributes", {}).get("done", {}).get("SS", []))
+
+    def _give_way(self) -> NoReturn:
+        self.close()  # what this run mailed is remembered before it gives way
+        raise DeliveryInProgress("another invocation is mailing this run's recipients; retried later")
 
     def sent(self, mark: str) -> None:
         """The recipient was mailed: written with the next claim, by ``remember``, or by ``close``."""
