@@ -137,6 +137,20 @@ def _install() -> list[str]:
 
     SQSResponse._determine_resource = named_queue_arn
 
+    def sending_resources(self: Any, sender: str, configuration_set: str, template: str = "") -> Any:
+        """What AWS authorises a send against: the sender's identity, the configuration set and the stored
+        template, those the request names."""
+        arn = f"arn:aws:ses:{self.region}:{self.current_account}"
+        resources = []
+        if "@" in sender:
+            address = sender.rsplit("<", 1)[-1].rstrip(">").strip()
+            resources.append(f"{arn}:identity/{_identity_of(self, address)}")
+        if configuration_set:
+            resources.append(f"{arn}:configuration-set/{configuration_set}")
+        if template:
+            resources.append(f"{arn}:template/{template}")
+        return resources or "*"
+
     def email_resources(self: Any) -> Any:
         if self._get_action() not in ("SendEmail", "SendBulkEmail"):
             return "*"
@@ -144,35 +158,20 @@ def _install() -> list[str]:
             params = json.loads(self.body or "{}")
         except ValueError:
             return "*"
-        resources = []
-        sender = params.get("FromEmailAddress") or ""
-        if "@" in sender:
-            address = sender.rsplit("<", 1)[-1].rstrip(">").strip()
-            resources.append(f"arn:aws:ses:{self.region}:{self.current_account}:identity/{_identity_of(self, address)}")
-        if params.get("ConfigurationSetName"):
-            resources.append(
-                f"arn:aws:ses:{self.region}:{self.current_account}:configuration-set/{params['ConfigurationSetName']}"
-            )
-        return resources or "*"
+        return sending_resources(self, params.get("FromEmailAddress") or "", params.get("ConfigurationSetName") or "")
 
     SESV2Response._determine_resource = email_resources
 
     def bulk_email_resources(self: Any) -> Any:
-        # SES v1 SendBulkTemplatedEmail (the notifier's sends): the sender's identity, the configuration set
-        # and the stored template, as AWS authorises it.
+        # SES v1 SendBulkTemplatedEmail (the notifier's sends).
         if self._get_action() != "SendBulkTemplatedEmail":
             return "*"
-        arn = f"arn:aws:ses:{self.region}:{self.current_account}"
-        resources = []
-        sender = str(self._get_param("Source") or "")
-        if "@" in sender:
-            address = sender.rsplit("<", 1)[-1].rstrip(">").strip()
-            resources.append(f"{arn}:identity/{_identity_of(self, address)}")
-        if self._get_param("ConfigurationSetName"):
-            resources.append(f"{arn}:configuration-set/{self._get_param('ConfigurationSetName')}")
-        if self._get_param("Template"):
-            resources.append(f"{arn}:template/{self._get_param('Template')}")
-        return resources or "*"
+        return sending_resources(
+            self,
+            str(self._get_param("Source") or ""),
+            str(self._get_param("ConfigurationSetName") or ""),
+            str(self._get_param("Template") or ""),
+        )
 
     EmailResponse._determine_resource = bulk_email_resources
 
