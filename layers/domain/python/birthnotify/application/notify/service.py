@@ -397,8 +397,7 @@ class NotifyService:
                     failures.append(outcome)
                     continue
                 run.sent(mark)
-                self.sent.append((email, recipient))
-                self.log.info("email sent", extra={"kind": email.kind.value, "message_id": outcome})
+                self._record_sent(email, recipient, outcome)
 
     def _lease_seconds(self) -> float:
         """How long this invocation may still be mailing: after that, a retry may take its recipients."""
@@ -408,6 +407,9 @@ class NotifyService:
 
     def _deliver(self, email: Email, recipient: str) -> str:
         message_id = self.transport.send(email, recipient)
+        self._record_sent(email, recipient, message_id)
+        return message_id
+
+    def _record_sent(self, email: Email, recipient: str, message_id: str) -> None:
         self.sent.append((email, recipient))
         self.log.info("email sent", extra={"kind": email.kind.value, "message_id": message_id})
-        return message_id
