@@ -804,14 +804,13 @@ class RowReader:
         """Unknown column names (or JSON keys) seen so far, how often, and whether concealed, for a resumed reader
         to carry on: a name the report would not list (it may be data) only as ``conceal`` makes it (a keyed
         hash), so nothing is kept that the report leaves out."""
-        return [
-            (name, seen, False)
-            if self._listable(name, seen)
-            else (conceal(name), seen, True)
-            if not isinstance(name, _Concealed)
-            else (name, seen, True)
-            for name, seen in self._unknown.items()
-        ]
+        state = []
+        for name, seen in self._unknown.items():
+            if self._listable(name, seen):  # never one still concealed (_listable says so)
+                state.append((name, seen, False))
+            else:
+                state.append((name if isinstance(name, _Concealed) else conceal(name), seen, True))
+        return state
 
     @property
     def ignored_columns(self) -> list[str]:
